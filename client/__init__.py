@@ -1,0 +1,1 @@
+"""Everything that talks to a sigledger log: publishing, verification, the CLI."""

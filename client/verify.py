@@ -1,0 +1,95 @@
+"""Checks a client runs before it believes anything a log said.
+
+A **receipt** (``<file>.sigledger.json``, media type
+``application/vnd.sigledger.receipt.v1+json``) holds the logged entry, its
+index, an inclusion proof and the signed checkpoint it is proven against::
+
+    {"mediaType": "application/vnd.sigledger.receipt.v1+json",
+     "log": {"url": "...", "origin": "..."},
+     "status": "added" | "existing",
+     "log_index": 7, "entry": "<base64 leaf bytes>",
+     "inclusion_proof": {"log_index": 7, "tree_size": 9, "root_hash": "<base64>",
+                         "hashes": ["<base64>", ...], "checkpoint": "<signed note>"}}
+
+:func:`verify_receipt` checks that the entry decodes and its signature holds,
+that the proof places its leaf hash under the checkpoint's root, that the
+checkpoint is signed by the expected log key (when one is given), and that
+the entry says what the caller expected.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+from ledger import merkle
+from ledger.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
+from ledger.entry import Entry, Statement, decode_entry
+from ledger.errors import FormatError, VerificationError
+from ledger.note import Verifier, parse_note
+
+RECEIPT_MEDIA_TYPE = "application/vnd.sigledger.receipt.v1+json"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedReceipt:
+    index: int
+    entry: Entry
+    checkpoint: Checkpoint
+    log_signed: bool  # True when the checkpoint signature was checked against a log key
+
+
+def _b64(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise VerificationError(f"receipt field {what} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise VerificationError(f"receipt field {what} is not valid base64") from None
+
+
+def verify_receipt(
+    receipt: dict[str, Any],
+    *,
+    log_key: Verifier | None = None,
+    expect: Statement | None = None,
+) -> VerifiedReceipt:
+    """Verify a receipt as returned by /add or stored next to a file.
+
+    Raises VerificationError naming the first check that failed.
+    """
+    try:
+        proof = receipt["inclusion_proof"]
+        index = receipt["log_index"]
+        entry_bytes = _b64(receipt["entry"], "entry")
+        hashes = [_b64(h, "inclusion_proof.hashes") for h in proof["hashes"]]
+        note_text = proof["checkpoint"]
+    except (KeyError, TypeError):
+        raise VerificationError("receipt is missing required fields") from None
+    if type(index) is not int or proof.get("log_index") != index:
+        raise VerificationError("receipt log_index is missing or inconsistent")
+    if not isinstance(note_text, str):
+        raise VerificationError("receipt checkpoint must be a string")
+    try:
+        entry = decode_entry(entry_bytes)
+    except FormatError as exc:
+        raise VerificationError(f"logged entry does not decode: {exc}") from None
+    if not entry.signed.verify():
+        raise VerificationError("the publisher signature in the logged entry does not verify")
+    try:
+        if log_key is not None:
+            checkpoint, _note = open_checkpoint(note_text.encode(), log_key)
+        else:
+            checkpoint = parse_checkpoint(parse_note(note_text.encode()).text)
+    except FormatError as exc:
+        raise VerificationError(f"receipt checkpoint is malformed: {exc}") from None
+    if proof.get("tree_size") != checkpoint.size:
+        raise VerificationError("receipt tree_size differs from its checkpoint")
+    merkle.check_inclusion(index, checkpoint.size, merkle.leaf_hash(entry_bytes), hashes,
+                           checkpoint.root)
+    if expect is not None and entry.statement != expect:
+        raise VerificationError(
+            f"the log holds a different statement at index {index} than the one submitted")
+    return VerifiedReceipt(index, entry, checkpoint, log_key is not None)

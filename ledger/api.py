@@ -1,0 +1,175 @@
+"""Wire format of ``POST /add`` (pure; shared by the server and the client).
+
+JSON (``Content-Type: application/json``): one statement object, or
+``{"statements": [object, ...]}``. A statement object has exactly these keys::
+
+    {"project": "sampleproject", "version": "4.0.0",
+     "filename": "sampleproject-4.0.0-py3-none-any.whl",
+     "sha256": "<64 lowercase hex>", "size": 4242,
+     "signer": "<signed-note verifier key, Ed25519>",
+     "signature": "<base64 of the 64-byte Ed25519 signature>"}
+
+msgpack (``Content-Type: application/msgpack``): a msgpack array of bin values,
+each the canonical encoding of one signed statement
+(:func:`ledger.entry.encode_signed_statement`).
+
+Every malformed or non-canonical request raises
+:class:`~ledger.errors.FormatError` naming the statement and field.
+
+The answer (200) is ``{"receipts": [receipt, ...]}`` in request order; see
+:meth:`ledger.sequencer.Receipt.to_json`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from ledger.entry import (
+    SignedStatement,
+    Statement,
+    decode_signed_statement,
+    encode_signed_statement,
+)
+from ledger.errors import FormatError
+from ledger.note import ALG_ED25519, Verifier
+
+JSON_TYPE = "application/json"
+MSGPACK_TYPE = "application/msgpack"
+_KEYS = frozenset({"project", "version", "filename", "sha256", "size", "signer", "signature"})
+
+
+def statement_to_json(s: SignedStatement) -> dict[str, Any]:
+    st = s.statement
+    return {
+        "project": st.project,
+        "version": st.version,
+        "filename": st.filename,
+        "sha256": st.sha256.hex(),
+        "size": st.size,
+        "signer": s.signer_vkey(),
+        "signature": base64.b64encode(s.signature).decode(),
+    }
+
+
+def statement_from_json(obj: object, where: str = "statement") -> SignedStatement:
+    if not isinstance(obj, dict):
+        raise FormatError(f"{where} must be a JSON object")
+    keys = set(obj)
+    if keys != _KEYS:
+        missing, extra = sorted(_KEYS - keys), sorted(keys - _KEYS)
+        raise FormatError(f"{where}: missing keys {missing}, unknown keys {extra}")
+    sha = obj["sha256"]
+    if not isinstance(sha, str) or len(sha) != 64 or sha != sha.lower():
+        raise FormatError(f"{where}: sha256 must be 64 lowercase hex digits")
+    try:
+        digest = bytes.fromhex(sha)
+    except ValueError:
+        raise FormatError(f"{where}: sha256 must be 64 lowercase hex digits") from None
+    size = obj["size"]
+    if type(size) is not int:
+        raise FormatError(f"{where}: size must be an integer")
+    signer = obj["signer"]
+    if not isinstance(signer, str):
+        raise FormatError(f"{where}: signer must be a verifier key string")
+    try:
+        verifier = Verifier.from_vkey(signer)
+    except FormatError as exc:
+        raise FormatError(f"{where}: signer: {exc}") from None
+    if verifier.alg != ALG_ED25519:
+        raise FormatError(f"{where}: signer must be an Ed25519 (type 0x01) verifier key")
+    sig = obj["signature"]
+    signature = _b64(sig, f"{where}: signature")
+    if len(signature) != 64:
+        raise FormatError(f"{where}: signature must be 64 bytes")
+    for name in ("project", "version", "filename"):
+        if not isinstance(obj[name], str):
+            raise FormatError(f"{where}: {name} must be a string")
+    st = Statement(obj["project"], obj["version"], obj["filename"], digest, size)
+    try:
+        st.validate()
+    except FormatError as exc:
+        raise FormatError(f"{where}: {exc}") from None
+    return SignedStatement(st, verifier.name, verifier.public_key, signature)
+
+
+def _b64(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise FormatError(f"{what} must be a base64 string")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise FormatError(f"{what} is not valid base64") from None
+    if base64.b64encode(raw).decode() != value:
+        raise FormatError(f"{what} is not canonical base64")
+    return raw
+
+
+def encode_add_request(statements: Sequence[SignedStatement], content_type: str = JSON_TYPE
+                       ) -> bytes:
+    if content_type == MSGPACK_TYPE:
+        data = msgpack.packb([encode_signed_statement(s) for s in statements],
+                             use_bin_type=True)
+        assert isinstance(data, bytes)
+        return data
+    return json.dumps({"statements": [statement_to_json(s) for s in statements]}).encode()
+
+
+def parse_add_request(body: bytes, content_type: str, max_statements: int
+                      ) -> list[SignedStatement]:
+    """Decode and validate a /add body (signatures are checked separately)."""
+    if content_type == MSGPACK_TYPE:
+        items = _msgpack_items(body, max_statements)
+        out = []
+        for i, item in enumerate(items):
+            try:
+                out.append(decode_signed_statement(item))
+            except FormatError as exc:
+                raise FormatError(f"statement {i}: {exc}") from None
+        return out
+    if content_type not in (JSON_TYPE, "", "application/octet-stream", "text/plain"):
+        raise FormatError(f"unsupported Content-Type {content_type!r}; "
+                          f"use {JSON_TYPE} or {MSGPACK_TYPE}")
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise FormatError(f"body is not valid JSON: {exc}") from None
+    if isinstance(doc, dict) and "statements" in doc:
+        if set(doc) != {"statements"} or not isinstance(doc["statements"], list):
+            raise FormatError('body must be {"statements": [...]} or one statement object')
+        objs = doc["statements"]
+    else:
+        objs = [doc]
+    _check_count(len(objs), max_statements)
+    return [statement_from_json(o, f"statement {i}") for i, o in enumerate(objs)]
+
+
+def _check_count(n: int, max_statements: int) -> None:
+    if n == 0:
+        raise FormatError("the request holds no statements")
+    if n > max_statements:
+        raise FormatError(f"at most {max_statements} statements per request, not {n}")
+
+
+def _msgpack_items(body: bytes, max_statements: int) -> list[bytes]:
+    try:
+        items = msgpack.unpackb(body, raw=False, max_array_len=max_statements,
+                                max_map_len=0, max_ext_len=0, max_str_len=0)
+    except ValueError as exc:
+        if "exceeds max_array_len" in str(exc):
+            raise FormatError(f"at most {max_statements} statements per request") from None
+        raise FormatError(f"body is not valid msgpack: {exc.__class__.__name__}") from None
+    except Exception as exc:
+        raise FormatError(f"body is not valid msgpack: {exc.__class__.__name__}") from None
+    if not isinstance(items, list) or not all(isinstance(x, bytes) for x in items):
+        raise FormatError("msgpack body must be an array of bin (encoded signed statements)")
+    _check_count(len(items), max_statements)
+    again = msgpack.packb(items, use_bin_type=True)
+    if again != body:
+        raise FormatError("msgpack body is not canonically encoded")
+    return items

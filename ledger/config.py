@@ -1,0 +1,149 @@
+"""Server configuration: a TOML file, ``SIGLEDGER_*`` environment variables, flags.
+
+Precedence, highest first: command-line flags, environment variables, the TOML
+file (``--config``), the defaults below. Unknown keys in the file are an
+error, so a typo never silently falls back to a default.
+
+Example ``sigledger.toml``::
+
+    data = "/var/lib/sigledger"
+    listen = "127.0.0.1:8080"
+    origin = "log.example.org/releases"
+    batch_max_age = 0.05
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import ConfigError
+
+ENV_PREFIX = "SIGLEDGER_"
+DEFAULT_ORIGIN = "localhost/sigledger"
+
+
+@dataclass
+class ServerConfig:
+    """Every setting of ``sigledger serve``. Each field is also a TOML key and an
+    environment variable (``SIGLEDGER_`` + the upper-cased name)."""
+
+    data: str = "sigledger-data"
+    """Data directory: holds ``log.db`` (SQLite) and ``log.key`` (mode 0600)."""
+    listen: str = "127.0.0.1:8080"
+    """HOST:PORT to listen on. Port 0 picks a free port (printed at start)."""
+    origin: str = ""
+    """Checkpoint origin line and log key name, fixed when the log is created
+    (default ``localhost/sigledger``). It should be the log's URL prefix without
+    scheme, e.g. ``log.example.org/releases``. Later starts refuse a different one."""
+    key_file: str = ""
+    """Log signing key (Go ``PRIVATE+KEY+...`` format). Default: ``<data>/log.key``."""
+    batch_max_size: int = 4096
+    """Most statements integrated in one batch (one commit, one checkpoint)."""
+    batch_max_age: float = 0.05
+    """Seconds a statement may wait for its batch to fill before the batch is cut."""
+    queue_max: int = 65536
+    """Most statements waiting for integration; beyond that /add answers 503."""
+    max_request_bytes: int = 4 * 1024 * 1024
+    """Largest accepted request body (413 beyond)."""
+    max_statements: int = 1000
+    """Most statements in one /add request."""
+    checkpoint_period: float = 1.0
+    """While idle, seconds between storage checks and checkpoint re-publication."""
+    stale_after: float = 30.0
+    """/healthz fails when the checkpoint was last published longer ago than this."""
+    tile_cache: int = 1024
+    """Full tiles kept in memory for proof generation (about 33 KB each)."""
+    log_format: str = "json"
+    """``json`` (one object per line on stdout) or ``text``."""
+    log_level: str = "info"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "log.db"
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.key_file) if self.key_file else self.data_dir / "log.key"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+    def validate(self) -> None:
+        self.host_port  # noqa: B018 (parses and raises)
+        for name in ("batch_max_size", "queue_max", "max_request_bytes", "max_statements",
+                     "tile_cache"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        for name in ("batch_max_age", "checkpoint_period", "stale_after"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError("log_format must be 'json' or 'text'")
+        if any(c.isspace() for c in self.origin) or "+" in self.origin:
+            raise ConfigError(f"origin {self.origin!r} must not contain spaces or '+'")
+
+
+def _coerce(name: str, kind: Any, value: Any, source: str) -> Any:
+    try:
+        if kind in ("int", int):
+            if isinstance(value, bool):
+                raise TypeError
+            return int(value)
+        if kind in ("float", float):
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if not isinstance(value, str):
+            raise TypeError
+        return value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {name} has an invalid value {value!r}") from None
+
+
+def load_config(
+    path: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> ServerConfig:
+    """Build the effective configuration (file < environment < overrides)."""
+    env = os.environ if environ is None else environ
+    cfg = ServerConfig()
+    kinds = {f.name: f.type for f in fields(ServerConfig)}
+    values: dict[str, Any] = {}
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        for key, value in raw.items():
+            name = key.replace("-", "_")
+            if name not in kinds:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[name] = _coerce(name, kinds[name], value, path)
+    for name, kind in kinds.items():
+        env_value = env.get(ENV_PREFIX + name.upper())
+        if env_value is not None:
+            values[name] = _coerce(name, kind, env_value, ENV_PREFIX + name.upper())
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, kinds[name], value, "command line")
+    cfg = dataclasses.replace(cfg, **values)
+    cfg.validate()
+    return cfg

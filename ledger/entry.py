@@ -1,0 +1,323 @@
+"""Release statements and logged entries: the bytes sigledger signs and logs.
+
+A **release statement** says "the file FILENAME of release PROJECT VERSION has
+SHA-256 DIGEST and SIZE bytes". Its fields are checked against the Python
+packaging standards: the project name is PEP 503 canonical, the version is
+PEP 440 normalized, and the filename must parse (via ``packaging``) as a wheel
+or sdist of exactly that project and version.
+
+A publisher signs the statement with Ed25519 over a domain-separated message::
+
+    b"sigledger/statement/v1\\n" || msgpack([project, version, filename, sha256, size])
+
+A **signed statement** is what a publisher submits; its canonical binary form
+(``encode_signed_statement``) is the msgpack array::
+
+    [1, project, version, filename, sha256, size, key_name, public_key, signature]
+
+A **logged entry** (the Merkle leaf bytes, ``encode_entry``) is the same array
+with one more element, the log's integration time in milliseconds since the
+Unix epoch::
+
+    [1, project, version, filename, sha256, size, key_name, public_key, signature, time_ms]
+
+Types: ``project``, ``version``, ``filename``, ``key_name`` are msgpack str;
+``sha256`` (32 bytes), ``public_key`` (32 bytes), ``signature`` (64 bytes) are
+msgpack bin; ``size`` and ``time_ms`` are non-negative integers below 2**63.
+The leading 1 is the format version; a v2 gets a new number.
+
+The encoding is canonical: the shortest msgpack encoding of every length and
+integer (what ``msgpack.packb(..., use_bin_type=True)`` writes). Decoders accept
+exactly that: every non-canonical encoding, unknown version, wrong type,
+trailing byte or oversized field raises :class:`~ledger.errors.FormatError`,
+the only exception a decoder raises.
+
+Worked example (executed by ``tests/test_entry.py``)::
+
+    >>> from ledger.entry import Statement, statement_message
+    >>> st = Statement("sampleproject", "4.0.0", "sampleproject-4.0.0-py3-none-any.whl",
+    ...                bytes(32), 4242)
+    >>> statement_message(st).hex()
+    '7369676c65646765722f73746174656d656e742f76310a95ad73616d706c6570726f6a656374a5342e302e30d9247361\
+6d706c6570726f6a6563742d342e302e302d7079332d6e6f6e652d616e792e776886c420000000000000000000000000\
+0000000000000000000000000000000000000000cd1092'
+
+The signer is identified by its signed-note verifier key (``key_name`` plus
+``public_key``, algorithm Ed25519 0x01); see :func:`SignedStatement.signer_vkey`.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from ledger.errors import FormatError
+from ledger.note import ALG_ED25519, check_key_name, key_id
+
+FORMAT_VERSION = 1
+STATEMENT_CONTEXT = b"sigledger/statement/v1\n"
+
+MAX_PROJECT_LEN = 200
+MAX_VERSION_LEN = 128
+MAX_FILENAME_LEN = 255
+MAX_KEY_NAME_LEN = 128
+MAX_UINT63 = 2**63 - 1
+# An entry must fit an entry bundle (u16 length prefix, c2sp.org/tlog-tiles).
+MAX_ENTRY_SIZE = 65535
+
+# PEP 508 names; the canonical form additionally is lower case with single '-'.
+_NAME_RE = re.compile(r"^([a-z0-9]|[a-z0-9][a-z0-9._-]*[a-z0-9])$")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """What a publisher attests about one release file."""
+
+    project: str
+    version: str
+    filename: str
+    sha256: bytes
+    size: int
+
+    def validate(self) -> None:
+        """Raise FormatError unless every field is valid and canonical."""
+        _check_statement_fields(self.project, self.version, self.filename, self.sha256, self.size)
+
+    @classmethod
+    def create(cls, project: str, version: str, filename: str, sha256: bytes, size: int) -> Statement:
+        """Build a statement, canonicalizing project name and version first."""
+        try:
+            ver = str(Version(version))
+        except InvalidVersion as exc:
+            raise FormatError(f"invalid version {version!r}: {exc}") from None
+        st = cls(str(canonicalize_name(project)), ver, filename, sha256, size)
+        st.validate()
+        return st
+
+    @classmethod
+    def for_file(cls, filename: str, sha256: bytes, size: int) -> Statement:
+        """Build the statement for a wheel or sdist, reading project and version off its name."""
+        project, version = parse_release_filename(filename)
+        return cls.create(project, version, filename, sha256, size)
+
+    @property
+    def binding(self) -> tuple[str, str, str]:
+        """The (project, version, filename) a signer binds to exactly one hash."""
+        return (self.project, self.version, self.filename)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedStatement:
+    """A statement plus the publisher's key and Ed25519 signature."""
+
+    statement: Statement
+    key_name: str
+    public_key: bytes
+    signature: bytes
+
+    def signer_vkey(self) -> str:
+        """The signer's identity as a signed-note verifier key string."""
+        return signer_vkey(self.key_name, self.public_key)
+
+    def verify(self) -> bool:
+        """True iff the signature is valid for this statement and key."""
+        try:
+            VerifyKey(self.public_key).verify(statement_message(self.statement), self.signature)
+        except (BadSignatureError, ValueError, TypeError):
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A logged entry: a signed statement and the time the log integrated it."""
+
+    signed: SignedStatement
+    time_ms: int
+
+    @property
+    def statement(self) -> Statement:
+        return self.signed.statement
+
+
+def parse_release_filename(filename: str) -> tuple[str, str]:
+    """Return (canonical project, normalized version) of a wheel or sdist filename."""
+    try:
+        if filename.endswith(".whl"):
+            name, version, _build, _tags = parse_wheel_filename(filename)
+        else:
+            name, version = parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as exc:
+        raise FormatError(
+            f"{filename!r} is not a wheel or sdist filename: {exc}"
+        ) from None
+    return str(name), str(version)
+
+
+def _check_statement_fields(
+    project: object, version: object, filename: object, sha256: object, size: object
+) -> None:
+    if not isinstance(project, str) or not 0 < len(project) <= MAX_PROJECT_LEN:
+        raise FormatError("project must be a non-empty string of at most 200 characters")
+    if not _NAME_RE.match(project) or canonicalize_name(project) != project:
+        raise FormatError(
+            f"project {project!r} is not a PEP 503 canonical name "
+            f"(expected {canonicalize_name(project)!r})"
+        )
+    if not isinstance(version, str) or not 0 < len(version) <= MAX_VERSION_LEN:
+        raise FormatError("version must be a non-empty string of at most 128 characters")
+    try:
+        normalized = str(Version(version))
+    except InvalidVersion:
+        raise FormatError(f"version {version!r} is not a valid PEP 440 version") from None
+    if normalized != version:
+        raise FormatError(f"version {version!r} is not normalized (expected {normalized!r})")
+    if not isinstance(filename, str) or not 0 < len(filename) <= MAX_FILENAME_LEN:
+        raise FormatError("filename must be a non-empty string of at most 255 characters")
+    if any(c in filename for c in "/\\\x00") or filename.strip() != filename:
+        raise FormatError(f"filename {filename!r} must be a bare file name")
+    fproject, fversion = parse_release_filename(filename)
+    if fproject != project or fversion != version:
+        raise FormatError(
+            f"filename {filename!r} is a release of {fproject} {fversion}, "
+            f"not of {project} {version}"
+        )
+    if not isinstance(sha256, bytes) or len(sha256) != 32:
+        raise FormatError("sha256 must be 32 bytes")
+    if type(size) is not int or not 0 <= size <= MAX_UINT63:
+        raise FormatError("size must be an integer in [0, 2**63)")
+
+
+def statement_message(st: Statement) -> bytes:
+    """The exact bytes a publisher signs for ``st``."""
+    return STATEMENT_CONTEXT + _pack([st.project, st.version, st.filename, st.sha256, st.size])
+
+
+def _pack(obj: list[Any]) -> bytes:
+    data = msgpack.packb(obj, use_bin_type=True)
+    assert isinstance(data, bytes)
+    return data
+
+
+def _signed_fields(s: SignedStatement) -> list[Any]:
+    st = s.statement
+    return [
+        FORMAT_VERSION,
+        st.project,
+        st.version,
+        st.filename,
+        st.sha256,
+        st.size,
+        s.key_name,
+        s.public_key,
+        s.signature,
+    ]
+
+
+def encode_signed_statement(s: SignedStatement) -> bytes:
+    """Canonical msgpack of a signed statement (the submission form)."""
+    return _pack(_signed_fields(s))
+
+
+def encode_entry(e: Entry) -> bytes:
+    """Canonical msgpack of a logged entry (the Merkle leaf bytes)."""
+    data = _pack([*_signed_fields(e.signed), e.time_ms])
+    if len(data) > MAX_ENTRY_SIZE:
+        raise FormatError("entry larger than 65535 bytes")
+    return data
+
+
+def _unpack_canonical(data: bytes, what: str) -> list[Any]:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise FormatError(f"{what} must be bytes")
+    data = bytes(data)
+    if len(data) > MAX_ENTRY_SIZE:
+        raise FormatError(f"{what} larger than {MAX_ENTRY_SIZE} bytes")
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=MAX_ENTRY_SIZE,
+            max_bin_len=MAX_ENTRY_SIZE,
+            max_array_len=16,
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises many types; all mean "malformed"
+        raise FormatError(f"{what} is not valid msgpack: {exc.__class__.__name__}") from None
+    if not isinstance(obj, list):
+        raise FormatError(f"{what} must be a msgpack array")
+    # Canonical iff re-encoding reproduces the input exactly (shortest forms,
+    # str vs bin types, no trailing bytes: unpackb already rejects those).
+    try:
+        again = _pack(obj)
+    except Exception:
+        raise FormatError(f"{what} holds values that cannot be re-encoded") from None
+    if again != data:
+        raise FormatError(f"{what} is not canonically encoded")
+    return obj
+
+
+def _signed_from_fields(fields: list[Any], what: str) -> SignedStatement:
+    version = fields[0]
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise FormatError(f"{what} has unknown format version {version!r}")
+    _v, project, ver, filename, sha256, size, key_name, public_key, signature = fields[:9]
+    _check_statement_fields(project, ver, filename, sha256, size)
+    if not isinstance(key_name, str) or not 0 < len(key_name) <= MAX_KEY_NAME_LEN:
+        raise FormatError("key name must be a non-empty string of at most 128 characters")
+    check_key_name(key_name)
+    if not isinstance(public_key, bytes) or len(public_key) != 32:
+        raise FormatError("public key must be 32 bytes")
+    if not isinstance(signature, bytes) or len(signature) != 64:
+        raise FormatError("signature must be 64 bytes")
+    return SignedStatement(Statement(project, ver, filename, sha256, size), key_name, public_key, signature)
+
+
+def decode_signed_statement(data: bytes) -> SignedStatement:
+    """Strictly decode :func:`encode_signed_statement` output (signature not checked)."""
+    fields = _unpack_canonical(data, "signed statement")
+    if len(fields) != 9:
+        raise FormatError(f"signed statement must have 9 fields, not {len(fields)}")
+    return _signed_from_fields(fields, "signed statement")
+
+
+def decode_entry(data: bytes) -> Entry:
+    """Strictly decode a logged entry (signature not checked; see SignedStatement.verify)."""
+    fields = _unpack_canonical(data, "entry")
+    if len(fields) != 10:
+        if fields and fields[0] != FORMAT_VERSION:
+            raise FormatError(f"entry has unknown format version {fields[0]!r}")
+        raise FormatError(f"entry must have 10 fields, not {len(fields)}")
+    signed = _signed_from_fields(fields, "entry")
+    time_ms = fields[9]
+    if type(time_ms) is not int or not 0 <= time_ms <= MAX_UINT63:
+        raise FormatError("entry time must be an integer in [0, 2**63)")
+    return Entry(signed, time_ms)
+
+
+def signer_key_id(key_name: str, public_key: bytes) -> int:
+    """Signed-note key ID of a publisher key."""
+    return key_id(key_name, ALG_ED25519, public_key)
+
+
+def signer_vkey(key_name: str, public_key: bytes) -> str:
+    """Verifier key string (``name+hex8+base64(0x01||key)``) of a publisher key."""
+    kid = key_id(key_name, ALG_ED25519, public_key)
+    return f"{key_name}+{kid:08x}+{base64.b64encode(bytes([ALG_ED25519]) + public_key).decode()}"

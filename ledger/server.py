@@ -1,0 +1,418 @@
+"""The log's HTTP service (aiohttp): thin handlers over the sequencer and storage.
+
+Routes (read side per c2sp.org/tlog-tiles@v0.1.0):
+
+* ``GET /checkpoint`` -- the signed checkpoint note (``text/plain; charset=utf-8``).
+* ``GET /tile/<L>/<N>[.p/<W>]`` -- hash tiles; ``GET /tile/entries/<N>[.p/<W>]`` --
+  entry bundles. Both immutable once served; only sizes up to the published
+  checkpoint are served.
+* ``POST /add`` -- submit signed statements (see :mod:`ledger.api`); answers
+  after integration with one receipt per statement.
+* ``GET /healthz`` -- 200 while storage works and the checkpoint is fresh.
+* ``GET /metrics`` -- Prometheus text format.
+
+Errors are JSON bodies ``{"error": <stable key>, "message": <text>}`` with the
+status code of the failure (400, 403, 404, 409, 413, 429/503 + Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ledger import api, merkle
+from ledger.config import DEFAULT_ORIGIN, ServerConfig
+from ledger.entry import SignedStatement
+from ledger.errors import ConfigError, FormatError, LedgerError
+from ledger.note import Signer
+from ledger.sequencer import (
+    ConflictError,
+    OverloadedError,
+    Sequencer,
+    SequencerConfig,
+    SubmissionError,
+)
+from ledger.storage import Storage
+from ledger.tiles import TILE_WIDTH, encode_entry_bundle, parse_tile_path
+
+log = logging.getLogger("sigledger.server")
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+CHECKPOINT_CACHE = "public, max-age=2"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.tree_size = Gauge("sigledger_tree_size", "Entries in the published tree", registry=r)
+        self.checkpoint_time = Gauge(
+            "sigledger_checkpoint_timestamp_seconds",
+            "When the checkpoint was last (re)published", registry=r)
+        self.queued = Gauge("sigledger_queue_statements", "Statements awaiting integration",
+                            registry=r)
+        self.batch_size = Histogram(
+            "sigledger_batch_entries", "New entries per integrated batch",
+            buckets=(0, 1, 4, 16, 64, 256, 1024, 4096, 16384), registry=r)
+        self.batch_seconds = Histogram(
+            "sigledger_batch_seconds", "Time to integrate one batch",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r)
+        self.latency = Histogram(
+            "sigledger_integration_latency_seconds", "Time from submission to receipt",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.requests = Counter("sigledger_http_requests", "HTTP requests by route and status",
+                                ["route", "code"], registry=r)
+        self.errors = Counter("sigledger_errors", "Errors by category", ["error"], registry=r)
+        self.statements = Counter("sigledger_statements", "Submitted statements by outcome",
+                                  ["outcome"], registry=r)
+
+
+class APIError(LedgerError):
+    """An error answered to an HTTP client with ``status`` and a stable ``error_key``."""
+
+    def __init__(self, status: int, error_key: str, message: str,
+                 extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.error_key = error_key
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+CONFIG_KEY = web.AppKey("config", ServerConfig)
+SEQUENCER_KEY = web.AppKey("sequencer", Sequencer)
+STORAGE_KEY = web.AppKey("storage", Storage)
+METRICS_KEY = web.AppKey("metrics", Metrics)
+SIGNER_KEY = web.AppKey("signer", Signer)
+
+
+# -- opening a log ---------------------------------------------------------------
+
+
+def write_key_file(path: Path, signer: Signer) -> None:
+    """Write a signer key with mode 0600, atomically (never a half-written key)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(signer.skey + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_key_file(path: Path) -> Signer:
+    try:
+        mode = path.stat().st_mode & 0o777
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"key file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read key file {path}: {exc}") from None
+    if mode & 0o077:
+        raise ConfigError(f"key file {path} is readable by others (mode {mode:o}); "
+                          f"run: chmod 600 {path}")
+    try:
+        return Signer.from_skey(text)
+    except FormatError as exc:
+        raise ConfigError(f"key file {path} does not hold a signer key: {exc}") from None
+
+
+async def open_log(cfg: ServerConfig) -> tuple[Storage, Signer, str]:
+    """Open (or create, on first start) the log in ``cfg.data``.
+
+    Returns storage, the log signer and the origin. Refuses to run a log with
+    a key or origin other than the one it was created with.
+    """
+    cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    storage = await Storage.open(cfg.db_path)
+    try:
+        origin = await storage.get_meta("origin")
+        if origin is None:
+            origin = cfg.origin or DEFAULT_ORIGIN
+            if cfg.key_path.exists():
+                signer = read_key_file(cfg.key_path)
+            else:
+                signer = Signer.generate(origin)
+                write_key_file(cfg.key_path, signer)
+                log.info("generated log key", extra={"key_file": str(cfg.key_path)})
+            await storage.initialize({"origin": origin, "vkey": signer.vkey},
+                                     merkle.EMPTY_ROOT, int(time.time() * 1000))
+            log.info("created new log", extra={"origin": origin, "vkey": signer.vkey})
+        else:
+            if not cfg.key_path.exists():
+                raise ConfigError(
+                    f"the log in {cfg.data_dir} exists but its key {cfg.key_path} is missing; "
+                    "restore the key file (a new key would be a different log)")
+            signer = read_key_file(cfg.key_path)
+            vkey = await storage.get_meta("vkey")
+            if signer.vkey != vkey:
+                raise ConfigError(
+                    f"key {cfg.key_path} ({signer.vkey}) is not the key of the log in "
+                    f"{cfg.data_dir} ({vkey}); refusing to start")
+            if cfg.origin and cfg.origin != origin:
+                raise ConfigError(
+                    f"the log in {cfg.data_dir} has origin {origin!r}, not {cfg.origin!r}")
+    except BaseException:
+        await storage.close()
+        raise
+    return storage, signer, origin
+
+
+# -- app -------------------------------------------------------------------------
+
+
+def create_app(cfg: ServerConfig) -> web.Application:
+    app = web.Application(client_max_size=cfg.max_request_bytes,
+                          middlewares=[_error_middleware])
+    app[CONFIG_KEY] = cfg
+    app[METRICS_KEY] = Metrics()
+    app.cleanup_ctx.append(_log_context)
+    app.router.add_get("/checkpoint", handle_checkpoint)
+    app.router.add_get("/tile/{path:.+}", handle_tile)
+    app.router.add_post("/add", handle_add)
+    app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/metrics", handle_metrics)
+    return app
+
+
+async def _log_context(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG_KEY]
+    metrics = app[METRICS_KEY]
+    storage, signer, origin = await open_log(cfg)
+
+    def on_batch(entries: int, seconds: float) -> None:
+        metrics.batch_size.observe(entries)
+        metrics.batch_seconds.observe(seconds)
+
+    seq = Sequencer(storage, signer, origin, SequencerConfig(
+        batch_max_size=cfg.batch_max_size, batch_max_age=cfg.batch_max_age,
+        queue_max=cfg.queue_max, checkpoint_period=cfg.checkpoint_period,
+        tile_cache=cfg.tile_cache), on_batch=on_batch)
+    try:
+        await seq.start()
+    except BaseException:
+        await storage.close()
+        raise
+    app[STORAGE_KEY] = storage
+    app[SEQUENCER_KEY] = seq
+    app[SIGNER_KEY] = signer
+    try:
+        yield
+    finally:
+        await seq.stop()
+        await storage.close()
+
+
+@web.middleware
+async def _error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    metrics = request.app[METRICS_KEY]
+    route = request.match_info.route.resource
+    route_name = route.canonical if route is not None else "unmatched"
+    try:
+        resp = await handler(request)
+    except APIError as exc:
+        resp = _error_response(exc.status, exc.error_key, str(exc), exc.extra, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        key = {404: "not_found", 405: "method_not_allowed",
+               413: "too_large"}.get(exc.status, "http_error")
+        message = exc.text or exc.reason
+        if exc.status == 413:
+            limit = request.app[CONFIG_KEY].max_request_bytes
+            message = f"request body larger than {limit} bytes"
+        resp = _error_response(exc.status, key, message or "", {}, {})
+    if resp.status >= 400:
+        metrics.errors.labels(getattr(resp, "error_key", str(resp.status))).inc()
+    metrics.requests.labels(route_name, str(resp.status)).inc()
+    return resp
+
+
+def _error_response(status: int, key: str, message: str, extra: dict[str, Any],
+                    headers: dict[str, str]) -> web.Response:
+    resp = web.json_response({"error": key, "message": message, **extra}, status=status,
+                             headers=headers)
+    resp.error_key = key  # type: ignore[attr-defined]
+    return resp
+
+
+def _sequencer(request: web.Request) -> Sequencer:
+    return request.app[SEQUENCER_KEY]
+
+
+async def handle_checkpoint(request: web.Request) -> web.Response:
+    pub = _sequencer(request).published
+    assert pub is not None
+    return web.Response(body=pub.note, content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": CHECKPOINT_CACHE,
+                                 "Access-Control-Allow-Origin": "*"})
+
+
+async def handle_tile(request: web.Request) -> web.Response:
+    path = "tile/" + request.match_info["path"]
+    try:
+        ref = parse_tile_path(path)
+    except FormatError as exc:
+        raise APIError(404, "not_found", f"no such tile: {exc}") from None
+    pub = _sequencer(request).published
+    assert pub is not None
+    level = 0 if ref.is_entries else ref.level
+    available = min(TILE_WIDTH, (pub.size >> (8 * level)) - ref.n * TILE_WIDTH)
+    if available < ref.width:
+        raise APIError(404, "not_found",
+                       f"{path} is beyond the published tree size {pub.size}")
+    storage = request.app[STORAGE_KEY]
+    headers = {"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"}
+    if ref.is_entries:
+        start = ref.n * TILE_WIDTH
+        entries = await storage.read_entries(start, start + ref.width)
+        if len(entries) != ref.width:
+            raise APIError(500, "storage_inconsistent", f"entries missing for {path}")
+        resp = web.Response(body=encode_entry_bundle(entries),
+                            content_type="application/octet-stream", headers=headers)
+        resp.enable_compression()
+        return resp
+    data = await storage.read_tile(ref.level, ref.n)
+    if data is None or len(data) < ref.width * 32:
+        raise APIError(500, "storage_inconsistent", f"tile data missing for {path}")
+    return web.Response(body=data[: ref.width * 32], content_type="application/octet-stream",
+                        headers=headers)
+
+
+async def handle_add(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG_KEY]
+    metrics = request.app[METRICS_KEY]
+    body = await request.read()
+    try:
+        statements = api.parse_add_request(body, request.content_type, cfg.max_statements)
+    except FormatError as exc:
+        metrics.statements.labels("malformed").inc()
+        raise APIError(400, "malformed", str(exc)) from None
+    bad = await _find_bad_signatures(statements)
+    if bad:
+        metrics.statements.labels("bad_signature").inc(len(statements))
+        raise APIError(403, "bad_signature",
+                       f"signature does not verify for statement(s) {bad} "
+                       "(signed with another key, or the statement was changed)",
+                       {"statements": bad})
+    started = time.monotonic()
+    seq = _sequencer(request)
+    try:
+        receipts = await seq.submit(statements)
+    except ConflictError as exc:
+        metrics.statements.labels("conflict").inc(len(statements))
+        raise APIError(409, exc.error_key, str(exc), {"existing": [
+            {"log_index": i, "entry": base64.b64encode(d).decode()} for i, d in exc.existing
+        ]}) from None
+    except OverloadedError as exc:
+        metrics.statements.labels("refused").inc(len(statements))
+        raise APIError(exc.status, exc.error_key, str(exc),
+                       headers={"Retry-After": str(exc.retry_after)}) from None
+    except SubmissionError as exc:
+        raise APIError(exc.status, exc.error_key, str(exc)) from None
+    metrics.latency.observe(time.monotonic() - started)
+    for r in receipts:
+        metrics.statements.labels("existing" if r.existing else "added").inc()
+    return web.json_response({"receipts": [r.to_json() for r in receipts]})
+
+
+async def _find_bad_signatures(statements: list[SignedStatement]) -> list[int]:
+    """Indexes of statements whose signature fails. Large requests verify off the
+    event loop (libsodium releases the GIL, so this also uses a second core)."""
+    if len(statements) < 16:
+        return [i for i, s in enumerate(statements) if not s.verify()]
+    loop = asyncio.get_running_loop()
+    ok = await loop.run_in_executor(None, lambda: [s.verify() for s in statements])
+    return [i for i, good in enumerate(ok) if not good]
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG_KEY]
+    seq = _sequencer(request)
+    pub = seq.published
+    problems = []
+    if not seq.healthy:
+        problems.append(f"storage: {seq.last_error}")
+    age = time.time() - pub.published_at if pub else float("inf")
+    if age > cfg.stale_after:
+        problems.append(f"checkpoint last published {age:.0f}s ago (limit {cfg.stale_after:.0f}s)")
+    body = {"status": "fail" if problems else "ok", "problems": problems,
+            "tree_size": pub.size if pub else None, "checkpoint_age_seconds": round(age, 3),
+            "queued": seq.queued}
+    return web.json_response(body, status=503 if problems else 200,
+                             headers={"Cache-Control": "no-store"})
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS_KEY]
+    seq = _sequencer(request)
+    if seq.published is not None:
+        metrics.tree_size.set(seq.published.size)
+        metrics.checkpoint_time.set(seq.published.published_at)
+    metrics.queued.set(seq.queued)
+    resp = web.Response(body=generate_latest(metrics.registry))
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    with suppress(Exception):
+        resp.charset = "utf-8"
+    return resp
+
+
+# -- running -----------------------------------------------------------------------
+
+
+async def run_server(cfg: ServerConfig, announce: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, then shut down gracefully.
+
+    Shutdown order: stop listening; let in-flight requests finish (their
+    statements are integrated and answered); integrate or explicitly refuse
+    whatever is still queued; close the database.
+    """
+    app = create_app(cfg)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0)
+    await runner.setup()
+    host, port = cfg.host_port
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from None
+    sockets = [s.getsockname() for s in (site._server.sockets if site._server else [])]  # type: ignore[union-attr]
+    bound_port = sockets[0][1] if sockets else port
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{bound_port}"
+    signer = app[SIGNER_KEY]
+    pub = app[SEQUENCER_KEY].published
+    log.info("listening", extra={"url": url, "vkey": signer.vkey,
+                                 "tree_size": pub.size if pub else 0})
+    if announce is not None:
+        announce(f"sigledger log {signer.name} listening on {url}\n"
+                 f"verifier key: {signer.vkey}\n"
+                 f"data: {cfg.data_dir}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        log.info("stopped")

@@ -1,0 +1,351 @@
+"""Durable storage of a log in one SQLite file: the only module that knows SQL.
+
+Layout (schema version 1)::
+
+    meta(key TEXT PRIMARY KEY, value TEXT)           origin, log vkey, schema version
+    entries(idx INTEGER PRIMARY KEY, data BLOB,      leaf bytes, plus index columns
+            project, version, filename, sha256, signer, time_ms)
+    tiles(level, n, data BLOB)                       the newest bytes of hash tile (level, n);
+                                                     a partial tile's bytes are a prefix of
+                                                     every later version, so `.p/W` is a slice
+    checkpoints(size INTEGER PRIMARY KEY, root BLOB, time_ms, note BLOB)
+                                                     every tree head the log ever committed;
+                                                     the PRIMARY KEY makes two roots for one
+                                                     size impossible
+
+Contracts:
+
+* :meth:`Storage.commit_batch` is atomic and durable when it returns (WAL with
+  ``synchronous=FULL``): the new entries, the changed tiles and the new tree
+  head are all there, or none of them.
+* Only one process may open a log for writing: :meth:`Storage.open` takes an
+  exclusive ``flock`` on ``<db>.lock`` and raises :class:`StorageLockedError`
+  when another process holds it. The kernel drops the lock when the holder
+  dies, also on ``kill -9``.
+* Reads run on a second connection, so serving tiles never waits behind a
+  commit (WAL readers see the last committed state).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from ledger.errors import LedgerError
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    idx INTEGER PRIMARY KEY,
+    data BLOB NOT NULL,
+    project TEXT NOT NULL,
+    version TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    sha256 BLOB NOT NULL,
+    signer TEXT NOT NULL,
+    time_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_file ON entries (project, version, filename);
+CREATE INDEX IF NOT EXISTS entries_sha256 ON entries (sha256);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_binding ON entries (signer, project, version, filename);
+CREATE TABLE IF NOT EXISTS tiles (
+    level INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (level, n)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY,
+    root BLOB NOT NULL,
+    time_ms INTEGER NOT NULL,
+    note BLOB
+);
+"""
+
+
+class StorageError(LedgerError):
+    """The database is unusable (corrupt, wrong schema, or I/O failure)."""
+
+    hint = "Check the data directory and the server log; restore from a backup if needed."
+
+
+class StorageLockedError(StorageError):
+    """Another process already runs this log."""
+
+    hint = (
+        "Only one server may write a log. Stop the other process (or use another "
+        "--data directory) and start again."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """One new entry as it is stored."""
+
+    index: int
+    data: bytes
+    project: str
+    version: str
+    filename: str
+    sha256: bytes
+    signer: str
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHead:
+    size: int
+    root: bytes
+    time_ms: int
+    note: bytes | None
+
+
+BindingKey = tuple[str, str, str, str]  # (signer vkey, project, version, filename)
+
+
+@dataclass(frozen=True, slots=True)
+class BoundEntry:
+    index: int
+    sha256: bytes
+    data: bytes
+
+
+class Storage:
+    """A log's SQLite database. Create with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(
+        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, lock_fd: int
+    ) -> None:
+        self.path = path
+        self._w = writer
+        self._r = reader
+        self._lock_fd = lock_fd
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Storage:
+        path = Path(path)
+        lock_fd = _acquire_lock(path)
+        try:
+            writer = await aiosqlite.connect(path, isolation_level=None)
+            try:
+                await writer.execute("PRAGMA journal_mode=WAL")
+                await writer.execute("PRAGMA synchronous=FULL")
+                await writer.execute("PRAGMA foreign_keys=ON")
+                await writer.executescript(_SCHEMA)
+                reader = await aiosqlite.connect(path, isolation_level=None)
+                await reader.execute("PRAGMA query_only=ON")
+            except BaseException:
+                await writer.close()
+                raise
+        except sqlite3.Error as exc:
+            os.close(lock_fd)
+            raise StorageError(f"cannot open database {path}: {exc}") from exc
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        store = cls(path, writer, reader, lock_fd)
+        version = await store.get_meta("schema_version")
+        if version is None:
+            await store.set_meta({"schema_version": SCHEMA_VERSION})
+        elif version != SCHEMA_VERSION:
+            await store.close()
+            raise StorageError(f"{path} has schema version {version}, expected {SCHEMA_VERSION}")
+        return store
+
+    async def close(self) -> None:
+        try:
+            await self._r.close()
+            await self._w.close()
+        finally:
+            os.close(self._lock_fd)
+
+    # -- metadata ---------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self._w.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def set_meta(self, values: dict[str, str]) -> None:
+        await self._transaction(
+            [("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items()))]
+        )
+
+    async def initialize(self, meta: dict[str, str], empty_root: bytes, time_ms: int) -> None:
+        """Create a new, empty log: metadata plus the size-0 tree head, atomically."""
+        await self._transaction(
+            [
+                ("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items())),
+                (
+                    "INSERT INTO checkpoints (size, root, time_ms) VALUES (?, ?, ?)",
+                    [(0, empty_root, time_ms)],
+                ),
+            ]
+        )
+
+    # -- writes -----------------------------------------------------------------
+
+    async def commit_batch(
+        self,
+        entries: Sequence[EntryRow],
+        tiles: dict[tuple[int, int], bytes],
+        size: int,
+        root: bytes,
+        time_ms: int,
+        notes: Iterable[tuple[int, bytes]] = (),
+    ) -> None:
+        """Durably store new entries, changed tiles and the new tree head, atomically.
+
+        ``notes`` are signed checkpoint notes for earlier tree heads, persisted in
+        the same transaction (signing happens after a head's commit).
+        """
+        await self._transaction(
+            [
+                (
+                    "INSERT INTO entries (idx, data, project, version, filename, sha256, signer,"
+                    " time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            e.index,
+                            e.data,
+                            e.project,
+                            e.version,
+                            e.filename,
+                            e.sha256,
+                            e.signer,
+                            e.time_ms,
+                        )
+                        for e in entries
+                    ],
+                ),
+                (
+                    "INSERT OR REPLACE INTO tiles (level, n, data) VALUES (?, ?, ?)",
+                    [(lv, n, data) for (lv, n), data in tiles.items()],
+                ),
+                (
+                    "INSERT INTO checkpoints (size, root, time_ms) VALUES (?, ?, ?)",
+                    [(size, root, time_ms)],
+                ),
+                ("UPDATE checkpoints SET note = ? WHERE size = ?", [(n, s) for s, n in notes]),
+            ]
+        )
+
+    async def save_notes(self, notes: Iterable[tuple[int, bytes]]) -> None:
+        await self._transaction(
+            [("UPDATE checkpoints SET note = ? WHERE size = ?", [(n, s) for s, n in notes])]
+        )
+
+    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        db = self._w
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in statements:
+                    if rows:
+                        await db.executemany(sql, rows)
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"database write failed: {exc}") from exc
+
+    # -- reads ------------------------------------------------------------------
+
+    async def latest_head(self) -> StoredHead | None:
+        async with self._w.execute(
+            "SELECT size, root, time_ms, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return StoredHead(int(row[0]), bytes(row[1]), int(row[2]), row[3])
+
+    async def checkpoint_history(self, limit: int = 100) -> list[StoredHead]:
+        async with self._r.execute(
+            "SELECT size, root, time_ms, note FROM checkpoints ORDER BY size DESC LIMIT ?",
+            (limit,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [StoredHead(int(r[0]), bytes(r[1]), int(r[2]), r[3]) for r in rows]
+
+    async def count_entries(self) -> int:
+        async with self._r.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def read_tile(self, level: int, n: int) -> bytes | None:
+        async with self._r.execute(
+            "SELECT data FROM tiles WHERE level = ? AND n = ?", (level, n)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
+
+    async def read_tiles(self, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        wanted = sorted(set(refs))
+        out: dict[tuple[int, int], bytes] = {}
+        for chunk in _chunks(wanted, 400):
+            where = " OR ".join("(level = ? AND n = ?)" for _ in chunk)
+            params = [x for ref in chunk for x in ref]
+            async with self._r.execute(
+                f"SELECT level, n, data FROM tiles WHERE {where}",  # noqa: S608 (placeholders only)
+                params,
+            ) as cur:
+                for lv, n, data in await cur.fetchall():
+                    out[(int(lv), int(n))] = bytes(data)
+        return out
+
+    async def read_entries(self, start: int, end: int) -> list[bytes]:
+        """Entries with start <= index < end, in order."""
+        async with self._r.execute(
+            "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        ) as cur:
+            return [bytes(r[0]) for r in await cur.fetchall()]
+
+    async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, BoundEntry]:
+        """The existing entry for each (signer, project, version, filename) that has one."""
+        wanted = sorted(set(keys))
+        out: dict[BindingKey, BoundEntry] = {}
+        for chunk in _chunks(wanted, 200):
+            where = " OR ".join(
+                "(signer = ? AND project = ? AND version = ? AND filename = ?)" for _ in chunk
+            )
+            params = [x for key in chunk for x in key]
+            async with self._w.execute(
+                "SELECT signer, project, version, filename, idx, sha256, data FROM entries"
+                f" WHERE {where}",  # noqa: S608 (placeholders only)
+                params,
+            ) as cur:
+                for row in await cur.fetchall():
+                    key = (str(row[0]), str(row[1]), str(row[2]), str(row[3]))
+                    out[key] = BoundEntry(int(row[4]), bytes(row[5]), bytes(row[6]))
+        return out
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _acquire_lock(db_path: Path) -> int:
+    lock_path = db_path.with_name(db_path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StorageLockedError(
+            f"{db_path} is in use by another sigledger process (lock {lock_path} is held)"
+        ) from None
+    return fd

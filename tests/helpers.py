@@ -1,0 +1,111 @@
+"""Shared test helpers: a real `sigledger serve` subprocess, release files, keys."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from client.publish import sign_statement
+from ledger.entry import SignedStatement, Statement
+from ledger.note import Signer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sigledger_cmd() -> list[str]:
+    """The installed console script if present, else the module entry point."""
+    script = Path(sys.executable).parent / "sigledger"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "client"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([*sigledger_cmd(), *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout, check=False)
+
+
+class LogProcess:
+    """`sigledger serve` on a free loopback port with its own data directory."""
+
+    def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.data = data
+        self.args = args
+        self.env = {**os.environ, "SIGLEDGER_LOG_FORMAT": "json", **(env or {})}
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.vkey = ""
+        self.stderr_lines: list[str] = []
+
+    def start(self, timeout: float = 30.0) -> LogProcess:
+        self.data.mkdir(parents=True, exist_ok=True)
+        stdout = (self.data.parent / f"{self.data.name}.stdout.log").open("a")
+        self.proc = subprocess.Popen(
+            [*sigledger_cmd(), "serve", "--data", str(self.data), "--listen", "127.0.0.1:0",
+             *self.args],
+            stdout=stdout, stderr=subprocess.PIPE, text=True, env=self.env)
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.stderr_lines.append(line)
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not (self.url and self.vkey):
+            try:
+                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                self.kill()
+                raise TimeoutError("server did not start: " + "".join(self.stderr_lines)) from None
+            if line is None:
+                raise RuntimeError("server exited: " + "".join(self.stderr_lines))
+            if m := re.search(r"listening on (http://\S+)", line):
+                self.url = m.group(1)
+            if m := re.search(r"verifier key: (\S+)", line):
+                self.vkey = m.group(1)
+        return self
+
+    def stop(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def make_release(directory: Path, project: str = "sampleproject", version: str = "1.0.0",
+                 kind: str = "whl", content: bytes | None = None) -> Path:
+    """A file named like a wheel or sdist (content is arbitrary bytes)."""
+    name = project.replace("-", "_")
+    filename = (f"{name}-{version}-py3-none-any.whl" if kind == "whl"
+                else f"{name}-{version}.tar.gz")
+    path = directory / filename
+    path.write_bytes(content if content is not None else
+                     hashlib.sha256(f"{project} {version} {kind}".encode()).digest() * 10)
+    return path
+
+
+def signed(signer: Signer, project: str = "sampleproject", version: str = "1.0.0",
+           content: bytes = b"x", kind: str = "whl") -> SignedStatement:
+    name = project.replace("-", "_")
+    filename = (f"{name}-{version}-py3-none-any.whl" if kind == "whl"
+                else f"{name}-{version}.tar.gz")
+    st = Statement.create(project, version, filename, hashlib.sha256(content).digest(),
+                          len(content))
+    return sign_statement(signer, st)
