@@ -83,7 +83,7 @@ def statement_for_file(path: Path) -> Statement:
 
 def sign_statement(signer: Signer, statement: Statement) -> SignedStatement:
     return SignedStatement(statement, signer.name, signer.public_key,
-                           signer.sign(statement_message(statement)))
+                           signer.sign(statement_message(statement, signer.name)))
 
 
 @dataclass

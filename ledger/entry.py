@@ -8,7 +8,11 @@ or sdist of exactly that project and version.
 
 A publisher signs the statement with Ed25519 over a domain-separated message::
 
-    b"sigledger/statement/v1\\n" || msgpack([project, version, filename, sha256, size])
+    b"sigledger/statement/v1\\n" || msgpack([project, version, filename, sha256, size, key_name])
+
+The key name is inside the message so that nobody can re-attribute a
+signature to another identity with the same public key (Ed25519 itself binds
+only the public key).
 
 A **signed statement** is what a publisher submits; its canonical binary form
 (``encode_signed_statement``) is the msgpack array::
@@ -32,15 +36,32 @@ exactly that: every non-canonical encoding, unknown version, wrong type,
 trailing byte or oversized field raises :class:`~ledger.errors.FormatError`,
 the only exception a decoder raises.
 
-Worked example (executed by ``tests/test_entry.py``)::
+Worked example (executed as a doctest by ``tests/test_entry.py``): a wheel of
+sampleproject 4.0.0, signed by the key with seed bytes 0..31 named
+``alice@example.org``, integrated at 2026-01-01T00:00:00Z::
 
-    >>> from ledger.entry import Statement, statement_message
+    >>> from ledger.entry import Entry, Statement, encode_entry, decode_entry
+    >>> from ledger.note import Signer
+    >>> from client.publish import sign_statement
+    >>> signer = Signer.from_seed("alice@example.org", bytes(range(32)))
     >>> st = Statement("sampleproject", "4.0.0", "sampleproject-4.0.0-py3-none-any.whl",
     ...                bytes(32), 4242)
-    >>> statement_message(st).hex()
-    '7369676c65646765722f73746174656d656e742f76310a95ad73616d706c6570726f6a656374a5342e302e30d9247361\
-6d706c6570726f6a6563742d342e302e302d7079332d6e6f6e652d616e792e776886c420000000000000000000000000\
-0000000000000000000000000000000000000000cd1092'
+    >>> statement_message(st, signer.name)[:23]
+    b'sigledger/statement/v1\\n'
+    >>> data = encode_entry(Entry(sign_statement(signer, st), 1767225600000))
+    >>> for i in range(0, len(data), 32): print(data[i:i+32].hex())
+    9a01ad73616d706c6570726f6a656374a5342e302e30d92473616d706c657072
+    6f6a6563742d342e302e302d7079332d6e6f6e652d616e792e77686cc4200000
+    000000000000000000000000000000000000000000000000000000000000cd10
+    92b1616c696365406578616d706c652e6f7267c42003a107bff3ce10be1d70dd
+    18e74bc09967e4d6309ba50d5f1ddc8664125531b8c4409bdecbbae9c1fd7aa7
+    64589c7a0fb03e0cf7a29eaccda4ffaf1c174be0a5046854e616bff397713856
+    3a46991baccc8786fd3f2999f040683f2a61884de3a103cf0000019b76daa800
+    >>> decode_entry(data).signed.signer_vkey()
+    'alice@example.org+2c4c362e+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4'
+
+(``9a`` = array of 10, ``01`` = version 1, ``ad...`` = 13-byte str, ``c420`` =
+32-byte bin, ``cd1092`` = uint16 4242, ``cf...`` = uint64 time.)
 
 The signer is identified by its signed-note verifier key (``key_name`` plus
 ``public_key``, algorithm Ed25519 0x01); see :func:`SignedStatement.signer_vkey`.
@@ -136,7 +157,9 @@ class SignedStatement:
     def verify(self) -> bool:
         """True iff the signature is valid for this statement and key."""
         try:
-            VerifyKey(self.public_key).verify(statement_message(self.statement), self.signature)
+            VerifyKey(self.public_key).verify(
+                statement_message(self.statement, self.key_name), self.signature
+            )
         except (BadSignatureError, ValueError, TypeError):
             return False
         return True
@@ -202,9 +225,11 @@ def _check_statement_fields(
         raise FormatError("size must be an integer in [0, 2**63)")
 
 
-def statement_message(st: Statement) -> bytes:
-    """The exact bytes a publisher signs for ``st``."""
-    return STATEMENT_CONTEXT + _pack([st.project, st.version, st.filename, st.sha256, st.size])
+def statement_message(st: Statement, key_name: str) -> bytes:
+    """The exact bytes the publisher key named ``key_name`` signs for ``st``."""
+    return STATEMENT_CONTEXT + _pack(
+        [st.project, st.version, st.filename, st.sha256, st.size, key_name]
+    )
 
 
 def _pack(obj: list[Any]) -> bytes:

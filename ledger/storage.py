@@ -38,7 +38,7 @@ from typing import Any
 
 import aiosqlite
 
-from ledger.errors import LedgerError
+from ledger.errors import ConfigError, LedgerError
 
 SCHEMA_VERSION = "1"
 
@@ -78,7 +78,7 @@ class StorageError(LedgerError):
     hint = "Check the data directory and the server log; restore from a backup if needed."
 
 
-class StorageLockedError(StorageError):
+class StorageLockedError(StorageError, ConfigError):
     """Another process already runs this log."""
 
     hint = (

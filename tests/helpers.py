@@ -26,11 +26,19 @@ def sigledger_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "client"]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([*sigledger_cmd(), *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout, check=False)
+    return subprocess.run(
+        [*sigledger_cmd(), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
 
 
 class LogProcess:
@@ -47,18 +55,30 @@ class LogProcess:
 
     def start(self, timeout: float = 30.0) -> LogProcess:
         self.data.mkdir(parents=True, exist_ok=True)
-        stdout = (self.data.parent / f"{self.data.name}.stdout.log").open("a")
+        self._stdout = stdout = (self.data.parent / f"{self.data.name}.stdout.log").open("a")
         self.proc = subprocess.Popen(
-            [*sigledger_cmd(), "serve", "--data", str(self.data), "--listen", "127.0.0.1:0",
-             *self.args],
-            stdout=stdout, stderr=subprocess.PIPE, text=True, env=self.env)
+            [
+                *sigledger_cmd(),
+                "serve",
+                "--data",
+                str(self.data),
+                "--listen",
+                "127.0.0.1:0",
+                *self.args,
+            ],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
         lines: queue.Queue[str | None] = queue.Queue()
 
         def pump() -> None:
             assert self.proc is not None and self.proc.stderr is not None
-            for line in self.proc.stderr:
-                self.stderr_lines.append(line)
-                lines.put(line)
+            with self.proc.stderr as stream:
+                for line in stream:
+                    self.stderr_lines.append(line)
+                    lines.put(line)
             lines.put(None)
 
         threading.Thread(target=pump, daemon=True).start()
@@ -70,6 +90,8 @@ class LogProcess:
                 self.kill()
                 raise TimeoutError("server did not start: " + "".join(self.stderr_lines)) from None
             if line is None:
+                self.proc.wait(timeout=10)
+                self._stdout.close()
                 raise RuntimeError("server exited: " + "".join(self.stderr_lines))
             if m := re.search(r"listening on (http://\S+)", line):
                 self.url = m.group(1)
@@ -81,31 +103,48 @@ class LogProcess:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._stdout.close()
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
             self.proc.wait(timeout=10)
+            self._stdout.close()
 
 
-def make_release(directory: Path, project: str = "sampleproject", version: str = "1.0.0",
-                 kind: str = "whl", content: bytes | None = None) -> Path:
+def make_release(
+    directory: Path,
+    project: str = "sampleproject",
+    version: str = "1.0.0",
+    kind: str = "whl",
+    content: bytes | None = None,
+) -> Path:
     """A file named like a wheel or sdist (content is arbitrary bytes)."""
     name = project.replace("-", "_")
-    filename = (f"{name}-{version}-py3-none-any.whl" if kind == "whl"
-                else f"{name}-{version}.tar.gz")
+    filename = f"{name}-{version}-py3-none-any.whl" if kind == "whl" else f"{name}-{version}.tar.gz"
     path = directory / filename
-    path.write_bytes(content if content is not None else
-                     hashlib.sha256(f"{project} {version} {kind}".encode()).digest() * 10)
+    path.write_bytes(
+        content
+        if content is not None
+        else hashlib.sha256(f"{project} {version} {kind}".encode()).digest() * 10
+    )
     return path
 
 
-def signed(signer: Signer, project: str = "sampleproject", version: str = "1.0.0",
-           content: bytes = b"x", kind: str = "whl") -> SignedStatement:
+def signed(
+    signer: Signer,
+    project: str = "sampleproject",
+    version: str = "1.0.0",
+    content: bytes = b"x",
+    kind: str = "whl",
+) -> SignedStatement:
     name = project.replace("-", "_")
-    filename = (f"{name}-{version}-py3-none-any.whl" if kind == "whl"
-                else f"{name}-{version}.tar.gz")
-    st = Statement.create(project, version, filename, hashlib.sha256(content).digest(),
-                          len(content))
+    filename = f"{name}-{version}-py3-none-any.whl" if kind == "whl" else f"{name}-{version}.tar.gz"
+    st = Statement.create(
+        project, version, filename, hashlib.sha256(content).digest(), len(content)
+    )
     return sign_statement(signer, st)
