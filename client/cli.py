@@ -46,45 +46,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-V", "--version", action="version", version="%(prog)s 0.1.0")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    s = sub.add_parser("serve", help="run a log server",
-                       description="Run a log server. With no arguments it starts a log on "
-                       "127.0.0.1:8080 in ./sigledger-data, creating the log key on first start.")
+    s = sub.add_parser(
+        "serve",
+        help="run a log server",
+        description="Run a log server. With no arguments it starts a log on "
+        "127.0.0.1:8080 in ./sigledger-data, creating the log key on first start.",
+    )
     s.add_argument("--data", metavar="DIR", help="data directory (env SIGLEDGER_DATA)")
-    s.add_argument("--listen", metavar="HOST:PORT", help="address to listen on, port 0 = any "
-                   "free port (env SIGLEDGER_LISTEN; default 127.0.0.1:8080)")
-    s.add_argument("--config", metavar="FILE", help="TOML configuration file "
-                   "(env SIGLEDGER_CONFIG)")
+    s.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="address to listen on, port 0 = any "
+        "free port (env SIGLEDGER_LISTEN; default 127.0.0.1:8080)",
+    )
+    s.add_argument(
+        "--config", metavar="FILE", help="TOML configuration file (env SIGLEDGER_CONFIG)"
+    )
     s.add_argument("--origin", help="origin of a new log (default localhost/sigledger)")
     s.add_argument("--log-format", choices=["json", "text"], help="log output format")
 
-    k = sub.add_parser("keygen", help="create a publisher signing key",
-                       description="Create an Ed25519 signing key (file mode 0600) and print "
-                       "its verifier key, which is your identity in the log.")
+    k = sub.add_parser(
+        "keygen",
+        help="create a publisher signing key",
+        description="Create an Ed25519 signing key (file mode 0600) and print "
+        "its verifier key, which is your identity in the log.",
+    )
     k.add_argument("--name", required=True, help="key name, e.g. your project or e-mail")
-    k.add_argument("--out", metavar="FILE", help="where to write the key "
-                   "(default: ./<name>.key)")
+    k.add_argument("--out", metavar="FILE", help="where to write the key (default: ./<name>.key)")
     k.add_argument("--force", action="store_true", help="overwrite an existing key file")
     k.add_argument("--json", action="store_true", help="print JSON")
 
-    pub = sub.add_parser("publish", help="sign release files and log them",
-                         description="Hash, sign and submit wheels/sdists; write "
-                         "<file>.sigledger.json receipts.")
+    pub = sub.add_parser(
+        "publish",
+        help="sign release files and log them",
+        description="Hash, sign and submit wheels/sdists; write <file>.sigledger.json receipts.",
+    )
     pub.add_argument("files", nargs="+", metavar="FILE", help="wheel or sdist files")
-    pub.add_argument("--log", metavar="URL", default=_env("LOG"),
-                     help="log URL (env SIGLEDGER_LOG)")
-    pub.add_argument("--key", metavar="FILE", default=_env("KEY"),
-                     help="signing key file (env SIGLEDGER_KEY)")
-    pub.add_argument("--log-key", metavar="VKEY", default=_env("LOG_KEY"),
-                     help="the log's verifier key: check the receipts' checkpoint signature "
-                     "(env SIGLEDGER_LOG_KEY)")
+    pub.add_argument(
+        "--log", metavar="URL", default=_env("LOG"), help="log URL (env SIGLEDGER_LOG)"
+    )
+    pub.add_argument(
+        "--key", metavar="FILE", default=_env("KEY"), help="signing key file (env SIGLEDGER_KEY)"
+    )
+    pub.add_argument(
+        "--log-key",
+        metavar="VKEY",
+        default=_env("LOG_KEY"),
+        help="the log's verifier key: check the receipts' checkpoint signature "
+        "(env SIGLEDGER_LOG_KEY)",
+    )
     pub.add_argument("--dry-run", action="store_true", help="hash and sign, but submit nothing")
     pub.add_argument("--no-receipts", action="store_true", help="do not write receipt files")
     pub.add_argument("--json", action="store_true", help="print JSON results on stdout")
 
     c = sub.add_parser("checkpoint", help="show a log's current checkpoint")
     c.add_argument("--log", metavar="URL", default=_env("LOG"), help="log URL (env SIGLEDGER_LOG)")
-    c.add_argument("--log-key", metavar="VKEY", default=_env("LOG_KEY"),
-                   help="verify the checkpoint with this key (env SIGLEDGER_LOG_KEY)")
+    c.add_argument(
+        "--log-key",
+        metavar="VKEY",
+        default=_env("LOG_KEY"),
+        help="verify the checkpoint with this key (env SIGLEDGER_LOG_KEY)",
+    )
     c.add_argument("--json", action="store_true", help="print JSON")
     return p
 
@@ -112,7 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             _err("(run sigledger with --verbose for details)")
         return exit_code_for(exc)
     parser.error(f"unknown command {args.command}")
-    return EXIT_USAGE  # pragma: no cover  (parser.error exits)
 
 
 def exit_code_for(exc: LedgerError) -> int:
@@ -134,8 +155,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ledger.logs import configure_logging
     from ledger.server import run_server
 
-    cfg = load_config(args.config, {"data": args.data, "listen": args.listen,
-                                    "origin": args.origin, "log_format": args.log_format})
+    cfg = load_config(
+        args.config,
+        {
+            "data": args.data,
+            "listen": args.listen,
+            "origin": args.origin,
+            "log_format": args.log_format,
+        },
+    )
     configure_logging(cfg.log_format, cfg.log_level)
     asyncio.run(run_server(cfg, announce=_err))
     return EXIT_OK
@@ -151,8 +179,14 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(f"{safe}.key")
     write_key(out, signer, overwrite=args.force)
     if args.json:
-        _print_json({"key_file": str(out), "vkey": signer.vkey, "name": signer.name,
-                     "key_id": f"{signer.key_id:08x}"})
+        _print_json(
+            {
+                "key_file": str(out),
+                "vkey": signer.vkey,
+                "name": signer.name,
+                "key_id": f"{signer.key_id:08x}",
+            }
+        )
     else:
         _err(f"wrote signing key to {out} (keep it secret; mode 0600)")
         _err("your verifier key (share it; installers pin it):")
@@ -199,12 +233,20 @@ async def cmd_publish(args: argparse.Namespace) -> int:
         progress_cb = lambda n: progress_ctx.advance(task, n)  # noqa: E731
         progress_ctx.start()
     try:
-        results = await publish(url or "", key, paths, log_key=log_key, dry_run=args.dry_run,
-                                write_receipts=not args.no_receipts, progress=progress_cb)
+        results = await publish(
+            url or "",
+            key,
+            paths,
+            log_key=log_key,
+            dry_run=args.dry_run,
+            write_receipts=not args.no_receipts,
+            progress=progress_cb,
+        )
     except LogRefusedError as exc:
         if args.json:
-            _print_json({"version": 1, "error": exc.error_key, "message": str(exc),
-                         "details": exc.body})
+            _print_json(
+                {"version": 1, "error": exc.error_key, "message": str(exc), "details": exc.body}
+            )
         raise
     finally:
         if progress_ctx is not None:
@@ -215,8 +257,9 @@ async def cmd_publish(args: argparse.Namespace) -> int:
         for r in results:
             st = r.signed.statement
             where = f" (entry #{r.receipt['log_index']})" if r.receipt else ""
-            verb = {"added": "logged", "existing": "already logged",
-                    "dry-run": "would log"}[r.status]
+            verb = {"added": "logged", "existing": "already logged", "dry-run": "would log"}[
+                r.status
+            ]
             _err(f"OK: {st.filename} {verb}{where} sha256:{st.sha256.hex()}")
         if not log_key and not args.dry_run:
             _err("note: checkpoint signatures not checked; pass --log-key to check them")
@@ -241,11 +284,19 @@ async def cmd_checkpoint(args: argparse.Namespace) -> int:
     except FormatError as exc:
         raise VerificationError(f"the log's checkpoint is malformed: {exc}") from None
     if args.json:
-        _print_json({"version": 1, "origin": cp.origin, "tree_size": cp.size,
-                     "root_hash": cp.root.hex(), "verified": log_key is not None,
-                     "checkpoint": raw.decode()})
+        _print_json(
+            {
+                "version": 1,
+                "origin": cp.origin,
+                "tree_size": cp.size,
+                "root_hash": cp.root.hex(),
+                "verified": log_key is not None,
+                "checkpoint": raw.decode(),
+            }
+        )
     else:
         sys.stdout.write(raw.decode())
-        _err("signature verified" if log_key else
-             "signature NOT verified (pass --log-key to verify)")
+        _err(
+            "signature verified" if log_key else "signature NOT verified (pass --log-key to verify)"
+        )
     return EXIT_OK

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from client.remote import LogClient
+from client.verify import RECEIPT_MEDIA_TYPE, verify_receipt
 from ledger.api import statement_to_json
 from ledger.entry import SignedStatement, Statement, statement_message
 from ledger.errors import ConfigError, FormatError
 from ledger.note import Signer, Verifier
-from client.remote import LogClient
-from client.verify import RECEIPT_MEDIA_TYPE, verify_receipt
 
 RECEIPT_SUFFIX = ".sigledger.json"
 CHUNK = 500  # statements per request: well under the server's default limit of 1000
@@ -39,8 +39,7 @@ def write_key(path: Path, signer: Signer, *, overwrite: bool = False) -> None:
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
-        raise ConfigError(f"{path} already exists; choose another --out or pass --force"
-                          ) from None
+        raise ConfigError(f"{path} already exists; choose another --out or pass --force") from None
     with os.fdopen(fd, "w") as fh:
         fh.write(signer.skey + "\n")
     os.chmod(path, 0o600)
@@ -51,8 +50,9 @@ def load_key(path: Path) -> Signer:
         st = path.stat()
         text = path.read_text().strip()
     except FileNotFoundError:
-        raise ConfigError(f"key file {path} does not exist; create one with "
-                          "'sigledger keygen --name NAME'") from None
+        raise ConfigError(
+            f"key file {path} does not exist; create one with 'sigledger keygen --name NAME'"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read key file {path}: {exc}") from None
     if st.st_mode & 0o077:
@@ -82,8 +82,12 @@ def statement_for_file(path: Path) -> Statement:
 
 
 def sign_statement(signer: Signer, statement: Statement) -> SignedStatement:
-    return SignedStatement(statement, signer.name, signer.public_key,
-                           signer.sign(statement_message(statement, signer.name)))
+    return SignedStatement(
+        statement,
+        signer.name,
+        signer.public_key,
+        signer.sign(statement_message(statement, signer.name)),
+    )
 
 
 @dataclass
@@ -133,8 +137,10 @@ async def publish(
                 path = paths[start + offset]
                 doc = {
                     "mediaType": RECEIPT_MEDIA_TYPE,
-                    "log": {"url": client.url,
-                            "origin": receipt["inclusion_proof"]["checkpoint"].split("\n", 1)[0]},
+                    "log": {
+                        "url": client.url,
+                        "origin": receipt["inclusion_proof"]["checkpoint"].split("\n", 1)[0],
+                    },
                     **receipt,
                 }
                 rpath = None

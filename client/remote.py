@@ -40,7 +40,7 @@ class LogRefusedError(LedgerError):
             400: "The statement is malformed; check the file name, project and version.",
             403: "The signature did not verify; check that --key is the key you meant.",
             409: "This key already logged a different hash for this file. A release file "
-                 "must never change: publish a new version instead.",
+            "must never change: publish a new version instead.",
             413: "Send fewer files per request.",
         }.get(self.status, "")
 
@@ -48,8 +48,9 @@ class LogRefusedError(LedgerError):
 def normalize_url(url: str) -> str:
     url = url.strip()
     if "://" not in url:
-        url = "http://" + url if url.startswith(("127.", "localhost", "[::1]")) else \
-            "https://" + url
+        url = (
+            "http://" + url if url.startswith(("127.", "localhost", "[::1]")) else "https://" + url
+        )
     return url.rstrip("/")
 
 
@@ -64,11 +65,13 @@ class LogClient:
 
     async def __aenter__(self) -> LogClient:
         self._session = aiohttp.ClientSession(
-            timeout=self._timeout, headers={"User-Agent": USER_AGENT})
+            timeout=self._timeout, headers={"User-Agent": USER_AGENT}
+        )
         return self
 
-    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._session is not None:
             await self._session.close()
 
@@ -97,8 +100,9 @@ class LogClient:
                     await asyncio.sleep(delay)
                     delay *= 2
                     continue
-                raise NetworkError(f"cannot reach the log at {self.url}: "
-                                   f"{exc.__class__.__name__}: {exc}") from exc
+                raise NetworkError(
+                    f"cannot reach the log at {self.url}: {exc.__class__.__name__}: {exc}"
+                ) from exc
         raise AssertionError("bad math in LogClient._request: retry loop fell through")
 
     def _raise_for(self, status: int, body: bytes, what: str) -> None:
@@ -123,20 +127,27 @@ class LogClient:
         self._raise_for(status, body, f"fetching {path}")
         return body
 
-    async def add(self, statements: Sequence[SignedStatement], *, use_msgpack: bool = False
-                  ) -> list[dict[str, Any]]:
+    async def add(
+        self, statements: Sequence[SignedStatement], *, use_msgpack: bool = False
+    ) -> list[dict[str, Any]]:
         """Submit statements; return the log's receipts (unverified) in order."""
         ctype = MSGPACK_TYPE if use_msgpack else JSON_TYPE
         status, body, _ = await self._request(
-            "POST", "/add", data=encode_add_request(statements, ctype),
-            headers={"Content-Type": ctype})
+            "POST",
+            "/add",
+            data=encode_add_request(statements, ctype),
+            headers={"Content-Type": ctype},
+        )
         self._raise_for(status, body, "submitting statements")
         try:
             receipts = json.loads(body)["receipts"]
         except (ValueError, KeyError, TypeError):
-            raise NetworkError(f"the log at {self.url} answered /add with a malformed body"
-                               ) from None
+            raise NetworkError(
+                f"the log at {self.url} answered /add with a malformed body"
+            ) from None
         if not isinstance(receipts, list) or len(receipts) != len(statements):
-            raise NetworkError(f"the log at {self.url} returned {len(receipts)} receipts for "
-                               f"{len(statements)} statements")
+            raise NetworkError(
+                f"the log at {self.url} returned {len(receipts)} receipts for "
+                f"{len(statements)} statements"
+            )
         return receipts

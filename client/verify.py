@@ -87,9 +87,11 @@ def verify_receipt(
         raise VerificationError(f"receipt checkpoint is malformed: {exc}") from None
     if proof.get("tree_size") != checkpoint.size:
         raise VerificationError("receipt tree_size differs from its checkpoint")
-    merkle.check_inclusion(index, checkpoint.size, merkle.leaf_hash(entry_bytes), hashes,
-                           checkpoint.root)
+    merkle.check_inclusion(
+        index, checkpoint.size, merkle.leaf_hash(entry_bytes), hashes, checkpoint.root
+    )
     if expect is not None and entry.statement != expect:
         raise VerificationError(
-            f"the log holds a different statement at index {index} than the one submitted")
+            f"the log holds a different statement at index {index} than the one submitted"
+        )
     return VerifiedReceipt(index, entry, checkpoint, log_key is not None)

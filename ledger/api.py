@@ -110,18 +110,17 @@ def _b64(value: object, what: str) -> bytes:
     return raw
 
 
-def encode_add_request(statements: Sequence[SignedStatement], content_type: str = JSON_TYPE
-                       ) -> bytes:
+def encode_add_request(
+    statements: Sequence[SignedStatement], content_type: str = JSON_TYPE
+) -> bytes:
     if content_type == MSGPACK_TYPE:
-        data = msgpack.packb([encode_signed_statement(s) for s in statements],
-                             use_bin_type=True)
+        data = msgpack.packb([encode_signed_statement(s) for s in statements], use_bin_type=True)
         assert isinstance(data, bytes)
         return data
     return json.dumps({"statements": [statement_to_json(s) for s in statements]}).encode()
 
 
-def parse_add_request(body: bytes, content_type: str, max_statements: int
-                      ) -> list[SignedStatement]:
+def parse_add_request(body: bytes, content_type: str, max_statements: int) -> list[SignedStatement]:
     """Decode and validate a /add body (signatures are checked separately)."""
     if content_type == MSGPACK_TYPE:
         items = _msgpack_items(body, max_statements)
@@ -133,8 +132,9 @@ def parse_add_request(body: bytes, content_type: str, max_statements: int
                 raise FormatError(f"statement {i}: {exc}") from None
         return out
     if content_type not in (JSON_TYPE, "", "application/octet-stream", "text/plain"):
-        raise FormatError(f"unsupported Content-Type {content_type!r}; "
-                          f"use {JSON_TYPE} or {MSGPACK_TYPE}")
+        raise FormatError(
+            f"unsupported Content-Type {content_type!r}; use {JSON_TYPE} or {MSGPACK_TYPE}"
+        )
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError) as exc:
@@ -158,8 +158,14 @@ def _check_count(n: int, max_statements: int) -> None:
 
 def _msgpack_items(body: bytes, max_statements: int) -> list[bytes]:
     try:
-        items = msgpack.unpackb(body, raw=False, max_array_len=max_statements,
-                                max_map_len=0, max_ext_len=0, max_str_len=0)
+        items = msgpack.unpackb(
+            body,
+            raw=False,
+            max_array_len=max_statements,
+            max_map_len=0,
+            max_ext_len=0,
+            max_str_len=0,
+        )
     except ValueError as exc:
         if "exceeds max_array_len" in str(exc):
             raise FormatError(f"at most {max_statements} statements per request") from None

@@ -83,8 +83,13 @@ class ServerConfig:
 
     def validate(self) -> None:
         self.host_port  # noqa: B018 (parses and raises)
-        for name in ("batch_max_size", "queue_max", "max_request_bytes", "max_statements",
-                     "tile_cache"):
+        for name in (
+            "batch_max_size",
+            "queue_max",
+            "max_request_bytes",
+            "max_statements",
+            "tile_cache",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         for name in ("batch_max_age", "checkpoint_period", "stale_after"):

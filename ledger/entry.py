@@ -119,7 +119,9 @@ class Statement:
         _check_statement_fields(self.project, self.version, self.filename, self.sha256, self.size)
 
     @classmethod
-    def create(cls, project: str, version: str, filename: str, sha256: bytes, size: int) -> Statement:
+    def create(
+        cls, project: str, version: str, filename: str, sha256: bytes, size: int
+    ) -> Statement:
         """Build a statement, canonicalizing project name and version first."""
         try:
             ver = str(Version(version))
@@ -185,9 +187,7 @@ def parse_release_filename(filename: str) -> tuple[str, str]:
         else:
             name, version = parse_sdist_filename(filename)
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as exc:
-        raise FormatError(
-            f"{filename!r} is not a wheel or sdist filename: {exc}"
-        ) from None
+        raise FormatError(f"{filename!r} is not a wheel or sdist filename: {exc}") from None
     return str(name), str(version)
 
 
@@ -312,7 +312,9 @@ def _signed_from_fields(fields: list[Any], what: str) -> SignedStatement:
         raise FormatError("public key must be 32 bytes")
     if not isinstance(signature, bytes) or len(signature) != 64:
         raise FormatError("signature must be 64 bytes")
-    return SignedStatement(Statement(project, ver, filename, sha256, size), key_name, public_key, signature)
+    return SignedStatement(
+        Statement(project, ver, filename, sha256, size), key_name, public_key, signature
+    )
 
 
 def decode_signed_statement(data: bytes) -> SignedStatement:

@@ -172,8 +172,11 @@ class Sequencer:
         refs = TiledTree.edge_refs(head.size)
         tiles = await self.storage.read_tiles(refs)
         try:
-            tree = TiledTree(head.size, {lv: tiles.get((lv, n), b"") for lv, n in refs},
-                             cache_tiles=self.config.tile_cache)
+            tree = TiledTree(
+                head.size,
+                {lv: tiles.get((lv, n), b"") for lv, n in refs},
+                cache_tiles=self.config.tile_cache,
+            )
         except ValueError as exc:
             raise StorageError(f"stored tiles do not match tree size {head.size}: {exc}") from exc
         root = tree.root()
@@ -250,8 +253,9 @@ class Sequencer:
                     await asyncio.wait_for(self._full.wait(), cfg.batch_max_age - age)
             units: list[_Unit] = []
             count = 0
-            while self._queue and (not units or count + len(self._queue[0].statements)
-                                   <= cfg.batch_max_size):
+            while self._queue and (
+                not units or count + len(self._queue[0].statements) <= cfg.batch_max_size
+            ):
                 unit = self._queue.popleft()
                 units.append(unit)
                 count += len(unit.statements)
@@ -303,11 +307,10 @@ class Sequencer:
 
     async def _integrate(self, units: list[_Unit]) -> None:
         tree = self._tree
-        assert tree is not None and self.published is not None
+        assert tree is not None
+        assert self.published is not None
         started = time.monotonic()
-        keyed = [
-            [(_binding_key(s), s) for s in unit.statements] for unit in units
-        ]
+        keyed = [[(_binding_key(s), s) for s in unit.statements] for unit in units]
         found = await self.storage.find_bindings(k for ks in keyed for k, _ in ks)
         now_ms = int(time.time() * 1000)
         base = tree.size
@@ -331,13 +334,19 @@ class Sequencer:
                 index = base + len(new_rows) + len(rows)
                 data = encode_entry(Entry(s, now_ms))
                 st = s.statement
-                rows.append(EntryRow(index, data, st.project, st.version, st.filename,
-                                     st.sha256, key[0], now_ms))
+                rows.append(
+                    EntryRow(
+                        index, data, st.project, st.version, st.filename, st.sha256, key[0], now_ms
+                    )
+                )
                 staged[key] = BoundEntry(index, st.sha256, data)
                 results.append((index, data, False))
             if conflicts:
-                unit.future.set_exception(ConflictError(
-                    "the signer already logged a different hash for this file", conflicts))
+                unit.future.set_exception(
+                    ConflictError(
+                        "the signer already logged a different hash for this file", conflicts
+                    )
+                )
                 continue
             batch.update(staged)
             new_rows.extend(rows)
@@ -348,28 +357,34 @@ class Sequencer:
             changed = tree.append(leaves)
             root = tree.root()
             try:
-                await self.storage.commit_batch(new_rows, changed, tree.size, root, now_ms,
-                                                self._unsaved_notes)
+                await self.storage.commit_batch(
+                    new_rows, changed, tree.size, root, now_ms, self._unsaved_notes
+                )
             except BaseException:
                 # The in-memory tree is ahead of storage; the caller reloads it.
                 self._tree = None
                 raise
             self._unsaved_notes = []
-            note = self._sign(tree.size, root)           # only after the commit is durable
+            note = self._sign(tree.size, root)  # only after the commit is durable
             self._unsaved_notes.append((tree.size, note))  # persisted with the next commit
             self.published = Published(tree.size, root, note, time.time())
 
         pub = self.published
-        needed = {n for _u, res in accepted for i, _d, _e in res
-                  for n in merkle.inclusion_nodes(i, pub.size)}
+        needed = {
+            n
+            for _u, res in accepted
+            for i, _d, _e in res
+            for n in merkle.inclusion_nodes(i, pub.size)
+        }
         missing = tree.missing_tiles(needed)
         if missing:
             for (lv, n), data in (await self.storage.read_tiles(missing)).items():
                 tree.add_tile(lv, n, data)
         for unit, res in accepted:
             receipts = [
-                Receipt(i, d, existing, pub.size, tuple(tree.prove_inclusion(i, pub.size)),
-                        pub.note)
+                Receipt(
+                    i, d, existing, pub.size, tuple(tree.prove_inclusion(i, pub.size)), pub.note
+                )
                 for i, d, existing in res
             ]
             if not unit.future.done():

@@ -21,6 +21,7 @@ import asyncio
 import base64
 import logging
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
@@ -28,8 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from ledger import api, merkle
 from ledger.config import DEFAULT_ORIGIN, ServerConfig
@@ -59,30 +66,53 @@ class Metrics:
         self.tree_size = Gauge("sigledger_tree_size", "Entries in the published tree", registry=r)
         self.checkpoint_time = Gauge(
             "sigledger_checkpoint_timestamp_seconds",
-            "When the checkpoint was last (re)published", registry=r)
-        self.queued = Gauge("sigledger_queue_statements", "Statements awaiting integration",
-                            registry=r)
+            "When the checkpoint was last (re)published",
+            registry=r,
+        )
+        self.queued = Gauge(
+            "sigledger_queue_statements", "Statements awaiting integration", registry=r
+        )
         self.batch_size = Histogram(
-            "sigledger_batch_entries", "New entries per integrated batch",
-            buckets=(0, 1, 4, 16, 64, 256, 1024, 4096, 16384), registry=r)
+            "sigledger_batch_entries",
+            "New entries per integrated batch",
+            buckets=(0, 1, 4, 16, 64, 256, 1024, 4096, 16384),
+            registry=r,
+        )
         self.batch_seconds = Histogram(
-            "sigledger_batch_seconds", "Time to integrate one batch",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r)
+            "sigledger_batch_seconds",
+            "Time to integrate one batch",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
         self.latency = Histogram(
-            "sigledger_integration_latency_seconds", "Time from submission to receipt",
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
-        self.requests = Counter("sigledger_http_requests", "HTTP requests by route and status",
-                                ["route", "code"], registry=r)
+            "sigledger_integration_latency_seconds",
+            "Time from submission to receipt",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.requests = Counter(
+            "sigledger_http_requests",
+            "HTTP requests by route and status",
+            ["route", "code"],
+            registry=r,
+        )
         self.errors = Counter("sigledger_errors", "Errors by category", ["error"], registry=r)
-        self.statements = Counter("sigledger_statements", "Submitted statements by outcome",
-                                  ["outcome"], registry=r)
+        self.statements = Counter(
+            "sigledger_statements", "Submitted statements by outcome", ["outcome"], registry=r
+        )
 
 
 class APIError(LedgerError):
     """An error answered to an HTTP client with ``status`` and a stable ``error_key``."""
 
-    def __init__(self, status: int, error_key: str, message: str,
-                 extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        error_key: str,
+        message: str,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.error_key = error_key
@@ -120,8 +150,9 @@ def read_key_file(path: Path) -> Signer:
     except OSError as exc:
         raise ConfigError(f"cannot read key file {path}: {exc}") from None
     if mode & 0o077:
-        raise ConfigError(f"key file {path} is readable by others (mode {mode:o}); "
-                          f"run: chmod 600 {path}")
+        raise ConfigError(
+            f"key file {path} is readable by others (mode {mode:o}); run: chmod 600 {path}"
+        )
     try:
         return Signer.from_skey(text)
     except FormatError as exc:
@@ -146,23 +177,27 @@ async def open_log(cfg: ServerConfig) -> tuple[Storage, Signer, str]:
                 signer = Signer.generate(origin)
                 write_key_file(cfg.key_path, signer)
                 log.info("generated log key", extra={"key_file": str(cfg.key_path)})
-            await storage.initialize({"origin": origin, "vkey": signer.vkey},
-                                     merkle.EMPTY_ROOT, int(time.time() * 1000))
+            await storage.initialize(
+                {"origin": origin, "vkey": signer.vkey}, merkle.EMPTY_ROOT, int(time.time() * 1000)
+            )
             log.info("created new log", extra={"origin": origin, "vkey": signer.vkey})
         else:
             if not cfg.key_path.exists():
                 raise ConfigError(
                     f"the log in {cfg.data_dir} exists but its key {cfg.key_path} is missing; "
-                    "restore the key file (a new key would be a different log)")
+                    "restore the key file (a new key would be a different log)"
+                )
             signer = read_key_file(cfg.key_path)
             vkey = await storage.get_meta("vkey")
             if signer.vkey != vkey:
                 raise ConfigError(
                     f"key {cfg.key_path} ({signer.vkey}) is not the key of the log in "
-                    f"{cfg.data_dir} ({vkey}); refusing to start")
+                    f"{cfg.data_dir} ({vkey}); refusing to start"
+                )
             if cfg.origin and cfg.origin != origin:
                 raise ConfigError(
-                    f"the log in {cfg.data_dir} has origin {origin!r}, not {cfg.origin!r}")
+                    f"the log in {cfg.data_dir} has origin {origin!r}, not {cfg.origin!r}"
+                )
     except BaseException:
         await storage.close()
         raise
@@ -173,8 +208,7 @@ async def open_log(cfg: ServerConfig) -> tuple[Storage, Signer, str]:
 
 
 def create_app(cfg: ServerConfig) -> web.Application:
-    app = web.Application(client_max_size=cfg.max_request_bytes,
-                          middlewares=[_error_middleware])
+    app = web.Application(client_max_size=cfg.max_request_bytes, middlewares=[_error_middleware])
     app[CONFIG_KEY] = cfg
     app[METRICS_KEY] = Metrics()
     app.cleanup_ctx.append(_log_context)
@@ -195,10 +229,19 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         metrics.batch_size.observe(entries)
         metrics.batch_seconds.observe(seconds)
 
-    seq = Sequencer(storage, signer, origin, SequencerConfig(
-        batch_max_size=cfg.batch_max_size, batch_max_age=cfg.batch_max_age,
-        queue_max=cfg.queue_max, checkpoint_period=cfg.checkpoint_period,
-        tile_cache=cfg.tile_cache), on_batch=on_batch)
+    seq = Sequencer(
+        storage,
+        signer,
+        origin,
+        SequencerConfig(
+            batch_max_size=cfg.batch_max_size,
+            batch_max_age=cfg.batch_max_age,
+            queue_max=cfg.queue_max,
+            checkpoint_period=cfg.checkpoint_period,
+            tile_cache=cfg.tile_cache,
+        ),
+        on_batch=on_batch,
+    )
     try:
         await seq.start()
     except BaseException:
@@ -228,8 +271,9 @@ async def _error_middleware(
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        key = {404: "not_found", 405: "method_not_allowed",
-               413: "too_large"}.get(exc.status, "http_error")
+        key = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.status, "http_error"
+        )
         message = exc.text or exc.reason
         if exc.status == 413:
             limit = request.app[CONFIG_KEY].max_request_bytes
@@ -241,10 +285,12 @@ async def _error_middleware(
     return resp
 
 
-def _error_response(status: int, key: str, message: str, extra: dict[str, Any],
-                    headers: dict[str, str]) -> web.Response:
-    resp = web.json_response({"error": key, "message": message, **extra}, status=status,
-                             headers=headers)
+def _error_response(
+    status: int, key: str, message: str, extra: dict[str, Any], headers: dict[str, str]
+) -> web.Response:
+    resp = web.json_response(
+        {"error": key, "message": message, **extra}, status=status, headers=headers
+    )
     resp.error_key = key  # type: ignore[attr-defined]
     return resp
 
@@ -256,9 +302,12 @@ def _sequencer(request: web.Request) -> Sequencer:
 async def handle_checkpoint(request: web.Request) -> web.Response:
     pub = _sequencer(request).published
     assert pub is not None
-    return web.Response(body=pub.note, content_type="text/plain", charset="utf-8",
-                        headers={"Cache-Control": CHECKPOINT_CACHE,
-                                 "Access-Control-Allow-Origin": "*"})
+    return web.Response(
+        body=pub.note,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"Cache-Control": CHECKPOINT_CACHE, "Access-Control-Allow-Origin": "*"},
+    )
 
 
 async def handle_tile(request: web.Request) -> web.Response:
@@ -272,8 +321,7 @@ async def handle_tile(request: web.Request) -> web.Response:
     level = 0 if ref.is_entries else ref.level
     available = min(TILE_WIDTH, (pub.size >> (8 * level)) - ref.n * TILE_WIDTH)
     if available < ref.width:
-        raise APIError(404, "not_found",
-                       f"{path} is beyond the published tree size {pub.size}")
+        raise APIError(404, "not_found", f"{path} is beyond the published tree size {pub.size}")
     storage = request.app[STORAGE_KEY]
     headers = {"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"}
     if ref.is_entries:
@@ -281,15 +329,19 @@ async def handle_tile(request: web.Request) -> web.Response:
         entries = await storage.read_entries(start, start + ref.width)
         if len(entries) != ref.width:
             raise APIError(500, "storage_inconsistent", f"entries missing for {path}")
-        resp = web.Response(body=encode_entry_bundle(entries),
-                            content_type="application/octet-stream", headers=headers)
+        resp = web.Response(
+            body=encode_entry_bundle(entries),
+            content_type="application/octet-stream",
+            headers=headers,
+        )
         resp.enable_compression()
         return resp
     data = await storage.read_tile(ref.level, ref.n)
     if data is None or len(data) < ref.width * 32:
         raise APIError(500, "storage_inconsistent", f"tile data missing for {path}")
-    return web.Response(body=data[: ref.width * 32], content_type="application/octet-stream",
-                        headers=headers)
+    return web.Response(
+        body=data[: ref.width * 32], content_type="application/octet-stream", headers=headers
+    )
 
 
 async def handle_add(request: web.Request) -> web.Response:
@@ -304,23 +356,34 @@ async def handle_add(request: web.Request) -> web.Response:
     bad = await _find_bad_signatures(statements)
     if bad:
         metrics.statements.labels("bad_signature").inc(len(statements))
-        raise APIError(403, "bad_signature",
-                       f"signature does not verify for statement(s) {bad} "
-                       "(signed with another key, or the statement was changed)",
-                       {"statements": bad})
+        raise APIError(
+            403,
+            "bad_signature",
+            f"signature does not verify for statement(s) {bad} "
+            "(signed with another key, or the statement was changed)",
+            {"statements": bad},
+        )
     started = time.monotonic()
     seq = _sequencer(request)
     try:
         receipts = await seq.submit(statements)
     except ConflictError as exc:
         metrics.statements.labels("conflict").inc(len(statements))
-        raise APIError(409, exc.error_key, str(exc), {"existing": [
-            {"log_index": i, "entry": base64.b64encode(d).decode()} for i, d in exc.existing
-        ]}) from None
+        raise APIError(
+            409,
+            exc.error_key,
+            str(exc),
+            {
+                "existing": [
+                    {"log_index": i, "entry": base64.b64encode(d).decode()} for i, d in exc.existing
+                ]
+            },
+        ) from None
     except OverloadedError as exc:
         metrics.statements.labels("refused").inc(len(statements))
-        raise APIError(exc.status, exc.error_key, str(exc),
-                       headers={"Retry-After": str(exc.retry_after)}) from None
+        raise APIError(
+            exc.status, exc.error_key, str(exc), headers={"Retry-After": str(exc.retry_after)}
+        ) from None
     except SubmissionError as exc:
         raise APIError(exc.status, exc.error_key, str(exc)) from None
     metrics.latency.observe(time.monotonic() - started)
@@ -349,11 +412,16 @@ async def handle_healthz(request: web.Request) -> web.Response:
     age = time.time() - pub.published_at if pub else float("inf")
     if age > cfg.stale_after:
         problems.append(f"checkpoint last published {age:.0f}s ago (limit {cfg.stale_after:.0f}s)")
-    body = {"status": "fail" if problems else "ok", "problems": problems,
-            "tree_size": pub.size if pub else None, "checkpoint_age_seconds": round(age, 3),
-            "queued": seq.queued}
-    return web.json_response(body, status=503 if problems else 200,
-                             headers={"Cache-Control": "no-store"})
+    body = {
+        "status": "fail" if problems else "ok",
+        "problems": problems,
+        "tree_size": pub.size if pub else None,
+        "checkpoint_age_seconds": round(age, 3),
+        "queued": seq.queued,
+    }
+    return web.json_response(
+        body, status=503 if problems else 200, headers={"Cache-Control": "no-store"}
+    )
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
@@ -390,22 +458,24 @@ async def run_server(cfg: ServerConfig, announce: Callable[[str], None] | None =
     except OSError as exc:
         await runner.cleanup()
         raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from None
-    sockets = [s.getsockname() for s in (site._server.sockets if site._server else [])]  # type: ignore[union-attr]
-    bound_port = sockets[0][1] if sockets else port
+    server = site._server
+    sockets = list(getattr(server, "sockets", None) or [])
+    bound_port = int(sockets[0].getsockname()[1]) if sockets else port
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{bound_port}"
     signer = app[SIGNER_KEY]
     pub = app[SEQUENCER_KEY].published
-    log.info("listening", extra={"url": url, "vkey": signer.vkey,
-                                 "tree_size": pub.size if pub else 0})
+    log.info(
+        "listening", extra={"url": url, "vkey": signer.vkey, "tree_size": pub.size if pub else 0}
+    )
     if announce is not None:
-        announce(f"sigledger log {signer.name} listening on {url}\n"
-                 f"verifier key: {signer.vkey}\n"
-                 f"data: {cfg.data_dir}")
+        announce(
+            f"sigledger log {signer.name} listening on {url}\n"
+            f"verifier key: {signer.vkey}\n"
+            f"data: {cfg.data_dir}"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    import signal
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:

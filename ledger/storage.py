@@ -322,9 +322,9 @@ class Storage:
                 "(signer = ? AND project = ? AND version = ? AND filename = ?)" for _ in chunk
             )
             params = [x for key in chunk for x in key]
+            sql = f"SELECT signer, project, version, filename, idx, sha256, data FROM entries WHERE {where}"  # noqa: S608, E501 (placeholders only)
             async with self._w.execute(
-                "SELECT signer, project, version, filename, idx, sha256, data FROM entries"
-                f" WHERE {where}",  # noqa: S608 (placeholders only)
+                sql,
                 params,
             ) as cur:
                 for row in await cur.fetchall():

@@ -88,8 +88,9 @@ class TiledTree:
             width = (size >> (TILE_HEIGHT * level)) % TILE_WIDTH
             data = edge.get(level, b"")[: width * _HASH]
             if len(data) != width * _HASH:
-                raise ValueError(f"edge tile at level {level} has {len(data) // _HASH} hashes,"
-                                 f" expected {width}")
+                raise ValueError(
+                    f"edge tile at level {level} has {len(data) // _HASH} hashes, expected {width}"
+                )
             self._edge.append(ExpandedTile(data))
             level += 1
         self._cache: OrderedDict[tuple[int, int], ExpandedTile] = OrderedDict()

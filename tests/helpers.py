@@ -13,9 +13,14 @@ import threading
 import time
 from pathlib import Path
 
+import aiohttp
+from yarl import URL
+
 from client.publish import sign_statement
+from ledger import merkle, tiles
+from ledger.checkpoint import open_checkpoint
 from ledger.entry import SignedStatement, Statement
-from ledger.note import Signer
+from ledger.note import Signer, Verifier
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,3 +153,31 @@ def signed(
         project, version, filename, hashlib.sha256(content).digest(), len(content)
     )
     return sign_statement(signer, st)
+
+
+async def get(url: str) -> tuple[int, bytes, dict[str, str]]:
+    async with aiohttp.ClientSession() as s, s.get(URL(url, encoded=True)) as r:
+        return r.status, await r.read(), dict(r.headers)
+
+
+async def read_log(url: str, vkey: str) -> tuple[int, list[bytes]]:
+    """Fetch and verify the whole log through the tile API only."""
+    status, note, _ = await get(url + "/checkpoint")
+    assert status == 200
+    cp, _ = open_checkpoint(note, Verifier.from_vkey(vkey))
+    entries: list[bytes] = []
+    for n in range((cp.size + 255) // 256):
+        width = min(256, cp.size - 256 * n)
+        ref = tiles.TileRef(-1, n, width)
+        status, body, _ = await get(f"{url}/{ref.path}")
+        assert status == 200, ref.path
+        entries.extend(tiles.decode_entry_bundle(body))
+    tree = merkle.MemoryTree(merkle.leaf_hash(e) for e in entries)
+    assert tree.root() == cp.root
+    # the right-edge hash tiles reproduce the root too
+    for ref in tiles.tiles_for_size(cp.size):
+        status, body, _ = await get(f"{url}/{ref.path}")
+        assert status == 200
+        for i in range(ref.width):
+            assert body[32 * i : 32 * i + 32] == tree.node(8 * ref.level, ref.n * 256 + i)
+    return cp.size, entries

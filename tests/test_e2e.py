@@ -13,22 +13,16 @@ from pathlib import Path
 import aiohttp
 import msgpack
 import pytest
-from yarl import URL
 
 from client.publish import publish, sign_statement
 from client.remote import LogClient, LogRefusedError
 from client.verify import verify_receipt
-from ledger import merkle, tiles
+from ledger import merkle
 from ledger.api import JSON_TYPE, MSGPACK_TYPE, encode_add_request, statement_to_json
 from ledger.checkpoint import open_checkpoint
 from ledger.entry import Statement, decode_entry
 from ledger.note import Signer, Verifier
-from tests.helpers import LogProcess, make_release, run_cli, signed
-
-
-async def _get(url: str) -> tuple[int, bytes, dict[str, str]]:
-    async with aiohttp.ClientSession() as s, s.get(URL(url, encoded=True)) as r:
-        return r.status, await r.read(), dict(r.headers)
+from tests.helpers import LogProcess, get, make_release, read_log, run_cli, signed
 
 
 async def _post(
@@ -41,32 +35,9 @@ async def _post(
         return r.status, await r.json(), dict(r.headers)
 
 
-async def _read_log(url: str, vkey: str) -> tuple[int, list[bytes]]:
-    """Fetch and verify the whole log through the tile API only."""
-    status, note, _ = await _get(url + "/checkpoint")
-    assert status == 200
-    cp, _ = open_checkpoint(note, Verifier.from_vkey(vkey))
-    entries: list[bytes] = []
-    for n in range((cp.size + 255) // 256):
-        width = min(256, cp.size - 256 * n)
-        ref = tiles.TileRef(-1, n, width)
-        status, body, _ = await _get(f"{url}/{ref.path}")
-        assert status == 200, ref.path
-        entries.extend(tiles.decode_entry_bundle(body))
-    tree = merkle.MemoryTree(merkle.leaf_hash(e) for e in entries)
-    assert tree.root() == cp.root
-    # the right-edge hash tiles reproduce the root too
-    for ref in tiles.tiles_for_size(cp.size):
-        status, body, _ = await _get(f"{url}/{ref.path}")
-        assert status == 200
-        for i in range(ref.width):
-            assert body[32 * i : 32 * i + 32] == tree.node(8 * ref.level, ref.n * 256 + i)
-    return cp.size, entries
-
-
 async def test_empty_log_and_read_api(log_server: LogProcess) -> None:
     url = log_server.url
-    status, note, headers = await _get(url + "/checkpoint")
+    status, note, headers = await get(url + "/checkpoint")
     assert status == 200
     assert headers["Content-Type"] == "text/plain; charset=utf-8"
     cp, _ = open_checkpoint(note, Verifier.from_vkey(log_server.vkey))
@@ -81,12 +52,12 @@ async def test_empty_log_and_read_api(log_server: LogProcess) -> None:
         "/tile/x/000",
         "/nope",
     ]:
-        status, body, _ = await _get(url + path)
+        status, body, _ = await get(url + path)
         assert status == 404, path
         assert json.loads(body)["error"] == "not_found"
-    status, body, _ = await _get(url + "/healthz")
+    status, body, _ = await get(url + "/healthz")
     assert status == 200 and json.loads(body)["status"] == "ok"
-    status, body, _ = await _get(url + "/metrics")
+    status, body, _ = await get(url + "/metrics")
     assert status == 200 and b"sigledger_tree_size 0.0" in body
 
 
@@ -107,7 +78,7 @@ async def test_publish_and_read_back(log_server: LogProcess, tmp_path: Path) -> 
         doc = json.loads(r.receipt_path.read_text())
         v = verify_receipt(doc, log_key=Verifier.from_vkey(vkey), expect=r.signed.statement)
         assert v.entry.signed.signer_vkey() == alice.vkey
-    size, entries = await _read_log(url, vkey)
+    size, entries = await read_log(url, vkey)
     assert size == 300
     by_index = {r.receipt["log_index"]: r for r in results if r.receipt}
     for i, data in enumerate(entries):
@@ -115,10 +86,10 @@ async def test_publish_and_read_back(log_server: LogProcess, tmp_path: Path) -> 
         assert e.signed.verify()
         assert e.statement == by_index[i].signed.statement
     # full tiles exist now and are immutable
-    status, body, headers = await _get(url + "/tile/0/000")
+    status, body, headers = await get(url + "/tile/0/000")
     assert status == 200 and len(body) == 8192
     assert "immutable" in headers["Cache-Control"]
-    status, body, _ = await _get(url + "/tile/1/000.p/1")
+    status, body, _ = await get(url + "/tile/1/000.p/1")
     assert status == 200 and body == merkle.tree_hash([merkle.leaf_hash(e) for e in entries[:256]])
     # re-publishing reports the existing entries
     again = await publish(url, alice, files[:3], log_key=Verifier.from_vkey(vkey))
@@ -126,7 +97,7 @@ async def test_publish_and_read_back(log_server: LogProcess, tmp_path: Path) -> 
     assert [r.receipt["log_index"] for r in again if r.receipt] == [
         r.receipt["log_index"] for r in results[:3] if r.receipt
     ]
-    size2, _ = await _read_log(url, vkey)
+    size2, _ = await read_log(url, vkey)
     assert size2 == 300
 
 
@@ -156,7 +127,7 @@ async def test_binding_rule(log_server: LogProcess) -> None:
         dup = signed(alice, version="3.0.0")
         ra, rb = await log.add([dup, dup])
         assert ra["log_index"] == rb["log_index"]
-    size, entries = await _read_log(url, log_server.vkey)
+    size, entries = await read_log(url, log_server.vkey)
     assert size == 4
 
 
@@ -202,7 +173,7 @@ async def test_bad_requests_change_nothing(log_server: LogProcess) -> None:
         got, doc, _ = await _post(url, body, ctype)
         assert (got, doc["error"]) == (status, key), (body[:80], doc)
         assert doc["message"]
-    status, note, _ = await _get(url + "/checkpoint")
+    status, note, _ = await get(url + "/checkpoint")
     cp, _ = open_checkpoint(note, Verifier.from_vkey(log_server.vkey))
     assert cp.size == 0
     # and the good one still goes in, via msgpack
@@ -328,7 +299,7 @@ async def test_graceful_shutdown_answers_everything(tmp_path: Path) -> None:
     assert accepted > 0
     again = LogProcess(tmp_path / "log").start()
     try:
-        size, _ = await _read_log(again.url, again.vkey)
+        size, _ = await read_log(again.url, again.vkey)
         assert size >= accepted
     finally:
         again.kill()
@@ -340,7 +311,7 @@ async def test_healthz_reports_stale_checkpoint(tmp_path: Path) -> None:
     ).start()
     try:
         await asyncio.sleep(1.0)
-        status, body, _ = await _get(server.url + "/healthz")
+        status, body, _ = await get(server.url + "/healthz")
         doc = json.loads(body)
         assert status == 503 and doc["status"] == "fail"
         assert "checkpoint last published" in doc["problems"][0]
