@@ -58,8 +58,9 @@ def test_pure_modules_do_no_io(module: str) -> None:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ledger."):
             imported.add(node.module)
     assert not imported & FORBIDDEN, f"ledger/{module}.py imports {imported & FORBIDDEN}"
-    impure = {m for m in imported if m.startswith("ledger.")
-              and m.split(".")[1] not in PURE_MODULES}
+    impure = {
+        m for m in imported if m.startswith("ledger.") and m.split(".")[1] not in PURE_MODULES
+    }
     assert not impure, f"ledger/{module}.py imports non-pure modules {impure}"
 
 
