@@ -323,6 +323,7 @@ class Sequencer:
             rows: list[EntryRow] = []
             results: list[tuple[int, bytes, bool]] = []
             conflicts: list[tuple[int, bytes]] = []
+            described: list[str] = []
             for key, s in pairs:
                 prior = found.get(key) or batch.get(key) or staged.get(key)
                 if prior is not None:
@@ -330,6 +331,10 @@ class Sequencer:
                         results.append((prior.index, prior.data, key in found))
                     else:
                         conflicts.append((prior.index, prior.data))
+                        described.append(
+                            f"{s.statement.filename} (entry #{prior.index} has sha256:"
+                            f"{prior.sha256.hex()})"
+                        )
                     continue
                 index = base + len(new_rows) + len(rows)
                 data = encode_entry(Entry(s, now_ms))
@@ -344,7 +349,10 @@ class Sequencer:
             if conflicts:
                 unit.future.set_exception(
                     ConflictError(
-                        "the signer already logged a different hash for this file", conflicts
+                        "this signer already logged a different hash for "
+                        + ", ".join(described)
+                        + "; nothing in this request was logged",
+                        conflicts,
                     )
                 )
                 continue

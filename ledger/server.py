@@ -54,6 +54,7 @@ from ledger.storage import Storage
 from ledger.tiles import TILE_WIDTH, encode_entry_bundle, parse_tile_path
 
 log = logging.getLogger("sigledger.server")
+access_log = logging.getLogger("sigledger.access")
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 CHECKPOINT_CACHE = "public, max-age=2"
@@ -264,6 +265,7 @@ async def _error_middleware(
     metrics = request.app[METRICS_KEY]
     route = request.match_info.route.resource
     route_name = route.canonical if route is not None else "unmatched"
+    started = time.monotonic()
     try:
         resp = await handler(request)
     except APIError as exc:
@@ -280,7 +282,30 @@ async def _error_middleware(
             message = f"request body larger than {limit} bytes"
         resp = _error_response(exc.status, key, message or "", {}, {})
     if resp.status >= 400:
-        metrics.errors.labels(getattr(resp, "error_key", str(resp.status))).inc()
+        key = getattr(resp, "error_key", str(resp.status))
+        metrics.errors.labels(key).inc()
+        access_log.info(
+            "request refused",
+            extra={
+                "method": request.method,
+                "path": request.path[:200],
+                "status": resp.status,
+                "error": key,
+                "remote": request.remote,
+                "ms": round(1000 * (time.monotonic() - started), 2),
+            },
+        )
+    elif access_log.isEnabledFor(logging.DEBUG):
+        access_log.debug(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path[:200],
+                "status": resp.status,
+                "remote": request.remote,
+                "ms": round(1000 * (time.monotonic() - started), 2),
+            },
+        )
     metrics.requests.labels(route_name, str(resp.status)).inc()
     return resp
 
