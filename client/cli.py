@@ -63,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="TOML configuration file (env SIGLEDGER_CONFIG)"
     )
     s.add_argument("--origin", help="origin of a new log (default localhost/sigledger)")
-    s.add_argument("--log-format", choices=["json", "text"], help="log output format")
+    s.add_argument(
+        "--log-format",
+        choices=["json", "text", "auto"],
+        help="log output format (default auto: text on a terminal, else JSON)",
+    )
 
     k = sub.add_parser(
         "keygen",

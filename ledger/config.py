@@ -58,8 +58,9 @@ class ServerConfig:
     """/healthz fails when the checkpoint was last published longer ago than this."""
     tile_cache: int = 1024
     """Full tiles kept in memory for proof generation (about 33 KB each)."""
-    log_format: str = "json"
-    """``json`` (one object per line on stdout) or ``text``."""
+    log_format: str = "auto"
+    """``json`` (one object per line on stdout), ``text``, or ``auto``: text when
+    stdout is a terminal, JSON otherwise (journald, containers, files)."""
     log_level: str = "info"
 
     @property
@@ -95,8 +96,8 @@ class ServerConfig:
         for name in ("batch_max_age", "checkpoint_period", "stale_after"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
-        if self.log_format not in ("json", "text"):
-            raise ConfigError("log_format must be 'json' or 'text'")
+        if self.log_format not in ("json", "text", "auto"):
+            raise ConfigError("log_format must be 'json', 'text' or 'auto'")
         if any(c.isspace() for c in self.origin) or "+" in self.origin:
             raise ConfigError(f"origin {self.origin!r} must not contain spaces or '+'")
 

@@ -35,12 +35,32 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def configure_logging(fmt: str = "json", level: str = "info") -> None:
+class TextFormatter(logging.Formatter):
+    """``time level logger: message key=value ...`` for people at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        extras = " ".join(
+            f"{k}={v}"
+            for k, v in vars(record).items()
+            if k not in _STANDARD and not k.startswith("_")
+        )
+        line = f"{stamp} {record.levelname.lower():7} {record.name}: {record.getMessage()}"
+        if extras:
+            line += "  " + extras
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(fmt: str = "auto", level: str = "info") -> None:
+    if fmt == "auto":
+        fmt = "text" if sys.stdout.isatty() else "json"
     handler = logging.StreamHandler(sys.stdout)
     if fmt == "json":
         handler.setFormatter(JSONFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
