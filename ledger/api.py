@@ -25,10 +25,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from ledger.entry import (
     SignedStatement,
@@ -41,6 +45,7 @@ from ledger.note import ALG_ED25519, Verifier
 
 JSON_TYPE = "application/json"
 MSGPACK_TYPE = "application/msgpack"
+_PROJECT_RE = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _KEYS = frozenset({"project", "version", "filename", "sha256", "size", "signer", "signature"})
 
 
@@ -179,3 +184,90 @@ def _msgpack_items(body: bytes, max_statements: int) -> list[bytes]:
     if again != body:
         raise FormatError("msgpack body is not canonically encoded")
     return items
+
+
+# -- GET /lookup and GET /proof/consistency ------------------------------------------
+
+LOOKUP_DEFAULT_LIMIT = 100
+LOOKUP_MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class LookupQuery:
+    """``GET /lookup`` parameters.
+
+    By hash: ``?sha256=<64 lowercase hex>``; by release: ``?project=NAME``
+    with optional ``&version=V`` and ``&filename=F`` (project names are
+    canonicalized, versions normalized). Also ``&limit=1..1000`` (default 100)
+    and ``&cursor=INDEX`` to continue from a previous answer's ``next_cursor``.
+    """
+
+    sha256: bytes | None = None
+    project: str | None = None
+    version: str | None = None
+    filename: str | None = None
+    limit: int = LOOKUP_DEFAULT_LIMIT
+    cursor: int = 0
+
+
+_LOOKUP_KEYS = frozenset({"sha256", "project", "version", "filename", "limit", "cursor"})
+
+
+def _uint_param(value: str, name: str, low: int, high: int) -> int:
+    if not value.isascii() or not value.isdigit() or (len(value) > 1 and value[0] == "0"):
+        raise FormatError(f"{name} must be a decimal integer without leading zeros")
+    n = int(value)
+    if not low <= n <= high:
+        raise FormatError(f"{name} must be between {low} and {high}")
+    return n
+
+
+def parse_lookup_query(params: Mapping[str, str]) -> LookupQuery:
+    unknown = sorted(set(params) - _LOOKUP_KEYS)
+    if unknown:
+        raise FormatError(
+            f"unknown parameter(s) {unknown}; use sha256, or project with "
+            "optional version and filename, plus limit and cursor"
+        )
+    sha = params.get("sha256")
+    project = params.get("project")
+    if (sha is None) == (project is None):
+        raise FormatError("give exactly one of sha256 or project")
+    digest = None
+    if sha is not None:
+        if sha.startswith("sha256:"):
+            sha = sha[len("sha256:") :]
+        if len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
+            raise FormatError("sha256 must be 64 lowercase hex digits")
+        digest = bytes.fromhex(sha)
+        if "version" in params or "filename" in params:
+            raise FormatError("version and filename go with project, not sha256")
+    version = params.get("version")
+    filename = params.get("filename")
+    if project is not None:
+        if not project or len(project) > 200 or not _PROJECT_RE.match(project):
+            raise FormatError(f"project {project[:50]!r} is not a valid project name")
+        project = str(canonicalize_name(project))
+        if version is not None:
+            try:
+                version = str(Version(version))
+            except InvalidVersion:
+                raise FormatError(f"version {version[:50]!r} is not a PEP 440 version") from None
+        if filename is not None and (not filename or len(filename) > 255):
+            raise FormatError("filename must be 1 to 255 characters")
+    limit = _uint_param(
+        params.get("limit", str(LOOKUP_DEFAULT_LIMIT)), "limit", 1, LOOKUP_MAX_LIMIT
+    )
+    cursor = _uint_param(params.get("cursor", "0"), "cursor", 0, 2**63 - 1)
+    return LookupQuery(digest, project, version, filename, limit, cursor)
+
+
+def parse_consistency_query(params: Mapping[str, str]) -> tuple[int, int]:
+    """``GET /proof/consistency?old=M&new=N`` with 0 <= M <= N."""
+    if set(params) != {"old", "new"}:
+        raise FormatError("give exactly the parameters old and new")
+    old = _uint_param(params["old"], "old", 0, 2**63 - 1)
+    new = _uint_param(params["new"], "new", 0, 2**63 - 1)
+    if old > new:
+        raise FormatError("old must not be larger than new")
+    return old, new

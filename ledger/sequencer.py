@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ledger import merkle
@@ -384,14 +384,16 @@ class Sequencer:
             for i, _d, _e in res
             for n in merkle.inclusion_nodes(i, pub.size)
         }
-        missing = tree.missing_tiles(needed)
-        if missing:
-            for (lv, n), data in (await self.storage.read_tiles(missing)).items():
-                tree.add_tile(lv, n, data)
+        get = await self._getter(needed)
         for unit, res in accepted:
             receipts = [
                 Receipt(
-                    i, d, existing, pub.size, tuple(tree.prove_inclusion(i, pub.size)), pub.note
+                    i,
+                    d,
+                    existing,
+                    pub.size,
+                    tuple(merkle.prove_inclusion(i, pub.size, get)),
+                    pub.note,
                 )
                 for i, d, existing in res
             ]
@@ -402,15 +404,27 @@ class Sequencer:
 
     # -- proofs for readers -----------------------------------------------------
 
-    async def prove_consistency(self, old_size: int, new_size: int) -> list[bytes]:
+    async def _getter(self, nodes: Iterable[tuple[int, int]]) -> merkle.GetNode:
+        """A get_node that can read every node in ``nodes`` (loading tiles once)."""
         tree = self._tree
-        assert tree is not None
-        nodes = merkle.consistency_nodes(old_size, new_size)
+        if tree is None:
+            raise OverloadedError("the log is recovering from a storage failure")
         missing = tree.missing_tiles(nodes)
-        if missing:
-            for (lv, n), data in (await self.storage.read_tiles(missing)).items():
-                tree.add_tile(lv, n, data)
-        return tree.prove_consistency(old_size, new_size)
+        tiles = await self.storage.read_tiles(missing) if missing else {}
+        if len(tiles) != len(missing):
+            raise StorageError("tiles needed for a proof are missing from storage")
+        # No await between here and the caller's use: the tree cannot change meanwhile.
+        return tree.getter(tiles)
+
+    async def prove_inclusions(self, indexes: Sequence[int], size: int) -> list[list[bytes]]:
+        """Inclusion proofs of ``indexes`` in the tree of ``size`` (<= the tree's size)."""
+        nodes = {n for i in indexes for n in merkle.inclusion_nodes(i, size)}
+        get = await self._getter(nodes)
+        return [merkle.prove_inclusion(i, size, get) for i in indexes]
+
+    async def prove_consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        get = await self._getter(merkle.consistency_nodes(old_size, new_size))
+        return merkle.prove_consistency(old_size, new_size, get)
 
 
 def _binding_key(s: SignedStatement) -> BindingKey:

@@ -8,6 +8,9 @@ Routes (read side per c2sp.org/tlog-tiles@v0.1.0):
   checkpoint are served.
 * ``POST /add`` -- submit signed statements (see :mod:`ledger.api`); answers
   after integration with one receipt per statement.
+* ``GET /lookup`` -- entries by sha256 or by project[/version[/filename]], each
+  with an inclusion proof against the returned checkpoint; paged.
+* ``GET /proof/consistency?old=M&new=N`` -- RFC 6962 consistency proof.
 * ``GET /healthz`` -- 200 while storage works and the checkpoint is fresh.
 * ``GET /metrics`` -- Prometheus text format.
 
@@ -216,6 +219,8 @@ def create_app(cfg: ServerConfig) -> web.Application:
     app.router.add_get("/checkpoint", handle_checkpoint)
     app.router.add_get("/tile/{path:.+}", handle_tile)
     app.router.add_post("/add", handle_add)
+    app.router.add_get("/lookup", handle_lookup)
+    app.router.add_get("/proof/consistency", handle_consistency)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/metrics", handle_metrics)
     return app
@@ -425,6 +430,66 @@ async def _find_bad_signatures(statements: list[SignedStatement]) -> list[int]:
     loop = asyncio.get_running_loop()
     ok = await loop.run_in_executor(None, lambda: [s.verify() for s in statements])
     return [i for i, good in enumerate(ok) if not good]
+
+
+async def handle_lookup(request: web.Request) -> web.Response:
+    """Entries matching a hash or release, each with an inclusion proof against
+    the one checkpoint returned alongside (one round trip verifies the answer)."""
+    try:
+        q = api.parse_lookup_query(request.query)
+    except FormatError as exc:
+        raise APIError(400, "bad_query", str(exc)) from None
+    seq = _sequencer(request)
+    pub = seq.published
+    assert pub is not None
+    rows = await request.app[STORAGE_KEY].lookup(
+        below=pub.size,
+        sha256=q.sha256,
+        project=q.project,
+        version=q.version,
+        filename=q.filename,
+        start=q.cursor,
+        limit=q.limit + 1,
+    )
+    more = len(rows) > q.limit
+    rows = rows[: q.limit]
+    proofs = await seq.prove_inclusions([i for i, _ in rows], pub.size)
+    b64 = base64.b64encode
+    return web.json_response(
+        {
+            "tree_size": pub.size,
+            "checkpoint": pub.note.decode(),
+            "entries": [
+                {
+                    "log_index": i,
+                    "entry": b64(data).decode(),
+                    "inclusion_proof": [b64(h).decode() for h in proof],
+                }
+                for (i, data), proof in zip(rows, proofs, strict=True)
+            ],
+            "next_cursor": rows[-1][0] + 1 if more else None,
+        },
+        headers={"Cache-Control": CHECKPOINT_CACHE, "Access-Control-Allow-Origin": "*"},
+    )
+
+
+async def handle_consistency(request: web.Request) -> web.Response:
+    try:
+        old, new = api.parse_consistency_query(request.query)
+    except FormatError as exc:
+        raise APIError(400, "bad_query", str(exc)) from None
+    seq = _sequencer(request)
+    pub = seq.published
+    assert pub is not None
+    if new > pub.size:
+        raise APIError(
+            400, "bad_query", f"new ({new}) is beyond the published tree size {pub.size}"
+        )
+    proof = await seq.prove_consistency(old, new)
+    return web.json_response(
+        {"old_size": old, "new_size": new, "hashes": [base64.b64encode(h).decode() for h in proof]},
+        headers={"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"},
+    )
 
 
 async def handle_healthz(request: web.Request) -> web.Response:

@@ -313,6 +313,40 @@ class Storage:
         ) as cur:
             return [bytes(r[0]) for r in await cur.fetchall()]
 
+    async def lookup(
+        self,
+        *,
+        below: int,
+        sha256: bytes | None = None,
+        project: str | None = None,
+        version: str | None = None,
+        filename: str | None = None,
+        start: int = 0,
+        limit: int = 100,
+    ) -> list[tuple[int, bytes]]:
+        """Entries matching every given field with start <= index < below, by index.
+
+        At most ``limit`` rows; ``sha256`` or ``project`` must be given, so every
+        query uses an index.
+        """
+        where = ["idx >= ?", "idx < ?"]
+        params: list[Any] = [start, below]
+        for column, value in (
+            ("sha256", sha256),
+            ("project", project),
+            ("version", version),
+            ("filename", filename),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if sha256 is None and project is None:
+            raise ValueError("lookup needs sha256 or project")
+        sql = f"SELECT idx, data FROM entries WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?"  # noqa: S608 (fixed columns, placeholders)
+        params.append(limit)
+        async with self._r.execute(sql, params) as cur:
+            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+
     async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, BoundEntry]:
         """The existing entry for each (signer, project, version, filename) that has one."""
         wanted = sorted(set(keys))

@@ -154,16 +154,23 @@ class TiledTree:
 
     def node(self, level: int, index: int) -> bytes:
         """Hash of the perfect subtree (level, index); KeyError if its tile is not loaded."""
+        return self._node(level, index, None)
+
+    def _node(
+        self, level: int, index: int, extra: dict[tuple[int, int], ExpandedTile] | None
+    ) -> bytes:
         tl, r = divmod(level, TILE_HEIGHT)
         n = (index << r) >> TILE_HEIGHT
         tile = self._tile(tl, n)
+        if tile is None and extra is not None:
+            tile = extra.get((tl, n))
         local = index % (TILE_WIDTH >> r)
         if tile is None or r >= len(tile.levels) or local >= len(tile.levels[r]):
             raise KeyError((level, index))
         return tile.levels[r][local]
 
     def missing_tiles(self, nodes: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
-        """Tiles (level, n) that must be loaded (see add_tile) before these nodes can be read."""
+        """Tiles (level, n) that must be loaded before these nodes can be read."""
         out = set()
         for level, index in nodes:
             tl, r = divmod(level, TILE_HEIGHT)
@@ -174,9 +181,20 @@ class TiledTree:
 
     def add_tile(self, level: int, n: int, data: bytes) -> None:
         """Cache a full tile read from storage."""
-        if len(data) != TILE_WIDTH * _HASH:
-            raise ValueError(f"tile {level}/{n} is not full")
-        self._remember((level, n), ExpandedTile(data))
+        self._remember((level, n), _full_tile(level, n, data))
+
+    def getter(self, tiles: dict[tuple[int, int], bytes] | None = None) -> merkle.GetNode:
+        """A ``get_node`` over the tree plus ``tiles`` (full tiles read from storage).
+
+        The extra tiles are consulted directly rather than only through the
+        bounded cache, so a proof needing more tiles than the cache holds works.
+        """
+        if not tiles:
+            return self.node
+        extra = {ref: _full_tile(ref[0], ref[1], data) for ref, data in tiles.items()}
+        for ref, tile in extra.items():
+            self._remember(ref, tile)
+        return lambda level, index: self._node(level, index, extra)
 
     def root(self) -> bytes:
         return merkle.root_from(self.size, self.node)
@@ -186,3 +204,9 @@ class TiledTree:
 
     def prove_consistency(self, old_size: int, new_size: int) -> list[bytes]:
         return merkle.prove_consistency(old_size, new_size, self.node)
+
+
+def _full_tile(level: int, n: int, data: bytes) -> ExpandedTile:
+    if len(data) != TILE_WIDTH * _HASH:
+        raise ValueError(f"tile {level}/{n} is not full")
+    return ExpandedTile(data)
