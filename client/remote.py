@@ -151,3 +151,30 @@ class LogClient:
                 f"{len(statements)} statements"
             )
         return receipts
+
+    async def lookup(self, **params: str) -> dict[str, Any]:
+        """One page of GET /lookup (unverified)."""
+        status, body, _ = await self._request("GET", "/lookup", params=params)
+        self._raise_for(status, body, "looking up entries")
+        return _json_object(body, self.url, "/lookup")
+
+    async def consistency_proof(self, old: int, new: int) -> list[str]:
+        """GET /proof/consistency (unverified base64 hashes)."""
+        status, body, _ = await self._request(
+            "GET", "/proof/consistency", params={"old": str(old), "new": str(new)}
+        )
+        self._raise_for(status, body, "fetching a consistency proof")
+        hashes = _json_object(body, self.url, "/proof/consistency").get("hashes")
+        if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
+            raise NetworkError(f"the log at {self.url} sent a malformed consistency proof")
+        return hashes
+
+
+def _json_object(body: bytes, url: str, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise NetworkError(f"the log at {url} answered {what} with a malformed body")
+    return doc

@@ -1,0 +1,158 @@
+"""The verified client view: TOFU then append-only, split views, tampered answers."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client.remote import LogClient
+from client.state import CheckpointStore
+from client.verified import VerifiedLog
+from ledger import merkle
+from ledger.checkpoint import open_checkpoint
+from ledger.errors import LogMisbehaviorError, VerificationError
+from ledger.note import Signer, Verifier
+from tests.helpers import LogProcess, signed
+
+ALICE = Signer.from_seed("alice", bytes([3]) * 32)
+
+
+async def _add(url: str, n: int, start: int = 0, project: str = "pkg") -> None:
+    async with LogClient(url) as log:
+        await log.add([signed(ALICE, project, f"{start + i}.0") for i in range(n)])
+
+
+async def test_tofu_then_append_only(log_server: LogProcess, tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path / "state")
+    key = Verifier.from_vkey(log_server.vkey)
+    await _add(log_server.url, 5)
+    async with VerifiedLog(log_server.url, key, store) as log:
+        cp = await log.checkpoint()
+        assert cp.size == 5
+    assert store.load("localhost/sigledger") is not None
+    await _add(log_server.url, 7, 5)
+    async with VerifiedLog(log_server.url, key, store) as log:
+        cp = await log.checkpoint()
+        assert cp.size == 12
+        found = await log.lookup(project="pkg")
+        assert [e.index for e in found] == list(range(12))
+    stored = store.load("localhost/sigledger")
+    assert stored is not None and b"\n12\n" in stored
+
+
+async def test_wrong_log_key_is_refused(log_server: LogProcess, tmp_path: Path) -> None:
+    other = Signer.generate("localhost/sigledger").verifier()
+    async with VerifiedLog(log_server.url, other, CheckpointStore(tmp_path)) as log:
+        with pytest.raises(VerificationError, match="not signed by the pinned log key"):
+            await log.checkpoint()
+
+
+async def test_split_view_is_detected_with_evidence(tmp_path: Path) -> None:
+    # Two logs with the same key and origin but different histories.
+    a = LogProcess(tmp_path / "a").start()
+    (tmp_path / "b").mkdir()
+    shutil.copy(tmp_path / "a" / "log.key", tmp_path / "b" / "log.key")
+    b = LogProcess(tmp_path / "b").start()
+    try:
+        assert a.vkey == b.vkey
+        await _add(a.url, 3, project="honest")
+        await _add(b.url, 6, project="forked")
+        store = CheckpointStore(tmp_path / "state")
+        key = Verifier.from_vkey(a.vkey)
+        async with VerifiedLog(a.url, key, store) as log:
+            await log.checkpoint()
+        async with VerifiedLog(b.url, key, store) as log:
+            with pytest.raises(LogMisbehaviorError) as err:
+                await log.checkpoint()
+        evidence = err.value.evidence
+        assert evidence["type"] == "inconsistent_checkpoints"
+        first, second = evidence["checkpoints"]
+        # the evidence stands on its own: both notes verify with the log key
+        c1, _ = open_checkpoint(first.encode(), key)
+        c2, _ = open_checkpoint(second.encode(), key)
+        assert (c1.size, c2.size) == (3, 6)
+        proof = [base64.b64decode(h) for h in evidence["consistency_proof"]]
+        with pytest.raises(VerificationError):
+            merkle.check_consistency(c1.size, c2.size, c1.root, c2.root, proof)
+        # the stored state still holds the honest checkpoint
+        stored = store.load("localhost/sigledger")
+        assert stored is not None and stored.decode() == first
+        # same size, different root: also evidence
+        await _add(a.url, 3, 100, project="honest")
+        store2 = CheckpointStore(tmp_path / "state2")
+        async with VerifiedLog(b.url, key, store2) as log:
+            await log.checkpoint()
+        async with VerifiedLog(a.url, key, store2) as log:
+            with pytest.raises(LogMisbehaviorError):
+                await log.checkpoint()
+    finally:
+        a.kill()
+        b.kill()
+
+
+class TamperingClient(LogClient):
+    """Changes one byte of the answers of a real server."""
+
+    mode = ""
+
+    async def lookup(self, **params: str) -> dict[str, Any]:
+        doc = await super().lookup(**params)
+        e = doc["entries"][0]
+        if self.mode == "entry":
+            raw = bytearray(base64.b64decode(e["entry"]))
+            raw[-1] ^= 1
+            e["entry"] = base64.b64encode(raw).decode()
+        elif self.mode == "proof":
+            raw = bytearray(base64.b64decode(e["inclusion_proof"][0]))
+            raw[0] ^= 1
+            e["inclusion_proof"][0] = base64.b64encode(raw).decode()
+        elif self.mode == "index":
+            e["log_index"] += 1
+        elif self.mode == "checkpoint":
+            doc["checkpoint"] = doc["checkpoint"].replace("\n3\n", "\n4\n")
+        return doc
+
+    async def consistency_proof(self, old: int, new: int) -> list[str]:
+        hashes = await super().consistency_proof(old, new)
+        if self.mode == "consistency":
+            raw = bytearray(base64.b64decode(hashes[-1]))
+            raw[5] ^= 0x10
+            hashes[-1] = base64.b64encode(raw).decode()
+        return hashes
+
+
+@pytest.mark.parametrize("mode", ["entry", "proof", "index", "checkpoint"])
+async def test_tampered_lookups_are_caught(
+    log_server: LogProcess, tmp_path: Path, mode: str
+) -> None:
+    await _add(log_server.url, 3)
+    log = VerifiedLog(
+        log_server.url, Verifier.from_vkey(log_server.vkey), CheckpointStore(tmp_path)
+    )
+    log.client = TamperingClient(log_server.url)
+    log.client.mode = mode
+    async with log:
+        with pytest.raises(VerificationError):
+            await log.lookup(project="pkg")
+
+
+async def test_tampered_consistency_proof_is_caught(log_server: LogProcess, tmp_path: Path) -> None:
+    await _add(log_server.url, 3)
+    store = CheckpointStore(tmp_path)
+    key = Verifier.from_vkey(log_server.vkey)
+    async with VerifiedLog(log_server.url, key, store) as log:
+        await log.checkpoint()
+    await _add(log_server.url, 4, 3)
+    log = VerifiedLog(log_server.url, key, store)
+    log.client = TamperingClient(log_server.url)
+    log.client.mode = "consistency"
+    async with log:
+        with pytest.raises(LogMisbehaviorError):
+            await log.checkpoint()
+    stored = store.load("localhost/sigledger")
+    assert stored is not None
+    assert b"\n3\n" in stored  # the unproven checkpoint was not stored
