@@ -1,0 +1,266 @@
+"""Installer checks: is each pinned hash logged, and signed by whom the policy requires?
+
+For every artifact (a file, a ``sha256:`` digest, a requirements.txt or
+pylock.toml pin) :func:`check_artifacts` asks the log, through
+:class:`~client.verified.VerifiedLog` (so every answer is proven):
+
+1. which entries attest this exact SHA-256 (lookup by hash);
+2. which of those are for the pinned project (and version, file name and
+   size, where the pin says);
+3. whether the distinct signers of those entries satisfy the policy's rule for
+   the project (n of m trusted signers);
+4. whether any signer the rule trusts logged a *different* hash for the same
+   file -- an alarm: someone is being shown another file.
+
+The outcome of each artifact is an :class:`Outcome` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from client.lockfiles import Pin
+from client.policy import Policy
+from client.verified import VerifiedEntry, VerifiedLog
+from client.verify import verify_receipt
+from ledger.entry import parse_release_filename
+from ledger.errors import FormatError, VerificationError
+
+RESULT_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """Something to check: a digest and whatever is known about the file."""
+
+    name: str  # for display: a path, "sha256:...", or "requirements.txt:12"
+    sha256: bytes
+    project: str | None = None
+    version: str | None = None
+    filename: str | None = None
+    size: int | None = None
+
+    @classmethod
+    def from_pin(cls, pin: Pin) -> Artifact:
+        name = pin.source if pin.filename is None else f"{pin.filename} ({pin.source})"
+        project = pin.project or None
+        return cls(name, pin.sha256, project, pin.version, pin.filename, pin.size)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Artifact:
+        h = hashlib.sha256()
+        size = 0
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
+        project: str | None
+        version: str | None
+        try:
+            project, version = parse_release_filename(path.name)
+        except FormatError:
+            project = version = None  # not a wheel/sdist name: match by hash only
+        filename = path.name if project else None
+        return cls(str(path), h.digest(), project, version, filename, size)
+
+    def matches(self, e: VerifiedEntry) -> bool:
+        st = e.entry.statement
+        return (
+            st.sha256 == self.sha256
+            and (self.project is None or st.project == self.project)
+            and (self.version is None or st.version == self.version)
+            and (self.filename is None or st.filename == self.filename)
+            and (self.size is None or st.size == self.size)
+        )
+
+
+@dataclass
+class Outcome:
+    artifact: Artifact
+    ok: bool
+    reason: str
+    alarm: bool = False
+    project: str | None = None
+    entries: list[VerifiedEntry] = field(default_factory=list)
+    trusted: tuple[str, ...] = ()
+    conflicts: list[VerifiedEntry] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        def entry_json(e: VerifiedEntry) -> dict[str, Any]:
+            st = e.entry.statement
+            return {
+                "log_index": e.index,
+                "project": st.project,
+                "version": st.version,
+                "filename": st.filename,
+                "sha256": st.sha256.hex(),
+                "size": st.size,
+                "signer": e.entry.signed.signer_vkey(),
+                "integrated_time_ms": e.entry.time_ms,
+                "tree_size": e.checkpoint.size,
+            }
+
+        a = self.artifact
+        return {
+            "artifact": a.name,
+            "sha256": a.sha256.hex(),
+            "project": self.project or a.project,
+            "version": a.version,
+            "filename": a.filename,
+            "ok": self.ok,
+            "alarm": self.alarm,
+            "reason": self.reason,
+            "trusted_signers": list(self.trusted),
+            "entries": [entry_json(e) for e in self.entries],
+            "conflicting_entries": [entry_json(e) for e in self.conflicts],
+        }
+
+
+async def check_artifact(log: VerifiedLog, policy: Policy, a: Artifact) -> Outcome:
+    found = await log.lookup(sha256=a.sha256.hex())
+    bad = [e for e in found if not e.entry.signed.verify()]
+    if bad:
+        return Outcome(
+            a,
+            False,
+            f"the log holds entry #{bad[0].index} whose publisher signature does not verify",
+            alarm=True,
+            entries=bad,
+        )
+    matching = [e for e in found if a.matches(e)]
+    if not matching:
+        if found:
+            other = found[0].entry.statement
+            return Outcome(
+                a,
+                False,
+                f"not logged for this release; the log has this hash "
+                f"only as {other.project} {other.version} {other.filename}",
+            )
+        return Outcome(a, False, "not in the log")
+    by_project: dict[str, list[VerifiedEntry]] = {}
+    for e in matching:
+        by_project.setdefault(e.entry.statement.project, []).append(e)
+    outcome: Outcome | None = None
+    for project, entries in sorted(by_project.items()):
+        decision = policy.evaluate(project, {e.entry.signed.signer_vkey() for e in entries})
+        candidate = Outcome(
+            a,
+            decision.ok,
+            decision.reason,
+            project=project,
+            entries=entries,
+            trusted=decision.trusted,
+        )
+        if decision.ok or outcome is None:
+            outcome = candidate
+        if decision.ok:
+            break
+    assert outcome is not None
+    conflicts = await _conflicts(log, policy, outcome)
+    if conflicts:
+        c = conflicts[0]
+        st = c.entry.statement
+        return Outcome(
+            a,
+            False,
+            f"ALARM: trusted signer {c.entry.signed.signer_vkey()} logged a different hash "
+            f"sha256:{st.sha256.hex()} for {st.filename} (entry #{c.index})",
+            alarm=True,
+            project=outcome.project,
+            entries=outcome.entries,
+            trusted=outcome.trusted,
+            conflicts=conflicts,
+        )
+    return outcome
+
+
+async def _conflicts(log: VerifiedLog, policy: Policy, outcome: Outcome) -> list[VerifiedEntry]:
+    """Entries by signers the rule trusts that give another hash for the same file."""
+    if outcome.project is None:
+        return []
+    rule = policy.rule_for(outcome.project)
+    if rule is None:
+        return []
+    files = {(e.entry.statement.version, e.entry.statement.filename) for e in outcome.entries}
+    conflicts: list[VerifiedEntry] = []
+    for version, filename in sorted(files):
+        others = await log.lookup(project=outcome.project, version=version, filename=filename)
+        conflicts.extend(
+            e
+            for e in others
+            if e.entry.statement.sha256 != outcome.artifact.sha256
+            and e.entry.statement.filename == filename
+            and e.entry.signed.signer_vkey() in rule.signers
+            and e.entry.signed.verify()
+        )
+    return conflicts
+
+
+async def check_artifacts(
+    log: VerifiedLog,
+    policy: Policy,
+    artifacts: Sequence[Artifact],
+    *,
+    concurrency: int = 32,
+    progress: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Check every artifact concurrently; results in input order.
+
+    The log's checkpoint is verified (and made consistent with the stored one)
+    first, so a misbehaving log fails the whole run before any lookup.
+    """
+    await log.checkpoint()
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(a: Artifact) -> Outcome:
+        async with sem:
+            result = await check_artifact(log, policy, a)
+        if progress is not None:
+            progress(result)
+        return result
+
+    return list(await asyncio.gather(*(one(a) for a in artifacts)))
+
+
+def check_offline(policy: Policy, a: Artifact, receipt: dict[str, Any]) -> Outcome:
+    """Check an artifact with only its receipt and the policy (no network).
+
+    Only the signer recorded in the receipt is known offline, so a rule
+    needing more than one signer cannot be met this way.
+    """
+    origin = receipt.get("log", {}).get("origin") if isinstance(receipt.get("log"), dict) else None
+    if not isinstance(origin, str):
+        try:
+            origin = str(receipt["inclusion_proof"]["checkpoint"]).split("\n", 1)[0]
+        except (KeyError, TypeError):
+            return Outcome(a, False, "the receipt names no log")
+    trust = policy.log_for(origin)
+    if trust is None:
+        return Outcome(
+            a, False, f"the receipt is from log {origin}, which the policy does not trust"
+        )
+    try:
+        v = verify_receipt(receipt, log_key=trust.verifier)
+    except VerificationError as exc:
+        return Outcome(a, False, f"the receipt does not verify: {exc}")
+    st = v.entry.statement
+    if st.sha256 != a.sha256 or (a.filename is not None and st.filename != a.filename):
+        return Outcome(
+            a, False, f"the receipt is for {st.filename} sha256:{st.sha256.hex()}, not this file"
+        )
+    if v.checkpoint.origin != trust.origin:
+        return Outcome(a, False, f"the receipt's checkpoint is for {v.checkpoint.origin}")
+    decision = policy.evaluate(st.project, [v.entry.signed.signer_vkey()])
+    return Outcome(
+        a,
+        decision.ok,
+        decision.reason + " (offline, from the receipt)",
+        project=st.project,
+        trusted=decision.trusted,
+    )
