@@ -70,6 +70,7 @@ The signer is identified by its signed-note verifier key (``key_name`` plus
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -344,6 +345,7 @@ def signer_key_id(key_name: str, public_key: bytes) -> int:
     return key_id(key_name, ALG_ED25519, public_key)
 
 
+@functools.lru_cache(maxsize=4096)
 def signer_vkey(key_name: str, public_key: bytes) -> str:
     """Verifier key string (``name+hex8+base64(0x01||key)``) of a publisher key."""
     kid = key_id(key_name, ALG_ED25519, public_key)

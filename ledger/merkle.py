@@ -55,6 +55,7 @@ __all__ = [
     "node_hash",
     "prove_consistency",
     "prove_inclusion",
+    "prove_inclusions",
     "root_from",
     "split_stored_hash_index",
     "stored_hash_count",
@@ -230,15 +231,24 @@ def _nodes_of(ranges: list[tuple[int, int]]) -> list[Node]:
     return [node for lo, hi in ranges for node in subtree_nodes(lo, hi)]
 
 
-def _hashes_of(ranges: list[tuple[int, int]], get_node: GetNode) -> list[bytes]:
+def _hashes_of(
+    ranges: list[tuple[int, int]],
+    get_node: GetNode,
+    memo: dict[tuple[int, int], bytes] | None = None,
+) -> list[bytes]:
     proof: list[bytes] = []
     for lo, hi in ranges:
         if (hi - lo) & (hi - lo - 1) == 0:
             # A perfect subtree: one stored node, no hashing.
             level = (hi - lo).bit_length() - 1
             proof.append(get_node(level, lo >> level))
+        elif memo is not None and (lo, hi) in memo:
+            proof.append(memo[lo, hi])
         else:
-            proof.append(fold_nodes([get_node(lv, i) for lv, i in subtree_nodes(lo, hi)]))
+            h = fold_nodes([get_node(lv, i) for lv, i in subtree_nodes(lo, hi)])
+            if memo is not None:
+                memo[lo, hi] = h
+            proof.append(h)
     return proof
 
 
@@ -250,6 +260,16 @@ def inclusion_nodes(index: int, size: int) -> list[Node]:
 def prove_inclusion(index: int, size: int, get_node: GetNode) -> list[bytes]:
     """RFC 6962 §2.1.1 ``PATH(index, D[0:size])``; ``ValueError`` unless ``0 <= index < size``."""
     return _hashes_of(_inclusion_ranges(index, size), get_node)
+
+
+def prove_inclusions(indexes: Iterable[int], size: int, get_node: GetNode) -> list[list[bytes]]:
+    """:func:`prove_inclusion` for many leaves of one tree.
+
+    Proofs in one tree share their right-edge (non-perfect) subtrees, so each
+    of those is hashed once for the whole batch rather than once per proof.
+    """
+    memo: dict[tuple[int, int], bytes] = {}
+    return [_hashes_of(_inclusion_ranges(i, size), get_node, memo) for i in indexes]
 
 
 def consistency_nodes(old_size: int, new_size: int) -> list[Node]:

@@ -378,23 +378,22 @@ class Sequencer:
             self.published = Published(tree.size, root, note, time.time())
 
         pub = self.published
-        needed = {
-            n
-            for _u, res in accepted
-            for i, _d, _e in res
-            for n in merkle.inclusion_nodes(i, pub.size)
-        }
-        get = await self._getter(needed)
+        # New entries' proof nodes all lie in tiles the tree holds (the edge, or
+        # tiles this batch completed); only older, existing entries may need reads.
+        get = await self._getter(
+            {
+                n
+                for _u, res in accepted
+                for i, _d, existing in res
+                if existing
+                for n in merkle.inclusion_nodes(i, pub.size)
+            }
+        )
+        flat = [i for _u, res in accepted for i, _d, _e in res]
+        proofs = iter(merkle.prove_inclusions(flat, pub.size, get))
         for unit, res in accepted:
             receipts = [
-                Receipt(
-                    i,
-                    d,
-                    existing,
-                    pub.size,
-                    tuple(merkle.prove_inclusion(i, pub.size, get)),
-                    pub.note,
-                )
+                Receipt(i, d, existing, pub.size, tuple(next(proofs)), pub.note)
                 for i, d, existing in res
             ]
             if not unit.future.done():
@@ -420,7 +419,7 @@ class Sequencer:
         """Inclusion proofs of ``indexes`` in the tree of ``size`` (<= the tree's size)."""
         nodes = {n for i in indexes for n in merkle.inclusion_nodes(i, size)}
         get = await self._getter(nodes)
-        return [merkle.prove_inclusion(i, size, get) for i in indexes]
+        return merkle.prove_inclusions(indexes, size, get)
 
     async def prove_consistency(self, old_size: int, new_size: int) -> list[bytes]:
         get = await self._getter(merkle.consistency_nodes(old_size, new_size))

@@ -29,6 +29,7 @@ Contracts:
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -348,22 +349,26 @@ class Storage:
             return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
 
     async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, BoundEntry]:
-        """The existing entry for each (signer, project, version, filename) that has one."""
+        """The existing entry for each (signer, project, version, filename) that has one.
+
+        One query for the whole batch: the keys travel as one JSON parameter and
+        are joined against the unique binding index.
+        """
         wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        sql = (
+            "WITH k AS (SELECT value ->> 0 AS signer, value ->> 1 AS project,"
+            " value ->> 2 AS version, value ->> 3 AS filename FROM json_each(?))"
+            " SELECT e.signer, e.project, e.version, e.filename, e.idx, e.sha256, e.data"
+            " FROM k JOIN entries AS e ON e.signer = k.signer AND e.project = k.project"
+            " AND e.version = k.version AND e.filename = k.filename"
+        )
         out: dict[BindingKey, BoundEntry] = {}
-        for chunk in _chunks(wanted, 200):
-            where = " OR ".join(
-                "(signer = ? AND project = ? AND version = ? AND filename = ?)" for _ in chunk
-            )
-            params = [x for key in chunk for x in key]
-            sql = f"SELECT signer, project, version, filename, idx, sha256, data FROM entries WHERE {where}"  # noqa: S608, E501 (placeholders only)
-            async with self._w.execute(
-                sql,
-                params,
-            ) as cur:
-                for row in await cur.fetchall():
-                    key = (str(row[0]), str(row[1]), str(row[2]), str(row[3]))
-                    out[key] = BoundEntry(int(row[4]), bytes(row[5]), bytes(row[6]))
+        async with self._w.execute(sql, (json.dumps(wanted),)) as cur:
+            for row in await cur.fetchall():
+                key = (str(row[0]), str(row[1]), str(row[2]), str(row[3]))
+                out[key] = BoundEntry(int(row[4]), bytes(row[5]), bytes(row[6]))
         return out
 
 

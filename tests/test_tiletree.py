@@ -99,3 +99,13 @@ def _all_leaves(batches: list[int]) -> list[bytes]:
         out.extend(_leaves(b, count))
         count += b
     return out
+
+
+def test_batch_proofs_equal_single_proofs() -> None:
+    _tree, ref, _ = _grow([1000])
+    rng = random.Random(3)
+    for size in [1, 2, 3, 255, 256, 257, 999, 1000]:
+        indexes = sorted(rng.sample(range(size), min(size, 50)))
+        assert merkle.prove_inclusions(indexes, size, ref.node) == [
+            ref.prove_inclusion(i, size) for i in indexes
+        ]
