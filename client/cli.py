@@ -103,6 +103,76 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--no-receipts", action="store_true", help="do not write receipt files")
     pub.add_argument("--json", action="store_true", help="print JSON results on stdout")
 
+    v = sub.add_parser(
+        "verify",
+        help="check files, hashes or lock files against the log and your policy",
+        description="Check that every artifact is in the log, signed by the signers your "
+        "policy requires, under a checkpoint consistent with every one seen before. "
+        "All-or-nothing: any failure fails the run.",
+    )
+    v.add_argument(
+        "targets",
+        nargs="*",
+        metavar="FILE_OR_sha256:HEX",
+        help="release files or sha256:<hex> digests",
+    )
+    v.add_argument(
+        "-r",
+        "--requirement",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a requirements file with --hash pins (repeatable)",
+    )
+    v.add_argument(
+        "--lock",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a pylock.toml lock file (repeatable)",
+    )
+    v.add_argument(
+        "--policy",
+        metavar="FILE",
+        default=None,
+        help="trust policy (env SIGLEDGER_POLICY; default in your config directory)",
+    )
+    v.add_argument(
+        "--log",
+        metavar="URL",
+        default=_env("LOG"),
+        help="which of the policy's logs to ask (default: the first)",
+    )
+    v.add_argument(
+        "--offline",
+        action="store_true",
+        help="use only <file>.sigledger.json receipts and the policy",
+    )
+    v.add_argument("--json", action="store_true", help="print JSON results on stdout")
+
+    pol = sub.add_parser("policy", help="manage the trust policy")
+    pol_sub = pol.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    pin = pol_sub.add_parser(
+        "pin",
+        help="trust, per project, the signers the log shows for your locked hashes",
+        description="Look up every locked hash in the log and write a policy that requires, "
+        "for each project, the signers that logged exactly those hashes.",
+    )
+    pin.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE")
+    pin.add_argument("--lock", action="append", default=[], metavar="FILE")
+    pin.add_argument("--log", metavar="URL", default=_env("LOG"), help="log URL")
+    pin.add_argument(
+        "--log-key", metavar="VKEY", default=_env("LOG_KEY"), help="the log's verifier key"
+    )
+    pin.add_argument("--policy", metavar="FILE", default=None, help="policy file to update")
+    pin.add_argument(
+        "--threshold",
+        type=int,
+        default=None,
+        help="signers required per project (default: keep, else 1)",
+    )
+    pin.add_argument("--json", action="store_true", help="print JSON on stdout")
+
     c = sub.add_parser("checkpoint", help="show a log's current checkpoint")
     c.add_argument("--log", metavar="URL", default=_env("LOG"), help="log URL (env SIGLEDGER_LOG)")
     c.add_argument(
@@ -127,9 +197,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_publish(args))
         if args.command == "checkpoint":
             return asyncio.run(cmd_checkpoint(args))
+        if args.command == "verify":
+            return asyncio.run(cmd_verify(args))
+        if args.command == "policy":
+            return asyncio.run(cmd_policy_pin(args))
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except LogMisbehaviorError as exc:
+        # The evidence is data: print it whole on stdout so it can be saved and shared.
+        print(
+            json.dumps(
+                {
+                    "version": 1,
+                    "error": "log_misbehavior",
+                    "message": str(exc),
+                    "evidence": exc.evidence,
+                },
+                indent=2,
+            )
+        )
+        _err(f"error: {exc.diagnostics()}")
+        return EXIT_MISBEHAVIOR
     except LedgerError as exc:
         if args.verbose:
             raise
@@ -303,4 +392,237 @@ async def cmd_checkpoint(args: argparse.Namespace) -> int:
         _err(
             "signature verified" if log_key else "signature NOT verified (pass --log-key to verify)"
         )
+    return EXIT_OK
+
+
+def _policy(path: str | None) -> Any:
+    from client.policy import PolicyError, default_policy_path, load_policy
+
+    p = Path(path) if path else default_policy_path()
+    if not p.exists():
+        raise PolicyError(
+            f"no trust policy at {p}; create one with 'sigledger policy pin -r requirements.txt "
+            "--log URL --log-key VKEY' or pass --policy FILE"
+        )
+    return load_policy(p)
+
+
+def _read_pins(requirements: list[str], locks: list[str]) -> list[Any]:
+    from client.lockfiles import read_pylock, read_requirements
+
+    pins = []
+    for r in requirements:
+        pins.extend(read_requirements(r))
+    for lock in locks:
+        found, unhashed = read_pylock(lock)
+        if unhashed:
+            raise FormatError(
+                f"{lock}: packages without a file hash cannot be checked against "
+                f"the log: {', '.join(unhashed)}"
+            )
+        pins.extend(found)
+    return pins
+
+
+async def cmd_verify(args: argparse.Namespace) -> int:
+    from client.check import Artifact, Outcome, check_artifacts, check_offline
+    from client.lockfiles import pins_from_args
+    from client.policy import default_state_dir
+    from client.state import CheckpointStore
+    from client.verified import VerifiedLog
+
+    policy = _policy(args.policy)
+    artifacts: list[Artifact] = []
+    for t in args.targets:
+        if t.startswith("sha256:"):
+            artifacts.extend(Artifact.from_pin(p) for p in pins_from_args([t]))
+        elif Path(t).is_file():
+            artifacts.append(Artifact.from_file(Path(t)))
+        else:
+            raise ConfigError(f"{t} is neither a file nor sha256:<hex>")
+    pins = _read_pins(args.requirement, args.lock)
+    artifacts.extend(Artifact.from_pin(p) for p in pins)
+    if not artifacts:
+        raise ConfigError("nothing to verify: give files, sha256:<hex>, -r FILE or --lock FILE")
+
+    if args.offline:
+        if pins or any(a.filename is None and not Path(a.name).is_file() for a in artifacts):
+            raise ConfigError(
+                "--offline checks files against their <file>.sigledger.json "
+                "receipts; hashes and lock files need the log"
+            )
+        outcomes = []
+        for a in artifacts:
+            receipt_path = Path(a.name + ".sigledger.json")
+            try:
+                receipt = json.loads(receipt_path.read_text())
+            except FileNotFoundError:
+                outcomes.append(Outcome(a, False, f"no receipt {receipt_path}"))
+                continue
+            except ValueError:
+                outcomes.append(Outcome(a, False, f"receipt {receipt_path} is not JSON"))
+                continue
+            outcomes.append(check_offline(policy, a, receipt))
+        return _report(args, outcomes, None)
+
+    trust = policy.log_for(args.log) if args.log else policy.logs[0]
+    if trust is None:
+        raise ConfigError(f"the policy does not trust a log at {args.log}")
+    progress = _progress(len(artifacts), args.json)
+    try:
+        async with VerifiedLog(
+            trust.url, trust.verifier, CheckpointStore(default_state_dir()), trust.origin
+        ) as log:
+            outcomes = await check_artifacts(
+                log,
+                policy,
+                artifacts,
+                progress=(lambda _o: progress.advance()) if progress else None,
+            )
+            cp = await log.checkpoint()
+    finally:
+        if progress:
+            progress.stop()
+    return _report(
+        args,
+        outcomes,
+        {
+            "url": trust.url,
+            "origin": trust.origin,
+            "tree_size": cp.size,
+            "root_hash": cp.root.hex(),
+        },
+    )
+
+
+class _Progress:
+    def __init__(self, total: int) -> None:
+        from rich.progress import Progress
+
+        self._p = Progress(transient=True)
+        self._task = self._p.add_task("verifying", total=total)
+        self._p.start()
+
+    def advance(self) -> None:
+        self._p.advance(self._task)
+
+    def stop(self) -> None:
+        self._p.stop()
+
+
+def _progress(total: int, quiet: bool) -> _Progress | None:
+    if quiet or total < 10 or not sys.stderr.isatty():
+        return None
+    return _Progress(total)
+
+
+def _report(args: argparse.Namespace, outcomes: list[Any], log: dict[str, Any] | None) -> int:
+    ok = all(o.ok for o in outcomes)
+    if args.json:
+        _print_json(
+            {"version": 1, "ok": ok, "log": log, "results": [o.to_json() for o in outcomes]}
+        )
+    elif sys.stderr.isatty() and len(outcomes) > 1:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="sigledger verify", show_lines=False)
+        for col in ("", "artifact", "project", "reason"):
+            table.add_column(col, overflow="fold")
+        for o in outcomes:
+            table.add_row(
+                "[green]OK[/]" if o.ok else "[red]FAIL[/]",
+                o.artifact.name,
+                o.project or o.artifact.project or "",
+                o.reason,
+            )
+        Console(stderr=True).print(table)
+    else:
+        for o in outcomes:
+            _err(f"{'OK' if o.ok else 'FAIL'}: {o.artifact.name}: {o.reason}")
+    failed = sum(not o.ok for o in outcomes)
+    alarms = sum(o.alarm for o in outcomes)
+    if not args.json:
+        _err(
+            f"{len(outcomes) - failed} of {len(outcomes)} verified"
+            + (f", {alarms} ALARM(S)" if alarms else "")
+            + (f" against {log['origin']} at tree size {log['tree_size']}" if log else "")
+        )
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+async def cmd_policy_pin(args: argparse.Namespace) -> int:
+    from client.check import Artifact
+    from client.policy import (
+        LogTrust,
+        Policy,
+        default_policy_path,
+        default_state_dir,
+        dump_policy,
+        load_policy,
+        pin_projects,
+    )
+    from client.state import CheckpointStore
+    from client.verified import VerifiedLog
+
+    url = _need(args.log, "--log", "SIGLEDGER_LOG")
+    log_key = _log_key(_need(args.log_key, "--log-key", "SIGLEDGER_LOG_KEY"))
+    pins = _read_pins(args.requirement, args.lock)
+    if not pins:
+        raise ConfigError("nothing to pin: give -r FILE or --lock FILE")
+    path = Path(args.policy) if args.policy else default_policy_path()
+    policy = load_policy(path) if path.exists() else Policy(logs=(), source=str(path))
+    from client.remote import normalize_url
+
+    trust = LogTrust(normalize_url(url), log_key, log_key.name)
+    signers: dict[str, set[str]] = {}
+    missing: list[str] = []
+    async with VerifiedLog(
+        trust.url, trust.verifier, CheckpointStore(default_state_dir()), trust.origin
+    ) as log:
+        await log.checkpoint()
+
+        async def one(a: Artifact) -> None:
+            found = [
+                e
+                for e in await log.lookup(sha256=a.sha256.hex())
+                if a.matches(e) and e.entry.signed.verify()
+            ]
+            if not found:
+                missing.append(a.name)
+            for e in found:
+                signers.setdefault(e.entry.statement.project, set()).add(
+                    e.entry.signed.signer_vkey()
+                )
+
+        sem = asyncio.Semaphore(32)
+
+        async def bounded(a: Artifact) -> None:
+            async with sem:
+                await one(a)
+
+        await asyncio.gather(*(bounded(Artifact.from_pin(p)) for p in pins))
+    if missing:
+        for name in sorted(missing):
+            _err(f"FAIL: {name}: not in the log")
+        raise VerificationError(
+            f"{len(missing)} locked hash(es) are not in the log; the policy was not written"
+        )
+    new = pin_projects(policy, trust, signers, args.threshold)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dump_policy(new))
+    tmp.replace(path)
+    if args.json:
+        _print_json(
+            {
+                "version": 1,
+                "policy": str(path),
+                "projects": {p: sorted(v) for p, v in sorted(signers.items())},
+            }
+        )
+    else:
+        for project, keys in sorted(signers.items()):
+            _err(f"pinned {project}: {', '.join(sorted(keys))}")
+        _err(f"wrote {path} ({len(signers)} projects)")
     return EXIT_OK

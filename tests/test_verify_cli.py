@@ -1,0 +1,233 @@
+"""`sigledger verify` and `sigledger policy pin` end to end, against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from client.policy import load_policy
+from client.publish import publish, write_key
+from client.remote import LogClient
+from ledger.note import Signer
+from tests.helpers import LogProcess, make_release, run_cli, signed
+
+KEYS = {
+    n: Signer.from_seed(f"{n}@example.org", hashlib.sha256(n.encode()).digest())
+    for n in ("alice", "bob", "carol")
+}
+
+
+def _requirements(path: Path, pins: dict[str, tuple[str, list[Path]]]) -> Path:
+    lines = ["# generated with hashes", "--index-url https://pypi.org/simple"]
+    for project, (version, files) in pins.items():
+        hashes = " \\\n    ".join(
+            f"--hash=sha256:{hashlib.sha256(f.read_bytes()).hexdigest()}" for f in files
+        )
+        lines.append(f"{project}=={version} \\\n    {hashes}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _pylock(path: Path, files: list[tuple[str, str, Path]]) -> Path:
+    out = ['lock-version = "1.0"', 'created-by = "test"', ""]
+    for project, version, f in files:
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()
+        out += [
+            "[[packages]]",
+            f'name = "{project}"',
+            f'version = "{version}"',
+            "[[packages.wheels]]",
+            f'name = "{f.name}"',
+            f'url = "https://files.example.org/{f.name}"',
+            f"size = {f.stat().st_size}",
+            f'hashes = {{sha256 = "{digest}"}}',
+            "",
+        ]
+    path.write_text("\n".join(out))
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "SIGLEDGER_STATE_DIR": str(tmp_path / "state"),
+        "SIGLEDGER_POLICY": str(tmp_path / "policy.toml"),
+        "SIGLEDGER_LOG": "",
+    }
+
+
+async def test_pin_then_verify(log_server: LogProcess, tmp_path: Path, env: dict[str, str]) -> None:
+    url, vkey = log_server.url, log_server.vkey
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    req_whl = make_release(dist, "requests", "2.0.0", "whl")
+    req_sdist = make_release(dist, "requests", "2.0.0", "sdist")
+    flask_whl = make_release(dist, "flask", "3.0.0", "whl")
+    await publish(url, KEYS["alice"], [req_whl, req_sdist])
+    await publish(url, KEYS["bob"], [req_whl, req_sdist])
+    await publish(url, KEYS["carol"], [flask_whl])
+    reqs = _requirements(
+        tmp_path / "requirements.txt",
+        {"requests": ("2.0.0", [req_whl, req_sdist]), "flask": ("3.0.0", [flask_whl])},
+    )
+    r = await asyncio.to_thread(
+        run_cli, "policy", "pin", "-r", str(reqs), "--log", url, "--log-key", vkey, env=env
+    )
+    assert r.returncode == 0, r.stderr
+    policy = load_policy(env["SIGLEDGER_POLICY"])
+    assert policy.projects["requests"].signers == {KEYS["alice"].vkey, KEYS["bob"].vkey}
+    assert policy.projects["flask"].signers == {KEYS["carol"].vkey}
+
+    r = await asyncio.to_thread(run_cli, "verify", "-r", str(reqs), "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["version"] == 1 and doc["ok"] is True
+    assert len(doc["results"]) == 3
+    assert doc["log"]["tree_size"] == 5
+
+    # files, digests and pylock.toml
+    r = await asyncio.to_thread(run_cli, "verify", str(req_whl), str(flask_whl), env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("OK: ") == 2
+    lock = _pylock(tmp_path / "pylock.toml", [("requests", "2.0.0", req_whl)])
+    r = await asyncio.to_thread(run_cli, "verify", "--lock", str(lock), env=env)
+    assert r.returncode == 0, r.stderr
+    r = await asyncio.to_thread(run_cli, "verify", "sha256:" + "ab" * 32, env=env)
+    assert r.returncode == 1 and "not in the log" in r.stderr
+
+    # 2 of 3: passes only where two of the listed signers logged the exact hash
+    three = ", ".join(f'"{KEYS[n].vkey}"' for n in ("alice", "bob", "carol"))
+    Path(env["SIGLEDGER_POLICY"]).write_text(
+        f'version = 1\n[[log]]\nurl = "{url}"\nkey = "{vkey}"\n'
+        f"[project.requests]\nsigners = [{three}]\nthreshold = 2\n"
+        f'[project.flask]\nsigners = ["{KEYS["carol"].vkey}"]\n'
+    )
+    r = await asyncio.to_thread(run_cli, "verify", str(req_whl), env=env)
+    assert r.returncode == 0, r.stderr  # alice and bob
+    new_whl = make_release(dist, "requests", "2.1.0", "whl")
+    await publish(url, KEYS["alice"], [new_whl])
+    await publish(url, Signer.generate("mallory"), [new_whl])  # untrusted: does not count
+    r = await asyncio.to_thread(run_cli, "verify", str(new_whl), "--json", env=env)
+    assert r.returncode == 1
+    assert "required signers, got 1" in json.loads(r.stdout)["results"][0]["reason"]
+    await publish(url, KEYS["carol"], [new_whl])
+    r = await asyncio.to_thread(run_cli, "verify", str(new_whl), env=env)
+    assert r.returncode == 0, r.stderr
+    # policy pin cannot ask for more signers than the log shows
+    r = await asyncio.to_thread(
+        run_cli,
+        "policy",
+        "pin",
+        "-r",
+        str(_requirements(tmp_path / "r2.txt", {"flask": ("3.0.0", [flask_whl])})),
+        "--log",
+        url,
+        "--log-key",
+        vkey,
+        "--threshold",
+        "2",
+        env=env,
+    )
+    assert r.returncode == 2 and "threshold 2" in r.stderr
+
+    # untrusted signer only
+    other = make_release(dist, "flask", "3.1.0", "whl")
+    await publish(url, Signer.generate("mallory"), [other])
+    r = await asyncio.to_thread(run_cli, "verify", str(other), env=env)
+    assert r.returncode == 1 and "not signed by any trusted signer" in r.stderr
+
+    # offline, from the receipt written by publish
+    r = await asyncio.to_thread(run_cli, "verify", "--offline", str(flask_whl), env=env)
+    assert r.returncode == 0, r.stderr
+    tampered = dist / "copy" / flask_whl.name
+    tampered.parent.mkdir()
+    tampered.write_bytes(b"tampered")
+    shutil.copy(str(flask_whl) + ".sigledger.json", str(tampered) + ".sigledger.json")
+    r = await asyncio.to_thread(run_cli, "verify", "--offline", str(tampered), env=env)
+    assert r.returncode == 1 and "not this file" in r.stderr
+
+
+async def test_alarm_when_a_trusted_signer_logged_another_hash(
+    log_server: LogProcess, tmp_path: Path, env: dict[str, str]
+) -> None:
+    url = log_server.url
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    good = make_release(dist, "requests", "2.0.0", "whl", content=b"the real wheel")
+    await publish(url, KEYS["alice"], [good])
+    async with LogClient(url) as log:  # carol, also trusted, logged other bytes for the file
+        await log.add([signed(KEYS["carol"], "requests", "2.0.0", content=b"evil wheel")])
+    Path(env["SIGLEDGER_POLICY"]).write_text(
+        f'version = 1\n[[log]]\nurl = "{url}"\nkey = "{log_server.vkey}"\n'
+        f'[project.requests]\nsigners = ["{KEYS["alice"].vkey}", "{KEYS["carol"].vkey}"]\n'
+        "threshold = 1\n"
+    )
+    r = await asyncio.to_thread(run_cli, "verify", str(good), "--json", env=env)
+    assert r.returncode == 1
+    result = json.loads(r.stdout)["results"][0]
+    assert result["alarm"] is True and "ALARM" in result["reason"]
+    assert result["conflicting_entries"][0]["signer"] == KEYS["carol"].vkey
+
+
+async def test_split_view_exits_4_with_evidence(tmp_path: Path, env: dict[str, str]) -> None:
+    a = LogProcess(tmp_path / "a").start()
+    (tmp_path / "b").mkdir()
+    shutil.copy(tmp_path / "a" / "log.key", tmp_path / "b" / "log.key")
+    b = LogProcess(tmp_path / "b").start()
+    try:
+        dist = tmp_path / "dist"
+        dist.mkdir()
+        whl = make_release(dist, "requests", "2.0.0", "whl")
+        await publish(a.url, KEYS["alice"], [whl])
+        await publish(b.url, KEYS["alice"], [make_release(dist, "other", "1.0", "whl")])
+        await publish(b.url, KEYS["alice"], [whl])
+        policy = (
+            f'version = 1\n[[log]]\nurl = "{{url}}"\nkey = "{a.vkey}"\n'
+            f'[default]\nsigners = ["{KEYS["alice"].vkey}"]\n'
+        )
+        Path(env["SIGLEDGER_POLICY"]).write_text(policy.format(url=a.url))
+        r = await asyncio.to_thread(run_cli, "verify", str(whl), env=env)
+        assert r.returncode == 0, r.stderr
+        Path(env["SIGLEDGER_POLICY"]).write_text(policy.format(url=b.url))
+        r = await asyncio.to_thread(run_cli, "verify", str(whl), env=env)
+        assert r.returncode == 4, r.stderr
+        report = json.loads(r.stdout)
+        assert report["error"] == "log_misbehavior"
+        assert len(report["evidence"]["checkpoints"]) == 2
+    finally:
+        a.kill()
+        b.kill()
+
+
+def test_usage_errors(tmp_path: Path, env: dict[str, str]) -> None:
+    r = run_cli("verify", "sha256:00", env=env)
+    assert r.returncode == 2 and "no trust policy" in r.stderr
+    Path(env["SIGLEDGER_POLICY"]).write_text("version = 1\n[[log]]\nurl = 'x'\n")
+    r = run_cli("verify", "sha256:" + "0" * 64, env=env)
+    assert r.returncode == 2 and "policy.toml:" in r.stderr
+    reqs = tmp_path / "r.txt"
+    reqs.write_text("requests==2.0\n")
+    r = run_cli(
+        "policy",
+        "pin",
+        "-r",
+        str(reqs),
+        "--log",
+        "http://127.0.0.1:1",
+        "--log-key",
+        KEYS["alice"].vkey,
+        env=env,
+    )
+    assert r.returncode == 2 and "r.txt:1" in r.stderr
+    r = run_cli("verify", env=env)
+    assert r.returncode == 2
+
+
+def test_keys_fixture_is_usable(tmp_path: Path) -> None:
+    write_key(tmp_path / "k", KEYS["alice"])
+    assert (tmp_path / "k").read_text().startswith("PRIVATE+KEY+alice@example.org+")
