@@ -20,11 +20,13 @@ import asyncio
 import base64
 import binascii
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from client.remote import LogClient
+from client.remote import LogClient, LogRefusedError
 from client.state import CheckpointStore
+from client.tilereader import TileReader
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.entry import Entry, decode_entry
@@ -55,12 +57,21 @@ class VerifiedLog:
     """Use as ``async with VerifiedLog(url, key, store) as log: ...``."""
 
     def __init__(
-        self, url: str, verifier: Verifier, store: CheckpointStore, origin: str | None = None
+        self,
+        url: str,
+        verifier: Verifier,
+        store: CheckpointStore,
+        origin: str | None = None,
+        *,
+        tile_cache: Path | None = None,
+        use_tiles: bool = False,
     ) -> None:
         self.client = LogClient(url)
         self.verifier = verifier
         self.origin = origin or verifier.name
         self.store = store
+        self._tile_cache = tile_cache
+        self.use_tiles = use_tiles  # prove consistency from tiles, not /proof/consistency
         self._latest: tuple[Checkpoint, bytes] | None = None  # verified this run
         self._known: dict[int, tuple[bytes, bytes]] = {}  # size -> (root, note), verified
         self._lock = asyncio.Lock()
@@ -73,6 +84,9 @@ class VerifiedLog:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.client.__aexit__(t, e, tb)
+
+    def tiles(self) -> TileReader:
+        return TileReader(self.client, self.origin, self._tile_cache)
 
     @property
     def url(self) -> str:
@@ -134,7 +148,14 @@ class VerifiedLog:
                 self._remember(cp, note, store=True)
                 return cp
             else:
-                await self._check_consistency(cp, note, old_cp, old_note)
+                try:
+                    await self._check_consistency(cp, note, old_cp, old_note)
+                except LogRefusedError as exc:
+                    raise VerificationError(
+                        f"{self.url} served checkpoint {cp.size}, older than checkpoint "
+                        f"{old_cp.size} already verified for {self.origin}, and cannot prove it "
+                        f"is a prefix of it ({exc.error_key}): a stale mirror or a rollback"
+                    ) from None
             self._remember(cp, note, store=False)
             return cp
 
@@ -148,8 +169,18 @@ class VerifiedLog:
         self, old: Checkpoint, old_note: bytes, new: Checkpoint, new_note: bytes
     ) -> None:
         self._known.setdefault(old.size, (old.root, old_note))
-        raw = await self.client.consistency_proof(old.size, new.size)
-        proof = [_b64(h, "consistency proof hash") for h in raw]
+        proof = None
+        if not self.use_tiles:
+            try:
+                raw = await self.client.consistency_proof(old.size, new.size)
+                proof = [_b64(h, "consistency proof hash") for h in raw]
+            except LogRefusedError as exc:
+                if exc.status != 404:
+                    raise
+        if proof is None:
+            # A plain tlog-tiles log (e.g. behind a CDN): compute the proof from
+            # tiles authenticated against the newer checkpoint.
+            proof = await self.tiles().prove_consistency(old.size, new)
         try:
             merkle.check_consistency(old.size, new.size, old.root, new.root, proof)
         except VerificationError:
