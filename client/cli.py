@@ -427,7 +427,7 @@ def _read_pins(requirements: list[str], locks: list[str]) -> list[Any]:
 async def cmd_verify(args: argparse.Namespace) -> int:
     from client.check import Artifact, Outcome, check_artifacts, check_offline
     from client.lockfiles import pins_from_args
-    from client.policy import default_state_dir
+    from client.policy import default_cache_dir, default_state_dir
     from client.state import CheckpointStore
     from client.verified import VerifiedLog
 
@@ -471,7 +471,11 @@ async def cmd_verify(args: argparse.Namespace) -> int:
     progress = _progress(len(artifacts), args.json)
     try:
         async with VerifiedLog(
-            trust.url, trust.verifier, CheckpointStore(default_state_dir()), trust.origin
+            trust.url,
+            trust.verifier,
+            CheckpointStore(default_state_dir()),
+            trust.origin,
+            tile_cache=default_cache_dir() / "tiles",
         ) as log:
             outcomes = await check_artifacts(
                 log,

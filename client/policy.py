@@ -567,3 +567,11 @@ def default_state_dir() -> Path:
     if value:
         return Path(value).expanduser()
     return Path(platformdirs.user_state_dir(APP_NAME))
+
+
+def default_cache_dir() -> Path:
+    """``$SIGLEDGER_CACHE_DIR``, else the user cache directory (verified tiles only)."""
+    value = os.environ.get("SIGLEDGER_CACHE_DIR")
+    if value:
+        return Path(value).expanduser()
+    return Path(platformdirs.user_cache_dir(APP_NAME))
