@@ -47,7 +47,12 @@ class Artifact:
 
     @classmethod
     def from_pin(cls, pin: Pin) -> Artifact:
-        name = pin.source if pin.filename is None else f"{pin.filename} ({pin.source})"
+        if pin.filename is not None:
+            name = f"{pin.filename} ({pin.source})"
+        elif pin.project:
+            name = f"{pin.project}=={pin.version} sha256:{pin.sha256.hex()[:16]}… ({pin.source})"
+        else:
+            name = f"sha256:{pin.sha256.hex()}"
         project = pin.project or None
         return cls(name, pin.sha256, project, pin.version, pin.filename, pin.size)
 

@@ -436,6 +436,8 @@ async def cmd_verify(args: argparse.Namespace) -> int:
     for t in args.targets:
         if t.startswith("sha256:"):
             artifacts.extend(Artifact.from_pin(p) for p in pins_from_args([t]))
+        elif t.endswith(".sigledger.json") and Path(t).is_file():
+            continue  # a receipt (e.g. from dist/*), not an artifact
         elif Path(t).is_file():
             artifacts.append(Artifact.from_file(Path(t)))
         else:
