@@ -27,7 +27,7 @@ from typing import Any
 from client.lockfiles import Pin
 from client.policy import Policy
 from client.verified import VerifiedEntry, VerifiedLog
-from client.verify import verify_receipt
+from client.verify import check_witness_quorum, verify_receipt
 from ledger.entry import parse_release_filename
 from ledger.errors import FormatError, VerificationError
 
@@ -261,6 +261,14 @@ def check_offline(policy: Policy, a: Artifact, receipt: dict[str, Any]) -> Outco
         )
     if v.checkpoint.origin != trust.origin:
         return Outcome(a, False, f"the receipt's checkpoint is for {v.checkpoint.origin}")
+    try:
+        check_witness_quorum(
+            str(receipt["inclusion_proof"]["checkpoint"]).encode(),
+            policy.witnesses.verifiers,
+            policy.witnesses.quorum,
+        )
+    except VerificationError as exc:
+        return Outcome(a, False, str(exc))
     decision = policy.evaluate(st.project, [v.entry.signed.signer_vkey()])
     return Outcome(
         a,

@@ -173,6 +173,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pin.add_argument("--json", action="store_true", help="print JSON on stdout")
 
+    w = sub.add_parser("witness", help="run a witness (c2sp.org/tlog-witness)")
+    w_sub = w.add_subparsers(dest="witness_command", metavar="ACTION", required=True)
+    ws = w_sub.add_parser(
+        "serve",
+        help="run a witness server",
+        description="Cosign checkpoints of the configured logs, only ever consistently. With no "
+        "arguments it starts on 127.0.0.1:8081 in ./sigledger-witness, creating its key on "
+        "first start.",
+    )
+    ws.add_argument("--data", metavar="DIR", help="data directory (env SIGLEDGER_WITNESS_DATA)")
+    ws.add_argument("--listen", metavar="HOST:PORT", help="address (default 127.0.0.1:8081)")
+    ws.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    ws.add_argument("--name", help="witness key name for a new witness")
+    ws.add_argument(
+        "--log",
+        action="append",
+        default=None,
+        metavar="VKEY",
+        help="witness this log (its verifier key; origin = key name); repeatable",
+    )
+    ws.add_argument("--log-format", choices=["json", "text", "auto"], help="log output format")
+
     c = sub.add_parser("checkpoint", help="show a log's current checkpoint")
     c.add_argument("--log", metavar="URL", default=_env("LOG"), help="log URL (env SIGLEDGER_LOG)")
     c.add_argument(
@@ -201,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_verify(args))
         if args.command == "policy":
             return asyncio.run(cmd_policy_pin(args))
+        if args.command == "witness":
+            return cmd_witness_serve(args)
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
@@ -259,6 +283,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     configure_logging(cfg.log_format, cfg.log_level)
     asyncio.run(run_server(cfg, announce=_err))
+    return EXIT_OK
+
+
+def cmd_witness_serve(args: argparse.Namespace) -> int:
+    from ledger.witness import load_witness_config, run_witness
+
+    from ledger.logs import configure_logging
+
+    cfg = load_witness_config(
+        args.config,
+        {
+            "data": args.data,
+            "listen": args.listen,
+            "name": args.name,
+            "logs": args.log,
+            "log_format": args.log_format,
+        },
+    )
+    configure_logging(cfg.log_format, cfg.log_level)
+    asyncio.run(run_witness(cfg, announce=_err))
     return EXIT_OK
 
 
@@ -478,6 +522,8 @@ async def cmd_verify(args: argparse.Namespace) -> int:
             CheckpointStore(default_state_dir()),
             trust.origin,
             tile_cache=default_cache_dir() / "tiles",
+            witnesses=policy.witnesses.verifiers,
+            witness_quorum=policy.witnesses.quorum,
         ) as log:
             outcomes = await check_artifacts(
                 log,

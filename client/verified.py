@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +28,7 @@ from typing import Any
 from client.remote import LogClient, LogRefusedError
 from client.state import CheckpointStore
 from client.tilereader import TileReader
+from client.verify import check_witness_quorum
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.entry import Entry, decode_entry
@@ -65,12 +67,16 @@ class VerifiedLog:
         *,
         tile_cache: Path | None = None,
         use_tiles: bool = False,
+        witnesses: Sequence[Verifier] = (),
+        witness_quorum: int = 0,
     ) -> None:
         self.client = LogClient(url)
         self.verifier = verifier
         self.origin = origin or verifier.name
         self.store = store
         self._tile_cache = tile_cache
+        self.witnesses = tuple(witnesses)
+        self.witness_quorum = witness_quorum
         self.use_tiles = use_tiles  # prove consistency from tiles, not /proof/consistency
         self._latest: tuple[Checkpoint, bytes] | None = None  # verified this run
         self._known: dict[int, tuple[bytes, bytes]] = {}  # size -> (root, note), verified
@@ -93,6 +99,7 @@ class VerifiedLog:
         return self.client.url
 
     def _open(self, note: bytes) -> Checkpoint:
+        """Check the log's signature and origin (witness quorum: see _remember)."""
         try:
             cp, _ = open_checkpoint(note, self.verifier, self.origin)
         except FormatError as exc:
@@ -160,6 +167,9 @@ class VerifiedLog:
             return cp
 
     def _remember(self, cp: Checkpoint, note: bytes, *, store: bool) -> None:
+        # After the consistency checks, so a fork is reported as misbehavior (with
+        # evidence) even when it also lacks witness cosignatures.
+        check_witness_quorum(note, self.witnesses, self.witness_quorum)
         self._known[cp.size] = (cp.root, note)
         if store:
             self.store.save(self.origin, note)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from ledger import merkle
 from ledger.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
 from ledger.entry import Entry, Statement, decode_entry
 from ledger.errors import FormatError, VerificationError
-from ledger.note import Verifier, parse_note
+from ledger.note import ALG_COSIGNATURE_V1, Verifier, parse_note, verify_cosignature
 
 RECEIPT_MEDIA_TYPE = "application/vnd.sigledger.receipt.v1+json"
 
@@ -95,3 +96,40 @@ def verify_receipt(
             f"the log holds a different statement at index {index} than the one submitted"
         )
     return VerifiedReceipt(index, entry, checkpoint, log_key is not None)
+
+
+def check_witness_quorum(
+    note_bytes: bytes, witnesses: Sequence[Verifier], quorum: int
+) -> list[str]:
+    """Require ``quorum`` distinct witnesses to have cosigned this checkpoint note.
+
+    Cosignature/v1 (0x04) keys are checked over ``cosignature/v1\\ntime T\\n`` +
+    the checkpoint text; Ed25519 (0x01) witness keys as plain note signatures.
+    Returns the names of the witnesses whose cosignature verified; raises
+    VerificationError naming the missing ones when there are too few.
+    """
+    if quorum <= 0:
+        return []
+    try:
+        note = parse_note(note_bytes)
+    except FormatError as exc:
+        raise VerificationError(f"checkpoint note is malformed: {exc}") from None
+    good: list[str] = []
+    for w in witnesses:
+        for sig in note.signatures:
+            if sig.name != w.name or sig.key_id != w.key_id:
+                continue
+            if w.alg == ALG_COSIGNATURE_V1:
+                ok = verify_cosignature(w, note.text, sig) is not None
+            else:
+                ok = w.verify(note.text.encode(), sig.signature)
+            if ok:
+                good.append(w.name)
+                break
+    if len(good) < quorum:
+        missing = [w.name for w in witnesses if w.name not in good]
+        raise VerificationError(
+            f"the checkpoint has {len(good)} of the {quorum} witness cosignatures the policy "
+            f"requires; missing: {', '.join(missing)}"
+        )
+    return good

@@ -58,6 +58,15 @@ class ServerConfig:
     """/healthz fails when the checkpoint was last published longer ago than this."""
     tile_cache: int = 1024
     """Full tiles kept in memory for proof generation (about 33 KB each)."""
+    witnesses: list[str] = dataclasses.field(default_factory=list)
+    """Witnesses asked to cosign every checkpoint, each ``"URL VKEY"`` (the witness's
+    submission URL and its cosignature verifier key). Environment: comma-separated."""
+    witness_quorum: int = 0
+    """Cosignatures required before a checkpoint is published (0 = witnesses optional).
+    Until the quorum is met, new entries are stored but not published, submitters get
+    503 with Retry-After, and /healthz fails."""
+    witness_timeout: float = 3.0
+    """Seconds to wait for witnesses per checkpoint; a dead witness costs at most this."""
     log_format: str = "auto"
     """``json`` (one object per line on stdout), ``text``, or ``auto``: text when
     stdout is a terminal, JSON otherwise (journald, containers, files)."""
@@ -82,6 +91,16 @@ class ServerConfig:
             raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}")
         return host.strip("[]") or "127.0.0.1", int(port)
 
+    def witness_endpoints(self) -> list[tuple[str, str]]:
+        """(url, vkey) of each configured witness."""
+        out = []
+        for item in self.witnesses:
+            url, _, vkey = item.strip().partition(" ")
+            if not url.startswith(("http://", "https://")) or not vkey.strip():
+                raise ConfigError(f"witness {item!r} must be 'URL VKEY'")
+            out.append((url, vkey.strip()))
+        return out
+
     def validate(self) -> None:
         self.host_port  # noqa: B018 (parses and raises)
         for name in (
@@ -96,6 +115,14 @@ class ServerConfig:
         for name in ("batch_max_age", "checkpoint_period", "stale_after"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if not 0 <= self.witness_quorum <= len(self.witnesses):
+            raise ConfigError(
+                f"witness_quorum must be between 0 and the number of witnesses "
+                f"({len(self.witnesses)})"
+            )
+        if self.witness_timeout <= 0:
+            raise ConfigError("witness_timeout must be positive")
+        self.witness_endpoints()
         if self.log_format not in ("json", "text", "auto"):
             raise ConfigError("log_format must be 'json', 'text' or 'auto'")
         if any(c.isspace() for c in self.origin) or "+" in self.origin:
@@ -103,6 +130,12 @@ class ServerConfig:
 
 
 def _coerce(name: str, kind: Any, value: Any, source: str) -> Any:
+    if kind in ("list[str]", list[str]):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{source}: {name} must be a list of strings")
+        return value
     try:
         if kind in ("int", int):
             if isinstance(value, bool):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.cosigner import WitnessPool
 from ledger.entry import Entry, SignedStatement, decode_entry, encode_entry
 from ledger.errors import LedgerError
 from ledger.note import Signer
@@ -66,6 +67,13 @@ class OverloadedError(SubmissionError):
     status = 503
     error_key = "overloaded"
     retry_after = 1
+
+
+class UnwitnessedError(OverloadedError):
+    """Integrated, but the witnesses did not cosign the checkpoint in time."""
+
+    error_key = "not_witnessed"
+    retry_after = 5
 
 
 class ShuttingDownError(OverloadedError):
@@ -140,8 +148,10 @@ class Sequencer:
         origin: str,
         config: SequencerConfig,
         on_batch: Callable[[int, float], None] | None = None,
+        witnesses: WitnessPool | None = None,
     ) -> None:
         self.storage = storage
+        self.witnesses = witnesses
         self.signer = signer
         self.origin = origin
         self.config = config
@@ -153,8 +163,11 @@ class Sequencer:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._tree: TiledTree | None = None
-        self._unsaved_notes: list[tuple[int, bytes]] = []
+        self._unsaved_notes: list[tuple[int, bytes, bool]] = []
+        self._committed: tuple[int, bytes, bytes] | None = None  # size, root, log-signed note
         self.published: Published | None = None
+        self.witnessed = True  # False while the newest commit lacks a witness quorum
+        self.last_witness_error = ""
         self.healthy = True
         self.last_error: str | None = None
 
@@ -189,9 +202,51 @@ class Sequencer:
         if note is None:
             # Committed but crashed before the note was stored: re-sign (deterministic).
             note = self._sign(head.size, head.root)
-            await self.storage.save_notes([(head.size, note)])
-        self.published = Published(head.size, head.root, note, time.time())
-        log.info("log loaded", extra={"tree_size": head.size})
+            await self.storage.save_notes([(head.size, note, False)])
+        self._committed = (head.size, head.root, _log_part(note))
+        if self.witnesses is None:
+            self.published = Published(head.size, head.root, note, time.time())
+            if not head.published:
+                await self.storage.save_notes([(head.size, note, True)])
+        else:
+            shown = head if head.published else await self.storage.latest_head(published=True)
+            if shown is not None and shown.note is not None:
+                self.published = Published(shown.size, shown.root, shown.note, time.time())
+            await self._publish(head.size, head.root, _log_part(note))
+            if self.published is None:
+                # Never witnessed at all: serve the log-signed checkpoint so readers
+                # see something; clients requiring a quorum refuse it, by design.
+                self.published = Published(head.size, head.root, note, time.time())
+        log.info(
+            "log loaded", extra={"tree_size": head.size, "published_size": self.published.size}
+        )
+
+    async def _publish(self, size: int, root: bytes, note: bytes) -> bool:
+        """Show readers the checkpoint (size, root): witnessed first if configured."""
+        if self.witnesses is not None:
+            cp = Checkpoint(self.origin, size, root)
+            cosigs = await self.witnesses.cosign(note, cp)
+            if len(cosigs) < self.witnesses.quorum:
+                self.witnessed = False
+                self.last_witness_error = (
+                    f"{len(cosigs)} of {self.witnesses.quorum} required witness cosignatures "
+                    f"for tree size {size}"
+                )
+                log.warning(
+                    "witness quorum not met",
+                    extra={
+                        "tree_size": size,
+                        "cosignatures": len(cosigs),
+                        "quorum": self.witnesses.quorum,
+                    },
+                )
+                return False
+            note = note + "".join(sig.line() for sig in cosigs).encode()
+            self.witnessed = True
+            self.last_witness_error = ""
+        self._unsaved_notes.append((size, note, True))
+        self.published = Published(size, root, note, time.time())
+        return True
 
     async def stop(self) -> None:
         """Stop accepting; integrate and answer everything already queued; then return."""
@@ -211,6 +266,10 @@ class Sequencer:
             self._unsaved_notes = []
 
     # -- submissions ------------------------------------------------------------
+
+    @property
+    def committed_size(self) -> int | None:
+        return self._committed[0] if self._committed else None
 
     @property
     def queued(self) -> int:
@@ -274,23 +333,27 @@ class Sequencer:
                 await self._recover()
 
     async def _heartbeat(self) -> None:
-        """Re-publish the current checkpoint and re-check storage while idle."""
+        """While idle: re-check storage, retry witnessing, re-publish the checkpoint."""
         try:
             if self._unsaved_notes:
                 await self.storage.save_notes(self._unsaved_notes)
                 self._unsaved_notes = []
             head = await self.storage.latest_head()
-            pub = self.published
-            if pub is None or head is None or head.size != pub.size or head.root != pub.root:
-                raise StorageError("stored tree head differs from the published one")
+            committed = self._committed
+            if committed is None or head is None or (head.size, head.root) != committed[:2]:
+                raise StorageError("stored tree head differs from the committed one")
         except Exception as exc:
             log.exception("storage check failed")
             self.healthy = False
             self.last_error = str(exc)
             await self._recover()
             return
-        self.published = Published(pub.size, pub.root, pub.note, time.time())
         self.healthy = True
+        pub = self.published
+        if pub is not None and pub.size < committed[0]:
+            await self._publish(*committed)
+        elif pub is not None:
+            self.published = Published(pub.size, pub.root, pub.note, time.time())
 
     async def _recover(self) -> None:
         try:
@@ -374,8 +437,19 @@ class Sequencer:
                 raise
             self._unsaved_notes = []
             note = self._sign(tree.size, root)  # only after the commit is durable
-            self._unsaved_notes.append((tree.size, note))  # persisted with the next commit
-            self.published = Published(tree.size, root, note, time.time())
+            self._committed = (tree.size, root, note)
+            self._unsaved_notes.append((tree.size, note, False))  # saved with the next commit
+            if not await self._publish(tree.size, root, note):
+                for unit, res in accepted:
+                    if not unit.future.done():
+                        unit.future.set_exception(
+                            UnwitnessedError(
+                                f"logged at index(es) {sorted({i for i, _d, _e in res})} but the "
+                                f"checkpoint is not published yet: {self.last_witness_error}; "
+                                "submit again later to get the receipt"
+                            )
+                        )
+                accepted = []
 
         pub = self.published
         # New entries' proof nodes all lie in tiles the tree holds (the edge, or
@@ -424,6 +498,13 @@ class Sequencer:
     async def prove_consistency(self, old_size: int, new_size: int) -> list[bytes]:
         get = await self._getter(merkle.consistency_nodes(old_size, new_size))
         return merkle.prove_consistency(old_size, new_size, get)
+
+
+def _log_part(note: bytes) -> bytes:
+    """A note without any witness cosignature lines: text plus the log's own signature."""
+    text, _, sigs = note.partition(b"\n\n")
+    first = sigs.split(b"\n", 1)[0]
+    return text + b"\n\n" + first + b"\n"
 
 
 def _binding_key(s: SignedStatement) -> BindingKey:

@@ -43,9 +43,10 @@ from prometheus_client import (
 
 from ledger import api, merkle
 from ledger.config import DEFAULT_ORIGIN, ServerConfig
+from ledger.cosigner import WitnessEndpoint, WitnessPool
 from ledger.entry import SignedStatement
 from ledger.errors import ConfigError, FormatError, LedgerError
-from ledger.note import Signer
+from ledger.note import Signer, Verifier
 from ledger.sequencer import (
     ConflictError,
     OverloadedError,
@@ -101,6 +102,22 @@ class Metrics:
             registry=r,
         )
         self.errors = Counter("sigledger_errors", "Errors by category", ["error"], registry=r)
+        self.witnessed = Gauge(
+            "sigledger_witnessed",
+            "1 when the newest commit is published with a witness quorum",
+            registry=r,
+        )
+        self.witness_ok = Gauge(
+            "sigledger_witness_last_cosignature_timestamp_seconds",
+            "When each witness last cosigned",
+            ["witness"],
+            registry=r,
+        )
+        self.unpublished = Gauge(
+            "sigledger_unpublished_entries",
+            "Entries committed but not yet in a published checkpoint",
+            registry=r,
+        )
         self.statements = Counter(
             "sigledger_statements", "Submitted statements by outcome", ["outcome"], registry=r
         )
@@ -235,6 +252,25 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         metrics.batch_size.observe(entries)
         metrics.batch_seconds.observe(seconds)
 
+    async def prove(old: int, new: int) -> list[bytes]:
+        return await seq.prove_consistency(old, new)  # seq is bound below
+
+    pool = None
+    if cfg.witnesses:
+        try:
+            endpoints = [
+                WitnessEndpoint(url, Verifier.from_vkey(vkey))
+                for url, vkey in cfg.witness_endpoints()
+            ]
+        except FormatError as exc:
+            await storage.close()
+            raise ConfigError(f"witness key: {exc}") from None
+        pool = WitnessPool(
+            endpoints,
+            cfg.witness_quorum,
+            cfg.witness_timeout,
+            prove,
+        )
     seq = Sequencer(
         storage,
         signer,
@@ -247,10 +283,15 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
             tile_cache=cfg.tile_cache,
         ),
         on_batch=on_batch,
+        witnesses=pool,
     )
     try:
+        if pool is not None:
+            await pool.start()
         await seq.start()
     except BaseException:
+        if pool is not None:
+            await pool.close()
         await storage.close()
         raise
     app[STORAGE_KEY] = storage
@@ -260,6 +301,8 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await seq.stop()
+        if pool is not None:
+            await pool.close()
         await storage.close()
 
 
@@ -500,6 +543,8 @@ async def handle_healthz(request: web.Request) -> web.Response:
     if not seq.healthy:
         problems.append(f"storage: {seq.last_error}")
     age = time.time() - pub.published_at if pub else float("inf")
+    if seq.witnesses is not None and not seq.witnessed:
+        problems.append(f"witnesses: {seq.last_witness_error}")
     if age > cfg.stale_after:
         problems.append(f"checkpoint last published {age:.0f}s ago (limit {cfg.stale_after:.0f}s)")
     body = {
@@ -521,6 +566,13 @@ async def handle_metrics(request: web.Request) -> web.Response:
         metrics.tree_size.set(seq.published.size)
         metrics.checkpoint_time.set(seq.published.published_at)
     metrics.queued.set(seq.queued)
+    metrics.witnessed.set(1 if seq.witnessed else 0)
+    if seq.witnesses is not None:
+        for url, st in seq.witnesses.status.items():
+            metrics.witness_ok.labels(url).set(st.last_ok)
+    committed = seq.committed_size
+    if seq.published is not None and committed is not None:
+        metrics.unpublished.set(committed - seq.published.size)
     resp = web.Response(body=generate_latest(metrics.registry))
     resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     with suppress(Exception):

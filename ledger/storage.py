@@ -8,10 +8,14 @@ Layout (schema version 1)::
     tiles(level, n, data BLOB)                       the newest bytes of hash tile (level, n);
                                                      a partial tile's bytes are a prefix of
                                                      every later version, so `.p/W` is a slice
-    checkpoints(size INTEGER PRIMARY KEY, root BLOB, time_ms, note BLOB)
+    checkpoints(size INTEGER PRIMARY KEY, root BLOB, time_ms, note BLOB,
+                published INTEGER)
                                                      every tree head the log ever committed;
                                                      the PRIMARY KEY makes two roots for one
-                                                     size impossible
+                                                     size impossible. ``note`` is the signed
+                                                     note (with witness cosignatures once it
+                                                     is published); ``published`` = 1 once
+                                                     readers were shown it
 
 Contracts:
 
@@ -68,9 +72,16 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY,
     root BLOB NOT NULL,
     time_ms INTEGER NOT NULL,
-    note BLOB
+    note BLOB,
+    published INTEGER NOT NULL DEFAULT 0
 );
 """
+
+
+# A note, once published, is never replaced by an unpublished one.
+_SAVE_NOTE = (
+    "UPDATE checkpoints SET note = ?1, published = ?2 WHERE size = ?3 AND (published = 0 OR ?2 = 1)"
+)
 
 
 class StorageError(LedgerError):
@@ -108,6 +119,7 @@ class StoredHead:
     root: bytes
     time_ms: int
     note: bytes | None
+    published: bool = False
 
 
 BindingKey = tuple[str, str, str, str]  # (signer vkey, project, version, filename)
@@ -202,11 +214,11 @@ class Storage:
         size: int,
         root: bytes,
         time_ms: int,
-        notes: Iterable[tuple[int, bytes]] = (),
+        notes: Iterable[tuple[int, bytes, bool]] = (),
     ) -> None:
         """Durably store new entries, changed tiles and the new tree head, atomically.
 
-        ``notes`` are signed checkpoint notes for earlier tree heads, persisted in
+        ``notes`` are (size, signed note, published) for earlier tree heads, persisted in
         the same transaction (signing happens after a head's commit).
         """
         await self._transaction(
@@ -236,14 +248,13 @@ class Storage:
                     "INSERT INTO checkpoints (size, root, time_ms) VALUES (?, ?, ?)",
                     [(size, root, time_ms)],
                 ),
-                ("UPDATE checkpoints SET note = ? WHERE size = ?", [(n, s) for s, n in notes]),
+                (_SAVE_NOTE, [(n, int(p), s) for s, n, p in notes]),
             ]
         )
 
-    async def save_notes(self, notes: Iterable[tuple[int, bytes]]) -> None:
-        await self._transaction(
-            [("UPDATE checkpoints SET note = ? WHERE size = ?", [(n, s) for s, n in notes])]
-        )
+    async def save_notes(self, notes: Iterable[tuple[int, bytes, bool]]) -> None:
+        """Persist (size, signed note, published) for committed tree heads."""
+        await self._transaction([(_SAVE_NOTE, [(n, int(p), s) for s, n, p in notes])])
 
     async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         db = self._w
@@ -264,22 +275,26 @@ class Storage:
 
     # -- reads ------------------------------------------------------------------
 
-    async def latest_head(self) -> StoredHead | None:
+    async def latest_head(self, *, published: bool = False) -> StoredHead | None:
+        """The newest committed tree head (or the newest one shown to readers)."""
+        where = "WHERE published = 1 " if published else ""
         async with self._w.execute(
-            "SELECT size, root, time_ms, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+            "SELECT size, root, time_ms, note, published FROM checkpoints "  # noqa: S608
+            f"{where}ORDER BY size DESC LIMIT 1"
         ) as cur:
             row = await cur.fetchone()
         if row is None:
             return None
-        return StoredHead(int(row[0]), bytes(row[1]), int(row[2]), row[3])
+        return StoredHead(int(row[0]), bytes(row[1]), int(row[2]), row[3], bool(row[4]))
 
     async def checkpoint_history(self, limit: int = 100) -> list[StoredHead]:
         async with self._r.execute(
-            "SELECT size, root, time_ms, note FROM checkpoints ORDER BY size DESC LIMIT ?",
+            "SELECT size, root, time_ms, note, published FROM checkpoints"
+            " ORDER BY size DESC LIMIT ?",
             (limit,),
         ) as cur:
             rows = await cur.fetchall()
-        return [StoredHead(int(r[0]), bytes(r[1]), int(r[2]), r[3]) for r in rows]
+        return [StoredHead(int(r[0]), bytes(r[1]), int(r[2]), r[3], bool(r[4])) for r in rows]
 
     async def count_entries(self) -> int:
         async with self._r.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries") as cur:
