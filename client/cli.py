@@ -64,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--origin", help="origin of a new log (default localhost/sigledger)")
     s.add_argument(
+        "--witness",
+        action="append",
+        default=None,
+        metavar="'URL VKEY'",
+        help="ask this witness to cosign every checkpoint (repeatable; env "
+        "SIGLEDGER_WITNESSES, comma-separated)",
+    )
+    s.add_argument(
+        "--witness-quorum",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cosignatures required before a checkpoint is published",
+    )
+    s.add_argument(
         "--log-format",
         choices=["json", "text", "auto"],
         help="log output format (default auto: text on a terminal, else JSON)",
@@ -278,6 +293,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "data": args.data,
             "listen": args.listen,
             "origin": args.origin,
+            "witnesses": args.witness,
+            "witness_quorum": args.witness_quorum,
             "log_format": args.log_format,
         },
     )
@@ -287,9 +304,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_witness_serve(args: argparse.Namespace) -> int:
-    from ledger.witness import load_witness_config, run_witness
-
     from ledger.logs import configure_logging
+    from ledger.witness import load_witness_config, run_witness
 
     cfg = load_witness_config(
         args.config,

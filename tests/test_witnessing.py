@@ -1,0 +1,162 @@
+"""A log with three witness subprocesses and quorum 2, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from client.remote import LogClient
+from client.verify import check_witness_quorum, verify_receipt
+from ledger.api import JSON_TYPE, encode_add_request
+from ledger.checkpoint import open_checkpoint
+from ledger.errors import VerificationError
+from ledger.note import Signer, Verifier, parse_note
+from tests.helpers import LogProcess, WitnessProcess, get, signed
+
+ALICE = Signer.from_seed("alice", bytes([5]) * 32)
+
+
+def _log_key(data: Path) -> Signer:
+    data.mkdir(parents=True)
+    signer = Signer.generate("localhost/sigledger")
+    fd = os.open(data / "log.key", os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, (signer.skey + "\n").encode())
+    os.close(fd)
+    return signer
+
+
+@pytest.fixture
+def witnesses(tmp_path: Path) -> Iterator[tuple[Signer, list[WitnessProcess]]]:
+    log_signer = _log_key(tmp_path / "log")
+    started = [
+        WitnessProcess(
+            tmp_path / f"w{i}", "--name", f"w{i}.example", "--log", log_signer.vkey
+        ).start()
+        for i in range(3)
+    ]
+    try:
+        yield log_signer, started
+    finally:
+        for w in started:
+            w.kill()
+
+
+def _log(
+    tmp_path: Path,
+    ws: list[WitnessProcess],
+    data: str = "log",
+    quorum: int = 2,
+    timeout: float = 1.0,
+) -> LogProcess:
+    env = {
+        "SIGLEDGER_WITNESSES": ",".join(f"{w.url} {w.vkey}" for w in ws),
+        "SIGLEDGER_WITNESS_QUORUM": str(quorum),
+        "SIGLEDGER_WITNESS_TIMEOUT": str(timeout),
+        "SIGLEDGER_CHECKPOINT_PERIOD": "0.3",
+    }
+    return LogProcess(tmp_path / data, env=env).start()
+
+
+async def _wait_for(predicate_url: str, want: int, vkey: str, seconds: float = 15) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        status, note, _ = await get(predicate_url + "/checkpoint")
+        cp, _ = open_checkpoint(note, Verifier.from_vkey(vkey))
+        if cp.size >= want:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "checkpoint never caught up"
+        await asyncio.sleep(0.2)
+
+
+async def test_quorum_of_two_survives_one_dead_witness(
+    tmp_path: Path, witnesses: tuple[Signer, list[WitnessProcess]]
+) -> None:
+    log_signer, ws = witnesses
+    keys = [Verifier.from_vkey(w.vkey) for w in ws]
+    log = _log(tmp_path, ws)
+    try:
+        async with LogClient(log.url) as c:
+            receipts = await c.add([signed(ALICE, version=f"{i}.0") for i in range(10)])
+        note = receipts[0]["inclusion_proof"]["checkpoint"].encode()
+        assert len(check_witness_quorum(note, keys, 2)) >= 2
+        verify_receipt(receipts[0], log_key=log_signer.verifier())
+
+        ws[0].kill()
+        async with LogClient(log.url) as c:
+            more = await c.add([signed(ALICE, version=f"{i}.1") for i in range(5)])
+        good = check_witness_quorum(more[0]["inclusion_proof"]["checkpoint"].encode(), keys, 2)
+        assert "w0.example" not in good
+
+        # two dead: entries are stored but not published; the log says so
+        ws[1].kill()
+        body = encode_add_request([signed(ALICE, version="9.9")])
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(log.url + "/add", data=body, headers={"Content-Type": "application/json"}) as r,
+        ):
+            assert r.status == 503
+            assert r.headers["Retry-After"]
+            assert (await r.json())["error"] == "not_witnessed"
+        status, health, _ = await get(log.url + "/healthz")
+        assert status == 503 and "witnesses" in json.loads(health)["problems"][0]
+        status, metrics, _ = await get(log.url + "/metrics")
+        assert b"sigledger_witnessed 0.0" in metrics
+        assert b"sigledger_unpublished_entries 1.0" in metrics
+        status, note2, _ = await get(log.url + "/checkpoint")
+        assert open_checkpoint(note2, log_signer.verifier())[0].size == 15
+
+        # a witness comes back (same state): the log catches up by itself
+        port = ws[1].url.rsplit(":", 1)[1]
+        ws[1] = WitnessProcess(ws[1].data, *ws[1].args, "--listen", f"127.0.0.1:{port}").start()
+        await _wait_for(log.url, 16, log_signer.vkey)
+        async with LogClient(log.url) as c:
+            (again,) = await c.add([signed(ALICE, version="9.9")])
+        assert again["status"] == "existing"
+        assert (
+            len(check_witness_quorum(again["inclusion_proof"]["checkpoint"].encode(), keys, 2)) >= 2
+        )
+        status, health, _ = await get(log.url + "/healthz")
+        assert status == 200
+    finally:
+        log.kill()
+
+
+async def test_a_fork_is_cosigned_on_one_branch_only(
+    tmp_path: Path, witnesses: tuple[Signer, list[WitnessProcess]]
+) -> None:
+    log_signer, ws = witnesses
+    keys = [Verifier.from_vkey(w.vkey) for w in ws]
+    a = _log(tmp_path, ws)
+    (tmp_path / "fork").mkdir()
+    shutil.copy(tmp_path / "log" / "log.key", tmp_path / "fork" / "log.key")
+    try:
+        async with LogClient(a.url) as c:
+            await c.add([signed(ALICE, "honest", f"{i}.0") for i in range(3)])
+        b = _log(tmp_path, ws, data="fork")
+        try:
+            body = encode_add_request([signed(ALICE, "forked", f"{i}.0") for i in range(5)])
+            async with (
+                aiohttp.ClientSession() as s,
+                s.post(b.url + "/add", data=body, headers={"Content-Type": JSON_TYPE}) as r,
+            ):
+                assert r.status == 503
+                assert (await r.json())["error"] == "not_witnessed"
+            status, note, _ = await get(b.url + "/checkpoint")
+            with pytest.raises(VerificationError):
+                check_witness_quorum(note, keys, 1)  # no witness cosigned the fork
+            assert all(s.name == "localhost/sigledger" for s in parse_note(note).signatures)
+        finally:
+            b.kill()
+        # the honest branch keeps being cosigned
+        async with LogClient(a.url) as c:
+            (r,) = await c.add([signed(ALICE, "honest", "9.0")])
+        assert len(check_witness_quorum(r["inclusion_proof"]["checkpoint"].encode(), keys, 2)) >= 2
+    finally:
+        a.kill()
