@@ -49,6 +49,8 @@ def run_cli(
 class LogProcess:
     """`sigledger serve` on a free loopback port with its own data directory."""
 
+    command = ("serve",)
+
     def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data = data
         self.args = args
@@ -61,10 +63,11 @@ class LogProcess:
     def start(self, timeout: float = 30.0) -> LogProcess:
         self.data.mkdir(parents=True, exist_ok=True)
         self._stdout = stdout = (self.data.parent / f"{self.data.name}.stdout.log").open("a")
+        self.url = self.vkey = ""
         self.proc = subprocess.Popen(
             [
                 *sigledger_cmd(),
-                "serve",
+                *self.command,
                 "--data",
                 str(self.data),
                 "--listen",
@@ -186,49 +189,15 @@ async def read_log(url: str, vkey: str) -> tuple[int, list[bytes]]:
 class WitnessProcess(LogProcess):
     """`sigledger witness serve` on a free loopback port with its own data directory.
 
-    ``args`` are extra flags (``--config FILE``, ``--log VKEY``, ``--name NAME``).
-    ``stop``/``kill`` are the log server's; ``vkey`` is the witness's cosigner key.
+    ``args`` are extra flags (``--config FILE``, ``--log VKEY``, ``--name NAME``);
+    ``vkey`` is the witness's cosigner key.
     """
+
+    command = ("witness", "serve")
 
     def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None) -> None:
         super().__init__(data, *args, env={"SIGLEDGER_WITNESS_LOG_FORMAT": "json", **(env or {})})
 
     def start(self, timeout: float = 30.0) -> WitnessProcess:
-        self.data.mkdir(parents=True, exist_ok=True)
-        self.url = self.vkey = ""
-        self._stdout = (self.data.parent / f"{self.data.name}.stdout.log").open("a")
-        cmd = [*sigledger_cmd(), "witness", "serve", "--data", str(self.data)]
-        self.proc = subprocess.Popen(
-            [*cmd, "--listen", "127.0.0.1:0", *self.args],
-            stdout=self._stdout,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env,
-        )
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stderr is not None
-            with self.proc.stderr as stream:
-                for line in stream:
-                    self.stderr_lines.append(line)
-                    lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not (self.url and self.vkey):
-            try:
-                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                self.kill()
-                raise TimeoutError("witness did not start: " + "".join(self.stderr_lines)) from None
-            if line is None:
-                self.proc.wait(timeout=10)
-                self._stdout.close()
-                raise RuntimeError("witness exited: " + "".join(self.stderr_lines))
-            if m := re.search(r"sigledger witness \S+ listening on (http://\S+)", line):
-                self.url = m.group(1)
-            if m := re.search(r"verifier key: (\S+)", line):
-                self.vkey = m.group(1)
+        super().start(timeout)
         return self
