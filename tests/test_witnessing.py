@@ -12,13 +12,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from client.publish import publish
 from client.remote import LogClient
 from client.verify import check_witness_quorum, verify_receipt
 from ledger.api import JSON_TYPE, encode_add_request
 from ledger.checkpoint import open_checkpoint
 from ledger.errors import VerificationError
-from ledger.note import Signer, Verifier, parse_note
-from tests.helpers import LogProcess, WitnessProcess, get, signed
+from ledger.note import ALG_COSIGNATURE_V1, Signer, Verifier, parse_note
+from tests.helpers import LogProcess, WitnessProcess, get, make_release, run_cli, signed
 
 ALICE = Signer.from_seed("alice", bytes([5]) * 32)
 
@@ -160,3 +161,40 @@ async def test_a_fork_is_cosigned_on_one_branch_only(
         assert len(check_witness_quorum(r["inclusion_proof"]["checkpoint"].encode(), keys, 2)) >= 2
     finally:
         a.kill()
+
+
+async def test_verify_enforces_the_policy_witness_quorum(
+    tmp_path: Path, witnesses: tuple[Signer, list[WitnessProcess]]
+) -> None:
+    log_signer, ws = witnesses
+    log = _log(tmp_path, ws, quorum=3)
+    try:
+        dist = tmp_path / "dist"
+        dist.mkdir()
+        whl = make_release(dist, "requests", "2.0.0", "whl")
+        await publish(log.url, ALICE, [whl])
+        absent = Signer.generate("absent.example", ALG_COSIGNATURE_V1)
+        env = {
+            "SIGLEDGER_STATE_DIR": str(tmp_path / "state"),
+            "SIGLEDGER_POLICY": str(tmp_path / "policy.toml"),
+        }
+
+        def policy(keys: list[str], quorum: int) -> None:
+            (tmp_path / "policy.toml").write_text(
+                f'version = 1\n[[log]]\nurl = "{log.url}"\nkey = "{log_signer.vkey}"\n'
+                f"[witnesses]\nkeys = {json.dumps(keys)}\nquorum = {quorum}\n"
+                f'[default]\nsigners = ["{ALICE.vkey}"]\n'
+            )
+
+        policy([w.vkey for w in ws], 3)
+        r = await asyncio.to_thread(run_cli, "verify", str(whl), env=env)
+        assert r.returncode == 0, r.stderr
+        r = await asyncio.to_thread(run_cli, "verify", "--offline", str(whl), env=env)
+        assert r.returncode == 0, r.stderr
+        policy([ws[0].vkey, absent.vkey], 2)
+        for extra in ([], ["--offline"]):
+            r = await asyncio.to_thread(run_cli, "verify", *extra, str(whl), env=env)
+            assert r.returncode == 1
+            assert "missing: absent.example" in r.stderr
+    finally:
+        log.kill()
