@@ -18,7 +18,6 @@ The outcome of each artifact is an :class:`Outcome` with a one-line reason.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 from client.lockfiles import Pin
 from client.policy import Policy
+from client.publish import hash_file
 from client.verified import VerifiedEntry, VerifiedLog
 from client.verify import check_witness_quorum, verify_receipt
 from ledger.entry import parse_release_filename
@@ -58,12 +58,7 @@ class Artifact:
 
     @classmethod
     def from_file(cls, path: Path) -> Artifact:
-        h = hashlib.sha256()
-        size = 0
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-                size += len(chunk)
+        digest, size = hash_file(path)
         project: str | None
         version: str | None
         try:
@@ -71,7 +66,7 @@ class Artifact:
         except FormatError:
             project = version = None  # not a wheel/sdist name: match by hash only
         filename = path.name if project else None
-        return cls(str(path), h.digest(), project, version, filename, size)
+        return cls(str(path), digest, project, version, filename, size)
 
     def matches(self, e: VerifiedEntry) -> bool:
         st = e.entry.statement

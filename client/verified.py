@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 from client.remote import LogClient, LogRefusedError
 from client.state import CheckpointStore
 from client.tilereader import TileReader
-from client.verify import check_witness_quorum
+from client.verify import b64_field, check_witness_quorum
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.entry import Entry, decode_entry
@@ -44,15 +43,6 @@ class VerifiedEntry:
     data: bytes
     entry: Entry
     checkpoint: Checkpoint
-
-
-def _b64(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise VerificationError(f"{what} must be base64 text")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise VerificationError(f"{what} is not valid base64") from None
 
 
 class VerifiedLog:
@@ -183,7 +173,7 @@ class VerifiedLog:
         if not self.use_tiles:
             try:
                 raw = await self.client.consistency_proof(old.size, new.size)
-                proof = [_b64(h, "consistency proof hash") for h in raw]
+                proof = [b64_field(h, "consistency proof hash") for h in raw]
             except LogRefusedError as exc:
                 if exc.status != 404:
                     raise
@@ -244,11 +234,11 @@ class VerifiedLog:
             index = item.get("log_index")
             if type(index) is not int:
                 raise VerificationError("lookup entry has no log_index")
-            data = _b64(item.get("entry"), "lookup entry")
+            data = b64_field(item.get("entry"), "lookup entry")
             proof_raw = item.get("inclusion_proof")
             if not isinstance(proof_raw, list):
                 raise VerificationError("lookup entry has no inclusion_proof")
-            proof = [_b64(h, "inclusion proof hash") for h in proof_raw]
+            proof = [b64_field(h, "inclusion proof hash") for h in proof_raw]
             merkle.check_inclusion(index, cp.size, merkle.leaf_hash(data), proof, cp.root)
             try:
                 entry = decode_entry(data)

@@ -42,13 +42,14 @@ class VerifiedReceipt:
     log_signed: bool  # True when the checkpoint signature was checked against a log key
 
 
-def _b64(value: object, what: str) -> bytes:
+def b64_field(value: object, what: str) -> bytes:
+    """Decode a base64 field of a log's answer or a receipt; VerificationError if it is not."""
     if not isinstance(value, str):
-        raise VerificationError(f"receipt field {what} must be a base64 string")
+        raise VerificationError(f"{what} must be base64 text")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise VerificationError(f"receipt field {what} is not valid base64") from None
+        raise VerificationError(f"{what} is not valid base64") from None
 
 
 def verify_receipt(
@@ -64,8 +65,8 @@ def verify_receipt(
     try:
         proof = receipt["inclusion_proof"]
         index = receipt["log_index"]
-        entry_bytes = _b64(receipt["entry"], "entry")
-        hashes = [_b64(h, "inclusion_proof.hashes") for h in proof["hashes"]]
+        entry_bytes = b64_field(receipt["entry"], "receipt entry")
+        hashes = [b64_field(h, "receipt inclusion_proof.hashes") for h in proof["hashes"]]
         note_text = proof["checkpoint"]
     except (KeyError, TypeError):
         raise VerificationError("receipt is missing required fields") from None
