@@ -154,6 +154,7 @@ class Storage:
                 await writer.execute("PRAGMA synchronous=FULL")
                 await writer.execute("PRAGMA foreign_keys=ON")
                 await writer.executescript(_SCHEMA)
+                await _migrate(writer)
                 reader = await aiosqlite.connect(path, isolation_level=None)
                 await reader.execute("PRAGMA query_only=ON")
             except BaseException:
@@ -385,6 +386,16 @@ class Storage:
                 key = (str(row[0]), str(row[1]), str(row[2]), str(row[3]))
                 out[key] = BoundEntry(int(row[4]), bytes(row[5]), bytes(row[6]))
         return out
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Bring databases of earlier development versions of schema 1 up to date."""
+    async with db.execute("PRAGMA table_info(checkpoints)") as cur:
+        columns = {str(row[1]) for row in await cur.fetchall()}
+    if "published" not in columns:
+        # Before witnessing, every checkpoint with a note had been published.
+        await db.execute("ALTER TABLE checkpoints ADD COLUMN published INTEGER NOT NULL DEFAULT 0")
+        await db.execute("UPDATE checkpoints SET published = 1 WHERE note IS NOT NULL")
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

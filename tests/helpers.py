@@ -49,7 +49,7 @@ def run_cli(
 class LogProcess:
     """`sigledger serve` on a free loopback port with its own data directory."""
 
-    command = ("serve",)
+    command: tuple[str, ...] = ("serve",)
 
     def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data = data

@@ -215,3 +215,24 @@ async def test_conflicts_queue_limits_and_shutdown(tmp_path: Path) -> None:
     with pytest.raises(ShuttingDownError):
         await seq.submit([signed(ALICE, version="9.0")])
     await store.close()
+
+
+async def test_databases_without_the_published_column_are_migrated(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "log.db")
+    db.executescript(
+        "CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL,"
+        " time_ms INTEGER NOT NULL, note BLOB);"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    )
+    db.execute("INSERT INTO checkpoints VALUES (0, ?, 0, ?)", (merkle.EMPTY_ROOT, b"note"))
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.commit()
+    db.close()
+    store = await Storage.open(tmp_path / "log.db")
+    try:
+        head = await store.latest_head(published=True)
+        assert head is not None
+        assert head.published
+        assert head.note == b"note"
+    finally:
+        await store.close()
