@@ -17,8 +17,7 @@ The outcome of each artifact is an :class:`Outcome` with a one-line reason.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,9 +120,32 @@ class Outcome:
         }
 
 
-async def check_artifact(log: VerifiedLog, policy: Policy, a: Artifact) -> Outcome:
-    found = await log.lookup(sha256=a.sha256.hex())
-    bad = [e for e in found if not e.entry.signed.verify()]
+FileKey = tuple[str, str, str]  # (project, version, filename)
+
+
+class _Verdicts:
+    """Signature checks of logged entries, each done once per run."""
+
+    def __init__(self) -> None:
+        self._ok: dict[int, bool] = {}
+
+    def __call__(self, e: VerifiedEntry) -> bool:
+        if e.index not in self._ok:
+            self._ok[e.index] = e.entry.signed.verify()
+        return self._ok[e.index]
+
+
+def evaluate(
+    policy: Policy,
+    a: Artifact,
+    found: Sequence[VerifiedEntry],
+    same_file: Mapping[FileKey, Sequence[VerifiedEntry]],
+    signature_ok: Callable[[VerifiedEntry], bool] | None = None,
+) -> Outcome:
+    """Decide one artifact from verified entries: ``found`` attest its digest,
+    ``same_file`` holds every known entry per file (for the conflict alarm)."""
+    verified = signature_ok or _Verdicts()
+    bad = [e for e in found if not verified(e)]
     if bad:
         return Outcome(
             a,
@@ -162,7 +184,7 @@ async def check_artifact(log: VerifiedLog, policy: Policy, a: Artifact) -> Outco
         if decision.ok:
             break
     assert outcome is not None
-    conflicts = await _conflicts(log, policy, outcome)
+    conflicts = _conflicts(policy, outcome, same_file, verified)
     if conflicts:
         c = conflicts[0]
         st = c.entry.statement
@@ -180,26 +202,32 @@ async def check_artifact(log: VerifiedLog, policy: Policy, a: Artifact) -> Outco
     return outcome
 
 
-async def _conflicts(log: VerifiedLog, policy: Policy, outcome: Outcome) -> list[VerifiedEntry]:
+def _conflicts(
+    policy: Policy,
+    outcome: Outcome,
+    same_file: Mapping[FileKey, Sequence[VerifiedEntry]],
+    verified: Callable[[VerifiedEntry], bool],
+) -> list[VerifiedEntry]:
     """Entries by signers the rule trusts that give another hash for the same file."""
     if outcome.project is None:
         return []
     rule = policy.rule_for(outcome.project)
     if rule is None:
         return []
-    files = {(e.entry.statement.version, e.entry.statement.filename) for e in outcome.entries}
-    conflicts: list[VerifiedEntry] = []
-    for version, filename in sorted(files):
-        others = await log.lookup(project=outcome.project, version=version, filename=filename)
-        conflicts.extend(
-            e
-            for e in others
-            if e.entry.statement.sha256 != outcome.artifact.sha256
-            and e.entry.statement.filename == filename
-            and e.entry.signed.signer_vkey() in rule.signers
-            and e.entry.signed.verify()
-        )
-    return conflicts
+    files = {_file_key(e) for e in outcome.entries}
+    return [
+        e
+        for key in sorted(files)
+        for e in same_file.get(key, ())
+        if e.entry.statement.sha256 != outcome.artifact.sha256
+        and e.entry.signed.signer_vkey() in rule.signers
+        and verified(e)
+    ]
+
+
+def _file_key(e: VerifiedEntry) -> FileKey:
+    st = e.entry.statement
+    return (st.project, st.version, st.filename)
 
 
 async def check_artifacts(
@@ -207,25 +235,31 @@ async def check_artifacts(
     policy: Policy,
     artifacts: Sequence[Artifact],
     *,
-    concurrency: int = 32,
     progress: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Check every artifact concurrently; results in input order.
+    """Check every artifact; results in input order.
 
     The log's checkpoint is verified (and made consistent with the stored one)
-    first, so a misbehaving log fails the whole run before any lookup.
+    first, so a misbehaving log fails the whole run before any lookup. Then one
+    batch lookup (per 1000 digests) fetches every entry for the digests and for
+    the same files, each with its inclusion proof.
     """
     await log.checkpoint()
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one(a: Artifact) -> Outcome:
-        async with sem:
-            result = await check_artifact(log, policy, a)
+    digests = sorted({a.sha256.hex() for a in artifacts})
+    entries = await log.lookup_hashes(digests, related=True)
+    by_hash: dict[bytes, list[VerifiedEntry]] = {}
+    same_file: dict[FileKey, list[VerifiedEntry]] = {}
+    for e in entries:
+        by_hash.setdefault(e.entry.statement.sha256, []).append(e)
+        same_file.setdefault(_file_key(e), []).append(e)
+    verdicts = _Verdicts()
+    outcomes = []
+    for a in artifacts:
+        result = evaluate(policy, a, by_hash.get(a.sha256, []), same_file, verdicts)
         if progress is not None:
             progress(result)
-        return result
-
-    return list(await asyncio.gather(*(one(a) for a in artifacts)))
+        outcomes.append(result)
+    return outcomes
 
 
 def check_offline(policy: Policy, a: Artifact, receipt: dict[str, Any]) -> Outcome:

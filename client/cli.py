@@ -650,26 +650,18 @@ async def cmd_policy_pin(args: argparse.Namespace) -> int:
     ) as log:
         await log.checkpoint()
 
-        async def one(a: Artifact) -> None:
-            found = [
-                e
-                for e in await log.lookup(sha256=a.sha256.hex())
-                if a.matches(e) and e.entry.signed.verify()
-            ]
+        artifacts = [Artifact.from_pin(p) for p in pins]
+        entries = await log.lookup_hashes(
+            sorted({a.sha256.hex() for a in artifacts}), related=False
+        )
+        for a in artifacts:
+            found = [e for e in entries if a.matches(e) and e.entry.signed.verify()]
             if not found:
                 missing.append(a.name)
             for e in found:
                 signers.setdefault(e.entry.statement.project, set()).add(
                     e.entry.signed.signer_vkey()
                 )
-
-        sem = asyncio.Semaphore(32)
-
-        async def bounded(a: Artifact) -> None:
-            async with sem:
-                await one(a)
-
-        await asyncio.gather(*(bounded(Artifact.from_pin(p)) for p in pins))
     if missing:
         for name in sorted(missing):
             _err(f"FAIL: {name}: not in the log")

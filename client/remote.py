@@ -158,6 +158,14 @@ class LogClient:
         self._raise_for(status, body, "looking up entries")
         return _json_object(body, self.url, "/lookup")
 
+    async def lookup_batch(self, sha256_hex: Sequence[str], *, related: bool) -> dict[str, Any]:
+        """POST /lookup: entries for many digests at once (unverified)."""
+        status, body, _ = await self._request(
+            "POST", "/lookup", json={"sha256": list(sha256_hex), "related": related}
+        )
+        self._raise_for(status, body, "looking up entries")
+        return _json_object(body, self.url, "/lookup")
+
     async def consistency_proof(self, old: int, new: int) -> list[str]:
         """GET /proof/consistency (unverified base64 hashes)."""
         status, body, _ = await self._request(

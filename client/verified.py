@@ -35,6 +35,7 @@ from ledger.errors import FormatError, LogMisbehaviorError, NetworkError, Verifi
 from ledger.note import Verifier
 
 LOOKUP_PAGE = 1000
+BATCH = 1000  # digests per POST /lookup (the server's limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ class VerifiedLog:
         self._latest: tuple[Checkpoint, bytes] | None = None  # verified this run
         self._known: dict[int, tuple[bytes, bytes]] = {}  # size -> (root, note), verified
         self._lock = asyncio.Lock()
+        self._accepted: dict[bytes, Checkpoint] = {}
 
     async def __aenter__(self) -> VerifiedLog:
         await self.client.__aenter__()
@@ -122,6 +124,9 @@ class VerifiedLog:
 
     async def accept(self, note: bytes) -> Checkpoint:
         """Verify a checkpoint note from this log against everything seen before."""
+        done = self._accepted.get(note)
+        if done is not None:
+            return done  # these exact bytes were fully checked already
         cp = self._open(note)
         async with self._lock:
             known = self._known.get(cp.size)
@@ -160,6 +165,7 @@ class VerifiedLog:
         # After the consistency checks, so a fork is reported as misbehavior (with
         # evidence) even when it also lacks witness cosignatures.
         check_witness_quorum(note, self.witnesses, self.witness_quorum)
+        self._accepted[note] = cp
         self._known[cp.size] = (cp.root, note)
         if store:
             self.store.save(self.origin, note)
@@ -220,6 +226,22 @@ class VerifiedLog:
             if type(nxt) is not int or nxt <= int(cursor):
                 raise NetworkError(f"the log at {self.url} sent a bad lookup cursor")
             cursor = str(nxt)
+
+    async def lookup_hashes(
+        self, sha256_hex: Sequence[str], *, related: bool = True
+    ) -> list[VerifiedEntry]:
+        """Entries for many digests in few round trips (POST /lookup), proofs verified.
+
+        With ``related``, also every entry for the same file as a match. As with
+        :meth:`lookup`, completeness cannot be proven this way.
+        """
+        chunks = [sha256_hex[i : i + BATCH] for i in range(0, len(sha256_hex), BATCH)]
+        docs = await asyncio.gather(*(self.client.lookup_batch(c, related=related) for c in chunks))
+        seen: dict[int, VerifiedEntry] = {}
+        for doc in docs:
+            for e in await self._verify_lookup(doc):
+                seen.setdefault(e.index, e)
+        return [seen[i] for i in sorted(seen)]
 
     async def _verify_lookup(self, doc: dict[str, Any]) -> list[VerifiedEntry]:
         note = doc.get("checkpoint")

@@ -271,3 +271,33 @@ def parse_consistency_query(params: Mapping[str, str]) -> tuple[int, int]:
     if old > new:
         raise FormatError("old must not be larger than new")
     return old, new
+
+
+BATCH_MAX_HASHES = 1000
+BATCH_MAX_ENTRIES = 10000
+
+
+def parse_batch_lookup(body: bytes) -> tuple[list[bytes], bool]:
+    """``POST /lookup`` body: ``{"sha256": ["<hex>", ...], "related": bool}``.
+
+    Up to 1000 digests. With ``related`` the answer also holds every entry for
+    the same (project, version, filename) as a matching entry, so a client can
+    see in the same round trip whether anyone logged a different hash for it.
+    """
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise FormatError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not set(doc) <= {"sha256", "related"} or "sha256" not in doc:
+        raise FormatError('body must be {"sha256": [...], "related": true|false}')
+    hexes, related = doc["sha256"], doc.get("related", False)
+    if not isinstance(hexes, list) or not 0 < len(hexes) <= BATCH_MAX_HASHES:
+        raise FormatError(f"sha256 must be a list of 1 to {BATCH_MAX_HASHES} digests")
+    if not isinstance(related, bool):
+        raise FormatError("related must be true or false")
+    out = []
+    for h in hexes:
+        if not isinstance(h, str) or len(h) != 64 or not all(c in "0123456789abcdef" for c in h):
+            raise FormatError("every sha256 must be 64 lowercase hex digits")
+        out.append(bytes.fromhex(h))
+    return out, related

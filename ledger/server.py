@@ -44,12 +44,13 @@ from prometheus_client import (
 from ledger import api, merkle
 from ledger.config import DEFAULT_ORIGIN, ServerConfig
 from ledger.cosigner import WitnessEndpoint, WitnessPool
-from ledger.entry import SignedStatement
+from ledger.entry import SignedStatement, decode_entry
 from ledger.errors import ConfigError, FormatError, LedgerError
 from ledger.note import Signer, Verifier
 from ledger.sequencer import (
     ConflictError,
     OverloadedError,
+    Published,
     Sequencer,
     SequencerConfig,
     SubmissionError,
@@ -237,6 +238,7 @@ def create_app(cfg: ServerConfig) -> web.Application:
     app.router.add_get("/tile/{path:.+}", handle_tile)
     app.router.add_post("/add", handle_add)
     app.router.add_get("/lookup", handle_lookup)
+    app.router.add_post("/lookup", handle_batch_lookup)
     app.router.add_get("/proof/consistency", handle_consistency)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/metrics", handle_metrics)
@@ -482,8 +484,7 @@ async def handle_lookup(request: web.Request) -> web.Response:
         q = api.parse_lookup_query(request.query)
     except FormatError as exc:
         raise APIError(400, "bad_query", str(exc)) from None
-    seq = _sequencer(request)
-    pub = seq.published
+    pub = _sequencer(request).published
     assert pub is not None
     rows = await request.app[STORAGE_KEY].lookup(
         below=pub.size,
@@ -496,7 +497,41 @@ async def handle_lookup(request: web.Request) -> web.Response:
     )
     more = len(rows) > q.limit
     rows = rows[: q.limit]
-    proofs = await seq.prove_inclusions([i for i, _ in rows], pub.size)
+    return await _lookup_answer(request, pub, rows, rows[-1][0] + 1 if more else None)
+
+
+async def handle_batch_lookup(request: web.Request) -> web.Response:
+    """``POST /lookup``: many digests in one round trip (see api.parse_batch_lookup)."""
+    try:
+        hashes, related = api.parse_batch_lookup(await request.read())
+    except FormatError as exc:
+        raise APIError(400, "bad_query", str(exc)) from None
+    pub = _sequencer(request).published
+    assert pub is not None
+    storage = request.app[STORAGE_KEY]
+    limit = api.BATCH_MAX_ENTRIES + 1
+    rows = await storage.lookup_hashes(hashes, below=pub.size, limit=limit)
+    if related and rows:
+        files = set()
+        for _i, data in rows:
+            st = decode_entry(data).statement
+            files.add((st.project, st.version, st.filename))
+        rows += await storage.lookup_files(files, below=pub.size, limit=limit)
+    unique = sorted(dict(rows).items())
+    if len(unique) > api.BATCH_MAX_ENTRIES:
+        raise APIError(
+            400,
+            "too_many_results",
+            f"more than {api.BATCH_MAX_ENTRIES} matching entries; ask for fewer "
+            "digests per request",
+        )
+    return await _lookup_answer(request, pub, unique, None)
+
+
+async def _lookup_answer(
+    request: web.Request, pub: Published, rows: list[tuple[int, bytes]], next_cursor: int | None
+) -> web.Response:
+    proofs = await _sequencer(request).prove_inclusions([i for i, _ in rows], pub.size)
     b64 = base64.b64encode
     return web.json_response(
         {
@@ -510,7 +545,7 @@ async def handle_lookup(request: web.Request) -> web.Response:
                 }
                 for (i, data), proof in zip(rows, proofs, strict=True)
             ],
-            "next_cursor": rows[-1][0] + 1 if more else None,
+            "next_cursor": next_cursor,
         },
         headers={"Cache-Control": CHECKPOINT_CACHE, "Access-Control-Allow-Origin": "*"},
     )

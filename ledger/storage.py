@@ -364,6 +364,36 @@ class Storage:
         async with self._r.execute(sql, params) as cur:
             return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
 
+    async def lookup_hashes(
+        self, hashes: Sequence[bytes], *, below: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """Entries (index < below) whose sha256 is any of ``hashes``; at most ``limit``."""
+        out: list[tuple[int, bytes]] = []
+        for chunk in _chunks(sorted(set(hashes)), 500):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT idx, data FROM entries WHERE sha256 IN ({marks}) AND idx < ? LIMIT ?"  # noqa: S608 (placeholders only)
+            async with self._r.execute(sql, [*chunk, below, limit - len(out)]) as cur:
+                out.extend((int(r[0]), bytes(r[1])) for r in await cur.fetchall())
+            if len(out) >= limit:
+                break
+        return out
+
+    async def lookup_files(
+        self, files: Iterable[tuple[str, str, str]], *, below: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """Entries (index < below) for any of these (project, version, filename)."""
+        wanted = sorted(set(files))
+        if not wanted:
+            return []
+        sql = (
+            "WITH k AS (SELECT value ->> 0 AS p, value ->> 1 AS v, value ->> 2 AS f"
+            " FROM json_each(?)) SELECT e.idx, e.data FROM k JOIN entries AS e"
+            " ON e.project = k.p AND e.version = k.v AND e.filename = k.f"
+            " WHERE e.idx < ? LIMIT ?"
+        )
+        async with self._r.execute(sql, (json.dumps(wanted), below, limit)) as cur:
+            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+
     async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, BoundEntry]:
         """The existing entry for each (signer, project, version, filename) that has one.
 
@@ -385,6 +415,165 @@ class Storage:
             for row in await cur.fetchall():
                 key = (str(row[0]), str(row[1]), str(row[2]), str(row[3]))
                 out[key] = BoundEntry(int(row[4]), bytes(row[5]), bytes(row[6]))
+        return out
+
+    # -- explorer reads ---------------------------------------------------------
+    #
+    # Read-only queries for the HTML explorer. Every one takes the published tree
+    # size (``below``: entry indexes < below, tree sizes <= below) so readers see
+    # nothing the log has not published, answers at most ``limit`` rows, and is
+    # an index range scan. Aggregates over a project or a signer look at no more
+    # than ``scan`` of its entries. Paging is by keyset: ``after`` is the index of
+    # the last entry of the previous page.
+
+    async def entries_before(self, before: int, limit: int) -> list[tuple[int, bytes]]:
+        """Entries with index < before, newest first."""
+        async with self._r.execute(
+            "SELECT idx, data FROM entries WHERE idx < ? ORDER BY idx DESC LIMIT ?",
+            (before, limit),
+        ) as cur:
+            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+
+    async def checkpoint_time(self, size: int) -> int | None:
+        """When the tree head of ``size`` was committed (ms since the epoch)."""
+        async with self._r.execute(
+            "SELECT time_ms FROM checkpoints WHERE size = ?", (size,)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else int(row[0])
+
+    async def growth(self, below: int, points: int) -> list[tuple[int, int]]:
+        """(tree size, commit time ms) of at most ``points`` + 1 tree heads up to ``below``.
+
+        Samples evenly by size: for each target size the first tree head at or
+        above it, plus the newest, so idle stretches keep their two end points.
+        """
+        step = max(1, -(-below // max(1, points)))
+        targets = [*range(0, below, step), below]
+        async with self._r.execute(
+            "WITH t(v) AS (SELECT value FROM json_each(?1))"
+            " SELECT DISTINCT c.size, c.time_ms FROM t JOIN checkpoints AS c ON c.size ="
+            " (SELECT size FROM checkpoints WHERE size >= t.v AND size <= ?2"
+            " ORDER BY size LIMIT 1) ORDER BY c.size",
+            (json.dumps(targets), below),
+        ) as cur:
+            return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+
+    async def project_entries(
+        self,
+        project: str,
+        below: int,
+        *,
+        version: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[tuple[int, bytes]]:
+        """A project's entries ordered by (version, filename, index); one version if given."""
+        where = ["project = ?", "idx < ?"]
+        params: list[Any] = [project, below]
+        if version is not None:
+            where.append("version = ?")
+            params.append(version)
+        if after is not None:
+            where.append(
+                "(version, filename, idx) > (SELECT version, filename, idx FROM entries"
+                " WHERE idx = ?)"
+            )
+            params.append(after)
+        params.append(limit)
+        sql = (
+            f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
+            " ORDER BY version, filename, idx LIMIT ?"
+        )
+        async with self._r.execute(sql, params) as cur:
+            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+
+    async def project_versions(
+        self, project: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, int, int, int]]:
+        """(version, entries, first index, first time ms), newest first seen first."""
+        async with self._r.execute(
+            "SELECT version, COUNT(*), MIN(idx), MIN(time_ms) FROM (SELECT version, idx,"
+            " time_ms FROM entries WHERE project = ? AND idx < ? LIMIT ?)"
+            " GROUP BY version ORDER BY MIN(idx) DESC LIMIT ?",
+            (project, below, scan, limit),
+        ) as cur:
+            return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in await cur.fetchall()]
+
+    async def project_signers(
+        self, project: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, int, int]]:
+        """(signer vkey, entries, first index) of a project's signers, earliest first."""
+        async with self._r.execute(
+            "SELECT signer, COUNT(*), MIN(idx) FROM (SELECT signer, idx FROM entries"
+            " WHERE project = ? AND idx < ? LIMIT ?) GROUP BY signer ORDER BY MIN(idx) LIMIT ?",
+            (project, below, scan, limit),
+        ) as cur:
+            return [(str(r[0]), int(r[1]), int(r[2])) for r in await cur.fetchall()]
+
+    async def project_conflicts(
+        self, project: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, str, int, int]]:
+        """(version, filename, distinct hashes, entries) of files logged with more than one hash."""
+        async with self._r.execute(
+            "SELECT version, filename, COUNT(DISTINCT sha256), COUNT(*) FROM (SELECT version,"
+            " filename, sha256 FROM entries WHERE project = ? AND idx < ? LIMIT ?)"
+            " GROUP BY version, filename HAVING COUNT(DISTINCT sha256) > 1"
+            " ORDER BY version, filename LIMIT ?",
+            (project, below, scan, limit),
+        ) as cur:
+            return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in await cur.fetchall()]
+
+    async def signer_entries(
+        self, signer: str, below: int, *, after: int | None = None, limit: int = 100
+    ) -> list[tuple[int, bytes]]:
+        """A signer's entries ordered by (project, version, filename)."""
+        where = ["signer = ?", "idx < ?"]
+        params: list[Any] = [signer, below]
+        if after is not None:
+            where.append(
+                "(project, version, filename) > (SELECT project, version, filename FROM entries"
+                " WHERE idx = ?)"
+            )
+            params.append(after)
+        params.append(limit)
+        sql = (
+            f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
+            " ORDER BY project, version, filename LIMIT ?"
+        )
+        async with self._r.execute(sql, params) as cur:
+            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+
+    async def signer_projects(
+        self, signer: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, int, int]]:
+        """(project, entries, first index) of the projects a signer signed, by name."""
+        async with self._r.execute(
+            "SELECT project, COUNT(*), MIN(idx) FROM (SELECT project, idx FROM entries"
+            " WHERE signer = ? AND idx < ? LIMIT ?) GROUP BY project ORDER BY project LIMIT ?",
+            (signer, below, scan, limit),
+        ) as cur:
+            return [(str(r[0]), int(r[1]), int(r[2])) for r in await cur.fetchall()]
+
+    async def file_hash_counts(
+        self, files: Iterable[tuple[str, str, str]], below: int
+    ) -> dict[tuple[str, str, str], tuple[int, int, int]]:
+        """Per (project, version, filename): (distinct hashes, entries, distinct signers)."""
+        wanted = sorted(set(files))
+        if not wanted:
+            return {}
+        sql = (
+            "WITH k AS (SELECT value ->> 0 AS project, value ->> 1 AS version,"
+            " value ->> 2 AS filename FROM json_each(?))"
+            " SELECT k.project, k.version, k.filename, COUNT(DISTINCT e.sha256), COUNT(*),"
+            " COUNT(DISTINCT e.signer) FROM k JOIN entries AS e ON e.project = k.project"
+            " AND e.version = k.version AND e.filename = k.filename AND e.idx < ?"
+            " GROUP BY k.project, k.version, k.filename"
+        )
+        out: dict[tuple[str, str, str], tuple[int, int, int]] = {}
+        async with self._r.execute(sql, (json.dumps(wanted), below)) as cur:
+            for r in await cur.fetchall():
+                out[(str(r[0]), str(r[1]), str(r[2]))] = (int(r[3]), int(r[4]), int(r[5]))
         return out
 
 

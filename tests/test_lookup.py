@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 
 from client.remote import LogClient
@@ -130,3 +132,39 @@ async def test_bad_consistency_queries(log_server: LogProcess, query: str) -> No
     status, body, _ = await get(f"{log_server.url}/proof/consistency?{query}")
     assert status == 400
     assert json.loads(body)["error"] == "bad_query"
+
+
+async def _post_lookup(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(url + "/lookup", data=body, headers={"Content-Type": "application/json"}) as r,
+    ):
+        return r.status, await r.json()
+
+
+async def test_batch_lookup_with_related_entries(log_server: LogProcess) -> None:
+    url, vkey = log_server.url, log_server.vkey
+    alice, bob = Signer.generate("alice"), Signer.generate("bob")
+    async with LogClient(url) as log:
+        await log.add([signed(alice, "pkg", f"1.{i}", content=f"c{i}".encode()) for i in range(20)])
+        await log.add([signed(bob, "pkg", "1.3", content=b"other bytes")])
+    wanted = [hashlib.sha256(f"c{i}".encode()).hexdigest() for i in (1, 3, 5)]
+    status, doc = await _post_lookup(url, json.dumps({"sha256": wanted}).encode())
+    assert status == 200
+    found = _check_answer(doc, vkey)
+    assert sorted(i for i, _ in found) == [1, 3, 5]
+    status, doc = await _post_lookup(url, json.dumps({"sha256": wanted, "related": True}).encode())
+    found = _check_answer(doc, vkey)
+    assert sorted(i for i, _ in found) == [1, 3, 5, 20]  # bob's other hash for pkg 1.3
+    for body in [
+        b"[]",
+        b"{}",
+        b'{"sha256": []}',
+        b'{"sha256": ["AB"]}',
+        json.dumps({"sha256": ["0" * 64] * 1001}).encode(),
+        b'{"sha256": ["' + b"0" * 64 + b'"], "related": 1}',
+        b"not json",
+    ]:
+        status, doc = await _post_lookup(url, body)
+        assert status == 400, body[:40]
+        assert doc["error"] == "bad_query"
