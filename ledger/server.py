@@ -41,7 +41,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ledger import api, merkle
+from ledger import api, explorer, merkle
 from ledger.config import DEFAULT_ORIGIN, ServerConfig
 from ledger.cosigner import WitnessEndpoint, WitnessPool
 from ledger.entry import SignedStatement, decode_entry
@@ -242,6 +242,7 @@ def create_app(cfg: ServerConfig) -> web.Application:
     app.router.add_get("/proof/consistency", handle_consistency)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/metrics", handle_metrics)
+    explorer.add_routes(app, explorer.LogAccess(STORAGE_KEY, SEQUENCER_KEY, SIGNER_KEY))
     return app
 
 
