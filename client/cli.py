@@ -219,6 +219,92 @@ def build_parser() -> argparse.ArgumentParser:
         help="verify the checkpoint with this key (env SIGLEDGER_LOG_KEY)",
     )
     c.add_argument("--json", action="store_true", help="print JSON")
+
+    mon = sub.add_parser(
+        "monitor",
+        help="follow logs, re-verify everything they serve and raise alarms",
+        description="Follow logs through the tlog-tiles read API only: verify every new "
+        "checkpoint (signature, witnesses, consistency), re-hash, decode and signature-check "
+        "every entry, index them, and print one JSON line per alarm on stdout (format: "
+        "client/monitor.py). The logs come from --log/--log-key pairs, else from the policy.",
+    )
+    mon.add_argument(
+        "--policy",
+        metavar="FILE",
+        default=None,
+        help="trust policy: its logs (unless --log is given), witnesses and projects "
+        "(all watched) (env SIGLEDGER_POLICY; default in your config directory)",
+    )
+    mon.add_argument(
+        "--log", action="append", default=[], metavar="URL", help="a log to follow (repeatable)"
+    )
+    mon.add_argument(
+        "--log-key",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="the verifier key of each --log, in the same order",
+    )
+    mon.add_argument(
+        "--state",
+        metavar="FILE",
+        default=None,
+        help="state database (default: monitor.db in the user state directory, "
+        "or $SIGLEDGER_STATE_DIR)",
+    )
+    mon.add_argument("--once", action="store_true", help="catch up once, then exit")
+    mon.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between passes without --once (default 60)",
+    )
+    mon.add_argument(
+        "--watch",
+        action="append",
+        default=[],
+        metavar="PROJECT",
+        help="alarm on new releases and new signers of this project (repeatable)",
+    )
+    mon.add_argument("--webhook", metavar="URL", help="also POST every alarm as JSON here")
+    mon.add_argument(
+        "--stale-after",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="alarm when a checkpoint stays unchanged this long (default 86400)",
+    )
+    mon.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes for large catch-ups (default: the CPU count)",
+    )
+
+    fs = sub.add_parser(
+        "fsck",
+        help="audit a whole log once",
+        description="Fetch the checkpoint and every hash tile and entry bundle of a "
+        "tlog-tiles log; check every tile against its parent and the root, re-hash, decode "
+        "and signature-check every entry. Exit 1 on any failure.",
+    )
+    fs.add_argument("url", metavar="URL", help="log URL")
+    fs.add_argument(
+        "--log-key",
+        metavar="VKEY",
+        default=_env("LOG_KEY"),
+        help="the log's verifier key (env SIGLEDGER_LOG_KEY)",
+    )
+    fs.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes for checking entries (default: the CPU count)",
+    )
+    fs.add_argument("--json", action="store_true", help="print a JSON summary")
     return p
 
 
@@ -240,6 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_policy_pin(args))
         if args.command == "witness":
             return cmd_witness_serve(args)
+        if args.command == "monitor":
+            return asyncio.run(cmd_monitor(args))
+        if args.command == "fsck":
+            return asyncio.run(cmd_fsck(args))
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
@@ -686,3 +776,153 @@ async def cmd_policy_pin(args: argparse.Namespace) -> int:
             _err(f"pinned {project}: {', '.join(sorted(keys))}")
         _err(f"wrote {path} ({len(signers)} projects)")
     return EXIT_OK
+
+
+def _monitor_targets(args: argparse.Namespace, policy: Any) -> list[Any]:
+    from client.monitor import MonitorTarget
+    from client.remote import normalize_url
+
+    witnesses = policy.witnesses.verifiers if policy is not None else ()
+    quorum = policy.witnesses.quorum if policy is not None else 0
+    if args.log or args.log_key:
+        if len(args.log) != len(args.log_key):
+            raise ConfigError("give one --log-key for each --log, in the same order")
+        targets = []
+        for url, vkey in zip(args.log, args.log_key, strict=True):
+            key = _log_key(vkey)
+            targets.append(MonitorTarget(normalize_url(url), key, key.name, witnesses, quorum))
+        return targets
+    if policy is None:
+        raise ConfigError("no log to monitor: give --log URL --log-key VKEY or --policy FILE")
+    return [MonitorTarget(t.url, t.verifier, t.origin, witnesses, quorum) for t in policy.logs]
+
+
+async def cmd_monitor(args: argparse.Namespace) -> int:
+    import signal
+
+    from packaging.utils import canonicalize_name
+
+    from client.monitor import Monitor, exit_status
+    from client.policy import default_policy_path, default_state_dir
+
+    if args.interval <= 0 or args.stale_after <= 0:
+        raise ConfigError("--interval and --stale-after must be positive")
+    if args.workers is not None and args.workers < 0:
+        raise ConfigError("--workers must be at least 0")
+    if args.webhook and not args.webhook.startswith(("http://", "https://")):
+        raise ConfigError("--webhook must be an http:// or https:// URL")
+    policy = None
+    if args.policy or (not args.log and default_policy_path().exists()):
+        policy = _policy(args.policy)
+    targets = _monitor_targets(args, policy)
+    watch = {str(canonicalize_name(p)) for p in args.watch}
+    if policy is not None:
+        watch.update(policy.projects)
+    state = Path(args.state) if args.state else default_state_dir() / "monitor.db"
+    workers = (os.cpu_count() or 1) if args.workers is None else args.workers
+    async with Monitor(
+        targets,
+        state,
+        watch=watch,
+        policy=policy,
+        webhook=args.webhook,
+        stale_after=args.stale_after,
+        workers=workers,
+    ) as monitor:
+        if args.once:
+            return exit_status(await monitor.run_once())
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await monitor.run_forever(args.interval, stop)
+    return EXIT_OK
+
+
+async def cmd_fsck(args: argparse.Namespace) -> int:
+    import concurrent.futures
+    import time
+
+    from client.follow import TileAuth, audit_log
+    from client.monitor import POOL_THRESHOLD, worker_pool
+    from client.remote import LogClient, LogRefusedError
+    from ledger.checkpoint import open_checkpoint
+
+    key = _log_key(_need(args.log_key, "--log-key", "SIGLEDGER_LOG_KEY"))
+    if args.workers is not None and args.workers < 0:
+        raise ConfigError("--workers must be at least 0")
+    workers = (os.cpu_count() or 1) if args.workers is None else args.workers
+    pool: concurrent.futures.Executor | None = None
+    progress_ctx: Any = None
+    async with LogClient(args.url) as client:
+        note = await client.checkpoint()
+        try:
+            cp, _ = open_checkpoint(note, key, key.name)
+        except FormatError as exc:
+            raise VerificationError(f"the log's checkpoint is malformed: {exc}") from None
+        except VerificationError as exc:
+            raise VerificationError(
+                f"the checkpoint from {client.url} is not signed by {key.vkey}: {exc}"
+            ) from None
+        if workers >= 2 and cp.size >= POOL_THRESHOLD:
+            pool = worker_pool(workers)
+        if sys.stderr.isatty() and not args.json:
+            from rich.progress import Progress
+
+            progress_ctx = Progress(transient=True)
+            task = progress_ctx.add_task(f"fsck {cp.origin}", total=cp.size)
+            progress_ctx.start()
+
+            def progress(done: int) -> None:
+                progress_ctx.update(task, completed=done)
+
+        else:
+            last = [time.monotonic()]
+
+            def progress(done: int) -> None:
+                if time.monotonic() - last[0] >= 5 or done == cp.size:
+                    last[0] = time.monotonic()
+                    _err(f"checked {done:,} of {cp.size:,} entries")
+
+        try:
+            report = await audit_log(TileAuth(client, cp, note), executor=pool, progress=progress)
+        except LogRefusedError as exc:
+            raise VerificationError(
+                f"{client.url} does not serve data its checkpoint {cp.size} commits to: {exc}"
+            ) from None
+        finally:
+            if progress_ctx is not None:
+                progress_ctx.stop()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+    summary = {
+        "version": 1,
+        "ok": report.ok,
+        "log": {
+            "url": report.url,
+            "origin": cp.origin,
+            "tree_size": cp.size,
+            "root_hash": cp.root.hex(),
+            "log_key": key.vkey,
+        },
+        "checkpoint": note.decode(),
+        "entries_checked": report.entries_checked,
+        "tiles_checked": report.tiles_checked,
+        "tiles_unchecked": report.tiles_unchecked,
+        "root_from_entries": report.root_from_entries.hex() if report.root_from_entries else None,
+        "seconds": round(report.seconds, 3),
+        "failures": [
+            {"type": f.type, "index": f.index, "message": f.message, "evidence": f.evidence}
+            for f in report.findings
+        ],
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        for f in report.findings:
+            where = f" (entry {f.index})" if f.index is not None else ""
+            print(f"FAIL: {f.type}{where}: {f.message}")
+        verdict = "OK" if report.ok else f"FAIL ({len(report.findings)} problems)"
+        print(
+            f"{verdict}: {cp.origin} at tree size {cp.size:,}: {report.entries_checked:,} "
+            f"entries and {report.tiles_checked:,} hash tiles checked in {report.seconds:.1f} s"
+        )
+    return EXIT_OK if report.ok else EXIT_FAIL

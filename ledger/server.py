@@ -11,6 +11,7 @@ Routes (read side per c2sp.org/tlog-tiles@v0.1.0):
 * ``GET /lookup`` -- entries by sha256 or by project[/version[/filename]], each
   with an inclusion proof against the returned checkpoint; paged.
 * ``GET /proof/consistency?old=M&new=N`` -- RFC 6962 consistency proof.
+* ``GET /`` and below -- the read-only HTML explorer (:mod:`ledger.explorer`).
 * ``GET /healthz`` -- 200 while storage works and the checkpoint is fresh.
 * ``GET /metrics`` -- Prometheus text format.
 
