@@ -226,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Follow logs through the tlog-tiles read API only: verify every new "
         "checkpoint (signature, witnesses, consistency), re-hash, decode and signature-check "
         "every entry, index them, and print one JSON line per alarm on stdout (format: "
-        "client/monitor.py). The logs come from --log/--log-key pairs, else from the policy.",
+        "client/monitor.py). The logs come from --log/--log-key pairs, else from the policy. "
+        "With --once: exit 0 no alarm, 1 an alarm or a failed check, 3 a log unreachable, "
+        "4 evidence of log misbehavior.",
     )
     mon.add_argument(
         "--policy",
