@@ -67,6 +67,9 @@ class ServerConfig:
     503 with Retry-After, and /healthz fails."""
     witness_timeout: float = 3.0
     """Seconds to wait for witnesses per checkpoint; a dead witness costs at most this."""
+    witness_refresh: float = 300.0
+    """While idle, seconds between fresh witness cosignatures of the same checkpoint, so
+    that monitors can tell an idle log from a frozen one."""
     log_format: str = "auto"
     """``json`` (one object per line on stdout), ``text``, or ``auto``: text when
     stdout is a terminal, JSON otherwise (journald, containers, files)."""
@@ -120,8 +123,8 @@ class ServerConfig:
                 f"witness_quorum must be between 0 and the number of witnesses "
                 f"({len(self.witnesses)})"
             )
-        if self.witness_timeout <= 0:
-            raise ConfigError("witness_timeout must be positive")
+        if self.witness_timeout <= 0 or self.witness_refresh <= 0:
+            raise ConfigError("witness_timeout and witness_refresh must be positive")
         self.witness_endpoints()
         if self.log_format not in ("json", "text", "auto"):
             raise ConfigError("log_format must be 'json', 'text' or 'auto'")

@@ -136,6 +136,7 @@ class SequencerConfig:
     queue_max: int = 65536
     checkpoint_period: float = 1.0
     tile_cache: int = 1024
+    cosign_refresh: float = 300.0
 
 
 class Sequencer:
@@ -168,6 +169,7 @@ class Sequencer:
         self.published: Published | None = None
         self.witnessed = True  # False while the newest commit lacks a witness quorum
         self.last_witness_error = ""
+        self._cosigned_at = 0.0
         self.healthy = True
         self.last_error: str | None = None
 
@@ -242,6 +244,7 @@ class Sequencer:
                 )
                 return False
             note = note + "".join(sig.line() for sig in cosigs).encode()
+            self._cosigned_at = time.monotonic()
             self.witnessed = True
             self.last_witness_error = ""
         self._unsaved_notes.append((size, note, True))
@@ -350,7 +353,15 @@ class Sequencer:
             return
         self.healthy = True
         pub = self.published
+        refresh = self.config.cosign_refresh
         if pub is not None and pub.size < committed[0]:
+            await self._publish(*committed)
+        elif (
+            self.witnesses is not None
+            and pub is not None
+            and time.monotonic() - self._cosigned_at > refresh
+        ):
+            # Fresh cosignatures on an idle log tell monitors it is alive, not frozen.
             await self._publish(*committed)
         elif pub is not None:
             self.published = Published(pub.size, pub.root, pub.note, time.time())

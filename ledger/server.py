@@ -285,6 +285,7 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
             queue_max=cfg.queue_max,
             checkpoint_period=cfg.checkpoint_period,
             tile_cache=cfg.tile_cache,
+            cosign_refresh=cfg.witness_refresh,
         ),
         on_batch=on_batch,
         witnesses=pool,

@@ -198,3 +198,27 @@ async def test_verify_enforces_the_policy_witness_quorum(
             assert "missing: absent.example" in r.stderr
     finally:
         log.kill()
+
+
+async def test_idle_log_gets_fresh_cosignatures(
+    tmp_path: Path, witnesses: tuple[Signer, list[WitnessProcess]]
+) -> None:
+    log_signer, ws = witnesses
+    env = {
+        "SIGLEDGER_WITNESSES": ",".join(f"{w.url} {w.vkey}" for w in ws),
+        "SIGLEDGER_WITNESS_QUORUM": "2",
+        "SIGLEDGER_WITNESS_REFRESH": "0.5",
+        "SIGLEDGER_CHECKPOINT_PERIOD": "0.3",
+    }
+    log = LogProcess(tmp_path / "log", env=env).start()
+    try:
+        _, first, _ = await get(log.url + "/checkpoint")
+        await asyncio.sleep(2.2)  # cosignature timestamps have one-second resolution
+        _, second, _ = await get(log.url + "/checkpoint")
+        assert first != second
+        key = log_signer.verifier()
+        assert open_checkpoint(first, key)[0] == open_checkpoint(second, key)[0]
+        keys = [Verifier.from_vkey(w.vkey) for w in ws]
+        assert len(check_witness_quorum(second, keys, 2)) >= 2
+    finally:
+        log.kill()
