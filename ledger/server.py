@@ -25,7 +25,6 @@ import asyncio
 import base64
 import logging
 import os
-import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
@@ -48,6 +47,7 @@ from ledger.cosigner import WitnessEndpoint, WitnessPool
 from ledger.entry import SignedStatement, decode_entry
 from ledger.errors import ConfigError, FormatError, LedgerError
 from ledger.note import Signer, Verifier
+from ledger.runner import run_app
 from ledger.sequencer import (
     ConflictError,
     OverloadedError,
@@ -622,47 +622,26 @@ async def handle_metrics(request: web.Request) -> web.Response:
 
 
 async def run_server(cfg: ServerConfig, announce: Callable[[str], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM, then shut down gracefully.
+    """Serve until SIGINT/SIGTERM, then shut down gracefully (see :mod:`ledger.runner`).
 
-    Shutdown order: stop listening; let in-flight requests finish (their
-    statements are integrated and answered); integrate or explicitly refuse
-    whatever is still queued; close the database.
+    Pending submissions are integrated and answered, or explicitly refused,
+    before the database closes.
     """
     app = create_app(cfg)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0)
-    await runner.setup()
-    host, port = cfg.host_port
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from None
-    server = site._server
-    sockets = list(getattr(server, "sockets", None) or [])
-    bound_port = int(sockets[0].getsockname()[1]) if sockets else port
-    shown_host = f"[{host}]" if ":" in host else host
-    url = f"http://{shown_host}:{bound_port}"
-    signer = app[SIGNER_KEY]
-    pub = app[SEQUENCER_KEY].published
-    log.info(
-        "listening", extra={"url": url, "vkey": signer.vkey, "tree_size": pub.size if pub else 0}
-    )
-    if announce is not None:
-        announce(
-            f"sigledger log {signer.name} listening on {url}\n"
-            f"verifier key: {signer.vkey}\n"
-            f"data: {cfg.data_dir}"
+
+    def started(url: str) -> None:
+        signer = app[SIGNER_KEY]
+        pub = app[SEQUENCER_KEY].published
+        log.info(
+            "listening",
+            extra={"url": url, "vkey": signer.vkey, "tree_size": pub.size if pub else 0},
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await runner.cleanup()
-        log.info("stopped")
+        if announce is not None:
+            announce(
+                f"sigledger log {signer.name} listening on {url}\n"
+                f"verifier key: {signer.vkey}\n"
+                f"data: {cfg.data_dir}"
+            )
+
+    host, port = cfg.host_port
+    await run_app(app, host, port, started)

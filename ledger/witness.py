@@ -56,12 +56,10 @@ Choices where the spec leaves room, or where v1.0.0 and HEAD differ:
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import logging
 import os
-import signal
 import time
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -93,6 +91,7 @@ from ledger.note import (
     open_note,
     sign_cosignature,
 )
+from ledger.runner import run_app
 from ledger.server import read_key_file, write_key_file
 from ledger.witness_store import WitnessHead, WitnessStore
 from ledger.witnessproto import (
@@ -772,39 +771,18 @@ async def handle_metrics(request: web.Request) -> web.Response:
 
 async def run_witness(cfg: WitnessConfig, announce: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then shut down gracefully (in-flight requests
-    finish, the database closes)."""
+    finish, the database closes; see :mod:`ledger.runner`)."""
     app = create_witness_app(cfg)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0)
-    await runner.setup()
+
+    def started(url: str) -> None:
+        signer = app[STATE_KEY].signer
+        log.info("listening", extra={"url": url, "vkey": signer.vkey, "key_name": signer.name})
+        if announce is not None:
+            announce(
+                f"sigledger witness {signer.name} listening on {url}\n"
+                f"verifier key: {signer.vkey}\n"
+                f"data: {cfg.data_dir}"
+            )
+
     host, port = cfg.host_port
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from None
-    server = site._server
-    sockets = list(getattr(server, "sockets", None) or [])
-    bound_port = int(sockets[0].getsockname()[1]) if sockets else port
-    shown_host = f"[{host}]" if ":" in host else host
-    url = f"http://{shown_host}:{bound_port}"
-    signer = app[STATE_KEY].signer
-    log.info("listening", extra={"url": url, "vkey": signer.vkey, "key_name": signer.name})
-    if announce is not None:
-        announce(
-            f"sigledger witness {signer.name} listening on {url}\n"
-            f"verifier key: {signer.vkey}\n"
-            f"data: {cfg.data_dir}"
-        )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await runner.cleanup()
-        log.info("stopped")
+    await run_app(app, host, port, started)
