@@ -146,7 +146,7 @@ class Storage:
     @classmethod
     async def open(cls, path: Path | str) -> Storage:
         path = Path(path)
-        lock_fd = _acquire_lock(path)
+        lock_fd = acquire_lock(path)
         try:
             writer = await aiosqlite.connect(path, isolation_level=None)
             try:
@@ -592,7 +592,11 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[i : i + size]
 
 
-def _acquire_lock(db_path: Path) -> int:
+def acquire_lock(db_path: Path, who: str = "sigledger process") -> int:
+    """Take the exclusive single-writer lock ``<db>.lock``; StorageLockedError if held.
+
+    Returns the descriptor; closing it (or the process dying) releases the lock.
+    """
     lock_path = db_path.with_name(db_path.name + ".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -600,6 +604,6 @@ def _acquire_lock(db_path: Path) -> int:
     except BlockingIOError:
         os.close(fd)
         raise StorageLockedError(
-            f"{db_path} is in use by another sigledger process (lock {lock_path} is held)"
+            f"{db_path} is in use by another {who} (lock {lock_path} is held)"
         ) from None
     return fd

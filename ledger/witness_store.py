@@ -28,7 +28,6 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import os
 import sqlite3
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from ledger.storage import StorageError, StorageLockedError
+from ledger.storage import StorageError, acquire_lock
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -132,7 +131,7 @@ class WitnessStore:
         it cannot be opened or has another schema version.
         """
         path = Path(path)
-        lock_fd = _acquire_lock(path)
+        lock_fd = acquire_lock(path, "sigledger witness")
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
             try:
@@ -369,16 +368,3 @@ class WitnessStore:
         except sqlite3.Error as exc:
             raise StorageError(f"database read failed: {exc}") from exc
         return row
-
-
-def _acquire_lock(db_path: Path) -> int:
-    lock_path = db_path.with_name(db_path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StorageLockedError(
-            f"{db_path} is in use by another sigledger witness (lock {lock_path} is held)"
-        ) from None
-    return fd
