@@ -52,6 +52,9 @@ class ServerConfig:
     """Largest accepted request body (413 beyond)."""
     max_statements: int = 1000
     """Most statements in one /add request."""
+    verify_workers: int = max(1, (os.cpu_count() or 2) - 1)
+    """Worker processes that validate and signature-check large /add requests (0: all in
+    the server process). The default leaves one core to the event loop."""
     checkpoint_period: float = 1.0
     """While idle, seconds between storage checks and checkpoint re-publication."""
     stale_after: float = 30.0

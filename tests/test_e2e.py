@@ -328,3 +328,24 @@ def test_statement_helpers_agree_with_wire_json() -> None:
     doc = statement_to_json(s)
     assert doc["project"] == "sample-project"
     assert doc["signer"] == alice.vkey
+
+
+async def test_large_requests_are_checked_in_a_worker(log_server: LogProcess) -> None:
+    alice = Signer.generate("alice")
+    batch = [signed(alice, version=f"{i}.0") for i in range(40)]
+    forged = statement_to_json(batch[7])
+    forged["size"] += 1
+    docs = [statement_to_json(s) for s in batch]
+    docs[7] = forged
+    body = json.dumps({"statements": docs}).encode()
+    assert len(body) > 4096
+    status, doc, _ = await _post(log_server.url, body)
+    assert (status, doc["error"], doc["statements"]) == (403, "bad_signature", [7])
+    bad_msgpack = encode_add_request(batch, MSGPACK_TYPE)[:-1]
+    status, doc, _ = await _post(log_server.url, bad_msgpack, MSGPACK_TYPE)
+    assert (status, doc["error"]) == (400, "malformed")
+    for ctype in (JSON_TYPE, MSGPACK_TYPE):
+        status, doc, _ = await _post(log_server.url, encode_add_request(batch, ctype), ctype)
+        assert status == 200
+        for r, s in zip(doc["receipts"], batch, strict=True):
+            assert decode_entry(base64.b64decode(r["entry"])).signed == s
