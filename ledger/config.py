@@ -27,6 +27,14 @@ ENV_PREFIX = "SIGLEDGER_"
 DEFAULT_ORIGIN = "localhost/sigledger"
 
 
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) to (host, port); ConfigError if malformed."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"listen must be HOST:PORT, not {listen!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 @dataclass
 class ServerConfig:
     """Every setting of ``sigledger serve``. Each field is also a TOML key and an
@@ -92,10 +100,7 @@ class ServerConfig:
 
     @property
     def host_port(self) -> tuple[str, int]:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}")
-        return host.strip("[]") or "127.0.0.1", int(port)
+        return parse_listen(self.listen)
 
     def witness_endpoints(self) -> list[tuple[str, str]]:
         """(url, vkey) of each configured witness."""

@@ -79,6 +79,7 @@ from prometheus_client import (
 
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, parse_checkpoint
+from ledger.config import parse_listen
 from ledger.errors import ConfigError, FormatError, LedgerError, VerificationError
 from ledger.note import (
     ALG_COSIGNATURE_V1,
@@ -198,10 +199,7 @@ class WitnessConfig:
 
     @property
     def host_port(self) -> tuple[str, int]:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}")
-        return host.strip("[]") or "127.0.0.1", int(port)
+        return parse_listen(self.listen)
 
     def log_verifiers(self) -> dict[str, tuple[Verifier, ...]]:
         """Trusted keys by origin. Raises ConfigError for a bad or ambiguous key."""
