@@ -1,5 +1,9 @@
+"""``python -m client``: the same as the ``sigledger`` command."""
+
 import sys
 
 from client.cli import main
 
-sys.exit(main())
+# Guarded: worker processes started with "spawn" import this module again.
+if __name__ == "__main__":
+    sys.exit(main())
