@@ -27,6 +27,7 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
@@ -309,7 +310,10 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
     app[SEQUENCER_KEY] = seq
     pool_ = (
         concurrent.futures.ProcessPoolExecutor(
-            cfg.verify_workers, mp_context=multiprocessing.get_context("spawn")
+            cfg.verify_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_watch_parent,
+            initargs=(os.getpid(),),
         )
         if cfg.verify_workers > 0
         else None
@@ -387,6 +391,21 @@ def _error_response(
     )
     resp.error_key = key  # type: ignore[attr-defined]
     return resp
+
+
+def _watch_parent(parent: int) -> None:
+    """In a verification worker: exit as soon as the server process is gone.
+
+    A server killed with SIGKILL cannot shut its pool down; without this its
+    workers would wait forever for work.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def _sequencer(request: web.Request) -> Sequencer:

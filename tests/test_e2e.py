@@ -349,3 +349,34 @@ async def test_large_requests_are_checked_in_a_worker(log_server: LogProcess) ->
         assert status == 200
         for r, s in zip(doc["receipts"], batch, strict=True):
             assert decode_entry(base64.b64decode(r["entry"])).signed == s
+
+
+async def test_verification_workers_exit_with_a_killed_server(tmp_path: Path) -> None:
+    server = LogProcess(tmp_path / "log").start()
+    try:
+        alice = Signer.generate("alice")
+        body = encode_add_request([signed(alice, version=f"{i}.0") for i in range(40)])
+        status, _doc, _ = await _post(server.url, body)
+        assert status == 200
+        assert server.proc is not None
+        workers = _children(server.proc.pid)
+        assert workers, "a large request should have started a verification worker"
+    finally:
+        server.kill()
+    for _ in range(50):
+        if not any(Path(f"/proc/{pid}").exists() for pid in workers):
+            break
+        await asyncio.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
