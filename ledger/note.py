@@ -208,27 +208,14 @@ def _check_timestamp(timestamp: int) -> None:
 # Keys
 
 
-class Verifier:
-    """An Ed25519 public key that checks note signatures (type 0x01) or
-    cosignature/v1 cosignatures (type 0x04) under a key name.
+class _Key:
+    """What signers and verifiers share: the key's name, type, public key and ID."""
 
-    Build one with :meth:`from_vkey`, :meth:`Signer.verifier`, or directly from
-    a name and a 32-byte public key.
-    """
-
-    __slots__ = ("_alg", "_key", "_key_id", "_name", "_public_key")
-
-    def __init__(self, name: str, public_key: bytes, alg: int = ALG_ED25519) -> None:
-        check_key_name(name)
-        _check_alg(alg)
-        public_key = bytes(public_key)
-        if len(public_key) != _ED25519_KEY_SIZE:
-            raise FormatError(f"Ed25519 public key is {len(public_key)} bytes, want 32")
-        self._name = name
-        self._alg = alg
-        self._public_key = public_key
-        self._key_id = key_id(name, alg, public_key)
-        self._key = nacl.signing.VerifyKey(public_key)
+    __slots__ = ("_alg", "_key_id", "_name", "_public_key")
+    _name: str
+    _alg: int
+    _public_key: bytes
+    _key_id: int
 
     @property
     def name(self) -> str:
@@ -245,6 +232,29 @@ class Verifier:
     @property
     def public_key(self) -> bytes:
         return self._public_key
+
+
+class Verifier(_Key):
+    """An Ed25519 public key that checks note signatures (type 0x01) or
+    cosignature/v1 cosignatures (type 0x04) under a key name.
+
+    Build one with :meth:`from_vkey`, :meth:`Signer.verifier`, or directly from
+    a name and a 32-byte public key.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, name: str, public_key: bytes, alg: int = ALG_ED25519) -> None:
+        check_key_name(name)
+        _check_alg(alg)
+        public_key = bytes(public_key)
+        if len(public_key) != _ED25519_KEY_SIZE:
+            raise FormatError(f"Ed25519 public key is {len(public_key)} bytes, want 32")
+        self._name = name
+        self._alg = alg
+        self._public_key = public_key
+        self._key_id = key_id(name, alg, public_key)
+        self._key = nacl.signing.VerifyKey(public_key)
 
     @classmethod
     def from_vkey(cls, vkey: str) -> Verifier:
@@ -308,11 +318,11 @@ class Verifier:
         return f"Verifier.from_vkey({self.vkey!r})"
 
 
-class Signer:
+class Signer(_Key):
     """An Ed25519 private key that signs notes (type 0x01) or cosignatures
     (type 0x04) under a key name. Its seed is secret; ``repr`` omits it."""
 
-    __slots__ = ("_alg", "_key", "_key_id", "_name", "_public_key", "_seed")
+    __slots__ = ("_key", "_seed")
 
     def __init__(self, name: str, seed: bytes, alg: int = ALG_ED25519) -> None:
         check_key_name(name)
@@ -326,22 +336,6 @@ class Signer:
         self._key = nacl.signing.SigningKey(seed)
         self._public_key = bytes(self._key.verify_key)
         self._key_id = key_id(name, alg, self._public_key)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
-
-    @property
-    def alg(self) -> int:
-        return self._alg
-
-    @property
-    def public_key(self) -> bytes:
-        return self._public_key
 
     @classmethod
     def generate(cls, name: str, alg: int = ALG_ED25519) -> Signer:
