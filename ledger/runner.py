@@ -1,4 +1,5 @@
-"""Running an aiohttp service until SIGINT/SIGTERM, shared by the log and the witness.
+"""Service plumbing shared by the log and the witness: running until SIGINT/SIGTERM,
+mapping aiohttp's HTTP errors, and the access log.
 
 Shutdown order: stop listening; let in-flight requests finish (up to 10 s);
 run the app's cleanup (which, for the log, integrates or refuses whatever is
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -47,3 +49,38 @@ async def run_app(
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         log.info("stopped")
+
+
+access_log = logging.getLogger("sigledger.access")
+
+_HTTP_KEYS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def describe_http_error(exc: web.HTTPException, max_request_bytes: int) -> tuple[str, str]:
+    """A stable error key and a message for one of aiohttp's own HTTP errors."""
+    key = _HTTP_KEYS.get(exc.status, "http_error")
+    if exc.status == 413:
+        return key, f"request body larger than {max_request_bytes} bytes"
+    return key, exc.text or exc.reason or ""
+
+
+def log_request(
+    request: web.Request, status: int, started: float, error: str = "", detail: str = ""
+) -> None:
+    """Refusals at info level; every other request at debug level."""
+    if not error and not access_log.isEnabledFor(logging.DEBUG):
+        return
+    extra: dict[str, object] = {
+        "method": request.method,
+        "path": request.path[:200],
+        "status": status,
+        "remote": request.remote,
+        "ms": round(1000 * (time.monotonic() - started), 2),
+    }
+    if error:
+        extra["error"] = error
+        if detail:
+            extra["detail"] = detail[:500]
+        access_log.info("request refused", extra=extra)
+    else:
+        access_log.debug("request", extra=extra)

@@ -50,7 +50,7 @@ from ledger.cosigner import WitnessEndpoint, WitnessPool
 from ledger.entry import decode_entry
 from ledger.errors import ConfigError, FormatError, LedgerError
 from ledger.note import Signer, Verifier
-from ledger.runner import run_app
+from ledger.runner import describe_http_error, log_request, run_app
 from ledger.sequencer import (
     ConflictError,
     OverloadedError,
@@ -63,7 +63,6 @@ from ledger.storage import Storage
 from ledger.tiles import TILE_WIDTH, encode_entry_bundle, parse_tile_path
 
 log = logging.getLogger("sigledger.server")
-access_log = logging.getLogger("sigledger.access")
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 CHECKPOINT_CACHE = "public, max-age=2"
@@ -346,39 +345,13 @@ async def _error_middleware(
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        key = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-            exc.status, "http_error"
-        )
-        message = exc.text or exc.reason
-        if exc.status == 413:
-            limit = request.app[CONFIG_KEY].max_request_bytes
-            message = f"request body larger than {limit} bytes"
-        resp = _error_response(exc.status, key, message or "", {}, {})
+        key, message = describe_http_error(exc, request.app[CONFIG_KEY].max_request_bytes)
+        resp = _error_response(exc.status, key, message, {}, {})
+    error = ""
     if resp.status >= 400:
-        key = getattr(resp, "error_key", str(resp.status))
-        metrics.errors.labels(key).inc()
-        access_log.info(
-            "request refused",
-            extra={
-                "method": request.method,
-                "path": request.path[:200],
-                "status": resp.status,
-                "error": key,
-                "remote": request.remote,
-                "ms": round(1000 * (time.monotonic() - started), 2),
-            },
-        )
-    elif access_log.isEnabledFor(logging.DEBUG):
-        access_log.debug(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.path[:200],
-                "status": resp.status,
-                "remote": request.remote,
-                "ms": round(1000 * (time.monotonic() - started), 2),
-            },
-        )
+        error = getattr(resp, "error_key", str(resp.status))
+        metrics.errors.labels(error).inc()
+    log_request(request, resp.status, started, error)
     metrics.requests.labels(route_name, str(resp.status)).inc()
     return resp
 

@@ -92,7 +92,7 @@ from ledger.note import (
     open_note,
     sign_cosignature,
 )
-from ledger.runner import run_app
+from ledger.runner import describe_http_error, log_request, run_app
 from ledger.server import read_key_file, write_key_file
 from ledger.witness_store import WitnessHead, WitnessStore
 from ledger.witnessproto import (
@@ -114,7 +114,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("sigledger.witness")
-access_log = logging.getLogger("sigledger.access")
 
 ENV_PREFIX = "SIGLEDGER_WITNESS_"
 DEFAULT_NAME = "localhost/witness"
@@ -541,45 +540,15 @@ async def _middleware(
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        reason = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-            exc.status, "http_error"
-        )
-        message = exc.reason
-        if exc.status == 413:
-            limit = request.app[CONFIG_KEY].max_request_bytes
-            message = f"request body larger than {limit} bytes"
+        reason, message = describe_http_error(exc, request.app[CONFIG_KEY].max_request_bytes)
         resp = web.Response(
             status=exc.status,
             body=f"{reason}: {message}\n".encode(),
             headers={"Content-Type": f"{_TEXT}; charset=utf-8"},
         )
-    elapsed_ms = round(1000 * (time.monotonic() - started), 2)
-    if reason:
-        if route_name == "/add-checkpoint":
-            metrics.refused.labels(reason).inc()
-        access_log.info(
-            "request refused",
-            extra={
-                "method": request.method,
-                "path": request.path[:200],
-                "status": resp.status,
-                "error": reason,
-                "detail": message[:500],
-                "remote": request.remote,
-                "ms": elapsed_ms,
-            },
-        )
-    elif access_log.isEnabledFor(logging.DEBUG):
-        access_log.debug(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.path[:200],
-                "status": resp.status,
-                "remote": request.remote,
-                "ms": elapsed_ms,
-            },
-        )
+    if reason and route_name == "/add-checkpoint":
+        metrics.refused.labels(reason).inc()
+    log_request(request, resp.status, started, reason, message)
     metrics.requests.labels(route_name, str(resp.status)).inc()
     return resp
 
