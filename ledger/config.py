@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,12 @@ class ServerConfig:
             raise ConfigError(f"origin {self.origin!r} must not contain spaces or '+'")
 
 
-def _coerce(name: str, kind: Any, value: Any, source: str) -> Any:
+def coerce_setting(name: str, kind: Any, value: Any, source: str) -> Any:
+    """Check and convert one setting from a file, the environment or a flag.
+
+    ``kind`` is a dataclass field type (``int``, ``float``, ``str``, ``list[str]``,
+    or their names); lists come from the environment comma-separated.
+    """
     if kind in ("list[str]", list[str]):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
@@ -149,7 +155,7 @@ def _coerce(name: str, kind: Any, value: Any, source: str) -> Any:
         return value
     try:
         if kind in ("int", int):
-            if isinstance(value, bool):
+            if isinstance(value, bool | float):
                 raise TypeError
             return int(value)
         if kind in ("float", float):
@@ -163,6 +169,31 @@ def _coerce(name: str, kind: Any, value: Any, source: str) -> Any:
         raise ConfigError(f"{source}: {name} has an invalid value {value!r}") from None
 
 
+def read_config_file(path: str) -> dict[str, Any]:
+    """The TOML table in ``path``; ConfigError saying what is wrong otherwise."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def settings_from_env(
+    env: Mapping[str, str], prefix: str, kinds: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Settings given as ``<prefix><NAME>`` environment variables."""
+    out = {}
+    for name, kind in kinds.items():
+        value = env.get(prefix + name.upper())
+        if value is not None:
+            out[name] = coerce_setting(name, kind, value, prefix + name.upper())
+    return out
+
+
 def load_config(
     path: str | None = None,
     overrides: dict[str, Any] | None = None,
@@ -170,30 +201,19 @@ def load_config(
 ) -> ServerConfig:
     """Build the effective configuration (file < environment < overrides)."""
     env = os.environ if environ is None else environ
-    cfg = ServerConfig()
     kinds = {f.name: f.type for f in fields(ServerConfig)}
     values: dict[str, Any] = {}
     path = path or env.get(ENV_PREFIX + "CONFIG")
     if path:
-        try:
-            with open(path, "rb") as fh:
-                raw = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-        for key, value in raw.items():
+        for key, value in read_config_file(path).items():
             name = key.replace("-", "_")
             if name not in kinds:
                 raise ConfigError(f"{path}: unknown setting {key!r}")
-            values[name] = _coerce(name, kinds[name], value, path)
-    for name, kind in kinds.items():
-        env_value = env.get(ENV_PREFIX + name.upper())
-        if env_value is not None:
-            values[name] = _coerce(name, kind, env_value, ENV_PREFIX + name.upper())
+            values[name] = coerce_setting(name, kinds[name], value, path)
+    values.update(settings_from_env(env, ENV_PREFIX, kinds))
     for name, value in (overrides or {}).items():
         if value is not None:
-            values[name] = _coerce(name, kinds[name], value, "command line")
-    cfg = dataclasses.replace(cfg, **values)
+            values[name] = coerce_setting(name, kinds[name], value, "command line")
+    cfg = dataclasses.replace(ServerConfig(), **values)
     cfg.validate()
     return cfg

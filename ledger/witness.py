@@ -61,7 +61,6 @@ import hashlib
 import logging
 import os
 import time
-import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -79,7 +78,7 @@ from prometheus_client import (
 
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, parse_checkpoint
-from ledger.config import parse_listen
+from ledger.config import coerce_setting, parse_listen, read_config_file, settings_from_env
 from ledger.errors import ConfigError, FormatError, LedgerError, VerificationError
 from ledger.note import (
     ALG_COSIGNATURE_V1,
@@ -248,19 +247,6 @@ _SCALARS: dict[str, type] = {
 }
 
 
-def _coerce(name: str, kind: type, value: Any, source: str) -> Any:
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ConfigError(f"{source}: {name} has an invalid value {value!r}")
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{source}: {name} has an invalid value {value!r}") from None
-    if not isinstance(value, str):
-        raise ConfigError(f"{source}: {name} has an invalid value {value!r}")
-    return value
-
-
 def _parse_log_tables(raw: Any, source: str) -> list[WitnessedLog]:
     if not isinstance(raw, list):
         raise ConfigError(f"{source}: 'log' must be an array of tables ([[log]])")
@@ -321,34 +307,22 @@ def load_witness_config(
     values: dict[str, Any] = {}
     path = path or env.get(ENV_PREFIX + "CONFIG")
     if path:
-        try:
-            with open(path, "rb") as fh:
-                raw = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-        for key, value in raw.items():
+        for key, value in read_config_file(path).items():
             name = key.replace("-", "_")
             if name == "log":
                 values["logs"] = _parse_log_tables(value, path)
             elif name in _SCALARS:
-                values[name] = _coerce(name, _SCALARS[name], value, path)
+                values[name] = coerce_setting(name, _SCALARS[name], value, path)
             else:
                 raise ConfigError(f"{path}: unknown setting {key!r}")
-    for name, kind in _SCALARS.items():
-        env_value = env.get(ENV_PREFIX + name.upper())
-        if env_value is not None:
-            values[name] = _coerce(name, kind, env_value, ENV_PREFIX + name.upper())
+    values.update(settings_from_env(env, ENV_PREFIX, _SCALARS))
     for name, value in (overrides or {}).items():
         if value is None:
             continue
         if name == "logs":
             values["logs"] = _logs_override(value)
         elif name in _SCALARS:
-            values[name] = _coerce(name, _SCALARS[name], value, "command line")
+            values[name] = coerce_setting(name, _SCALARS[name], value, "command line")
         else:
             raise ConfigError(f"unknown setting {name!r}")
     cfg = dataclasses.replace(WitnessConfig(), **values)
