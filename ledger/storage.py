@@ -146,25 +146,16 @@ class Storage:
     @classmethod
     async def open(cls, path: Path | str) -> Storage:
         path = Path(path)
-        lock_fd = acquire_lock(path)
+        lock_fd, writer = await open_database(path, _SCHEMA, "sigledger process")
         try:
-            writer = await aiosqlite.connect(path, isolation_level=None)
-            try:
-                await writer.execute("PRAGMA journal_mode=WAL")
-                await writer.execute("PRAGMA synchronous=FULL")
-                await writer.execute("PRAGMA foreign_keys=ON")
-                await writer.executescript(_SCHEMA)
-                await _migrate(writer)
-                reader = await aiosqlite.connect(path, isolation_level=None)
-                await reader.execute("PRAGMA query_only=ON")
-            except BaseException:
-                await writer.close()
-                raise
-        except sqlite3.Error as exc:
+            await _migrate(writer)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            await reader.execute("PRAGMA query_only=ON")
+        except BaseException as exc:
+            await writer.close()
             os.close(lock_fd)
-            raise StorageError(f"cannot open database {path}: {exc}") from exc
-        except BaseException:
-            os.close(lock_fd)
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"cannot open database {path}: {exc}") from exc
             raise
         store = cls(path, writer, reader, lock_fd)
         version = await store.get_meta("schema_version")
@@ -590,6 +581,32 @@ async def _migrate(db: aiosqlite.Connection) -> None:
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+async def open_database(path: Path, schema: str, who: str) -> tuple[int, aiosqlite.Connection]:
+    """Lock ``path`` for this process, connect (WAL, synchronous=FULL), apply ``schema``.
+
+    Returns the lock descriptor and the connection; on failure both are closed
+    (StorageLockedError when ``who`` else holds the lock, StorageError otherwise).
+    """
+    lock_fd = acquire_lock(path, who)
+    try:
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.executescript(schema)
+        except BaseException:
+            await db.close()
+            raise
+    except sqlite3.Error as exc:
+        os.close(lock_fd)
+        raise StorageError(f"cannot open database {path}: {exc}") from exc
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    return lock_fd, db
 
 
 def acquire_lock(db_path: Path, who: str = "sigledger process") -> int:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from ledger.storage import StorageError, acquire_lock
+from ledger.storage import StorageError, open_database
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -131,22 +131,7 @@ class WitnessStore:
         it cannot be opened or has another schema version.
         """
         path = Path(path)
-        lock_fd = acquire_lock(path, "sigledger witness")
-        try:
-            db = await aiosqlite.connect(path, isolation_level=None)
-            try:
-                await db.execute("PRAGMA journal_mode=WAL")
-                await db.execute("PRAGMA synchronous=FULL")
-                await db.executescript(_SCHEMA)
-            except BaseException:
-                await db.close()
-                raise
-        except sqlite3.Error as exc:
-            os.close(lock_fd)
-            raise StorageError(f"cannot open database {path}: {exc}") from exc
-        except BaseException:
-            os.close(lock_fd)
-            raise
+        lock_fd, db = await open_database(path, _SCHEMA, "sigledger witness")
         store = cls(path, db, lock_fd)
         version = await store.get_meta("schema_version")
         if version is None:
