@@ -47,7 +47,7 @@ import tempfile
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
+from common import fmt, print_table  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 from packaging.utils import canonicalize_name  # noqa: E402
 from packaging.version import InvalidVersion, Version  # noqa: E402
@@ -561,23 +562,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if not 0 < args.latency_rate <= 100_000 or args.latency_duration <= 0 or args.duration <= 0:
         p.error("rates and durations must be positive (latency rate at most 100000)")
     return args
-
-
-def fmt(value: object, unit: str = "") -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:,.1f}{unit}" if abs(value) >= 100 else f"{value:,.2f}{unit}"
-    if isinstance(value, int):
-        return f"{value:,}{unit}"
-    return f"{value}{unit}"
-
-
-def print_table(rows: Iterable[tuple[str, str]]) -> None:
-    rows = list(rows)
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"  {key:<{width}}  {value}")
 
 
 def cpu_row(phase: dict[str, Any], note: str) -> tuple[str, str]:

@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ for path in (ROOT, ROOT / "bench"):
         sys.path.insert(0, str(path))
 
 import make_log  # noqa: E402
+from common import fmt, print_table  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 
 from client.follow import check_bundle  # noqa: E402
@@ -250,23 +251,6 @@ def fsck_run(url: str, vkey: str, workers: int, server: ProcCPU) -> dict[str, An
 
 
 # -- output ------------------------------------------------------------------------
-
-
-def fmt(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:,.1f}{unit}" if abs(value) >= 100 else f"{value:,.2f}{unit}"
-    if isinstance(value, int):
-        return f"{value:,}{unit}"
-    return f"{value}{unit}"
-
-
-def print_table(rows: Iterable[tuple[str, str]]) -> None:
-    rows = list(rows)
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"  {key:<{width}}  {value}")
 
 
 def run_rows(run: dict[str, Any]) -> list[tuple[str, str]]:

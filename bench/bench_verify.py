@@ -73,7 +73,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,7 @@ if str(ROOT) not in sys.path:
 
 import make_log  # noqa: E402
 import tomli_w  # noqa: E402
+from common import machine_cpu, print_table  # noqa: E402
 
 from client.check import Artifact, Outcome, check_artifacts  # noqa: E402
 from client.lockfiles import read_pylock, read_requirements  # noqa: E402
@@ -241,17 +242,6 @@ def proc_cpu(pid: int) -> float | None:
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def machine_cpu() -> float | None:
-    """Busy CPU seconds of the whole machine, from /proc/stat (Linux); None elsewhere."""
-    try:
-        with open("/proc/stat", encoding="ascii") as fh:
-            values = [int(v) for v in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -446,13 +436,6 @@ def fmt_s(value: float | None) -> str:
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
-
-
-def print_table(rows: Iterable[tuple[str, str]]) -> None:
-    rows = list(rows)
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"  {key:<{width}}  {value}")
 
 
 def series_row(label: str, s: dict[str, Any]) -> tuple[str, str]:
