@@ -335,6 +335,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as other CLI tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAIL
     except LogMisbehaviorError as exc:
         # The evidence is data: print it whole on stdout so it can be saved and shared.
         print(
