@@ -4,9 +4,12 @@ Run from the repository root::
 
     .venv/bin/python bench/bench_add.py            # about 1-2 minutes
     .venv/bin/python bench/bench_add.py --quick    # a few seconds, smoke test
+    .venv/bin/python bench/bench_add.py --flood    # 512 flooding connections (bench/flood.py)
 
-It starts a log with default settings in a temporary directory on a free
-loopback port and measures, in order:
+It starts a log with default settings (but for the per-client and per-signer
+rate limits, which are off: every request comes from one loopback address and
+the point is capacity) in a temporary directory on a free loopback port and
+measures, in order:
 
 (a) **baseline**: raw Ed25519 verifications per second of this machine
     (PyNaCl ``VerifyKey.verify`` of a 200-byte message, one thread);
@@ -58,6 +61,7 @@ if str(ROOT) not in sys.path:
 
 import aiohttp  # noqa: E402
 from common import fmt, print_table  # noqa: E402
+from flood import run_flood  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 from packaging.utils import canonicalize_name  # noqa: E402
 from packaging.version import InvalidVersion, Version  # noqa: E402
@@ -70,6 +74,7 @@ from ledger.note import Signer  # noqa: E402
 from tests.helpers import LogProcess  # noqa: E402
 
 DEFAULT_PROJECTS = "../shared/data/pypi-top-projects.tsv"  # relative to the repository root
+NO_RATE_LIMITS = {"SIGLEDGER_CLIENT_RATE": "0", "SIGLEDGER_SIGNER_RATE": "0"}
 PUBLISHERS = 32
 
 # The files of one release: an sdist, a pure wheel and binary wheels.
@@ -540,6 +545,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="most connections open at once in the latency phase (256)",
     )
     p.add_argument(
+        "--flood",
+        action="store_true",
+        help="flood mode instead of (b) and (c): see bench/flood.py",
+    )
+    p.add_argument("--flood-connections", type=int, default=512, help="flooding connections (512)")
+    p.add_argument("--flood-duration", type=float, default=None, help="flood seconds (20)")
+    p.add_argument(
+        "--flood-processes", type=int, default=2, help="client processes sharing the flood (2)"
+    )
+    p.add_argument(
         "--sign-workers",
         type=int,
         default=os.cpu_count() or 1,
@@ -553,6 +568,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "warmup": (2.0, 0.5),
         "pool": (100_000, 8_000),
         "latency_duration": (10.0, 2.0),
+        "flood_duration": (20.0, 4.0),
     }
     for name, (normal, short) in defaults.items():
         if getattr(args, name) is None:
@@ -576,6 +592,8 @@ def cpu_row(phase: dict[str, Any], note: str) -> tuple[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.flood:
+        return main_flood(args)
     projects_path = Path(args.projects) if args.projects else (ROOT / DEFAULT_PROJECTS).resolve()
     rows, source = load_projects(projects_path)
     latency_count = max(1, round(args.latency_rate * args.latency_duration))
@@ -618,11 +636,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.freeze()
 
     with tempfile.TemporaryDirectory(prefix="sigledger-bench-") as tmp:
-        server = LogProcess(Path(tmp) / "log")
+        server = LogProcess(Path(tmp) / "log", env=NO_RATE_LIMITS)
         server.start()
         assert server.proc is not None
         cpu = ProcCPU(server.proc.pid)
-        print(f"server: {server.url} (pid {server.proc.pid}), default settings")
+        print(f"server: {server.url} (pid {server.proc.pid}), default settings, no rate limits")
         try:
             print(
                 f"(b) throughput: {args.connections} connections x {step} statements/request "
@@ -645,11 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         finally:
-            try:
-                rc: int | None = server.stop()
-            except Exception:
-                server.kill()
-                rc = None
+            rc = stop_server(server)
             server_errors = [  # the server's JSON log lines (stdout) at warning or above
                 line.strip()
                 for log_file in sorted(Path(tmp).glob("*.log"))
@@ -721,6 +735,83 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     print(json.dumps(result, separators=(",", ":")))
     return 1 if total_errors else 0
+
+
+def stop_server(server: LogProcess) -> int | None:
+    """Stop gracefully and return the exit status; kill (None) if that fails."""
+    try:
+        return server.stop()
+    except Exception:
+        server.kill()
+        return None
+
+
+def main_flood(args: argparse.Namespace) -> int:
+    projects_path = Path(args.projects) if args.projects else (ROOT / DEFAULT_PROJECTS).resolve()
+    rows, source = load_projects(projects_path)
+    cores = os.cpu_count()
+    print(
+        f"sigledger /add flood: {cores} CPU cores, Python {platform.python_version()}, "
+        f"{args.flood_connections} connections, {args.flood_duration:g} s"
+    )
+    print("pre-signing statements ...", flush=True)
+    specs = release_specs(rows, int(args.pool * 1.02) + len(VARIANTS))
+    signed = presign(specs, args.sign_workers)[: args.pool]
+    step = args.request_size
+    bodies = [
+        (encode_add_request(signed[i : i + step], MSGPACK_TYPE), len(signed[i : i + step]))
+        for i in range(0, len(signed), step)
+    ]
+    print(f"    {len(signed):,} statements in {len(bodies):,} msgpack bodies of {step}")
+    del signed, specs
+    with tempfile.TemporaryDirectory(prefix="sigledger-flood-") as tmp:
+        server = LogProcess(Path(tmp) / "log", env=NO_RATE_LIMITS).start()
+        assert server.proc is not None
+        print(f"server: {server.url} (pid {server.proc.pid}); flooding ...", flush=True)
+        try:
+            result = run_flood(
+                server.url,
+                server.proc.pid,
+                bodies,
+                args.flood_connections,
+                args.flood_duration,
+                args.flood_processes,
+            )
+        finally:
+            rc = stop_server(server)
+            tracebacks = sum(
+                f.read_text(errors="replace").count("Traceback") for f in Path(tmp).glob("*.log")
+            )
+    passed = result["pass"]
+    print()
+    print(f"summary ({cores} cores; server, flooding clients and prober share them)")
+    print_table(
+        [
+            ("requests sent / by status", f"{result['requests']:,}  {result['statuses']}"),
+            ("entries acknowledged", fmt(result["entries_acked"])),
+            ("entries lost (acked, not in log)", fmt(result["entries_lost"])),
+            ("server RSS max (main process)", fmt(result["rss_main_max_mb"], " MB")),
+            ("  verification workers, total", fmt(result["rss_workers_max_mb"], " MB")),
+            (
+                "/checkpoint p50 / p99 / max",
+                f"{result['checkpoint_p50_ms']} / {result['checkpoint_p99_ms']} / "
+                f"{result['checkpoint_max_ms']} ms ({result['checkpoint_probes']} probes)",
+            ),
+            (
+                "/healthz p50 / p99 / max",
+                f"{result['healthz_p50_ms']} / {result['healthz_p99_ms']} / "
+                f"{result['healthz_max_ms']} ms",
+            ),
+            ("probe failures", str(result["probe_errors"] or 0)),
+            ("5xx other than 503", fmt(result["server_5xx_not_503"])),
+            ("server exit status / tracebacks", f"{fmt(rc)} / {tracebacks}"),
+            ("pass", ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in passed.items())),
+        ]
+    )
+    out = {"benchmark": "sigledger-add-flood", "cpu_count": cores, "projects_source": source}
+    out |= {**result, "server_exit_status": rc, "server_tracebacks": tracebacks}
+    print(json.dumps(out, separators=(",", ":")))
+    return 0 if all(passed.values()) and rc == 0 and not tracebacks else 1
 
 
 if __name__ == "__main__":

@@ -463,7 +463,7 @@ def _log_key(value: str | None) -> Any:
 
 async def cmd_publish(args: argparse.Namespace) -> int:
     from client.publish import load_key, publish
-    from client.remote import LogRefusedError
+    from client.remote import LogRefusedError, NotPublishedError
 
     key = load_key(Path(_need(args.key, "--key", "SIGLEDGER_KEY")))
     url = None if args.dry_run else _need(args.log, "--log", "SIGLEDGER_LOG")
@@ -492,7 +492,7 @@ async def cmd_publish(args: argparse.Namespace) -> int:
             write_receipts=not args.no_receipts,
             progress=progress_cb,
         )
-    except LogRefusedError as exc:
+    except (LogRefusedError, NotPublishedError) as exc:
         if args.json:
             _print_json(
                 {"version": 1, "error": exc.error_key, "message": str(exc), "details": exc.body}

@@ -45,6 +45,22 @@ class LogRefusedError(LedgerError):
         }.get(self.status, "")
 
 
+class NotPublishedError(NetworkError):
+    """The log stored the statements but has not published a checkpoint covering
+    them yet (its witnesses did not cosign in time): HTTP 503 ``not_witnessed``."""
+
+    hint = (
+        "Nothing is wrong with the files: the log keeps them and will publish them "
+        "once enough witnesses cosign its checkpoint. Run the same command again "
+        "later to fetch the receipts (submitting again is safe)."
+    )
+
+    def __init__(self, message: str, body: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.error_key = "not_witnessed"
+        self.body = body
+
+
 def normalize_url(url: str) -> str:
     url = url.strip()
     if "://" not in url:
@@ -115,6 +131,11 @@ class LogClient:
             doc, key, message = {}, str(status), body[:200].decode(errors="replace")
         if 400 <= status < 500 and status != 429:
             raise LogRefusedError(status, key, message, doc if isinstance(doc, dict) else {})
+        if status == 503 and key == "not_witnessed":
+            raise NotPublishedError(
+                f"logged, waiting for witness cosignatures: {message}",
+                doc if isinstance(doc, dict) else {},
+            )
         raise NetworkError(f"{what} failed at {self.url}: HTTP {status} {key} {message}".strip())
 
     async def checkpoint(self) -> bytes:

@@ -61,6 +61,28 @@ class ServerConfig:
     """Largest accepted request body (413 beyond)."""
     max_statements: int = 1000
     """Most statements in one /add request."""
+    request_timeout: float = 30.0
+    """Seconds a client may take to send a request body; 408 beyond (slow or stalled
+    clients cannot hold admission slots)."""
+    verify_queue_bytes: int = 16 * 1024 * 1024
+    """Most request-body bytes admitted but not yet verified; beyond that /add answers 503
+    with Retry-After before reading the body (bounds memory under floods)."""
+    verify_queue_requests: int = 256
+    """Most /add requests admitted but not yet verified; beyond that 503 with Retry-After."""
+    client_rate: float = 50.0
+    """/add requests per second allowed per client address (0: no limit); 429 beyond."""
+    client_burst: int = 500
+    """/add requests a client address may send at once before client_rate applies."""
+    signer_rate: float = 50.0
+    """Statements per second allowed per signer key (0: no limit); 429 beyond."""
+    signer_burst: int = 2000
+    """Statements a signer key may submit at once before signer_rate applies."""
+    client_ip_header: str = ""
+    """Behind a reverse proxy: the header holding the client address (e.g.
+    ``X-Forwarded-For``; its last item counts). Empty: the TCP peer address."""
+    submitters_file: str = ""
+    """Optional allowlist: signer verifier keys allowed to submit, one per line. Empty:
+    anyone may submit. Re-read on SIGHUP."""
     verify_workers: int = max(1, (os.cpu_count() or 2) - 1)
     """Worker processes that validate and signature-check large /add requests (0: all in
     the server process). The default leaves one core to the event loop."""
@@ -121,10 +143,19 @@ class ServerConfig:
             "max_request_bytes",
             "max_statements",
             "tile_cache",
+            "verify_queue_bytes",
+            "verify_queue_requests",
+            "client_burst",
+            "signer_burst",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
-        for name in ("batch_max_age", "checkpoint_period", "stale_after"):
+        for name in ("client_rate", "signer_rate"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 (no limit) or positive")
+        if self.client_ip_header and not self.client_ip_header.replace("-", "").isalnum():
+            raise ConfigError(f"client_ip_header {self.client_ip_header!r} is not a header name")
+        for name in ("batch_max_age", "checkpoint_period", "stale_after", "request_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         if not 0 <= self.witness_quorum <= len(self.witnesses):

@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
@@ -53,6 +55,25 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class ClientFaultFilter(logging.Filter):
+    """aiohttp logs requests its HTTP parser refuses (bad framing, bad chunking,
+    unsupported encodings), and undecodable bodies a handler did not read, as
+    errors with a traceback, although they are the client's fault (answered 400,
+    or the connection closed). Log them as one info line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and not isinstance(exc, HttpProcessingError):
+            # A body error re-raised while aiohttp drains an unread body.
+            exc = exc.__cause__
+        if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "request refused by the HTTP parser", None
+            record.__dict__["detail"] = " ".join(str(exc.message).split())[:300]
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     if fmt == "auto":
         fmt = "text" if sys.stdout.isatty() else "json"
@@ -66,3 +87,6 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     root.setLevel(level.upper())
     # aiohttp's access log duplicates our per-request metrics; keep it at warning.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientFaultFilter) for f in server_log.filters):
+        server_log.addFilter(ClientFaultFilter())

@@ -453,16 +453,18 @@ class Sequencer:
             if not await self._publish(tree.size, root, note):
                 for unit, res in accepted:
                     if not unit.future.done():
-                        unit.future.set_exception(
-                            UnwitnessedError(
-                                f"logged at index(es) {sorted({i for i, _d, _e in res})} but the "
-                                f"checkpoint is not published yet: {self.last_witness_error}; "
-                                "submit again later to get the receipt"
-                            )
-                        )
+                        unit.future.set_exception(self._unwitnessed(res))
                 accepted = []
 
         pub = self.published
+        # Entries committed by an earlier batch whose checkpoint the witnesses have
+        # not cosigned yet: resubmitting them is not an error, but there is no
+        # published checkpoint to prove them against. Same answer as the first time.
+        waiting = [(u, res) for u, res in accepted if any(i >= pub.size for i, _d, _e in res)]
+        if waiting:
+            accepted = [(u, res) for u, res in accepted if all(i < pub.size for i, _d, _e in res)]
+            for unit, res in waiting:
+                unit.future.set_exception(self._unwitnessed(res))
         # New entries' proof nodes all lie in tiles the tree holds (the edge, or
         # tiles this batch completed); only older, existing entries may need reads.
         get = await self._getter(
@@ -485,6 +487,13 @@ class Sequencer:
                 unit.future.set_result(receipts)
         if self._on_batch is not None:
             self._on_batch(len(new_rows), time.monotonic() - started)
+
+    def _unwitnessed(self, results: list[tuple[int, bytes, bool]]) -> UnwitnessedError:
+        return UnwitnessedError(
+            f"logged at index(es) {sorted({i for i, _d, _e in results})} but the "
+            f"checkpoint is not published yet: {self.last_witness_error}; "
+            "submit again later to get the receipt"
+        )
 
     # -- proofs for readers -----------------------------------------------------
 

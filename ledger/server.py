@@ -17,17 +17,17 @@ Routes (read side per c2sp.org/tlog-tiles@v0.1.0):
 
 Errors are JSON bodies ``{"error": <stable key>, "message": <text>}`` with the
 status code of the failure (400, 403, 404, 409, 413, 429/503 + Retry-After).
+No request, however malformed, is answered with a 5xx; 503 means "retry
+later" (overload, witnesses missing, workers restarting, shutting down).
+Admission control and spam limits for ``/add`` are described in
+:mod:`ledger.admission`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import concurrent.futures
 import logging
-import multiprocessing
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
@@ -45,12 +45,13 @@ from prometheus_client import (
 )
 
 from ledger import api, explorer, merkle
+from ledger.admission import Backlog, Submitters, TokenBuckets, client_address, retry_after
 from ledger.config import DEFAULT_ORIGIN, ServerConfig
 from ledger.cosigner import WitnessEndpoint, WitnessPool
-from ledger.entry import decode_entry
+from ledger.entry import SignedStatement, decode_entry
 from ledger.errors import ConfigError, FormatError, LedgerError
 from ledger.note import Signer, Verifier
-from ledger.runner import describe_http_error, log_request, run_app
+from ledger.runner import describe_http_error, finish_error, log_request, read_body, run_app
 from ledger.sequencer import (
     ConflictError,
     OverloadedError,
@@ -61,6 +62,7 @@ from ledger.sequencer import (
 )
 from ledger.storage import Storage
 from ledger.tiles import TILE_WIDTH, encode_entry_bundle, parse_tile_path
+from ledger.workers import VerifyPool, WorkersUnavailableError
 
 log = logging.getLogger("sigledger.server")
 
@@ -125,6 +127,24 @@ class Metrics:
         self.statements = Counter(
             "sigledger_statements", "Submitted statements by outcome", ["outcome"], registry=r
         )
+        self.worker_restarts = Gauge(
+            "sigledger_verify_worker_restarts",
+            "Times the verification worker pool was rebuilt after a worker died",
+            registry=r,
+        )
+        self.backlog_bytes = Gauge(
+            "sigledger_verify_backlog_bytes",
+            "Request-body bytes admitted but not yet verified",
+            registry=r,
+        )
+        self.backlog_requests = Gauge(
+            "sigledger_verify_backlog_requests",
+            "/add requests admitted but not yet verified",
+            registry=r,
+        )
+        self.limited = Counter(
+            "sigledger_rate_limited", "/add requests refused by a limit", ["limit"], registry=r
+        )
 
 
 class APIError(LedgerError):
@@ -150,10 +170,26 @@ SEQUENCER_KEY = web.AppKey("sequencer", Sequencer)
 STORAGE_KEY = web.AppKey("storage", Storage)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 SIGNER_KEY = web.AppKey("signer", Signer)
-VERIFY_POOL_KEY: web.AppKey[concurrent.futures.ProcessPoolExecutor | None] = web.AppKey(
-    "verify_pool"
-)
+VERIFY_POOL_KEY: web.AppKey[VerifyPool | None] = web.AppKey("verify_pool")
 OFFLOAD_BYTES = 4096  # about a dozen statements: below that, a process hop costs more
+
+
+class Gate:
+    """The admission state of ``POST /add`` (see :mod:`ledger.admission`)."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.clients = TokenBuckets(cfg.client_rate, cfg.client_burst)
+        self.signers = TokenBuckets(cfg.signer_rate, cfg.signer_burst)
+        self.backlog = Backlog(cfg.verify_queue_bytes, cfg.verify_queue_requests)
+        self.submitters = Submitters(Path(cfg.submitters_file) if cfg.submitters_file else None)
+        self.ip_header = cfg.client_ip_header
+
+    def client_of(self, request: web.Request) -> str:
+        values = request.headers.getall(self.ip_header, []) if self.ip_header else []
+        return client_address(request.remote, values, bool(self.ip_header))
+
+
+GATE_KEY = web.AppKey("gate", Gate)
 
 
 # -- opening a log ---------------------------------------------------------------
@@ -240,6 +276,7 @@ def create_app(cfg: ServerConfig) -> web.Application:
     app = web.Application(client_max_size=cfg.max_request_bytes, middlewares=[_error_middleware])
     app[CONFIG_KEY] = cfg
     app[METRICS_KEY] = Metrics()
+    app[GATE_KEY] = Gate(cfg)
     app.cleanup_ctx.append(_log_context)
     app.router.add_get("/checkpoint", handle_checkpoint)
     app.router.add_get("/tile/{path:.+}", handle_tile)
@@ -307,23 +344,16 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         raise
     app[STORAGE_KEY] = storage
     app[SEQUENCER_KEY] = seq
-    pool_ = (
-        concurrent.futures.ProcessPoolExecutor(
-            cfg.verify_workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_watch_parent,
-            initargs=(os.getpid(),),
-        )
-        if cfg.verify_workers > 0
-        else None
-    )
+    pool_ = VerifyPool(cfg.verify_workers) if cfg.verify_workers > 0 else None
+    if pool_ is not None:
+        pool_.start()
     app[VERIFY_POOL_KEY] = pool_
     app[SIGNER_KEY] = signer
     try:
         yield
     finally:
         if pool_ is not None:
-            pool_.shutdown(wait=False, cancel_futures=True)
+            await pool_.close()
         await seq.stop()
         if pool is not None:
             await pool.close()
@@ -349,6 +379,7 @@ async def _error_middleware(
         resp = _error_response(exc.status, key, message, {}, {})
     error = ""
     if resp.status >= 400:
+        finish_error(request, resp)
         error = getattr(resp, "error_key", str(resp.status))
         metrics.errors.labels(error).inc()
     log_request(request, resp.status, started, error)
@@ -364,21 +395,6 @@ def _error_response(
     )
     resp.error_key = key  # type: ignore[attr-defined]
     return resp
-
-
-def _watch_parent(parent: int) -> None:
-    """In a verification worker: exit as soon as the server process is gone.
-
-    A server killed with SIGKILL cannot shut its pool down; without this its
-    workers would wait forever for work.
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def _sequencer(request: web.Request) -> Sequencer:
@@ -433,36 +449,60 @@ async def handle_tile(request: web.Request) -> web.Response:
 async def handle_add(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG_KEY]
     metrics = request.app[METRICS_KEY]
-    body = await request.read()
-    pool = request.app[VERIFY_POOL_KEY]
-    if pool is not None and len(body) >= OFFLOAD_BYTES:
-        # Large requests: validation and Ed25519 run in a worker process, using
-        # another core; the loop only rebuilds the accepted statements.
-        error, bad = await asyncio.get_running_loop().run_in_executor(
-            pool, api.check_add_request, body, request.content_type, cfg.max_statements
-        )
-        statements = (
-            [] if error or bad else api.decode_checked_add_request(body, request.content_type)
-        )
-    else:
-        try:
-            statements = api.parse_add_request(body, request.content_type, cfg.max_statements)
-        except FormatError as exc:
-            error, bad = str(exc), []
-        else:
-            error, bad = None, [i for i, s in enumerate(statements) if not s.verify()]
-    if error is not None:
-        metrics.statements.labels("malformed").inc()
-        raise APIError(400, "malformed", error)
-    if bad:
-        metrics.statements.labels("bad_signature").inc(len(bad))
+    gate = request.app[GATE_KEY]
+    # Cheapest refusals first, before a byte of the body is read.
+    wait = gate.clients.take(gate.client_of(request))
+    if wait:
+        metrics.limited.labels("client").inc()
         raise APIError(
-            403,
-            "bad_signature",
-            f"signature does not verify for statement(s) {bad} "
-            "(signed with another key, or the statement was changed)",
-            {"statements": bad},
+            429,
+            "rate_limited",
+            f"too many requests from this address (limit {cfg.client_rate:g}/s, burst "
+            f"{cfg.client_burst}); retry after {retry_after(wait)} s",
+            {"limit": "client"},
+            {"Retry-After": retry_after(wait)},
         )
+    announced = request.content_length
+    reserved = cfg.max_request_bytes if announced is None else min(announced, cfg.max_request_bytes)
+    if not gate.backlog.try_enter(reserved):
+        metrics.statements.labels("refused").inc()
+        raise APIError(
+            503,
+            "overloaded",
+            "too many submissions are waiting for verification; retry shortly",
+            {},
+            {"Retry-After": "1"},
+        )
+    try:
+        body = await read_body(request, cfg.request_timeout)
+        statements = await _checked_statements(request, body)
+    finally:
+        gate.backlog.leave(reserved)
+    by_signer: dict[str, int] = {}
+    for s in statements:
+        vkey = s.signer_vkey()
+        by_signer[vkey] = by_signer.get(vkey, 0) + 1
+    for vkey, count in by_signer.items():
+        if not gate.submitters.allows(vkey):
+            metrics.statements.labels("not_allowed").inc(len(statements))
+            raise APIError(
+                403,
+                "signer_not_allowed",
+                f"this log accepts statements only from listed submitters; {vkey} is not "
+                "one of them (ask the log operator to add it)",
+                {"signer": vkey},
+            )
+        wait = gate.signers.take(vkey, count)
+        if wait:
+            metrics.limited.labels("signer").inc()
+            raise APIError(
+                429,
+                "rate_limited",
+                f"too many statements from signer {vkey} (limit {cfg.signer_rate:g}/s, burst "
+                f"{cfg.signer_burst}); retry after {retry_after(wait)} s",
+                {"limit": "signer", "signer": vkey},
+                {"Retry-After": retry_after(wait)},
+            )
     started = time.monotonic()
     seq = _sequencer(request)
     try:
@@ -492,6 +532,48 @@ async def handle_add(request: web.Request) -> web.Response:
     return web.json_response({"receipts": [r.to_json() for r in receipts]})
 
 
+async def _checked_statements(request: web.Request, body: bytes) -> list[SignedStatement]:
+    """Parse ``body`` and verify every signature; APIError 400/403/503 otherwise."""
+    cfg = request.app[CONFIG_KEY]
+    metrics = request.app[METRICS_KEY]
+    pool = request.app[VERIFY_POOL_KEY]
+    if pool is not None and len(body) >= OFFLOAD_BYTES:
+        # Large requests: validation and Ed25519 run in a worker process, using
+        # another core; the loop only rebuilds the accepted statements.
+        try:
+            error, bad = await pool.run(
+                api.check_add_request, body, request.content_type, cfg.max_statements
+            )
+        except WorkersUnavailableError as exc:
+            metrics.statements.labels("refused").inc()
+            raise APIError(
+                503, "workers_restarting", str(exc), {}, {"Retry-After": str(exc.retry_after)}
+            ) from None
+        statements = (
+            [] if error or bad else api.decode_checked_add_request(body, request.content_type)
+        )
+    else:
+        try:
+            statements = api.parse_add_request(body, request.content_type, cfg.max_statements)
+        except FormatError as exc:
+            error, bad = str(exc), []
+        else:
+            error, bad = None, [i for i, s in enumerate(statements) if not s.verify()]
+    if error is not None:
+        metrics.statements.labels("malformed").inc()
+        raise APIError(400, "malformed", error)
+    if bad:
+        metrics.statements.labels("bad_signature").inc(len(bad))
+        raise APIError(
+            403,
+            "bad_signature",
+            f"signature does not verify for statement(s) {bad} "
+            "(signed with another key, or the statement was changed)",
+            {"statements": bad},
+        )
+    return statements
+
+
 async def handle_lookup(request: web.Request) -> web.Response:
     """Entries matching a hash or release, each with an inclusion proof against
     the one checkpoint returned alongside (one round trip verifies the answer)."""
@@ -517,8 +599,9 @@ async def handle_lookup(request: web.Request) -> web.Response:
 
 async def handle_batch_lookup(request: web.Request) -> web.Response:
     """``POST /lookup``: many digests in one round trip (see api.parse_batch_lookup)."""
+    body = await read_body(request, request.app[CONFIG_KEY].request_timeout)
     try:
-        hashes, related = api.parse_batch_lookup(await request.read())
+        hashes, related = api.parse_batch_lookup(body)
     except FormatError as exc:
         raise APIError(400, "bad_query", str(exc)) from None
     pub = _sequencer(request).published
@@ -597,6 +680,11 @@ async def handle_healthz(request: web.Request) -> web.Response:
         problems.append(f"witnesses: {seq.last_witness_error}")
     if age > cfg.stale_after:
         problems.append(f"checkpoint last published {age:.0f}s ago (limit {cfg.stale_after:.0f}s)")
+    pool = request.app[VERIFY_POOL_KEY]
+    if pool is not None and not pool.available:
+        problems.append(
+            f"verification workers: restarting after a worker died ({pool.restarts} restarts)"
+        )
     body = {
         "status": "fail" if problems else "ok",
         "problems": problems,
@@ -616,6 +704,12 @@ async def handle_metrics(request: web.Request) -> web.Response:
         metrics.tree_size.set(seq.published.size)
         metrics.checkpoint_time.set(seq.published.published_at)
     metrics.queued.set(seq.queued)
+    gate = request.app[GATE_KEY]
+    metrics.backlog_bytes.set(gate.backlog.bytes)
+    metrics.backlog_requests.set(gate.backlog.requests)
+    pool = request.app[VERIFY_POOL_KEY]
+    if pool is not None:
+        metrics.worker_restarts.set(pool.restarts)
     metrics.witnessed.set(1 if seq.witnessed else 0)
     if seq.witnesses is not None:
         for url, st in seq.witnesses.status.items():
@@ -656,4 +750,4 @@ async def run_server(cfg: ServerConfig, announce: Callable[[str], None] | None =
             )
 
     host, port = cfg.host_port
-    await run_app(app, host, port, started)
+    await run_app(app, host, port, started, on_reload=app[GATE_KEY].submitters.reload)

@@ -91,7 +91,7 @@ from ledger.note import (
     open_note,
     sign_cosignature,
 )
-from ledger.runner import describe_http_error, log_request, run_app
+from ledger.runner import describe_http_error, finish_error, log_request, read_body, run_app
 from ledger.server import read_key_file, write_key_file
 from ledger.witness_store import WitnessHead, WitnessStore
 from ledger.witnessproto import (
@@ -182,6 +182,8 @@ class WitnessConfig:
     bytes plus up to 63 proof lines and the log's signatures."""
     evidence_max: int = 10000
     """Most refused-but-correctly-signed checkpoints kept as evidence."""
+    request_timeout: float = 10.0
+    """Seconds a client may take to send a request body; 408 beyond."""
 
     @property
     def data_dir(self) -> Path:
@@ -228,6 +230,8 @@ class WitnessConfig:
             raise ConfigError("max_request_bytes must be at least 1024")
         if self.evidence_max < 0:
             raise ConfigError("evidence_max must not be negative")
+        if self.request_timeout <= 0:
+            raise ConfigError("request_timeout must be positive")
         if self.log_format not in ("json", "text", "auto"):
             raise ConfigError("log_format must be 'json', 'text' or 'auto'")
         if self.log_level.lower() not in _LOG_LEVELS:
@@ -244,6 +248,7 @@ _SCALARS: dict[str, type] = {
     "log_level": str,
     "max_request_bytes": int,
     "evidence_max": int,
+    "request_timeout": float,
 }
 
 
@@ -520,6 +525,8 @@ async def _middleware(
             body=f"{reason}: {message}\n".encode(),
             headers={"Content-Type": f"{_TEXT}; charset=utf-8"},
         )
+    if resp.status >= 400:
+        finish_error(request, resp)
     if reason and route_name == "/add-checkpoint":
         metrics.refused.labels(reason).inc()
     log_request(request, resp.status, started, reason, message)
@@ -574,7 +581,7 @@ async def handle_add_checkpoint(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG_KEY]
     state = request.app[STATE_KEY]
     metrics = request.app[METRICS_KEY]
-    body = await request.read()
+    body = await read_body(request, cfg.request_timeout)
     try:
         req = parse_add_checkpoint(body)
         cp = parse_checkpoint(_note_text(req.checkpoint))

@@ -222,3 +222,72 @@ async def test_idle_log_gets_fresh_cosignatures(
         assert len(check_witness_quorum(second, keys, 2)) >= 2
     finally:
         log.kill()
+
+
+async def test_resubmitting_an_unpublished_statement_is_not_a_storage_failure(
+    tmp_path: Path, witnesses: tuple[Signer, list[WitnessProcess]]
+) -> None:
+    log_signer, ws = witnesses
+    keys = [Verifier.from_vkey(w.vkey) for w in ws]
+    log = _log(tmp_path, ws)
+    bob = Signer.from_seed("bob", bytes([6]) * 32)
+    try:
+        async with LogClient(log.url) as c:
+            await c.add([signed(ALICE, version="0.1")])
+        ports = [w.url.rsplit(":", 1)[1] for w in ws]
+        ws[0].kill()
+        ws[1].kill()
+
+        async def post(statements: list[object]) -> tuple[int, dict[str, object], str]:
+            body = encode_add_request(statements)  # type: ignore[arg-type]
+            async with (
+                aiohttp.ClientSession() as s,
+                s.post(log.url + "/add", data=body, headers={"Content-Type": JSON_TYPE}) as r,
+            ):
+                return r.status, await r.json(), r.headers.get("Retry-After", "")
+
+        first = signed(ALICE, version="1.0")
+        status, doc, retry = await post([first])
+        assert (status, doc["error"]) == (503, "not_witnessed") and retry
+        # the same statement again, together with a new one from another submitter
+        # in the same batch: both wait for the witnesses, neither is a storage failure
+        (s1, d1, r1), (s2, d2, r2) = await asyncio.gather(
+            post([first]), post([signed(bob, "other", "1.0")])
+        )
+        assert (s1, d1["error"]) == (503, "not_witnessed") and r1, d1
+        assert (s2, d2["error"]) == (503, "not_witnessed") and r2, d2
+        assert "could not store" not in str(d1["message"])
+
+        # the CLI says what happened, not "check your network"
+        dist = tmp_path / "dist"
+        dist.mkdir()
+        whl = make_release(dist, "cliproject", "1.0", "whl")
+        key_file = tmp_path / "alice.key"
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, (ALICE.skey + "\n").encode())
+        os.close(fd)
+        args = ("publish", "--log", log.url, "--key", str(key_file), str(whl))
+        r = await asyncio.to_thread(run_cli, *args, timeout=120)
+        assert r.returncode == 3, r.stderr
+        assert "logged, waiting for witness cosignatures" in r.stderr
+        assert "network" not in r.stderr.lower()
+
+        # publishing again while the witnesses come back: the receipt arrives
+        cli = asyncio.create_task(asyncio.to_thread(run_cli, *args, timeout=120))
+        await asyncio.sleep(1.0)
+        for i in (0, 1):
+            ws[i] = WitnessProcess(
+                ws[i].data, *ws[i].args, "--listen", f"127.0.0.1:{ports[i]}"
+            ).start()
+        r = await cli
+        assert r.returncode == 0, r.stderr
+        assert "cliproject-1.0-py3-none-any.whl" in r.stderr
+        async with LogClient(log.url) as c:
+            (again,) = await c.add([first])
+        assert again["status"] == "existing"
+        assert len(check_witness_quorum(again["inclusion_proof"]["checkpoint"].encode(), keys, 2))
+    finally:
+        log.kill()
+    server_log = (tmp_path / "log.stdout.log").read_text()
+    assert "batch failed" not in server_log
+    assert server_log.count('"log loaded"') == 1  # never reloaded the tree
