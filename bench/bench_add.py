@@ -803,6 +803,15 @@ def main_flood(args: argparse.Namespace) -> int:
                 f"{result['healthz_max_ms']} ms",
             ),
             ("probe failures", str(result["probe_errors"] or 0)),
+            (
+                "server event-loop lag",
+                ", ".join(
+                    f"{k}: {100 * v:.1f}%"
+                    for k, v in result["server_loop_lag"].items()
+                    if k in ("<= 0.01 s", "<= 0.05 s", "<= 0.1 s", "<= 0.25 s")
+                )
+                + " of 100 ms ticks",
+            ),
             ("5xx other than 503", fmt(result["server_5xx_not_503"])),
             ("server exit status / tracebacks", f"{fmt(rc)} / {tracebacks}"),
             ("pass", ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in passed.items())),

@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
+
 from client.lockfiles import Pin
 from client.policy import Policy
 from client.publish import hash_file
 from client.verified import VerifiedEntry, VerifiedLog
 from client.verify import check_witness_quorum, verify_receipt
-from ledger.entry import parse_release_filename
+from ledger.entry import Statement, file_identity, parse_release_filename
 from ledger.errors import FormatError, VerificationError
 
 RESULT_FORMAT_VERSION = 1
@@ -68,12 +70,14 @@ class Artifact:
         return cls(str(path), digest, project, version, filename, size)
 
     def matches(self, e: VerifiedEntry) -> bool:
+        """The entry attests this artifact: same bytes, and the same file by its
+        identity (any spelling of the filename, any spelling of an equal version)."""
         st = e.entry.statement
         return (
             st.sha256 == self.sha256
             and (self.project is None or st.project == self.project)
-            and (self.version is None or st.version == self.version)
-            and (self.filename is None or st.filename == self.filename)
+            and (self.version is None or _same_version(st.version, self.version))
+            and (self.filename is None or _same_file(st, self.filename))
             and (self.size is None or st.size == self.size)
         )
 
@@ -120,7 +124,22 @@ class Outcome:
         }
 
 
-FileKey = tuple[str, str, str]  # (project, version, filename)
+FileKey = str  # a file identity key (ledger.entry.file_identity)
+
+
+def _same_version(logged: str, wanted: str) -> bool:
+    try:
+        return Version(logged) == Version(wanted)
+    except InvalidVersion:
+        return logged == wanted
+
+
+def _same_file(st: Statement, filename: str) -> bool:
+    """``filename`` names the file ``st`` is about, in any spelling."""
+    try:
+        return st.identity == file_identity(filename)
+    except FormatError:
+        return st.filename == filename
 
 
 class _Verdicts:
@@ -226,8 +245,7 @@ def _conflicts(
 
 
 def _file_key(e: VerifiedEntry) -> FileKey:
-    st = e.entry.statement
-    return (st.project, st.version, st.filename)
+    return e.entry.statement.identity.key
 
 
 async def check_artifacts(
@@ -284,7 +302,7 @@ def check_offline(policy: Policy, a: Artifact, receipt: dict[str, Any]) -> Outco
     except VerificationError as exc:
         return Outcome(a, False, f"the receipt does not verify: {exc}")
     st = v.entry.statement
-    if st.sha256 != a.sha256 or (a.filename is not None and st.filename != a.filename):
+    if st.sha256 != a.sha256 or (a.filename is not None and not _same_file(st, a.filename)):
         return Outcome(
             a, False, f"the receipt is for {st.filename} sha256:{st.sha256.hex()}, not this file"
         )

@@ -48,7 +48,7 @@ from typing import Any, TypeAlias
 from client.remote import LogClient
 from ledger import merkle, tiles
 from ledger.checkpoint import Checkpoint
-from ledger.entry import decode_entry
+from ledger.entry import decode_entry, file_identity
 from ledger.errors import FormatError, VerificationError
 from ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef
 
@@ -718,6 +718,30 @@ class _CompactRange:
         return merkle.fold_nodes([h for _, h in self.nodes])
 
 
+async def _equivocation(
+    auth: TileAuth,
+    signer: str,
+    identity: str,
+    prior: tuple[int, bytes, str],
+    later: tuple[int, bytes, str],
+    res: BundleResult,
+) -> Finding:
+    """A signer logged two hashes for one file identity: the log broke its binding rule."""
+    kind = "signer_equivocation" if prior[2] == later[2] else "identity_equivocation"
+    entries = []
+    for idx, sha, filename in (prior, later):
+        data = res.entries[idx - res.first] if res.first <= idx < res.end else None
+        ev = await auth.entry_evidence(idx, data)
+        entries.append({**ev, "signer": signer, "sha256": sha.hex(), "filename": filename})
+    return Finding(
+        kind,
+        f"{signer} logged two different hashes for one file ({prior[2]}, entry {prior[0]}; "
+        f"{later[2]}, entry {later[0]})",
+        {"checkpoint": auth.note_text, "identity": identity, "entries": entries},
+        later[0],
+    )
+
+
 async def audit_log(
     auth: TileAuth,
     *,
@@ -772,9 +796,23 @@ async def audit_log(
 
     compact = _CompactRange()
     complete = True
+    # The binding rule, by file identity: (signer, identity) -> (first index, sha256, filename).
+    bound: dict[tuple[str, str], tuple[int, bytes, str]] = {}
     async for res in verify_range(auth, 0, size, executor=executor, strict=False):
         for finding in res.findings:
             add(finding)
+        for offset, info in enumerate(res.infos):
+            if info is None:
+                continue
+            _p, _v, filename, sha, signer, _t = info
+            key = (signer, file_identity(filename).key)
+            prior = bound.setdefault(key, (res.first + offset, sha, filename))
+            if prior[1] != sha:
+                add(
+                    await _equivocation(
+                        auth, signer, key[1], prior, (res.first + offset, sha, filename), res
+                    )
+                )
         if len(res.leaves) != HASH_SIZE * width_at(0, res.n, size):
             complete = False  # a malformed bundle: no root from entries
         elif complete:

@@ -49,10 +49,19 @@ the monitor, usually the signed ``checkpoint`` note and RFC 6962 proofs, and a
     proven by ``inclusion_proof``, but the log must have refused it),
     ``bundle_malformed`` or ``bundle_does_not_match_checkpoint``
     (``bundle_data``).
-``signer_equivocation`` / ``conflicting_signers``
-    One signer / different signers attesting different hashes for one
-    ``project``, ``version``, ``filename``: ``entries``, both, each with
-    ``index``, ``entry`` and ``inclusion_proof`` against ``checkpoint``.
+``signer_equivocation`` / ``identity_equivocation`` / ``conflicting_signers``
+    One signer / one signer under two spellings of the filename / different
+    signers attesting different hashes for one file -- compared by file
+    identity (:func:`ledger.entry.file_identity`), so ``Foo-1.0.tar.gz`` and
+    ``foo-1.0.0.tar.gz`` are one file: ``project``, ``version``, ``filename``,
+    ``identity``, ``entries``, both, each with ``index``, ``entry`` and
+    ``inclusion_proof`` against ``checkpoint``. ``identity_equivocation`` is
+    possible only in a log written before the identity rule, or by a log that
+    ignores it.
+``rebuild``
+    For a watched project: a wheel logged again with another build tag (a
+    different file by the rules, but the same wheel name, version and tags):
+    ``entries``, both.
 ``new_signer`` / ``new_release``
     For a watched project: a signer that never signed it before / a version
     never seen before: ``entry`` (``index``, ``entry``, ``inclusion_proof``);
@@ -63,9 +72,10 @@ the monitor, usually the signed ``checkpoint`` note and RFC 6962 proofs, and a
     ``note_unchanged_since``, ``size_unchanged_since``, ``checked_at`` and the
     verified witness ``cosignature_times``.
 
-``inconsistent_checkpoints``, ``signer_equivocation`` (the log broke its
-binding rule) and ``bad_entry`` with ``does_not_decode`` or ``bad_signature``
-are evidence of log misbehavior (:attr:`Alarm.misbehavior`).
+``inconsistent_checkpoints``, ``signer_equivocation`` and
+``identity_equivocation`` (the log broke its binding rule) and ``bad_entry``
+with ``does_not_decode`` or ``bad_signature`` are evidence of log misbehavior
+(:attr:`Alarm.misbehavior`).
 
 Every alarm is raised once: the state remembers its key. A condition that
 persists (a fork, a bad tile above the entries, a stale log) stops or repeats
@@ -114,6 +124,7 @@ from client.remote import LogClient, LogRefusedError
 from client.verify import check_witness_quorum
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.entry import file_identity
 from ledger.errors import ConfigError, FormatError, LedgerError, NetworkError, VerificationError
 from ledger.note import ALG_COSIGNATURE_V1, Verifier, parse_note, verify_cosignature
 from ledger.tiles import TILE_WIDTH
@@ -138,7 +149,9 @@ ALARM_TYPES = (
     "bad_tile",
     "bad_entry",
     "signer_equivocation",
+    "identity_equivocation",
     "conflicting_signers",
+    "rebuild",
     "new_signer",
     "new_release",
     "stale_log",
@@ -194,7 +207,11 @@ class Alarm:
     @property
     def misbehavior(self) -> bool:
         """True when the evidence shows the *log* broke its promises."""
-        if self.type in ("inconsistent_checkpoints", "signer_equivocation"):
+        if self.type in (
+            "inconsistent_checkpoints",
+            "signer_equivocation",
+            "identity_equivocation",
+        ):
             return True
         return self.type == "bad_entry" and (
             self.evidence.get("reason") in _MISBEHAVIOR_ENTRY_REASONS
@@ -304,6 +321,7 @@ CREATE TABLE IF NOT EXISTS entries (
     sha256 BLOB NOT NULL,
     signer INTEGER NOT NULL,
     time_ms INTEGER NOT NULL,
+    identity TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (log, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_file ON entries (log, filename);
@@ -322,7 +340,9 @@ CREATE VIEW IF NOT EXISTS entry_index AS
     FROM entries AS e JOIN logs AS l ON l.id = e.log JOIN projects AS p ON p.id = e.project
     JOIN signers AS s ON s.id = e.signer;
 """
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = "2"
+# Created after a schema 1 state has gained the column.
+_LATE_INDEXES = "CREATE INDEX IF NOT EXISTS entries_identity ON entries (log, identity);"
 
 
 @dataclass
@@ -342,7 +362,12 @@ class LogRecord:
     checked_ms: int | None = None
 
 
-Prior = tuple[int, bytes, str]  # (index, sha256, signer vkey) of an indexed entry
+Prior = tuple[int, bytes, str, str]  # (index, sha256, signer vkey, filename) of an indexed entry
+
+
+def _identity_key(filename: str) -> str:
+    # Entries were validated when they were verified: their filenames parse.
+    return file_identity(filename).key
 
 
 class MonitorState:
@@ -401,16 +426,41 @@ class MonitorState:
             await self._db.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (_SCHEMA_VERSION,)
             )
+        elif row[0] == "1":
+            await self._migrate_identity()
         elif row[0] != _SCHEMA_VERSION:
             raise ConfigError(
                 f"the monitor state {self.path} has schema version {row[0]}, "
                 f"expected {_SCHEMA_VERSION}"
             )
+        await self._db.executescript(_LATE_INDEXES)
         async with self._db.execute("SELECT id, name FROM projects") as cur:
             self._projects = {str(name): int(i) for i, name in await cur.fetchall()}
         async with self._db.execute("SELECT id, vkey FROM signers") as cur:
             self._signers = {str(vkey): int(i) for i, vkey in await cur.fetchall()}
         self._signer_vkeys = {i: v for v, i in self._signers.items()}
+
+    async def _migrate_identity(self) -> None:
+        """Schema 1 -> 2: the file identity of every indexed entry, from its filename."""
+        db = self._db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            async with db.execute("PRAGMA table_info(entries)") as cur:
+                columns = {str(r[1]) for r in await cur.fetchall()}
+            if "identity" not in columns:
+                await db.execute("ALTER TABLE entries ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
+            async with db.execute("SELECT log, idx, filename FROM entries") as cur:
+                rows = [
+                    (_identity_key(str(f)), int(log), int(i)) for log, i, f in await cur.fetchall()
+                ]
+            await db.executemany("UPDATE entries SET identity = ? WHERE log = ? AND idx = ?", rows)
+            await db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (_SCHEMA_VERSION,)
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
 
     async def close(self) -> None:
         try:
@@ -510,7 +560,9 @@ class MonitorState:
                 sid = self._signers[signer] = len(self._signers) + 1
                 self._signer_vkeys[sid] = signer
                 new_signers.append((sid, signer))
-            params.append((rec.id, idx, pid, version, filename, sha256, sid, time_ms))
+            params.append(
+                (rec.id, idx, pid, version, filename, sha256, sid, time_ms, _identity_key(filename))
+            )
         try:
             await self._transaction(
                 [
@@ -518,7 +570,7 @@ class MonitorState:
                     ("INSERT INTO signers (id, vkey) VALUES (?, ?)", new_signers),
                     (
                         "INSERT INTO entries (log, idx, project, version, filename, sha256,"
-                        " signer, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        " signer, time_ms, identity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         params,
                     ),
                     (self._SAVE_HEAD, [self._head_params(rec)]),
@@ -568,27 +620,38 @@ class MonitorState:
         async with self._db.execute("SELECT 1 FROM alarms WHERE key = ?", (key,)) as cur:
             return await cur.fetchone() is not None
 
-    async def prior_entries(self, log_id: int, filenames: Iterable[str]) -> dict[str, list[Prior]]:
-        """Indexed entries of these files (a filename names project and version too)."""
-        wanted = sorted(set(filenames))
+    async def prior_entries(self, log_id: int, identities: Iterable[str]) -> dict[str, list[Prior]]:
+        """Indexed entries of these file identities (any spelling of each file)."""
+        wanted = sorted(set(identities))
         out: dict[str, list[Prior]] = {}
         if not wanted:
             return out
         async with self._db.execute(
-            # The file names drive the join (CROSS JOIN fixes the order): without
+            # The identities drive the join (CROSS JOIN fixes the order): without
             # statistics SQLite would rather scan every entry of the log.
-            "SELECT e.filename, e.idx, e.sha256, e.signer FROM json_each(?) AS k"
-            " CROSS JOIN entries AS e INDEXED BY entries_file"
-            " WHERE e.log = ? AND e.filename = k.value",
+            "SELECT e.identity, e.idx, e.sha256, e.signer, e.filename FROM json_each(?) AS k"
+            " CROSS JOIN entries AS e INDEXED BY entries_identity"
+            " WHERE e.log = ? AND e.identity = k.value",
             (json.dumps(wanted), log_id),
         ) as cur:
-            for filename, idx, sha, sid in await cur.fetchall():
-                out.setdefault(str(filename), []).append(
-                    (int(idx), bytes(sha), self._signer_vkeys[int(sid)])
+            for identity, idx, sha, sid, filename in await cur.fetchall():
+                out.setdefault(str(identity), []).append(
+                    (int(idx), bytes(sha), self._signer_vkeys[int(sid)], str(filename))
                 )
         for priors in out.values():
             priors.sort()
         return out
+
+    async def release_files(self, log_id: int, project: str, version: str) -> list[tuple[int, str]]:
+        """(index, filename) of the indexed entries of one release."""
+        pid = self._projects.get(project)
+        if pid is None:
+            return []
+        async with self._db.execute(
+            "SELECT idx, filename FROM entries WHERE log = ? AND project = ? AND version = ?",
+            (log_id, pid, version),
+        ) as cur:
+            return [(int(i), str(f)) for i, f in await cur.fetchall()]
 
     async def project_history(self, log_id: int, project: str) -> tuple[set[str], set[str]]:
         """(versions, signer vkeys) indexed so far for ``project``."""
@@ -931,19 +994,56 @@ class LogWatcher:
         datas: dict[int, bytes],
     ) -> list[Alarm]:
         """Check new rows against the history (and each other); return their alarms."""
-        priors = await self.state.prior_entries(rec.id, (info[2] for _, info in rows))
+        idents = {idx: file_identity(info[2]) for idx, info in rows}
+        priors = await self.state.prior_entries(rec.id, (i.key for i in idents.values()))
         alarms: list[Alarm] = []
         for idx, info in rows:
             project, _version, filename, sha256, signer, _time_ms = info
-            before = priors.setdefault(filename, [])
+            ident = idents[idx]
+            before = priors.setdefault(ident.key, [])
             same = next((p for p in before if p[2] == signer and p[1] != sha256), None)
             other = next((p for p in before if p[2] != signer and p[1] != sha256), None)
-            before.append((idx, sha256, signer))
+            before.append((idx, sha256, signer, filename))
             if same is not None or other is not None:
-                alarms.append(await self._conflict(auth, info, idx, datas, same or other))
+                alarms.append(
+                    await self._conflict(auth, info, idx, datas, same or other, ident.key)
+                )
             if project in self.watch:
                 alarms.extend(await self._watched(auth, rec, info, idx, datas))
+                if ident.build:
+                    alarms.extend(await self._rebuilds(auth, rec, info, idx, datas))
         return alarms
+
+    async def _rebuilds(
+        self, auth: TileAuth, rec: LogRecord, info: EntryInfo, idx: int, datas: dict[int, bytes]
+    ) -> list[Alarm]:
+        """A watched wheel logged again with another build tag: a rebuild, worth a look."""
+        ident = file_identity(info[2])
+        out = []
+        for p_idx, p_filename in await self.state.release_files(rec.id, info[0], info[1]):
+            if p_idx == idx:
+                continue
+            other = file_identity(p_filename)
+            if other.release_file == ident.release_file and other.build != ident.build:
+                entries = [await self._entry(auth, i, datas) for i in (p_idx, idx)]
+                out.append(
+                    self._alarm(
+                        "rebuild",
+                        f"{info[2]} (entry {idx}) rebuilds {p_filename} (entry {p_idx}) "
+                        f"with build tag {ident.build!r}",
+                        {
+                            "checkpoint": auth.note_text,
+                            "tree_size": auth.size,
+                            "project": info[0],
+                            "version": info[1],
+                            "filename": info[2],
+                            "entries": entries,
+                        },
+                        f"{p_idx}:{idx}",
+                    )
+                )
+                break
+        return out
 
     async def _entry(self, auth: TileAuth, idx: int, datas: dict[int, bytes]) -> dict[str, Any]:
         return await auth.entry_evidence(idx, datas.get(idx))
@@ -955,16 +1055,23 @@ class LogWatcher:
         idx: int,
         datas: dict[int, bytes],
         prior: Prior | None,
+        identity: str,
     ) -> Alarm:
         assert prior is not None
         project, version, filename, sha256, signer, _ = info
-        p_idx, p_sha, p_signer = prior
+        p_idx, p_sha, p_signer, p_filename = prior
         equivocation = p_signer == signer
         entries = []
         for i, sha, who in ((p_idx, p_sha, p_signer), (idx, sha256, signer)):
             ev = await self._entry(auth, i, datas)
             entries.append({**ev, "signer": who, "sha256": sha.hex()})
-        if equivocation:
+        if equivocation and p_filename != filename:
+            type_ = "identity_equivocation"
+            message = (
+                f"{signer} attested two different hashes for one file spelled {p_filename} "
+                f"and {filename} (entries {p_idx} and {idx}); the log broke its binding rule"
+            )
+        elif equivocation:
             type_ = "signer_equivocation"
             message = (
                 f"{signer} attested two different hashes for {filename} "
@@ -985,10 +1092,12 @@ class LogWatcher:
                 "project": project,
                 "version": version,
                 "filename": filename,
+                "identity": identity,
                 "entries": entries,
                 "how_to_check": follow.HOW_TO_CHECK_ENTRY
                 + " for each of entries with leaf_hash = SHA-256(0x00 || entry); "
-                "ledger.entry.decode_entry shows the same project, version and filename "
+                "ledger.entry.decode_entry shows filenames with the same "
+                "ledger.entry.file_identity "
                 + ("and signer " if equivocation else "from different signers ")
                 + "with different sha256, and SignedStatement.verify() holds for both",
             },

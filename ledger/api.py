@@ -39,6 +39,7 @@ from ledger.entry import (
     Statement,
     decode_signed_statement,
     encode_signed_statement,
+    file_identity,
 )
 from ledger.errors import FormatError
 from ledger.note import ALG_ED25519, Verifier
@@ -198,7 +199,9 @@ class LookupQuery:
 
     By hash: ``?sha256=<64 lowercase hex>``; by release: ``?project=NAME``
     with optional ``&version=V`` and ``&filename=F`` (project names are
-    canonicalized, versions normalized). Also ``&limit=1..1000`` (default 100)
+    canonicalized, versions normalized; a filename matches every spelling of
+    the same file, by :func:`ledger.entry.file_identity`, whatever version
+    spelling its entries use). Also ``&limit=1..1000`` (default 100)
     and ``&cursor=INDEX`` to continue from a previous answer's ``next_cursor``.
     """
 
@@ -208,6 +211,11 @@ class LookupQuery:
     filename: str | None = None
     limit: int = LOOKUP_DEFAULT_LIMIT
     cursor: int = 0
+
+    @property
+    def identity(self) -> str | None:
+        """The file identity key of ``filename`` (validated by the parser)."""
+        return None if self.filename is None else file_identity(self.filename).key
 
 
 _LOOKUP_KEYS = frozenset({"sha256", "project", "version", "filename", "limit", "cursor"})
@@ -253,8 +261,13 @@ def parse_lookup_query(params: Mapping[str, str]) -> LookupQuery:
                 version = str(Version(version))
             except InvalidVersion:
                 raise FormatError(f"version {version[:50]!r} is not a PEP 440 version") from None
-        if filename is not None and (not filename or len(filename) > 255):
-            raise FormatError("filename must be 1 to 255 characters")
+        if filename is not None:
+            if not filename or len(filename) > 255:
+                raise FormatError("filename must be 1 to 255 characters")
+            identity = file_identity(filename)
+            if identity.project != project:
+                raise FormatError(f"filename {filename[:100]!r} is not a file of {project}")
+            version = None  # the identity holds the version, in any spelling
     limit = _uint_param(
         params.get("limit", str(LOOKUP_DEFAULT_LIMIT)), "limit", 1, LOOKUP_MAX_LIMIT
     )

@@ -65,6 +65,28 @@ sampleproject 4.0.0, signed by the key with seed bytes 0..31 named
 
 The signer is identified by its signed-note verifier key (``key_name`` plus
 ``public_key``, algorithm Ed25519 0x01); see :func:`SignedStatement.signer_vkey`.
+
+**File identity** (:func:`file_identity`). Installers treat many spellings of
+a filename as one file, so the binding rule ("one signer, one hash per file")
+and every comparison of files use a canonical identity computed with
+``packaging``, never the raw filename (which entries keep as published):
+
+* sdist: the PEP 503 normalized project name and the version with equal PEP
+  440 versions equal (``1.0`` == ``1.0.0`` == ``v1.0`` == ``01.0``; normalized
+  pre/post/dev spellings; trailing ``.0`` dropped, as
+  ``packaging.utils.canonicalize_version(..., strip_trailing_zero=True)``).
+  The archive format is not part of it: a release has one sdist (PEP 527).
+  Written ``sdist <name> <version>``.
+* wheel: name and version as above, the build tag, and the *expanded set* of
+  (python, abi, platform) tags (``py2.py3-none-any`` == ``py3.py2-none-any``).
+  Written ``wheel <name> <version> <build or -> <tag>,<tag>,...`` with the tags
+  sorted. A different build tag is a different file (a rebuild of the same
+  release file: :attr:`FileIdentity.release_file` is equal).
+
+    >>> file_identity("Norm_Demo-1.0.0.tar.gz").key
+    'sdist norm-demo 1'
+    >>> file_identity("norm_demo-1.0-py3.py2-none-any.whl").key
+    'wheel norm-demo 1 - py2-none-any,py3-none-any'
 """
 
 from __future__ import annotations
@@ -82,6 +104,7 @@ from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
     canonicalize_name,
+    canonicalize_version,
     parse_sdist_filename,
     parse_wheel_filename,
 )
@@ -139,9 +162,9 @@ class Statement:
         return cls.create(project, version, filename, sha256, size)
 
     @property
-    def binding(self) -> tuple[str, str, str]:
-        """The (project, version, filename) a signer binds to exactly one hash."""
-        return (self.project, self.version, self.filename)
+    def identity(self) -> FileIdentity:
+        """The file this statement is about, as installers see it (see the module doc)."""
+        return file_identity(self.filename)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +201,50 @@ class Entry:
     @property
     def statement(self) -> Statement:
         return self.signed.statement
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What installers consider one release file, whatever the filename's spelling."""
+
+    kind: str  # "sdist" or "wheel"
+    project: str  # PEP 503 normalized
+    version: str  # canonical: equal PEP 440 versions are equal strings
+    build: str = ""  # wheel build tag ("" for none)
+    tags: tuple[str, ...] = ()  # wheel: the expanded, sorted tag set
+
+    @property
+    def key(self) -> str:
+        """The identity as one string (stored, indexed and compared)."""
+        if self.kind == "sdist":
+            return f"sdist {self.project} {self.version}"
+        return f"wheel {self.project} {self.version} {self.build or '-'} {','.join(self.tags)}"
+
+    @property
+    def release_file(self) -> str:
+        """The identity without the build tag: equal for rebuilds of one wheel."""
+        if self.kind == "sdist":
+            return self.key
+        return f"wheel {self.project} {self.version} {','.join(self.tags)}"
+
+
+@functools.lru_cache(maxsize=65536)
+def file_identity(filename: str) -> FileIdentity:
+    """The canonical identity of a wheel or sdist filename; FormatError if neither."""
+    try:
+        if filename.endswith(".whl"):
+            name, version, build, tags = parse_wheel_filename(filename)
+            return FileIdentity(
+                "wheel",
+                str(name),
+                canonicalize_version(version, strip_trailing_zero=True),
+                "".join(str(part) for part in build),
+                tuple(sorted(str(t) for t in tags)),
+            )
+        name, version = parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as exc:
+        raise FormatError(f"{filename!r} is not a wheel or sdist filename: {exc}") from None
+    return FileIdentity("sdist", str(name), canonicalize_version(version, strip_trailing_zero=True))
 
 
 def parse_release_filename(filename: str) -> tuple[str, str]:

@@ -54,7 +54,7 @@ from packaging.version import InvalidVersion, Version
 
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, parse_checkpoint
-from ledger.entry import MAX_PROJECT_LEN, MAX_VERSION_LEN, Entry, decode_entry
+from ledger.entry import MAX_PROJECT_LEN, MAX_VERSION_LEN, Entry, Statement, decode_entry
 from ledger.errors import FormatError, LedgerError
 from ledger.note import (
     ALG_COSIGNATURE_V1,
@@ -426,7 +426,7 @@ def _entries_table(
     rows: Sequence[tuple[int, bytes]],
     *,
     table_id: str,
-    conflicts: dict[tuple[str, str, str], tuple[int, int, int]] | None = None,
+    conflicts: dict[str, tuple[int, int, int]] | None = None,
 ) -> str:
     """Entries with links, one row each; files with several hashes marked as conflicts."""
     out = [
@@ -447,7 +447,7 @@ def _entries_table(
         status = ""
         cls = ""
         if conflicts is not None:
-            hashes, count, signers = conflicts.get(st.binding, (1, 1, 1))
+            hashes, count, signers = conflicts.get(st.identity.key, (1, 1, 1))
             if hashes > 1:
                 cls = ' class="conflict"'
                 status = f"<td>{_conflict_badge(hashes, count, signers)}</td>"
@@ -478,13 +478,33 @@ def _conflict_badge(hashes: int, entries: int, signers: int) -> str:
 
 async def _conflicts_for(
     view: _View, rows: Iterable[tuple[int, bytes]]
-) -> dict[tuple[str, str, str], tuple[int, int, int]]:
+) -> dict[str, tuple[int, int, int]]:
+    """Hash counts per file identity: any spelling of a filename is the same file."""
     files = []
     for _i, data in rows:
         entry = _decode(data)
         if entry is not None:
-            files.append(entry.statement.binding)
+            files.append(entry.statement.identity.key)
     return await view.storage.file_hash_counts(files, view.size)
+
+
+async def _rebuilds_of(view: _View, index: int, st: Statement) -> list[tuple[int, str]]:
+    """Entries of the same wheel (name, version, tags) with another build tag."""
+    ident = st.identity
+    if ident.kind != "wheel":
+        return []
+    rows = await view.storage.project_entries(
+        st.project, view.size, version=st.version, limit=SAME_FILE_LIMIT
+    )
+    out = []
+    for i, data in rows:
+        entry = _decode(data)
+        if entry is None or i == index:
+            continue
+        other = entry.statement.identity
+        if other.release_file == ident.release_file and other.build != ident.build:
+            out.append((i, entry.statement.filename))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -770,7 +790,7 @@ async def handle_project(request: web.Request, view: _View) -> web.Response:
         if entry is None:
             continue
         st = entry.statement
-        hashes, count, nsigners = page_conflicts.get(st.binding, (1, 1, 1))
+        hashes, count, nsigners = page_conflicts.get(st.identity.key, (1, 1, 1))
         cls = ' class="conflict"' if hashes > 1 else ""
         status = _conflict_badge(hashes, count, nsigners) if hashes > 1 else ""
         file_rows.append(
@@ -855,8 +875,7 @@ async def handle_entry(request: web.Request, view: _View) -> web.Response:
     same = await storage.lookup(
         below=view.size,
         project=st.project,
-        version=st.version,
-        filename=st.filename,
+        identity=st.identity.key,
         limit=SAME_FILE_LIMIT,
     )
     others = [(i, d) for i, d in same if i != index]
@@ -864,10 +883,25 @@ async def handle_entry(request: web.Request, view: _View) -> web.Response:
     other_hashes.discard(st.sha256)
     alert = ""
     if other_hashes:
+        spellings = sorted(
+            {e.statement.filename for _i, d in others if (e := _decode(d)) is not None}
+            - {st.filename}
+        )
+        spelled = f" (also spelled {', '.join(esc(f) for f in spellings)})" if spellings else ""
         alert = (
             f'<div id="conflict" class="alert"><strong class="bad">Conflict:</strong> '
-            f"{len(other_hashes)} other hash(es) were logged for {esc(st.filename)} "
-            "by other entries (below).</div>"
+            f"{len(other_hashes)} other hash(es) were logged for {esc(st.filename)}"
+            f"{spelled} by other entries (below).</div>"
+        )
+    rebuilds = await _rebuilds_of(view, index, st)
+    if rebuilds:
+        alert += (
+            '<div id="rebuild" class="alert">Rebuild: other builds of this wheel were '
+            "logged: "
+            + ", ".join(
+                f"{_a(view.href('entry', str(i)), '#' + str(i))} ({esc(f)})" for i, f in rebuilds
+            )
+            + ".</div>"
         )
     sig_state = (
         '<span class="good">valid</span>' if verified else '<strong class="bad">INVALID</strong>'

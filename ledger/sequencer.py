@@ -4,7 +4,9 @@ Submissions wait in a bounded queue. A batch closes when it holds
 ``batch_max_size`` statements or its oldest statement is ``batch_max_age``
 seconds old. Per batch, strictly in this order:
 
-1. apply the binding rule (one signer, one hash per project/version/filename);
+1. apply the binding rule (one signer, one hash per file identity, see
+   :func:`ledger.entry.file_identity`: any spelling of a filename is the same
+   file; the same bytes under another spelling answer with the existing entry);
 2. **durably commit** the new entries, the changed tiles and the new tree head
    in one SQLite transaction;
 3. **sign** the checkpoint for the new tree head;
@@ -43,6 +45,9 @@ from ledger.storage import BindingKey, BoundEntry, EntryRow, Storage, StorageErr
 from ledger.tiletree import TiledTree
 
 log = logging.getLogger("sigledger.sequencer")
+
+# Statements handled between two yields to the event loop while integrating a batch.
+YIELD_EVERY = 64
 
 
 class SubmissionError(LedgerError):
@@ -392,22 +397,31 @@ class Sequencer:
         leaves: list[bytes] = []
         batch: dict[BindingKey, BoundEntry] = {}
         accepted: list[tuple[_Unit, list[tuple[int, bytes, bool]]]] = []
+        since_yield = 0
         for unit, pairs in zip(units, keyed, strict=True):
+            since_yield += len(pairs)
+            if since_yield >= YIELD_EVERY:
+                since_yield = 0
+                await asyncio.sleep(0)  # let readers in; nothing shared has changed yet
             staged: dict[BindingKey, BoundEntry] = {}
             rows: list[EntryRow] = []
             results: list[tuple[int, bytes, bool]] = []
             conflicts: list[tuple[int, bytes]] = []
             described: list[str] = []
             for key, s in pairs:
-                prior = found.get(key) or batch.get(key) or staged.get(key)
-                if prior is not None:
-                    if _same_statement(prior, s):
-                        results.append((prior.index, prior.data, key in found))
+                priors = found.get(key) or _one(batch.get(key)) or _one(staged.get(key))
+                if priors:
+                    same = next((p for p in priors if p.sha256 == s.statement.sha256), None)
+                    if same is not None:
+                        results.append((same.index, same.data, key in found))
                     else:
+                        prior = priors[0]
                         conflicts.append((prior.index, prior.data))
                         described.append(
                             f"{s.statement.filename} (entry #{prior.index} has sha256:"
-                            f"{prior.sha256.hex()})"
+                            f"{prior.sha256.hex()}"
+                            + _spelled(prior.data, s.statement.filename)
+                            + ")"
                         )
                     continue
                 index = base + len(new_rows) + len(rows)
@@ -415,7 +429,15 @@ class Sequencer:
                 st = s.statement
                 rows.append(
                     EntryRow(
-                        index, data, st.project, st.version, st.filename, st.sha256, key[0], now_ms
+                        index,
+                        data,
+                        st.project,
+                        st.version,
+                        st.filename,
+                        st.sha256,
+                        key[0],
+                        now_ms,
+                        key[1],
                     )
                 )
                 staged[key] = BoundEntry(index, st.sha256, data)
@@ -465,6 +487,26 @@ class Sequencer:
             accepted = [(u, res) for u, res in accepted if all(i < pub.size for i, _d, _e in res)]
             for unit, res in waiting:
                 unit.future.set_exception(self._unwitnessed(res))
+        # Answer in slices, yielding between them: a full batch would otherwise
+        # hold the event loop (and every reader) for hundreds of milliseconds.
+        chunk: list[tuple[_Unit, list[tuple[int, bytes, bool]]]] = []
+        count = 0
+        for unit, res in accepted:
+            chunk.append((unit, res))
+            count += len(res)
+            if count >= YIELD_EVERY:
+                await self._answer(chunk, pub)
+                chunk, count = [], 0
+                await asyncio.sleep(0)
+        if chunk:
+            await self._answer(chunk, pub)
+        if self._on_batch is not None:
+            self._on_batch(len(new_rows), time.monotonic() - started)
+
+    async def _answer(
+        self, accepted: list[tuple[_Unit, list[tuple[int, bytes, bool]]]], pub: Published
+    ) -> None:
+        """Receipts against ``pub`` for each unit's (index, entry, existing) results."""
         # New entries' proof nodes all lie in tiles the tree holds (the edge, or
         # tiles this batch completed); only older, existing entries may need reads.
         get = await self._getter(
@@ -485,8 +527,6 @@ class Sequencer:
             ]
             if not unit.future.done():
                 unit.future.set_result(receipts)
-        if self._on_batch is not None:
-            self._on_batch(len(new_rows), time.monotonic() - started)
 
     def _unwitnessed(self, results: list[tuple[int, bytes, bool]]) -> UnwitnessedError:
         return UnwitnessedError(
@@ -528,11 +568,14 @@ def _log_part(note: bytes) -> bytes:
 
 
 def _binding_key(s: SignedStatement) -> BindingKey:
-    st = s.statement
-    return (s.signer_vkey(), st.project, st.version, st.filename)
+    return (s.signer_vkey(), s.statement.identity.key)
 
 
-def _same_statement(prior: BoundEntry, s: SignedStatement) -> bool:
-    if prior.sha256 != s.statement.sha256:
-        return False
-    return decode_entry(prior.data).statement == s.statement
+def _one(entry: BoundEntry | None) -> list[BoundEntry]:
+    return [] if entry is None else [entry]
+
+
+def _spelled(prior: bytes, filename: str) -> str:
+    """', logged as NAME' when the earlier entry spelled the file differently."""
+    logged = decode_entry(prior).statement.filename
+    return "" if logged == filename else f", logged as {logged}"

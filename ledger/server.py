@@ -25,7 +25,9 @@ Admission control and spam limits for ``/add`` are described in
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gc
 import logging
 import os
 import time
@@ -140,6 +142,18 @@ class Metrics:
         self.backlog_requests = Gauge(
             "sigledger_verify_backlog_requests",
             "/add requests admitted but not yet verified",
+            registry=r,
+        )
+        self.identity_violations = Gauge(
+            "sigledger_identity_violations",
+            "(signer, file identity) pairs with more than one hash, logged before the "
+            "identity rule (entries are immutable; monitors and fsck report each)",
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "sigledger_event_loop_lag_seconds",
+            "How late a 100 ms timer fires: time the event loop was busy with other work",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
         self.limited = Counter(
@@ -344,20 +358,44 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         raise
     app[STORAGE_KEY] = storage
     app[SEQUENCER_KEY] = seq
+    await _report_identity_violations(storage, metrics)
     pool_ = VerifyPool(cfg.verify_workers) if cfg.verify_workers > 0 else None
     if pool_ is not None:
         pool_.start()
     app[VERIFY_POOL_KEY] = pool_
     app[SIGNER_KEY] = signer
+    lag = asyncio.create_task(_watch_loop_lag(metrics), name="sigledger-loop-lag")
     try:
         yield
     finally:
+        lag.cancel()
         if pool_ is not None:
             await pool_.close()
         await seq.stop()
         if pool is not None:
             await pool.close()
         await storage.close()
+
+
+async def _report_identity_violations(storage: Storage, metrics: Metrics) -> None:
+    """Entries written before the identity rule may break it: keep serving (entries are
+    immutable) and say so once per start, in the log and in /metrics."""
+    violations = await storage.identity_violations()
+    metrics.identity_violations.set(len(violations))
+    for signer, identity, indexes in violations:
+        log.warning(
+            "a signer logged more than one hash for one file (entries written before the "
+            "identity rule)",
+            extra={"signer": signer, "identity": identity, "entries": indexes},
+        )
+
+
+async def _watch_loop_lag(metrics: Metrics, period: float = 0.1) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + period
+        await asyncio.sleep(period)
+        metrics.loop_lag.observe(max(0.0, loop.time() - due))
 
 
 @web.middleware
@@ -588,7 +626,7 @@ async def handle_lookup(request: web.Request) -> web.Response:
         sha256=q.sha256,
         project=q.project,
         version=q.version,
-        filename=q.filename,
+        identity=q.identity,
         start=q.cursor,
         limit=q.limit + 1,
     )
@@ -610,10 +648,7 @@ async def handle_batch_lookup(request: web.Request) -> web.Response:
     limit = api.BATCH_MAX_ENTRIES + 1
     rows = await storage.lookup_hashes(hashes, below=pub.size, limit=limit)
     if related and rows:
-        files = set()
-        for _i, data in rows:
-            st = decode_entry(data).statement
-            files.add((st.project, st.version, st.filename))
+        files = {decode_entry(data).statement.identity.key for _i, data in rows}
         rows += await storage.lookup_files(files, below=pub.size, limit=limit)
     unique = sorted(dict(rows).items())
     if len(unique) > api.BATCH_MAX_ENTRIES:
@@ -736,6 +771,10 @@ async def run_server(cfg: ServerConfig, announce: Callable[[str], None] | None =
     app = create_app(cfg)
 
     def started(url: str) -> None:
+        # Everything loaded so far lives as long as the process: keep the cyclic
+        # garbage collector from scanning it again and again (full collections
+        # otherwise stall the event loop for tens of milliseconds under load).
+        gc.freeze()
         signer = app[SIGNER_KEY]
         pub = app[SEQUENCER_KEY].published
         log.info(

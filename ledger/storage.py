@@ -1,10 +1,14 @@
 """Durable storage of a log in one SQLite file: the only module that knows SQL.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)           origin, log vkey, schema version
     entries(idx INTEGER PRIMARY KEY, data BLOB,      leaf bytes, plus index columns
-            project, version, filename, sha256, signer, time_ms)
+            project, version, filename, sha256, signer, time_ms,
+            identity)                                the file identity key
+                                                     (ledger.entry.file_identity): the
+                                                     binding rule and every comparison
+                                                     of files use it, never the filename
     tiles(level, n, data BLOB)                       the newest bytes of hash tile (level, n);
                                                      a partial tile's bytes are a prefix of
                                                      every later version, so `.p/W` is a slice
@@ -43,9 +47,15 @@ from typing import Any
 
 import aiosqlite
 
+from ledger.entry import file_identity
 from ledger.errors import ConfigError, LedgerError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# Indexes on columns that schema 1 lacked: created after the migration adds them.
+_LATE_INDEXES = """
+CREATE INDEX IF NOT EXISTS entries_identity ON entries (identity);
+CREATE INDEX IF NOT EXISTS entries_signer_identity ON entries (signer, identity, sha256);
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,7 +67,8 @@ CREATE TABLE IF NOT EXISTS entries (
     filename TEXT NOT NULL,
     sha256 BLOB NOT NULL,
     signer TEXT NOT NULL,
-    time_ms INTEGER NOT NULL
+    time_ms INTEGER NOT NULL,
+    identity TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS entries_file ON entries (project, version, filename);
 CREATE INDEX IF NOT EXISTS entries_sha256 ON entries (sha256);
@@ -111,6 +122,7 @@ class EntryRow:
     sha256: bytes
     signer: str
     time_ms: int
+    identity: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +134,7 @@ class StoredHead:
     published: bool = False
 
 
-BindingKey = tuple[str, str, str, str]  # (signer vkey, project, version, filename)
+BindingKey = tuple[str, str]  # (signer vkey, file identity key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +171,7 @@ class Storage:
             raise
         store = cls(path, writer, reader, lock_fd)
         version = await store.get_meta("schema_version")
-        if version is None:
+        if version is None or version == "1":  # schema 1 was migrated by _migrate
             await store.set_meta({"schema_version": SCHEMA_VERSION})
         elif version != SCHEMA_VERSION:
             await store.close()
@@ -217,7 +229,7 @@ class Storage:
             [
                 (
                     "INSERT INTO entries (idx, data, project, version, filename, sha256, signer,"
-                    " time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " time_ms, identity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             e.index,
@@ -228,6 +240,7 @@ class Storage:
                             e.sha256,
                             e.signer,
                             e.time_ms,
+                            e.identity,
                         )
                         for e in entries
                     ],
@@ -328,7 +341,7 @@ class Storage:
         sha256: bytes | None = None,
         project: str | None = None,
         version: str | None = None,
-        filename: str | None = None,
+        identity: str | None = None,
         start: int = 0,
         limit: int = 100,
     ) -> list[tuple[int, bytes]]:
@@ -343,7 +356,7 @@ class Storage:
             ("sha256", sha256),
             ("project", project),
             ("version", version),
-            ("filename", filename),
+            ("identity", identity),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -370,43 +383,56 @@ class Storage:
         return out
 
     async def lookup_files(
-        self, files: Iterable[tuple[str, str, str]], *, below: int, limit: int
+        self, identities: Iterable[str], *, below: int, limit: int
     ) -> list[tuple[int, bytes]]:
-        """Entries (index < below) for any of these (project, version, filename)."""
-        wanted = sorted(set(files))
+        """Entries (index < below) of any of these file identities, whatever their spelling."""
+        wanted = sorted(set(identities))
         if not wanted:
             return []
         sql = (
-            "WITH k AS (SELECT value ->> 0 AS p, value ->> 1 AS v, value ->> 2 AS f"
-            " FROM json_each(?)) SELECT e.idx, e.data FROM k JOIN entries AS e"
-            " ON e.project = k.p AND e.version = k.v AND e.filename = k.f"
-            " WHERE e.idx < ? LIMIT ?"
+            "SELECT e.idx, e.data FROM json_each(?) AS k CROSS JOIN entries AS e"
+            " INDEXED BY entries_identity ON e.identity = k.value WHERE e.idx < ? LIMIT ?"
         )
         async with self._r.execute(sql, (json.dumps(wanted), below, limit)) as cur:
             return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
 
-    async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, BoundEntry]:
-        """The existing entry for each (signer, project, version, filename) that has one.
+    async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, list[BoundEntry]]:
+        """The existing entries for each (signer, file identity) that has some, by index.
 
-        One query for the whole batch: the keys travel as one JSON parameter and
-        are joined against the unique binding index.
+        More than one only in logs written before the identity rule. One query for
+        the whole batch: the keys travel as one JSON parameter.
         """
         wanted = sorted(set(keys))
         if not wanted:
             return {}
         sql = (
-            "WITH k AS (SELECT value ->> 0 AS signer, value ->> 1 AS project,"
-            " value ->> 2 AS version, value ->> 3 AS filename FROM json_each(?))"
-            " SELECT e.signer, e.project, e.version, e.filename, e.idx, e.sha256, e.data"
-            " FROM k JOIN entries AS e ON e.signer = k.signer AND e.project = k.project"
-            " AND e.version = k.version AND e.filename = k.filename"
+            "WITH k AS (SELECT value ->> 0 AS signer, value ->> 1 AS identity"
+            " FROM json_each(?)) SELECT e.signer, e.identity, e.idx, e.sha256, e.data"
+            " FROM k CROSS JOIN entries AS e INDEXED BY entries_signer_identity"
+            " ON e.signer = k.signer AND e.identity = k.identity ORDER BY e.idx"
         )
-        out: dict[BindingKey, BoundEntry] = {}
+        out: dict[BindingKey, list[BoundEntry]] = {}
         async with self._w.execute(sql, (json.dumps(wanted),)) as cur:
             for row in await cur.fetchall():
-                key = (str(row[0]), str(row[1]), str(row[2]), str(row[3]))
-                out[key] = BoundEntry(int(row[4]), bytes(row[5]), bytes(row[6]))
+                key = (str(row[0]), str(row[1]))
+                out.setdefault(key, []).append(
+                    BoundEntry(int(row[2]), bytes(row[3]), bytes(row[4]))
+                )
         return out
+
+    async def identity_violations(self, limit: int = 1000) -> list[tuple[str, str, list[int]]]:
+        """(signer, identity, entry indexes) where a signer logged more than one hash for
+        one file identity: possible only in logs written before the identity rule."""
+        sql = (
+            "SELECT signer, identity, group_concat(idx) FROM entries INDEXED BY"
+            " entries_signer_identity GROUP BY signer, identity"
+            " HAVING COUNT(DISTINCT sha256) > 1 LIMIT ?"
+        )
+        async with self._r.execute(sql, (limit,)) as cur:
+            return [
+                (str(r[0]), str(r[1]), sorted(int(i) for i in str(r[2]).split(",")))
+                for r in await cur.fetchall()
+            ]
 
     # -- explorer reads ---------------------------------------------------------
     #
@@ -505,12 +531,13 @@ class Storage:
     async def project_conflicts(
         self, project: str, below: int, limit: int, scan: int
     ) -> list[tuple[str, str, int, int]]:
-        """(version, filename, distinct hashes, entries) of files logged with more than one hash."""
+        """(version, a filename, distinct hashes, entries) of files (by identity, any
+        spelling) logged with more than one hash."""
         async with self._r.execute(
-            "SELECT version, filename, COUNT(DISTINCT sha256), COUNT(*) FROM (SELECT version,"
-            " filename, sha256 FROM entries WHERE project = ? AND idx < ? LIMIT ?)"
-            " GROUP BY version, filename HAVING COUNT(DISTINCT sha256) > 1"
-            " ORDER BY version, filename LIMIT ?",
+            "SELECT MIN(version), MIN(filename), COUNT(DISTINCT sha256), COUNT(*) FROM"
+            " (SELECT version, filename, sha256, identity FROM entries WHERE project = ?"
+            " AND idx < ? LIMIT ?) GROUP BY identity HAVING COUNT(DISTINCT sha256) > 1"
+            " ORDER BY MIN(version), MIN(filename) LIMIT ?",
             (project, below, scan, limit),
         ) as cur:
             return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in await cur.fetchall()]
@@ -547,29 +574,41 @@ class Storage:
             return [(str(r[0]), int(r[1]), int(r[2])) for r in await cur.fetchall()]
 
     async def file_hash_counts(
-        self, files: Iterable[tuple[str, str, str]], below: int
-    ) -> dict[tuple[str, str, str], tuple[int, int, int]]:
-        """Per (project, version, filename): (distinct hashes, entries, distinct signers)."""
-        wanted = sorted(set(files))
+        self, identities: Iterable[str], below: int
+    ) -> dict[str, tuple[int, int, int]]:
+        """Per file identity: (distinct hashes, entries, distinct signers)."""
+        wanted = sorted(set(identities))
         if not wanted:
             return {}
         sql = (
-            "WITH k AS (SELECT value ->> 0 AS project, value ->> 1 AS version,"
-            " value ->> 2 AS filename FROM json_each(?))"
-            " SELECT k.project, k.version, k.filename, COUNT(DISTINCT e.sha256), COUNT(*),"
-            " COUNT(DISTINCT e.signer) FROM k JOIN entries AS e ON e.project = k.project"
-            " AND e.version = k.version AND e.filename = k.filename AND e.idx < ?"
-            " GROUP BY k.project, k.version, k.filename"
+            "SELECT k.value, COUNT(DISTINCT e.sha256), COUNT(*), COUNT(DISTINCT e.signer)"
+            " FROM json_each(?) AS k CROSS JOIN entries AS e INDEXED BY entries_identity"
+            " ON e.identity = k.value WHERE e.idx < ? GROUP BY k.value"
         )
-        out: dict[tuple[str, str, str], tuple[int, int, int]] = {}
+        out: dict[str, tuple[int, int, int]] = {}
         async with self._r.execute(sql, (json.dumps(wanted), below)) as cur:
             for r in await cur.fetchall():
-                out[(str(r[0]), str(r[1]), str(r[2]))] = (int(r[3]), int(r[4]), int(r[5]))
+                out[str(r[0])] = (int(r[1]), int(r[2]), int(r[3]))
         return out
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:
-    """Bring databases of earlier development versions of schema 1 up to date."""
+    """Bring databases of schema 1 (and its development versions) up to date."""
+    async with db.execute("PRAGMA table_info(entries)") as cur:
+        entry_columns = {str(row[1]) for row in await cur.fetchall()}
+    if "identity" not in entry_columns:
+        # Schema 1 -> 2: the file identity of every entry, computed from its filename.
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute("ALTER TABLE entries ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
+            async with db.execute("SELECT idx, filename FROM entries") as cur:
+                rows = [(file_identity(str(f)).key, int(i)) for i, f in await cur.fetchall()]
+            await db.executemany("UPDATE entries SET identity = ? WHERE idx = ?", rows)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+    await db.executescript(_LATE_INDEXES)
     async with db.execute("PRAGMA table_info(checkpoints)") as cur:
         columns = {str(row[1]) for row in await cur.fetchall()}
     if "published" not in columns:

@@ -26,7 +26,7 @@ from ledger import explorer, merkle
 from ledger.api import JSON_TYPE, encode_add_request
 from ledger.checkpoint import open_checkpoint
 from ledger.config import ServerConfig
-from ledger.entry import decode_entry
+from ledger.entry import decode_entry, file_identity
 from ledger.note import (
     ALG_COSIGNATURE_V1,
     Signer,
@@ -436,9 +436,8 @@ async def test_storage_queries_stop_at_the_published_size(client: TestClient) ->
     ]
     assert [s for s, _t in await storage.growth(3, 100)] == [0, 3]
     assert [s for s, _t in await storage.growth(6, 1)] == [0, 6]
-    assert await storage.file_hash_counts([("pkg-a", "1.0", "pkg_a-1.0-py3-none-any.whl")], 5) == {
-        ("pkg-a", "1.0", "pkg_a-1.0-py3-none-any.whl"): (1, 1, 1)
-    }
+    ident = file_identity("pkg_a-1.0-py3-none-any.whl").key
+    assert await storage.file_hash_counts([ident], 5) == {ident: (1, 1, 1)}
 
 
 async def test_empty_log_front_page(client: TestClient) -> None:
@@ -595,8 +594,8 @@ async def test_explorer_in_a_browser(
     assert cp.size == size == 12
     sha_files: dict[tuple[str, str, str], set[bytes]] = {}
     for e in entries:
-        sha_files.setdefault(e.statement.binding, set()).add(e.statement.sha256)
-    conflicting = {i for i, e in enumerate(entries) if len(sha_files[e.statement.binding]) > 1}
+        sha_files.setdefault(e.statement.identity.key, set()).add(e.statement.sha256)
+    conflicting = {i for i, e in enumerate(entries) if len(sha_files[e.statement.identity.key]) > 1}
     assert conflicting == {5, 11}
 
     # the front page: checkpoint, witness cosignature, chart drawn by its script, latest

@@ -339,7 +339,9 @@ async def test_watched_project_new_release_and_new_signer(
         cp, ev = checked_alarm(alarms[0], key)
         entry = checked_entry(ev["entry"], cp)
         assert (
-            entry.statement.binding[:2] == ("watched-pkg", "2.0") == (ev["project"], ev["version"])
+            (entry.statement.project, entry.statement.version)
+            == ("watched-pkg", "2.0")
+            == (ev["project"], ev["version"])
         )
         assert entry.signed.signer_vkey() == ALICE.vkey == ev["signer"]
         assert ev["entry"]["index"] == 26
@@ -517,7 +519,9 @@ async def test_forged_history_equivocation_conflict_and_bad_entries(tmp_path: Pa
         assert [e["index"] for e in ev["entries"]] == [0, eq]
         e1, e2 = (checked_entry(e, cp) for e in ev["entries"])
         assert e1.signed.signer_vkey() == e2.signed.signer_vkey() == ALICE.vkey
-        assert e1.statement.binding == e2.statement.binding == ("pkg", "1.0", ev["filename"])
+        assert e1.statement.identity == e2.statement.identity
+        assert (e1.statement.project, e1.statement.version) == ("pkg", "1.0")
+        assert e1.statement.identity.key == ev["identity"]
         assert e1.statement.sha256 != e2.statement.sha256
         assert e1.signed.verify() and e2.signed.verify()
 
@@ -525,7 +529,7 @@ async def test_forged_history_equivocation_conflict_and_bad_entries(tmp_path: Pa
         assert [e["index"] for e in ev["entries"]] == [0, cf]
         e1, e2 = (checked_entry(e, cp) for e in ev["entries"])
         assert (e1.signed.signer_vkey(), e2.signed.signer_vkey()) == (ALICE.vkey, CAROL.vkey)
-        assert e1.statement.binding == e2.statement.binding
+        assert e1.statement.identity == e2.statement.identity
         assert e1.statement.sha256 != e2.statement.sha256
 
         cp, ev = checked_alarm(by_type["bad_entry", "does_not_decode"], key)
