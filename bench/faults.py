@@ -45,7 +45,7 @@ from common import print_table  # noqa: E402
 
 from ledger.api import JSON_TYPE, MSGPACK_TYPE, encode_add_request  # noqa: E402
 from ledger.note import Signer  # noqa: E402
-from tests.helpers import LogProcess, read_log, signed  # noqa: E402
+from tests.helpers import LogProcess, read_log, signed, worker_pids  # noqa: E402
 
 NO_LIMITS = {
     "SIGLEDGER_CLIENT_RATE": "0",
@@ -53,22 +53,6 @@ NO_LIMITS = {
     "SIGLEDGER_VERIFY_WORKERS": "1",
     "SIGLEDGER_BATCH_MAX_AGE": "0.01",
 }
-
-
-def _worker_pids(server_pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == server_pid and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
-            out.append(int(entry))
-    return out
 
 
 class Campaign:
@@ -137,7 +121,7 @@ async def run(rounds: int, seed: int, data: Path) -> dict[str, object]:
             until = time.monotonic() + kill_at + 5
             tasks = [asyncio.create_task(camp.hammer(server.url, until)) for _ in range(6)]
             await asyncio.sleep(kill_at / 2)
-            for pid in _worker_pids(server.proc.pid)[:1]:
+            for pid in worker_pids(server.proc.pid)[:1]:
                 os.kill(pid, signal.SIGKILL)
                 worker_kills += 1
             await asyncio.sleep(kill_at / 2)

@@ -201,3 +201,20 @@ class WitnessProcess(LogProcess):
     def start(self, timeout: float = 30.0) -> WitnessProcess:
         super().start(timeout)
         return self
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    """Process ids of a server's verification workers (spawned children, Linux /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == server_pid and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            out.append(int(entry))
+    return out

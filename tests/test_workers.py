@@ -15,7 +15,7 @@ import aiohttp
 from ledger.api import JSON_TYPE, encode_add_request
 from ledger.note import Signer
 from ledger.workers import VerifyPool
-from tests.helpers import LogProcess, get, signed
+from tests.helpers import LogProcess, get, signed, worker_pids
 
 BOB = Signer.from_seed("bob", bytes([11]) * 32)
 
@@ -61,22 +61,6 @@ async def test_calls_in_flight_when_a_worker_dies_are_retried() -> None:
         await pool.close()
 
 
-def _worker_pids(server_pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == server_pid and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
-            out.append(int(entry))
-    return out
-
-
 async def test_kill_9_of_a_server_worker(tmp_path: Path) -> None:
     log = LogProcess(
         tmp_path / "log",
@@ -98,7 +82,7 @@ async def test_kill_9_of_a_server_worker(tmp_path: Path) -> None:
 
         status, _ = await add("1.0")
         assert status == 200
-        (pid,) = _worker_pids(log.proc.pid)
+        (pid,) = worker_pids(log.proc.pid)
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
         while True:
@@ -110,7 +94,7 @@ async def test_kill_9_of_a_server_worker(tmp_path: Path) -> None:
             assert time.monotonic() - killed < 10
             await asyncio.sleep(0.2)
         assert time.monotonic() - killed < 10
-        new = _worker_pids(log.proc.pid)
+        new = worker_pids(log.proc.pid)
         assert new and pid not in new
         _, metrics, _ = await get(log.url + "/metrics")
         assert b"sigledger_verify_worker_restarts 1.0" in metrics
