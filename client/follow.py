@@ -48,7 +48,7 @@ from typing import Any, TypeAlias
 from client.remote import LogClient
 from ledger import merkle, tiles
 from ledger.checkpoint import Checkpoint
-from ledger.entry import decode_entry, file_identity
+from ledger.entry import decode_entry
 from ledger.errors import FormatError, VerificationError
 from ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef
 
@@ -69,9 +69,10 @@ __all__ = [
 
 HASH_SIZE = 32
 
-EntryInfo: TypeAlias = tuple[str, str, str, bytes, str, int]
-"""What the index keeps of a verified entry:
-``(project, version, filename, sha256, signer verifier key, time_ms)``."""
+EntryInfo: TypeAlias = tuple[str, str, str, bytes, str, int, str]
+"""What the index keeps of a verified entry: ``(project, version, filename,
+sha256, signer verifier key, time_ms, file identity key)``. The identity is
+computed where the entry is decoded (a worker process), not in the event loop."""
 
 CheckedBundle: TypeAlias = tuple[bytes, list[EntryInfo | None], dict[int, tuple[str, str]]]
 """:func:`check_bundle`'s answer: leaf hashes, per-entry info, per-entry failures."""
@@ -439,7 +440,15 @@ def check_bundle(data: bytes, skip: int) -> CheckedBundle:
             continue
         st = signed.statement
         infos.append(
-            (st.project, st.version, st.filename, st.sha256, signed.signer_vkey(), entry.time_ms)
+            (
+                st.project,
+                st.version,
+                st.filename,
+                st.sha256,
+                signed.signer_vkey(),
+                entry.time_ms,
+                st.identity.key,
+            )
         )
     return leaves, infos, bad
 
@@ -804,8 +813,8 @@ async def audit_log(
         for offset, info in enumerate(res.infos):
             if info is None:
                 continue
-            _p, _v, filename, sha, signer, _t = info
-            key = (signer, file_identity(filename).key)
+            _p, _v, filename, sha, signer, _t, identity = info
+            key = (signer, identity)
             prior = bound.setdefault(key, (res.first + offset, sha, filename))
             if prior[1] != sha:
                 add(

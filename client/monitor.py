@@ -365,11 +365,6 @@ class LogRecord:
 Prior = tuple[int, bytes, str, str]  # (index, sha256, signer vkey, filename) of an indexed entry
 
 
-def _identity_key(filename: str) -> str:
-    # Entries were validated when they were verified: their filenames parse.
-    return file_identity(filename).key
-
-
 class MonitorState:
     """The monitor's SQLite database. Open with :meth:`open`; one process at a time."""
 
@@ -451,7 +446,8 @@ class MonitorState:
                 await db.execute("ALTER TABLE entries ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
             async with db.execute("SELECT log, idx, filename FROM entries") as cur:
                 rows = [
-                    (_identity_key(str(f)), int(log), int(i)) for log, i, f in await cur.fetchall()
+                    (file_identity(str(f)).key, int(log), int(i))
+                    for log, i, f in await cur.fetchall()
                 ]
             await db.executemany("UPDATE entries SET identity = ? WHERE log = ? AND idx = ?", rows)
             await db.execute(
@@ -550,7 +546,7 @@ class MonitorState:
         new_projects: list[tuple[int, str]] = []
         new_signers: list[tuple[int, str]] = []
         params = []
-        for idx, (project, version, filename, sha256, signer, time_ms) in rows:
+        for idx, (project, version, filename, sha256, signer, time_ms, identity) in rows:
             pid = self._projects.get(project)
             if pid is None:
                 pid = self._projects[project] = len(self._projects) + 1
@@ -560,9 +556,7 @@ class MonitorState:
                 sid = self._signers[signer] = len(self._signers) + 1
                 self._signer_vkeys[sid] = signer
                 new_signers.append((sid, signer))
-            params.append(
-                (rec.id, idx, pid, version, filename, sha256, sid, time_ms, _identity_key(filename))
-            )
+            params.append((rec.id, idx, pid, version, filename, sha256, sid, time_ms, identity))
         try:
             await self._transaction(
                 [
@@ -994,24 +988,19 @@ class LogWatcher:
         datas: dict[int, bytes],
     ) -> list[Alarm]:
         """Check new rows against the history (and each other); return their alarms."""
-        idents = {idx: file_identity(info[2]) for idx, info in rows}
-        priors = await self.state.prior_entries(rec.id, (i.key for i in idents.values()))
+        priors = await self.state.prior_entries(rec.id, (info[6] for _, info in rows))
         alarms: list[Alarm] = []
         for idx, info in rows:
-            project, _version, filename, sha256, signer, _time_ms = info
-            ident = idents[idx]
-            before = priors.setdefault(ident.key, [])
+            project, _version, filename, sha256, signer, _time_ms, identity = info
+            before = priors.setdefault(identity, [])
             same = next((p for p in before if p[2] == signer and p[1] != sha256), None)
             other = next((p for p in before if p[2] != signer and p[1] != sha256), None)
             before.append((idx, sha256, signer, filename))
             if same is not None or other is not None:
-                alarms.append(
-                    await self._conflict(auth, info, idx, datas, same or other, ident.key)
-                )
+                alarms.append(await self._conflict(auth, info, idx, datas, same or other))
             if project in self.watch:
                 alarms.extend(await self._watched(auth, rec, info, idx, datas))
-                if ident.build:
-                    alarms.extend(await self._rebuilds(auth, rec, info, idx, datas))
+                alarms.extend(await self._rebuilds(auth, rec, info, idx, datas))
         return alarms
 
     async def _rebuilds(
@@ -1019,12 +1008,11 @@ class LogWatcher:
     ) -> list[Alarm]:
         """A watched wheel logged again with another build tag: a rebuild, worth a look."""
         ident = file_identity(info[2])
+        if not ident.build:
+            return []
         out = []
         for p_idx, p_filename in await self.state.release_files(rec.id, info[0], info[1]):
-            if p_idx == idx:
-                continue
-            other = file_identity(p_filename)
-            if other.release_file == ident.release_file and other.build != ident.build:
+            if p_idx != idx and ident.rebuilds(file_identity(p_filename)):
                 entries = [await self._entry(auth, i, datas) for i in (p_idx, idx)]
                 out.append(
                     self._alarm(
@@ -1055,10 +1043,9 @@ class LogWatcher:
         idx: int,
         datas: dict[int, bytes],
         prior: Prior | None,
-        identity: str,
     ) -> Alarm:
         assert prior is not None
-        project, version, filename, sha256, signer, _ = info
+        project, version, filename, sha256, signer, _, identity = info
         p_idx, p_sha, p_signer, p_filename = prior
         equivocation = p_signer == signer
         entries = []
@@ -1107,7 +1094,7 @@ class LogWatcher:
     async def _watched(
         self, auth: TileAuth, rec: LogRecord, info: EntryInfo, idx: int, datas: dict[int, bytes]
     ) -> list[Alarm]:
-        project, version, filename, sha256, signer, _ = info
+        project, version, filename, sha256, signer, _, _ = info
         history = self._history.get(project)
         if history is None:
             history = self._history[project] = await self.state.project_history(rec.id, project)

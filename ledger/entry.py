@@ -227,6 +227,14 @@ class FileIdentity:
             return self.key
         return f"wheel {self.project} {self.version} {','.join(self.tags)}"
 
+    def rebuilds(self, other: FileIdentity) -> bool:
+        """This wheel is ``other`` built again: same name, version and tags, other build tag."""
+        return (
+            self.kind == "wheel"
+            and self.release_file == other.release_file
+            and self.build != other.build
+        )
+
 
 @functools.lru_cache(maxsize=65536)
 def file_identity(filename: str) -> FileIdentity:

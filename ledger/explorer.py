@@ -492,7 +492,7 @@ async def _rebuilds_of(view: _View, index: int, st: Statement) -> list[tuple[int
     """Entries of the same wheel (name, version, tags) with another build tag."""
     ident = st.identity
     if ident.kind != "wheel":
-        return []
+        return []  # only wheels have build tags
     rows = await view.storage.project_entries(
         st.project, view.size, version=st.version, limit=SAME_FILE_LIMIT
     )
@@ -501,8 +501,7 @@ async def _rebuilds_of(view: _View, index: int, st: Statement) -> list[tuple[int
         entry = _decode(data)
         if entry is None or i == index:
             continue
-        other = entry.statement.identity
-        if other.release_file == ident.release_file and other.build != ident.build:
+        if ident.rebuilds(entry.statement.identity):
             out.append((i, entry.statement.filename))
     return out
 

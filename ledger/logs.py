@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from aiohttp.http_exceptions import HttpProcessingError
+from ledger.runner import client_fault
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -62,11 +62,8 @@ class ClientFaultFilter(logging.Filter):
     or the connection closed). Log them as one info line instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is not None and not isinstance(exc, HttpProcessingError):
-            # A body error re-raised while aiohttp drains an unread body.
-            exc = exc.__cause__
-        if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
+        exc = client_fault(record.exc_info[1] if record.exc_info else None)
+        if exc is not None:
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.msg, record.args = "request refused by the HTTP parser", None
             record.__dict__["detail"] = " ".join(str(exc.message).split())[:300]

@@ -67,11 +67,23 @@ async def run_app(
         log.info("stopped")
 
 
-BODY_TIMEOUT = 30.0
 _CLOSE_AFTER = "sigledger.close_after_response"
 
 
-async def read_body(request: web.Request, seconds: float = BODY_TIMEOUT) -> bytes:
+def client_fault(exc: BaseException | None) -> HttpProcessingError | None:
+    """The HTTP parsing error behind ``exc`` when the client caused it (a 4xx), else None.
+
+    aiohttp raises body errors as ``RequestPayloadError`` caused by the parser's
+    ``HttpProcessingError``; framing errors are the latter itself.
+    """
+    if exc is not None and not isinstance(exc, HttpProcessingError):
+        exc = exc.__cause__
+    if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
+        return exc
+    return None
+
+
+async def read_body(request: web.Request, seconds: float) -> bytes:
     """The whole request body; HTTP 400 when it cannot be read as announced, 408
     when it does not arrive within ``seconds`` (a stalled or slow client).
 
@@ -83,8 +95,8 @@ async def read_body(request: web.Request, seconds: float = BODY_TIMEOUT) -> byte
         async with asyncio.timeout(seconds):
             return await request.read()
     except (RequestPayloadError, HttpProcessingError) as exc:
-        cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else exc
-        detail = " ".join(str(getattr(cause, "message", "") or cause).split())
+        cause = client_fault(exc)
+        detail = " ".join(str(cause.message if cause is not None else exc).split())
         _abandon_body(request)
         raise web.HTTPBadRequest(
             reason="Undecodable Body", text=f"the request body cannot be decoded: {detail}"

@@ -409,7 +409,8 @@ class Sequencer:
             conflicts: list[tuple[int, bytes]] = []
             described: list[str] = []
             for key, s in pairs:
-                priors = found.get(key) or _one(batch.get(key)) or _one(staged.get(key))
+                new = batch.get(key) or staged.get(key)
+                priors = found.get(key) or ([new] if new is not None else [])
                 if priors:
                     same = next((p for p in priors if p.sha256 == s.statement.sha256), None)
                     if same is not None:
@@ -482,16 +483,17 @@ class Sequencer:
         # Entries committed by an earlier batch whose checkpoint the witnesses have
         # not cosigned yet: resubmitting them is not an error, but there is no
         # published checkpoint to prove them against. Same answer as the first time.
-        waiting = [(u, res) for u, res in accepted if any(i >= pub.size for i, _d, _e in res)]
-        if waiting:
-            accepted = [(u, res) for u, res in accepted if all(i < pub.size for i, _d, _e in res)]
-            for unit, res in waiting:
+        provable = []
+        for unit, res in accepted:
+            if all(i < pub.size for i, _d, _e in res):
+                provable.append((unit, res))
+            else:
                 unit.future.set_exception(self._unwitnessed(res))
         # Answer in slices, yielding between them: a full batch would otherwise
         # hold the event loop (and every reader) for hundreds of milliseconds.
         chunk: list[tuple[_Unit, list[tuple[int, bytes, bool]]]] = []
         count = 0
-        for unit, res in accepted:
+        for unit, res in provable:
             chunk.append((unit, res))
             count += len(res)
             if count >= YIELD_EVERY:
@@ -569,10 +571,6 @@ def _log_part(note: bytes) -> bytes:
 
 def _binding_key(s: SignedStatement) -> BindingKey:
     return (s.signer_vkey(), s.statement.identity.key)
-
-
-def _one(entry: BoundEntry | None) -> list[BoundEntry]:
-    return [] if entry is None else [entry]
 
 
 def _spelled(prior: bytes, filename: str) -> str:

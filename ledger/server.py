@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import gc
 import logging
 import os
@@ -492,13 +493,12 @@ async def handle_add(request: web.Request) -> web.Response:
     wait = gate.clients.take(gate.client_of(request))
     if wait:
         metrics.limited.labels("client").inc()
-        raise APIError(
-            429,
-            "rate_limited",
-            f"too many requests from this address (limit {cfg.client_rate:g}/s, burst "
-            f"{cfg.client_burst}); retry after {retry_after(wait)} s",
+        raise _rate_limited(
+            "too many requests from this address",
+            cfg.client_rate,
+            cfg.client_burst,
+            wait,
             {"limit": "client"},
-            {"Retry-After": retry_after(wait)},
         )
     announced = request.content_length
     reserved = cfg.max_request_bytes if announced is None else min(announced, cfg.max_request_bytes)
@@ -516,11 +516,7 @@ async def handle_add(request: web.Request) -> web.Response:
         statements = await _checked_statements(request, body)
     finally:
         gate.backlog.leave(reserved)
-    by_signer: dict[str, int] = {}
-    for s in statements:
-        vkey = s.signer_vkey()
-        by_signer[vkey] = by_signer.get(vkey, 0) + 1
-    for vkey, count in by_signer.items():
+    for vkey, count in collections.Counter(s.signer_vkey() for s in statements).items():
         if not gate.submitters.allows(vkey):
             metrics.statements.labels("not_allowed").inc(len(statements))
             raise APIError(
@@ -533,13 +529,12 @@ async def handle_add(request: web.Request) -> web.Response:
         wait = gate.signers.take(vkey, count)
         if wait:
             metrics.limited.labels("signer").inc()
-            raise APIError(
-                429,
-                "rate_limited",
-                f"too many statements from signer {vkey} (limit {cfg.signer_rate:g}/s, burst "
-                f"{cfg.signer_burst}); retry after {retry_after(wait)} s",
+            raise _rate_limited(
+                f"too many statements from signer {vkey}",
+                cfg.signer_rate,
+                cfg.signer_burst,
+                wait,
                 {"limit": "signer", "signer": vkey},
-                {"Retry-After": retry_after(wait)},
             )
     started = time.monotonic()
     seq = _sequencer(request)
@@ -568,6 +563,20 @@ async def handle_add(request: web.Request) -> web.Response:
     for r in receipts:
         metrics.statements.labels("existing" if r.existing else "added").inc()
     return web.json_response({"receipts": [r.to_json() for r in receipts]})
+
+
+def _rate_limited(
+    what: str, rate: float, burst: int, wait: float, extra: dict[str, Any]
+) -> APIError:
+    """429 from a token bucket; ``extra`` names the limit."""
+    after = retry_after(wait)
+    return APIError(
+        429,
+        "rate_limited",
+        f"{what} (limit {rate:g}/s, burst {burst}); retry after {after} s",
+        extra,
+        {"Retry-After": after},
+    )
 
 
 async def _checked_statements(request: web.Request, body: bytes) -> list[SignedStatement]:
@@ -649,7 +658,7 @@ async def handle_batch_lookup(request: web.Request) -> web.Response:
     rows = await storage.lookup_hashes(hashes, below=pub.size, limit=limit)
     if related and rows:
         files = {decode_entry(data).statement.identity.key for _i, data in rows}
-        rows += await storage.lookup_files(files, below=pub.size, limit=limit)
+        rows += await storage.lookup_identities(files, below=pub.size, limit=limit)
     unique = sorted(dict(rows).items())
     if len(unique) > api.BATCH_MAX_ENTRIES:
         raise APIError(

@@ -382,7 +382,7 @@ class Storage:
                 break
         return out
 
-    async def lookup_files(
+    async def lookup_identities(
         self, identities: Iterable[str], *, below: int, limit: int
     ) -> list[tuple[int, bytes]]:
         """Entries (index < below) of any of these file identities, whatever their spelling."""

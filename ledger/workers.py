@@ -85,18 +85,16 @@ class VerifyPool:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker; once more on a fresh pool if a worker died."""
         loop = asyncio.get_running_loop()
-        for attempt in range(2):
+        for _attempt in range(2):
             executor = self._executor
             try:
                 result = await loop.run_in_executor(executor, fn, *args)
             except BrokenProcessPool:
                 self._replace(executor)
-                if attempt == 1:
-                    break
-            else:
-                if executor is self._executor:
-                    self.available = True
-                return result
+                continue
+            if executor is self._executor:
+                self.available = True
+            return result
         raise WorkersUnavailableError("the verification workers are restarting; retry shortly")
 
     def _replace(self, broken: concurrent.futures.ProcessPoolExecutor) -> None:

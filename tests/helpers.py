@@ -12,12 +12,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from client.publish import sign_statement
 from ledger import merkle, tiles
+from ledger.api import JSON_TYPE, encode_add_request
 from ledger.checkpoint import open_checkpoint
 from ledger.entry import SignedStatement, Statement
 from ledger.note import Signer, Verifier
@@ -156,6 +158,20 @@ def signed(
         project, version, filename, hashlib.sha256(content).digest(), len(content)
     )
     return sign_statement(signer, st)
+
+
+async def post_add(
+    url: str, statements: list[SignedStatement], headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """``POST /add`` (JSON) without retries: status, JSON answer, response headers."""
+    body = encode_add_request(statements, JSON_TYPE)
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            url + "/add", data=body, headers={"Content-Type": JSON_TYPE, **(headers or {})}
+        ) as r,
+    ):
+        return r.status, await r.json(), dict(r.headers)
 
 
 async def get(url: str) -> tuple[int, bytes, dict[str, str]]:

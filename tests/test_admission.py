@@ -10,17 +10,15 @@ import socket
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.admission import Backlog, Submitters, TokenBuckets, client_address, retry_after
-from ledger.api import JSON_TYPE, encode_add_request
 from ledger.entry import SignedStatement
 from ledger.errors import ConfigError
 from ledger.note import Signer
-from tests.helpers import LogProcess, get, signed
+from tests.helpers import LogProcess, get, post_add, signed
 
 ALICE = Signer.from_seed("alice", bytes([21]) * 32)
 BOB = Signer.from_seed("bob", bytes([22]) * 32)
@@ -131,19 +129,6 @@ def test_submitters_file(tmp_path: Path) -> None:
 # -- real server ---------------------------------------------------------------------
 
 
-async def _post(
-    url: str, statements: list[SignedStatement], headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, object], dict[str, str]]:
-    body = encode_add_request(statements, JSON_TYPE)
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(
-            url + "/add", data=body, headers={"Content-Type": JSON_TYPE, **(headers or {})}
-        ) as r,
-    ):
-        return r.status, await r.json(), dict(r.headers)
-
-
 async def test_client_limit(tmp_path: Path) -> None:
     log = LogProcess(
         tmp_path / "log",
@@ -151,13 +136,13 @@ async def test_client_limit(tmp_path: Path) -> None:
     ).start()
     try:
         for i in range(2):
-            assert (await _post(log.url, [signed(ALICE, version=f"{i}.0")]))[0] == 200
-        status, doc, headers = await _post(log.url, [signed(ALICE, version="3.0")])
+            assert (await post_add(log.url, [signed(ALICE, version=f"{i}.0")]))[0] == 200
+        status, doc, headers = await post_add(log.url, [signed(ALICE, version="3.0")])
         assert status == 429, doc
         assert doc["error"] == "rate_limited" and doc["limit"] == "client"
         assert int(headers["Retry-After"]) >= 1
         # without a configured proxy header, a forged one does not help
-        status, _, _ = await _post(
+        status, _, _ = await post_add(
             log.url, [signed(ALICE, version="4.0")], {"X-Forwarded-For": "192.0.2.9"}
         )
         assert status == 429
@@ -182,13 +167,13 @@ async def test_client_limit_behind_a_trusted_proxy(tmp_path: Path) -> None:
     try:
         a = {"X-Forwarded-For": "198.51.100.1"}
         b = {"X-Forwarded-For": "203.0.113.5, 198.51.100.2"}  # the proxy appended the last
-        assert (await _post(log.url, [signed(ALICE, version="1.0")], a))[0] == 200
-        assert (await _post(log.url, [signed(ALICE, version="2.0")], b))[0] == 200
-        status, doc, _ = await _post(log.url, [signed(ALICE, version="3.0")], a)
+        assert (await post_add(log.url, [signed(ALICE, version="1.0")], a))[0] == 200
+        assert (await post_add(log.url, [signed(ALICE, version="2.0")], b))[0] == 200
+        status, doc, _ = await post_add(log.url, [signed(ALICE, version="3.0")], a)
         assert status == 429 and doc["limit"] == "client"
         # spoofing the first item does not get a new bucket
         spoof = {"X-Forwarded-For": "192.0.2.77, 198.51.100.2"}
-        assert (await _post(log.url, [signed(ALICE, version="4.0")], spoof))[0] == 429
+        assert (await post_add(log.url, [signed(ALICE, version="4.0")], spoof))[0] == 429
     finally:
         log.kill()
 
@@ -200,20 +185,20 @@ async def test_signer_limit(tmp_path: Path) -> None:
     ).start()
     try:
         batch = [signed(ALICE, version=f"{i}.0") for i in range(3)]
-        assert (await _post(log.url, batch))[0] == 200
-        status, doc, headers = await _post(log.url, [signed(ALICE, version="9.0")])
+        assert (await post_add(log.url, batch))[0] == 200
+        status, doc, headers = await post_add(log.url, [signed(ALICE, version="9.0")])
         assert status == 429, doc
         assert doc["limit"] == "signer" and doc["signer"] == ALICE.vkey
         assert int(headers["Retry-After"]) >= 1
         # another signer from the same address is not affected
-        assert (await _post(log.url, [signed(BOB, version="1.0")]))[0] == 200
+        assert (await post_add(log.url, [signed(BOB, version="1.0")]))[0] == 200
         # forged statements under Alice's key do not use up her bucket: they fail first
         forged = signed(BOB, version="5.0")
         forged = SignedStatement(forged.statement, ALICE.name, ALICE.public_key, forged.signature)
-        status, doc, _ = await _post(log.url, [forged])
+        status, doc, _ = await post_add(log.url, [forged])
         assert status == 403 and doc["error"] == "bad_signature"
         await asyncio.sleep(2.1)  # one token back
-        assert (await _post(log.url, [signed(ALICE, version="9.0")]))[0] == 200
+        assert (await post_add(log.url, [signed(ALICE, version="9.0")]))[0] == 200
     finally:
         log.kill()
 
@@ -223,15 +208,15 @@ async def test_allowlist_reloaded_on_sighup(tmp_path: Path) -> None:
     allow.write_text(ALICE.vkey + "\n")
     log = LogProcess(tmp_path / "log", env={"SIGLEDGER_SUBMITTERS_FILE": str(allow)}).start()
     try:
-        assert (await _post(log.url, [signed(ALICE)]))[0] == 200
-        status, doc, _ = await _post(log.url, [signed(BOB)])
+        assert (await post_add(log.url, [signed(ALICE)]))[0] == 200
+        status, doc, _ = await post_add(log.url, [signed(BOB)])
         assert status == 403 and doc["error"] == "signer_not_allowed"
         assert doc["signer"] == BOB.vkey
         allow.write_text(f"{ALICE.vkey}\n{BOB.vkey}\n")
         assert log.proc is not None
         log.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
-        while (await _post(log.url, [signed(BOB)]))[0] != 200:
+        while (await post_add(log.url, [signed(BOB)]))[0] != 200:
             assert time.monotonic() < deadline, "SIGHUP did not reload the allowlist"
             await asyncio.sleep(0.1)
         assert log.proc.poll() is None
@@ -254,7 +239,7 @@ async def test_backlog_full_answers_503_before_reading_the_body(tmp_path: Path) 
         )
         await asyncio.sleep(0.3)
         started = time.monotonic()
-        status, doc, headers = await _post(log.url, [signed(ALICE)])
+        status, doc, headers = await post_add(log.url, [signed(ALICE)])
         assert status == 503 and doc["error"] == "overloaded", doc
         assert headers["Retry-After"] == "1"
         assert time.monotonic() - started < 1.0
@@ -262,7 +247,7 @@ async def test_backlog_full_answers_503_before_reading_the_body(tmp_path: Path) 
         assert b"sigledger_verify_backlog_requests 1.0" in metrics
         slow.close()  # the slot is freed when that client goes away
         deadline = time.monotonic() + 10
-        while (await _post(log.url, [signed(ALICE)]))[0] != 200:
+        while (await post_add(log.url, [signed(ALICE)]))[0] != 200:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
         _, health, _ = await get(log.url + "/healthz")

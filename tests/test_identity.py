@@ -7,22 +7,19 @@ import hashlib
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from client.publish import sign_statement
 from ledger import sequencer as sequencer_module
-from ledger.api import JSON_TYPE, encode_add_request
 from ledger.config import ServerConfig
 from ledger.entry import SignedStatement, Statement, file_identity
 from ledger.note import Signer
 from ledger.sequencer import Sequencer, SequencerConfig
 from ledger.server import open_log
-from tests.helpers import LogProcess, get
+from tests.helpers import LogProcess, get, post_add
 from tests.test_monitor import follow_args, monitor, run_sigledger
 
 ALICE = Signer.from_seed("alice", bytes([31]) * 32)
@@ -119,15 +116,6 @@ def _statement(signer: Signer, filename: str, content: bytes) -> SignedStatement
     )
 
 
-async def _add(url: str, statements: list[SignedStatement]) -> tuple[int, dict[str, Any]]:
-    body = encode_add_request(statements, JSON_TYPE)
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(url + "/add", data=body, headers={"Content-Type": JSON_TYPE}) as r,
-    ):
-        return r.status, await r.json()
-
-
 SDIST_SPELLINGS = [
     "Norm_Demo-1.0.tar.gz",
     "norm_demo-1.0.tar.gz",
@@ -139,36 +127,36 @@ SDIST_SPELLINGS = [
 async def test_every_spelling_is_one_file_for_the_binding_rule(tmp_path: Path) -> None:
     log = LogProcess(tmp_path / "log").start()
     try:
-        status, doc = await _add(log.url, [_statement(ALICE, "norm_demo-1.0.tar.gz", b"A")])
+        status, doc, _ = await post_add(log.url, [_statement(ALICE, "norm_demo-1.0.tar.gz", b"A")])
         assert status == 200
         first = doc["receipts"][0]["log_index"]
         for i, name in enumerate(SDIST_SPELLINGS):
-            status, doc = await _add(log.url, [_statement(ALICE, name, b"evil %d" % i)])
+            status, doc, _ = await post_add(log.url, [_statement(ALICE, name, b"evil %d" % i)])
             assert status == 409, (name, doc)
             assert doc["error"] == "binding_conflict"
             assert [e["log_index"] for e in doc["existing"]] == [first]
             # the same bytes under another spelling: the existing entry
-            status, doc = await _add(log.url, [_statement(ALICE, name, b"A")])
+            status, doc, _ = await post_add(log.url, [_statement(ALICE, name, b"A")])
             assert status == 200, (name, doc)
             (receipt,) = doc["receipts"]
             assert receipt["status"] == "existing" and receipt["log_index"] == first
 
         wheel = "norm_demo-1.0-py2.py3-none-any.whl"
-        assert (await _add(log.url, [_statement(ALICE, wheel, b"W")]))[0] == 200
-        status, doc = await _add(
+        assert (await post_add(log.url, [_statement(ALICE, wheel, b"W")]))[0] == 200
+        status, doc, _ = await post_add(
             log.url, [_statement(ALICE, "norm_demo-1.0-py3.py2-none-any.whl", b"W2")]
         )
         assert status == 409, doc
         # the sdist and the wheel are different files
         # a second signer may disagree: recorded, and shown as a conflict
-        status, doc = await _add(log.url, [_statement(BOB, "norm_demo-1.0.0.tar.gz", b"B")])
+        status, doc, _ = await post_add(log.url, [_statement(BOB, "norm_demo-1.0.0.tar.gz", b"B")])
         assert status == 200, doc
         bob_index = doc["receipts"][0]["log_index"]
         # a rebuild (other build tag) is a different file
-        assert (await _add(log.url, [_statement(ALICE, "norm_demo-1.0-py3-none-any.whl", b"P")]))[
-            0
-        ] == 200
-        status, doc = await _add(
+        assert (
+            await post_add(log.url, [_statement(ALICE, "norm_demo-1.0-py3-none-any.whl", b"P")])
+        )[0] == 200
+        status, doc, _ = await post_add(
             log.url, [_statement(ALICE, "norm_demo-1.0-1-py3-none-any.whl", b"P1")]
         )
         assert status == 200, doc
@@ -231,7 +219,9 @@ async def test_a_log_written_under_the_old_rule_is_reported(
         warnings = [ln for ln in stdout.splitlines() if "more than one hash for one file" in ln]
         assert len(warnings) == 1 and '"entries": [0, 1]' in warnings[0]
         # the new rule holds from now on: a third spelling is refused
-        status, doc = await _add(log.url, [_statement(ALICE, "norm-demo-1.0.tar.gz", b"three")])
+        status, doc, _ = await post_add(
+            log.url, [_statement(ALICE, "norm-demo-1.0.tar.gz", b"three")]
+        )
         assert status == 409
         assert [e["log_index"] for e in doc["existing"]] == [0]
 

@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,9 +18,18 @@ from client.remote import LogClient
 from client.verify import check_witness_quorum, verify_receipt
 from ledger.api import JSON_TYPE, encode_add_request
 from ledger.checkpoint import open_checkpoint
+from ledger.entry import SignedStatement
 from ledger.errors import VerificationError
 from ledger.note import ALG_COSIGNATURE_V1, Signer, Verifier, parse_note
-from tests.helpers import LogProcess, WitnessProcess, get, make_release, run_cli, signed
+from tests.helpers import (
+    LogProcess,
+    WitnessProcess,
+    get,
+    make_release,
+    post_add,
+    run_cli,
+    signed,
+)
 
 ALICE = Signer.from_seed("alice", bytes([5]) * 32)
 
@@ -238,13 +248,9 @@ async def test_resubmitting_an_unpublished_statement_is_not_a_storage_failure(
         ws[0].kill()
         ws[1].kill()
 
-        async def post(statements: list[object]) -> tuple[int, dict[str, object], str]:
-            body = encode_add_request(statements)  # type: ignore[arg-type]
-            async with (
-                aiohttp.ClientSession() as s,
-                s.post(log.url + "/add", data=body, headers={"Content-Type": JSON_TYPE}) as r,
-            ):
-                return r.status, await r.json(), r.headers.get("Retry-After", "")
+        async def post(statements: list[SignedStatement]) -> tuple[int, dict[str, Any], str]:
+            status, doc, headers = await post_add(log.url, statements)
+            return status, doc, headers.get("Retry-After", "")
 
         first = signed(ALICE, version="1.0")
         status, doc, retry = await post([first])

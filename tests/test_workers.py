@@ -9,13 +9,12 @@ import os
 import signal
 import time
 from pathlib import Path
-
-import aiohttp
+from typing import Any
 
 from ledger.api import JSON_TYPE, encode_add_request
 from ledger.note import Signer
 from ledger.workers import VerifyPool
-from tests.helpers import LogProcess, get, signed, worker_pids
+from tests.helpers import LogProcess, get, post_add, signed, worker_pids
 
 BOB = Signer.from_seed("bob", bytes([11]) * 32)
 
@@ -69,16 +68,11 @@ async def test_kill_9_of_a_server_worker(tmp_path: Path) -> None:
     try:
         assert log.proc is not None
 
-        async def add(version: str) -> tuple[int, dict[str, object]]:
-            body = encode_add_request(
-                [signed(BOB, project=f"p{i}", version=version) for i in range(30)], JSON_TYPE
-            )
-            assert len(body) >= 4096  # goes to the worker
-            async with (
-                aiohttp.ClientSession() as s,
-                s.post(log.url + "/add", data=body, headers={"Content-Type": JSON_TYPE}) as r,
-            ):
-                return r.status, await r.json()
+        async def add(version: str) -> tuple[int, dict[str, Any]]:
+            statements = [signed(BOB, project=f"p{i}", version=version) for i in range(30)]
+            assert len(encode_add_request(statements, JSON_TYPE)) >= 4096  # goes to the worker
+            status, doc, _ = await post_add(log.url, statements)
+            return status, doc
 
         status, _ = await add("1.0")
         assert status == 200
