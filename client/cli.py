@@ -507,6 +507,8 @@ async def cmd_publish(args: argparse.Namespace) -> int:
         for r in results:
             st = r.signed.statement
             where = f" (entry #{r.receipt['log_index']})" if r.receipt else ""
+            if r.logged_as:
+                where += f" as {r.logged_as}"
             verb = {"added": "logged", "existing": "already logged", "dry-run": "would log"}[
                 r.status
             ]

@@ -97,6 +97,7 @@ class PublishResult:
     status: str  # "added", "existing" or "dry-run"
     receipt: dict[str, Any] | None = None
     receipt_path: Path | None = None
+    logged_as: str | None = None  # the filename the log has, if another spelling
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +106,7 @@ class PublishResult:
             "statement": statement_to_json(self.signed),
             "log_index": self.receipt["log_index"] if self.receipt else None,
             "receipt": str(self.receipt_path) if self.receipt_path else None,
+            "logged_as": self.logged_as,
         }
 
 
@@ -133,7 +135,8 @@ async def publish(
             chunk = signed[start : start + CHUNK]
             receipts = await client.add(chunk)
             for offset, (s, receipt) in enumerate(zip(chunk, receipts, strict=True)):
-                verify_receipt(receipt, log_key=log_key, expect=s.statement)
+                logged = verify_receipt(receipt, log_key=log_key, expect=s.statement).entry
+                logged_as = logged.statement.filename
                 path = paths[start + offset]
                 doc = {
                     "mediaType": RECEIPT_MEDIA_TYPE,
@@ -149,7 +152,16 @@ async def publish(
                     tmp = rpath.with_name(rpath.name + ".tmp")
                     tmp.write_text(json.dumps(doc, indent=2) + "\n")
                     tmp.replace(rpath)
-                results.append(PublishResult(path, s, str(receipt["status"]), doc, rpath))
+                results.append(
+                    PublishResult(
+                        path,
+                        s,
+                        str(receipt["status"]),
+                        doc,
+                        rpath,
+                        logged_as if logged_as != s.statement.filename else None,
+                    )
+                )
             if progress is not None:
                 progress(len(chunk))
     return results

@@ -52,6 +52,17 @@ def b64_field(value: object, what: str) -> bytes:
         raise VerificationError(f"{what} is not valid base64") from None
 
 
+def _same_file_and_bytes(logged: Statement, expected: Statement) -> bool:
+    """The logged entry attests the expected file: the same file identity (the log
+    answers a spelling variant of a logged file with the existing entry) and the
+    same digest and size."""
+    return (
+        logged.identity == expected.identity
+        and logged.sha256 == expected.sha256
+        and logged.size == expected.size
+    )
+
+
 def verify_receipt(
     receipt: dict[str, Any],
     *,
@@ -92,7 +103,7 @@ def verify_receipt(
     merkle.check_inclusion(
         index, checkpoint.size, merkle.leaf_hash(entry_bytes), hashes, checkpoint.root
     )
-    if expect is not None and entry.statement != expect:
+    if expect is not None and not _same_file_and_bytes(entry.statement, expect):
         raise VerificationError(
             f"the log holds a different statement at index {index} than the one submitted"
         )

@@ -19,7 +19,7 @@ from ledger.entry import SignedStatement, Statement, file_identity
 from ledger.note import Signer
 from ledger.sequencer import Sequencer, SequencerConfig
 from ledger.server import open_log
-from tests.helpers import LogProcess, get, post_add
+from tests.helpers import LogProcess, get, post_add, run_cli
 from tests.test_monitor import follow_args, monitor, run_sigledger
 
 ALICE = Signer.from_seed("alice", bytes([31]) * 32)
@@ -237,5 +237,31 @@ async def test_a_log_written_under_the_old_rule_is_reported(
         ev = alarms[0]["evidence"]
         assert ev["identity"] == "sdist norm-demo 1"
         assert [e["index"] for e in ev["entries"]] == [0, 1]
+    finally:
+        log.kill()
+
+
+async def test_publishing_the_same_bytes_under_another_spelling(tmp_path: Path) -> None:
+    log = LogProcess(tmp_path / "log").start()
+    try:
+        key = tmp_path / "alice.key"
+        assert run_cli("keygen", "--name", "alice@example.org", "--out", str(key)).returncode == 0
+        first, second = tmp_path / "a", tmp_path / "b"
+        first.mkdir()
+        second.mkdir()
+        (first / "norm_demo-1.0.tar.gz").write_bytes(b"the sdist")
+        (second / "Norm.Demo-1.0.0.tar.gz").write_bytes(b"the sdist")
+        args = ("publish", "--log", log.url, "--key", str(key), "--log-key", log.vkey)
+        r = run_cli(*args, str(first / "norm_demo-1.0.tar.gz"))
+        assert r.returncode == 0, r.stderr
+        r = run_cli(*args, "--json", str(second / "Norm.Demo-1.0.0.tar.gz"))
+        assert r.returncode == 0, r.stderr
+        (result,) = json.loads(r.stdout)["results"]
+        assert result["status"] == "existing" and result["log_index"] == 0
+        assert result["logged_as"] == "norm_demo-1.0.tar.gz"
+        (second / "Norm.Demo-1.0.0.tar.gz").write_bytes(b"other bytes")
+        r = run_cli(*args, str(second / "Norm.Demo-1.0.0.tar.gz"))
+        assert r.returncode == 1 and "409 binding_conflict" in r.stderr
+        assert "logged as norm_demo-1.0.tar.gz" in r.stderr
     finally:
         log.kill()
