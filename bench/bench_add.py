@@ -66,11 +66,11 @@ from nacl.signing import SigningKey  # noqa: E402
 from packaging.utils import canonicalize_name  # noqa: E402
 from packaging.version import InvalidVersion, Version  # noqa: E402
 
-from client.publish import sign_statement  # noqa: E402
-from ledger.api import JSON_TYPE, MSGPACK_TYPE, encode_add_request  # noqa: E402
-from ledger.entry import SignedStatement, Statement  # noqa: E402
-from ledger.errors import FormatError  # noqa: E402
-from ledger.note import Signer  # noqa: E402
+from sigledger.client.publish.submit import sign_statement  # noqa: E402
+from sigledger.ledger.entry import SignedStatement, Statement  # noqa: E402
+from sigledger.ledger.errors import FormatError  # noqa: E402
+from sigledger.ledger.note import Signer  # noqa: E402
+from sigledger.ledger.wire import JSON_TYPE, MSGPACK_TYPE, encode_add_request  # noqa: E402
 from tests.helpers import LogProcess  # noqa: E402
 
 DEFAULT_PROJECTS = "../shared/data/pypi-top-projects.tsv"  # relative to the repository root

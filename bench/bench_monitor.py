@@ -10,7 +10,7 @@ everything included (tiles authenticated, every entry re-hashed, decoded and its
 publisher signature checked, the index written).
 
 1. **Baselines**, in this process: raw Ed25519 verifications per second (PyNaCl,
-   one thread), and :func:`client.follow.check_bundle` (re-hash, decode, verify)
+   one thread), and :func:`sigledger.client.monitor.audit.check_bundle` (re-hash, decode, verify)
    over real bundles of the log: the per-entry work no monitor can skip, so its
    rate bounds what the monitor can reach per core.
 2. **The log.** :mod:`make_log` builds a real log of ``--entries`` entries (or
@@ -58,9 +58,9 @@ import make_log  # noqa: E402
 from common import fmt, print_table  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 
-from client.follow import check_bundle  # noqa: E402
-from ledger import tiles  # noqa: E402
-from tests.helpers import LogProcess, sigledger_cmd  # noqa: E402
+from sigledger.client.monitor.audit import check_bundle  # noqa: E402
+from sigledger.ledger import tiles  # noqa: E402
+from tests.helpers import LogProcess, sigledger_cmd, tree_env  # noqa: E402
 
 TARGET_PER_CORE = 15_000
 DEFAULT_ENTRIES = 100_000
@@ -142,7 +142,11 @@ def run_cli(args: Sequence[str], server: ProcCPU, timeout: float) -> dict[str, A
     s0, m0 = server.seconds(), machine_busy_seconds()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [*sigledger_cmd(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*sigledger_cmd(), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=tree_env(),
     )
     try:
         out, err = proc.communicate(timeout=timeout)

@@ -14,10 +14,10 @@ takes under 1 s warm and under 3 s cold, on loopback.
    entry index is drawn at random, so popular projects, which have more
    entries, are drawn more often, as in real lock files); for each, the wheel
    or the sdist of that release. They are written as a PEP 751
-   ``pylock.toml`` (checked with :func:`client.lockfiles.read_pylock`), as a
+   ``pylock.toml`` (checked with :func:`sigledger.client.install.lockfiles.read_pylock`), as a
    hash-pinned ``requirements.txt``, and a ``policy.toml`` trusting the log key
    and, per project, the signers that logged those files
-   (:func:`client.policy.pin_projects`), as ``sigledger policy pin`` would.
+   (:func:`sigledger.client.install.policy.pin_projects`), as ``sigledger policy pin`` would.
 3. **The runs.** ``sigledger serve`` runs on the log (loopback, free port).
    The real CLI is timed end to end, as a user runs it,
    ``sigledger verify --lock pylock.toml --policy policy.toml``, with
@@ -40,8 +40,8 @@ takes under 1 s warm and under 3 s cold, on loopback.
    server answered (``sigledger_http_requests_total`` from ``/metrics``,
    before and after).
 4. **Where the time goes.** The same check through the Python API in this
-   process (:func:`client.check.check_artifacts` with a
-   :class:`client.verified.VerifiedLog` opened as the CLI opens it; imports
+   process (:func:`sigledger.client.install.checks.check_artifacts` with a
+   :class:`sigledger.client.trust.VerifiedLog` opened as the CLI opens it; imports
    done, files parsed), cold then warm, plus the start-up of a bare
    interpreter, of ``sigledger --version`` and of importing the client
    modules, and the parsing of the lock and policy files: what separates
@@ -86,21 +86,24 @@ import make_log  # noqa: E402
 import tomli_w  # noqa: E402
 from common import machine_cpu, print_table  # noqa: E402
 
-from client.check import Artifact, Outcome, check_artifacts  # noqa: E402
-from client.lockfiles import read_pylock, read_requirements  # noqa: E402
-from client.policy import LogTrust, Policy, dump_policy, load_policy, pin_projects  # noqa: E402
-from client.state import CheckpointStore  # noqa: E402
-from client.verified import VerifiedLog  # noqa: E402
-from ledger.config import ServerConfig  # noqa: E402
-from ledger.entry import decode_entry  # noqa: E402
-from ledger.note import Verifier  # noqa: E402
-from ledger.storage import Storage  # noqa: E402
-from tests.helpers import LogProcess, sigledger_cmd  # noqa: E402
+from sigledger.client.checkpoints import CheckpointStore  # noqa: E402
+from sigledger.client.install.checks import Artifact, Outcome, check_artifacts  # noqa: E402
+from sigledger.client.install.lockfiles import read_pylock, read_requirements  # noqa: E402
+from sigledger.client.install.policy import LogTrust, Policy, dump_policy, load_policy, pin_projects  # noqa: E402
+from sigledger.client.trust import VerifiedLog  # noqa: E402
+from sigledger.ledger.entry import decode_entry  # noqa: E402
+from sigledger.ledger.log.storage import Storage  # noqa: E402
+from sigledger.ledger.note import Verifier  # noqa: E402
+from sigledger.ledger.service.config import ServerConfig  # noqa: E402
+from tests.helpers import LogProcess, sigledger_cmd, tree_env  # noqa: E402
 
 TARGET_WARM_S = 1.0
 TARGET_COLD_S = 3.0
 QUICK_ENTRIES = 20_000
-CLIENT_MODULES = "client.cli, client.check, client.verified, client.lockfiles, client.policy"
+CLIENT_MODULES = ", ".join(
+    f"sigledger.client.{m}"
+    for m in ("cli.main", "install.checks", "trust", "install.lockfiles", "install.policy")
+)
 _SUMMARY = re.compile(r"^(\d+) of (\d+) verified", re.MULTILINE)
 _REQUESTS = re.compile(r"^sigledger_http_requests_total\{(.*)\} ([0-9.e+]+)$", re.MULTILINE)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
@@ -287,7 +290,7 @@ def http_requests(url: str) -> Counter[str]:
 def client_env(state: Path) -> dict[str, str]:
     """The CLI's environment: its state (verified checkpoints) and cache (verified tiles)
     both in ``state``, nothing from the user's own configuration."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGLEDGER_")}
+    env = {k: v for k, v in tree_env().items() if not k.startswith("SIGLEDGER_")}
     env["SIGLEDGER_STATE_DIR"] = str(state)
     env["SIGLEDGER_CACHE_DIR"] = str(state / "cache")
     return env

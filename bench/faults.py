@@ -43,8 +43,8 @@ if str(ROOT) not in sys.path:
 import aiohttp  # noqa: E402
 from common import print_table  # noqa: E402
 
-from ledger.api import JSON_TYPE, MSGPACK_TYPE, encode_add_request  # noqa: E402
-from ledger.note import Signer  # noqa: E402
+from sigledger.ledger.note import Signer  # noqa: E402
+from sigledger.ledger.wire import JSON_TYPE, MSGPACK_TYPE, encode_add_request  # noqa: E402
 from tests.helpers import LogProcess, read_log, signed, worker_pids  # noqa: E402
 
 NO_LIMITS = {

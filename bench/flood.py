@@ -37,8 +37,8 @@ from typing import Any
 
 import aiohttp
 
-from ledger import tiles
-from ledger.api import MSGPACK_TYPE
+from sigledger.ledger import tiles
+from sigledger.ledger.wire import MSGPACK_TYPE
 
 RSS_LIMIT_MB = 300.0
 PROBE_LIMIT_MS = 100.0

@@ -6,9 +6,9 @@ Run from the repository root::
     .venv/bin/python bench/make_log.py --entries 20000 --data DIR
 
 Submitting a million statements over ``POST /add`` takes many minutes, so this
-drives the log's own write path in-process instead: :func:`ledger.server.open_log`
+drives the log's own write path in-process instead: :func:`sigledger.ledger.log.app.open_log`
 creates the data directory exactly as ``sigledger serve`` does on first start
-(key file, metadata, empty tree head), then :class:`ledger.sequencer.Sequencer`
+(key file, metadata, empty tree head), then :class:`sigledger.ledger.log.sequencer.Sequencer`
 integrates large batches of signed statements (binding rule, durable commit,
 tiles, signed checkpoints). The result is an ordinary data directory:
 ``sigledger serve --data DIR`` serves it.
@@ -68,14 +68,16 @@ if str(ROOT) not in sys.path:
 from packaging.utils import canonicalize_name  # noqa: E402
 from packaging.version import InvalidVersion, Version  # noqa: E402
 
-from client.publish import sign_statement  # noqa: E402
-from ledger.config import ServerConfig  # noqa: E402
-from ledger.entry import SignedStatement, Statement  # noqa: E402
-from ledger.errors import FormatError, LedgerError  # noqa: E402
-from ledger.note import Signer  # noqa: E402
-from ledger.sequencer import Sequencer, SequencerConfig  # noqa: E402
-from ledger.server import open_log, read_key_file  # noqa: E402
-from ledger.storage import Storage, StorageLockedError  # noqa: E402
+from sigledger.client.publish.submit import sign_statement  # noqa: E402
+from sigledger.ledger.entry import SignedStatement, Statement  # noqa: E402
+from sigledger.ledger.errors import FormatError, LedgerError  # noqa: E402
+from sigledger.ledger.log.app import open_log  # noqa: E402
+from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig  # noqa: E402
+from sigledger.ledger.log.storage import Storage  # noqa: E402
+from sigledger.ledger.note import Signer  # noqa: E402
+from sigledger.ledger.service.config import ServerConfig  # noqa: E402
+from sigledger.ledger.service.keys import read_key_file  # noqa: E402
+from sigledger.ledger.service.sqlite import StorageLockedError  # noqa: E402
 
 FORMAT = 1  # bump whenever the workload or layout changes: it names the cache directory
 DEFAULT_ENTRIES = 1_000_000

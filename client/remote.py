@@ -2,10 +2,10 @@
 
 Every failure of the transport (DNS, refused connection, timeout, a 5xx, a
 body that is not what the endpoint promises) becomes
-:class:`~ledger.errors.NetworkError`; a refusal by the log (4xx with our JSON
+:class:`~sigledger.ledger.errors.NetworkError`; a refusal by the log (4xx with our JSON
 error body) becomes :class:`LogRefusedError` carrying the status and the
 log's own explanation. Nothing returned here is trusted: callers verify
-signatures and proofs (:mod:`client.verify`) before using it.
+signatures and proofs (:mod:`sigledger.client.receipts`) before using it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from ledger.api import JSON_TYPE, MSGPACK_TYPE, encode_add_request
-from ledger.entry import SignedStatement
-from ledger.errors import LedgerError, NetworkError
+from sigledger.ledger.entry import SignedStatement
+from sigledger.ledger.errors import LedgerError, NetworkError
+from sigledger.ledger.wire import JSON_TYPE, MSGPACK_TYPE, encode_add_request
 
 USER_AGENT = "sigledger-client/0.1"
 

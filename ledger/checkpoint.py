@@ -1,7 +1,7 @@
 r"""Checkpoints: signed tree heads of a transparency log (c2sp.org/tlog-checkpoint@v1.0.0).
 
 A checkpoint is the text of a signed note (c2sp.org/signed-note@v1.0.0, see
-:mod:`ledger.note`) made of at least three non-empty lines, each ending in
+:mod:`sigledger.ledger.note`) made of at least three non-empty lines, each ending in
 "\n"::
 
     <origin>\n          unique log identity, e.g. "example.com/log42"
@@ -21,7 +21,7 @@ golang.org/x/mod/sumdb/tlog tests), then a checkpoint with the same root signed
 by a test key whose seed is 32 zero bytes:
 
 >>> import hashlib
->>> from ledger.note import Signer
+>>> from sigledger.ledger.note import Signer
 >>> root = hashlib.sha256(b"\x00hello world").digest()
 >>> body = format_checkpoint(Checkpoint("go.sum database tree", 123456789012, root))
 >>> print(body, end="")
@@ -47,8 +47,8 @@ import base64
 import re
 from dataclasses import dataclass
 
-from ledger.errors import FormatError, VerificationError
-from ledger.note import ALG_ED25519, Note, Signer, Verifier, open_note, sign_note
+from sigledger.ledger.errors import FormatError, VerificationError
+from sigledger.ledger.note import ALG_ED25519, Note, Signer, Verifier, open_note, sign_note
 
 __all__ = [
     "MAX_TREE_SIZE",

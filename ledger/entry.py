@@ -33,16 +33,16 @@ The leading 1 is the format version; a v2 gets a new number.
 The encoding is canonical: the shortest msgpack encoding of every length and
 integer (what ``msgpack.packb(..., use_bin_type=True)`` writes). Decoders accept
 exactly that: every non-canonical encoding, unknown version, wrong type,
-trailing byte or oversized field raises :class:`~ledger.errors.FormatError`,
+trailing byte or oversized field raises :class:`~sigledger.ledger.errors.FormatError`,
 the only exception a decoder raises.
 
 Worked example (executed as a doctest by ``tests/test_entry.py``): a wheel of
 sampleproject 4.0.0, signed by the key with seed bytes 0..31 named
 ``alice@example.org``, integrated at 2026-01-01T00:00:00Z::
 
-    >>> from ledger.entry import Entry, Statement, encode_entry, decode_entry
-    >>> from ledger.note import Signer
-    >>> from client.publish import sign_statement
+    >>> from sigledger.ledger.entry import Entry, Statement, encode_entry, decode_entry
+    >>> from sigledger.ledger.note import Signer
+    >>> from sigledger.client.publish.submit import sign_statement
     >>> signer = Signer.from_seed("alice@example.org", bytes(range(32)))
     >>> st = Statement("sampleproject", "4.0.0", "sampleproject-4.0.0-py3-none-any.whl",
     ...                bytes(32), 4242)
@@ -110,8 +110,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from ledger.errors import FormatError
-from ledger.note import ALG_ED25519, check_key_name, key_id
+from sigledger.ledger.errors import FormatError
+from sigledger.ledger.note import ALG_ED25519, check_key_name, key_id
 
 FORMAT_VERSION = 1
 STATEMENT_CONTEXT = b"sigledger/statement/v1\n"

@@ -19,7 +19,7 @@ it will ask for, so storage can fetch them in one read.
 
 Proof generation follows RFC 6962 §2.1.1 (``PATH``) and §2.1.2 (``PROOF``);
 checking follows RFC 9162 §2.1.3.2 and §2.1.4.2 step by step, plus strict
-length and range checks. Checks raise :class:`~ledger.errors.VerificationError`
+length and range checks. Checks raise :class:`~sigledger.ledger.errors.VerificationError`
 on any failure and return ``None`` on success; bad arguments to the generating
 functions (which come from our own code) raise ``ValueError``.
 
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from ledger.errors import VerificationError
+from sigledger.ledger.errors import VerificationError
 
 __all__ = [
     "EMPTY_ROOT",

@@ -67,7 +67,7 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.signing
 
-from ledger.errors import FormatError, VerificationError
+from sigledger.ledger.errors import FormatError, VerificationError
 
 __all__ = [
     "ALG_COSIGNATURE_V1",

@@ -29,7 +29,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ledger.errors import FormatError
+from sigledger.ledger.errors import FormatError
 
 __all__ = [
     "MAX_LEVEL",

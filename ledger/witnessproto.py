@@ -18,9 +18,9 @@ Responses a client parses:
 Parsing is strict in the way the rest of sigledger is: canonical decimals
 (at most 2^63-1), canonical standard base64 with padding, exactly 32-byte
 hashes, ASCII header lines, at most :data:`MAX_PROOF_LINES` proof lines. Every
-parser raises :class:`~ledger.errors.FormatError` and nothing else, whatever
+parser raises :class:`~sigledger.ledger.errors.FormatError` and nothing else, whatever
 the input. The checkpoint note itself is returned as bytes; the caller parses
-and verifies it with :mod:`ledger.note` and :mod:`ledger.checkpoint`.
+and verifies it with :mod:`sigledger.ledger.note` and :mod:`sigledger.ledger.checkpoint`.
 
 Example (the spec's request shape, with a placeholder note):
 
@@ -45,8 +45,8 @@ import base64
 import re
 from dataclasses import dataclass
 
-from ledger.errors import FormatError
-from ledger.note import MAX_SIGNATURES, NoteSignature, check_key_name
+from sigledger.ledger.errors import FormatError
+from sigledger.ledger.note import MAX_SIGNATURES, NoteSignature, check_key_name
 
 __all__ = [
     "MAX_PROOF_LINES",
@@ -63,7 +63,7 @@ __all__ = [
 MAX_PROOF_LINES = 63
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 
-# Sizes are uint64 on the wire; like ledger.checkpoint we accept at most 2^63-1.
+# Sizes are uint64 on the wire; like sigledger.ledger.checkpoint we accept at most 2^63-1.
 _MAX_SIZE = 2**63 - 1
 _MAX_DIGITS = len(str(_MAX_SIZE))
 _DECIMAL = re.compile(rb"0|[1-9][0-9]*")
@@ -226,7 +226,7 @@ def parse_cosignature_lines(body: bytes) -> list[NoteSignature]:
 
     Each line is ``— <key name> <canonical base64(u32be key ID || signature)>\\n``
     (c2sp.org/signed-note@v1.0.0). The caller checks them against the
-    witness keys it trusts (e.g. :func:`ledger.note.verify_cosignature`) and
+    witness keys it trusts (e.g. :func:`sigledger.ledger.note.verify_cosignature`) and
     ignores unknown ones. At most MAX_SIGNATURES lines. Raises FormatError.
     """
     try:

@@ -17,26 +17,37 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from client.publish import sign_statement
-from ledger import merkle, tiles
-from ledger.api import JSON_TYPE, encode_add_request
-from ledger.checkpoint import open_checkpoint
-from ledger.entry import SignedStatement, Statement
-from ledger.note import Signer, Verifier
+from sigledger.client.publish.submit import sign_statement
+from sigledger.ledger import merkle, tiles
+from sigledger.ledger.checkpoint import open_checkpoint
+from sigledger.ledger.entry import SignedStatement, Statement
+from sigledger.ledger.note import Signer, Verifier
+from sigledger.ledger.wire import JSON_TYPE, encode_add_request
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def sigledger_cmd() -> list[str]:
-    """The installed console script if present, else the module entry point."""
-    script = Path(sys.executable).parent / "sigledger"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "client"]
+    """``python -m sigledger`` from the tree under test (see :func:`tree_env`)."""
+    return [sys.executable, "-m", "sigledger"]
+
+
+def tree_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a subprocess: ``sigledger`` imports from this checkout.
+
+    Without it a subprocess would import whatever ``sigledger`` the interpreter has
+    installed, which need not be the code these tests are checking.
+    """
+    merged = {**os.environ, **(env or {})}
+    path = merged.get("PYTHONPATH")
+    merged["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
+    return merged
 
 
 def run_cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
+    full_env = tree_env(env)
     return subprocess.run(
         [*sigledger_cmd(), *args],
         capture_output=True,
@@ -56,7 +67,7 @@ class LogProcess:
     def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data = data
         self.args = args
-        self.env = {**os.environ, "SIGLEDGER_LOG_FORMAT": "json", **(env or {})}
+        self.env = tree_env({"SIGLEDGER_LOG_FORMAT": "json", **(env or {})})
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.vkey = ""

@@ -14,10 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.admission import Backlog, Submitters, TokenBuckets, client_address, retry_after
-from ledger.entry import SignedStatement
-from ledger.errors import ConfigError
-from ledger.note import Signer
+from sigledger.ledger.entry import SignedStatement
+from sigledger.ledger.errors import ConfigError
+from sigledger.ledger.note import Signer
+from sigledger.ledger.service.admission import (
+    Backlog,
+    Submitters,
+    TokenBuckets,
+    client_address,
+    retry_after,
+)
 from tests.helpers import LogProcess, get, post_add, signed
 
 ALICE = Signer.from_seed("alice", bytes([21]) * 32)

@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from ledger.api import (
+from sigledger.ledger.errors import FormatError
+from sigledger.ledger.note import Signer
+from sigledger.ledger.wire import (
     JSON_TYPE,
     MSGPACK_TYPE,
     encode_add_request,
@@ -15,8 +17,6 @@ from ledger.api import (
     statement_from_json,
     statement_to_json,
 )
-from ledger.errors import FormatError
-from ledger.note import Signer
 from tests.helpers import signed
 
 ALICE = Signer.from_seed("alice", bytes([7]) * 32)

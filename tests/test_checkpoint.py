@@ -1,4 +1,4 @@
-"""Tests for ledger.checkpoint: published checkpoints, strict parsing, properties."""
+"""Tests for sigledger.ledger.checkpoint: published checkpoints, strict parsing, properties."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import checkpoint as checkpoint_module
-from ledger.checkpoint import (
+from sigledger.ledger import checkpoint as checkpoint_module
+from sigledger.ledger.checkpoint import (
     MAX_TREE_SIZE,
     Checkpoint,
     format_checkpoint,
@@ -23,8 +23,8 @@ from ledger.checkpoint import (
     parse_checkpoint,
     sign_checkpoint,
 )
-from ledger.errors import FormatError, VerificationError
-from ledger.note import (
+from sigledger.ledger.errors import FormatError, VerificationError
+from sigledger.ledger.note import (
     ALG_COSIGNATURE_V1,
     Signer,
     Verifier,

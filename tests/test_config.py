@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.config import load_config
-from ledger.errors import ConfigError
+from sigledger.ledger.errors import ConfigError
+from sigledger.ledger.service.config import load_config
 
 
 def test_defaults() -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import aiohttp
 
-from ledger import merkle
-from ledger.api import JSON_TYPE, MSGPACK_TYPE, encode_add_request
-from ledger.checkpoint import open_checkpoint
-from ledger.note import Signer, Verifier
+from sigledger.ledger import merkle
+from sigledger.ledger.checkpoint import open_checkpoint
+from sigledger.ledger.note import Signer, Verifier
+from sigledger.ledger.wire import JSON_TYPE, MSGPACK_TYPE, encode_add_request
 from tests.helpers import LogProcess, read_log, signed
 
 ROUNDS = 6

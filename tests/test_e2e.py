@@ -14,14 +14,14 @@ import aiohttp
 import msgpack
 import pytest
 
-from client.publish import publish, sign_statement
-from client.remote import LogClient, LogRefusedError
-from client.verify import verify_receipt
-from ledger import merkle
-from ledger.api import JSON_TYPE, MSGPACK_TYPE, encode_add_request, statement_to_json
-from ledger.checkpoint import open_checkpoint
-from ledger.entry import Statement, decode_entry
-from ledger.note import Signer, Verifier
+from sigledger.client.publish.submit import publish, sign_statement
+from sigledger.client.receipts import verify_receipt
+from sigledger.client.remote import LogClient, LogRefusedError
+from sigledger.ledger import merkle
+from sigledger.ledger.checkpoint import open_checkpoint
+from sigledger.ledger.entry import Statement, decode_entry
+from sigledger.ledger.note import Signer, Verifier
+from sigledger.ledger.wire import JSON_TYPE, MSGPACK_TYPE, encode_add_request, statement_to_json
 from tests.helpers import LogProcess, get, make_release, read_log, run_cli, signed
 
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-import ledger.entry
-from client.publish import sign_statement
-from ledger.entry import (
+import sigledger.ledger.entry
+from sigledger.client.publish.submit import sign_statement
+from sigledger.ledger.entry import (
     Entry,
     SignedStatement,
     Statement,
@@ -21,8 +21,8 @@ from ledger.entry import (
     parse_release_filename,
     statement_message,
 )
-from ledger.errors import FormatError
-from ledger.note import Signer
+from sigledger.ledger.errors import FormatError
+from sigledger.ledger.note import Signer
 
 SIGNER = Signer.from_seed("alice@example.org", bytes(range(32)))
 
@@ -39,7 +39,7 @@ def _entry(
 
 
 def test_module_docstring_example() -> None:
-    result = doctest.testmod(ledger.entry, raise_on_error=False)
+    result = doctest.testmod(sigledger.ledger.entry, raise_on_error=False)
     assert result.attempted >= 5
     assert result.failed == 0
 

@@ -21,13 +21,14 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urljoin, urlsplit
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from client.remote import LogClient
-from ledger import explorer, merkle
-from ledger.api import JSON_TYPE, encode_add_request
-from ledger.checkpoint import open_checkpoint
-from ledger.config import ServerConfig
-from ledger.entry import decode_entry, file_identity
-from ledger.note import (
+from sigledger.client.remote import LogClient
+from sigledger.ledger import merkle
+from sigledger.ledger.checkpoint import open_checkpoint
+from sigledger.ledger.entry import decode_entry, file_identity
+from sigledger.ledger.log import explorer
+from sigledger.ledger.log.app import SEQUENCER_KEY, STORAGE_KEY, create_app
+from sigledger.ledger.log.sequencer import Published
+from sigledger.ledger.note import (
     ALG_COSIGNATURE_V1,
     Signer,
     Verifier,
@@ -35,9 +36,9 @@ from ledger.note import (
     parse_note,
     sign_cosignature,
 )
-from ledger.sequencer import Published
-from ledger.server import SEQUENCER_KEY, STORAGE_KEY, create_app
-from ledger.tiles import decode_entry_bundle, entry_bundle_for
+from sigledger.ledger.service.config import ServerConfig
+from sigledger.ledger.tiles import decode_entry_bundle, entry_bundle_for
+from sigledger.ledger.wire import JSON_TYPE, encode_add_request
 from tests.helpers import LogProcess, WitnessProcess, get, read_log, signed
 
 ALICE = Signer.from_seed("alice@example.org", bytes([1]) * 32)

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from ledger import merkle
-from ledger.checkpoint import open_checkpoint
-from ledger.errors import FormatError
-from ledger.note import Signer, Verifier
+from sigledger.ledger import merkle
+from sigledger.ledger.checkpoint import open_checkpoint
+from sigledger.ledger.errors import FormatError
+from sigledger.ledger.note import Signer, Verifier
 from tests.helpers import LogProcess
 from tests.test_monitor import (
     ALICE,

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client.publish import sign_statement
-from ledger import sequencer as sequencer_module
-from ledger.config import ServerConfig
-from ledger.entry import SignedStatement, Statement, file_identity
-from ledger.note import Signer
-from ledger.sequencer import Sequencer, SequencerConfig
-from ledger.server import open_log
+from sigledger.client.publish.submit import sign_statement
+from sigledger.ledger.entry import SignedStatement, Statement, file_identity
+from sigledger.ledger.log import sequencer as sequencer_module
+from sigledger.ledger.log.app import open_log
+from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
+from sigledger.ledger.note import Signer
+from sigledger.ledger.service.config import ServerConfig
 from tests.helpers import LogProcess, get, post_add, run_cli
 from tests.test_monitor import follow_args, monitor, run_sigledger
 

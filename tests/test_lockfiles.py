@@ -14,7 +14,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from client.lockfiles import (
+from sigledger.client.install.lockfiles import (
     LockfileError,
     Pin,
     line_of,
@@ -23,7 +23,7 @@ from client.lockfiles import (
     read_requirements,
     toml_lines,
 )
-from ledger.errors import FormatError
+from sigledger.ledger.errors import FormatError
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,11 +10,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from client.remote import LogClient
-from ledger import merkle
-from ledger.checkpoint import open_checkpoint
-from ledger.entry import decode_entry
-from ledger.note import Signer, Verifier
+from sigledger.client.remote import LogClient
+from sigledger.ledger import merkle
+from sigledger.ledger.checkpoint import open_checkpoint
+from sigledger.ledger.entry import decode_entry
+from sigledger.ledger.note import Signer, Verifier
 from tests.helpers import LogProcess, get, signed
 
 

@@ -1,4 +1,4 @@
-"""Tests for ledger.merkle: published vectors, exhaustive small trees, properties."""
+"""Tests for sigledger.ledger.merkle: published vectors, exhaustive small trees, properties."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ledger import merkle
-from ledger.errors import VerificationError
-from ledger.merkle import (
+from sigledger.ledger import merkle
+from sigledger.ledger.errors import VerificationError
+from sigledger.ledger.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     MemoryTree,
@@ -148,7 +148,14 @@ def test_module_is_pure() -> None:
             imported.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
-    assert imported <= {"__future__", "hashlib", "collections", "dataclasses", "typing", "ledger"}
+    assert imported <= {
+        "__future__",
+        "hashlib",
+        "collections",
+        "dataclasses",
+        "typing",
+        "sigledger",
+    }
 
 
 # --- published vectors -----------------------------------------------------

@@ -25,14 +25,19 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from client.follow import node_inclusion_nodes, prove_node_inclusion
-from client.remote import LogClient
-from ledger import merkle, tiles
-from ledger.checkpoint import Checkpoint, format_checkpoint, open_checkpoint, sign_checkpoint
-from ledger.entry import Entry, SignedStatement, decode_entry, encode_entry
-from ledger.errors import FormatError, VerificationError
-from ledger.note import ALG_COSIGNATURE_V1, Signer, Verifier, sign_cosignature
-from tests.helpers import LogProcess, sigledger_cmd, signed
+from sigledger.client.monitor.audit import node_inclusion_nodes, prove_node_inclusion
+from sigledger.client.remote import LogClient
+from sigledger.ledger import merkle, tiles
+from sigledger.ledger.checkpoint import (
+    Checkpoint,
+    format_checkpoint,
+    open_checkpoint,
+    sign_checkpoint,
+)
+from sigledger.ledger.entry import Entry, SignedStatement, decode_entry, encode_entry
+from sigledger.ledger.errors import FormatError, VerificationError
+from sigledger.ledger.note import ALG_COSIGNATURE_V1, Signer, Verifier, sign_cosignature
+from tests.helpers import LogProcess, sigledger_cmd, signed, tree_env
 
 ALICE = Signer.from_seed("alice@example.org", bytes([11]) * 32)
 BOB = Signer.from_seed("bob@example.org", bytes([12]) * 32)
@@ -185,6 +190,7 @@ async def run_sigledger(*args: str, timeout: float = 60) -> tuple[int, str, str]
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=tree_env(),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -593,6 +599,7 @@ async def test_stale_log_alarm_in_loop_mode(tmp_path: Path) -> None:
         "1",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=tree_env(),
     )
     assert proc.stdout is not None
     alarms: list[dict[str, Any]] = []

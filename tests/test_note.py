@@ -1,4 +1,4 @@
-"""Tests for ledger.note: published signed-note and cosignature vectors, strict
+"""Tests for sigledger.ledger.note: published signed-note and cosignature vectors, strict
 parsing, and properties (round trips, "only our errors", bit flips)."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import note as note_module
-from ledger.checkpoint import Checkpoint, format_checkpoint
-from ledger.errors import FormatError, VerificationError
-from ledger.note import (
+from sigledger.ledger import note as note_module
+from sigledger.ledger.checkpoint import Checkpoint, format_checkpoint
+from sigledger.ledger.errors import FormatError, VerificationError
+from sigledger.ledger.note import (
     ALG_COSIGNATURE_V1,
     ALG_ED25519,
     MAX_SIGNATURES,

@@ -12,7 +12,7 @@ import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client.policy import (
+from sigledger.client.install.policy import (
     Decision,
     LogTrust,
     Policy,
@@ -26,8 +26,8 @@ from client.policy import (
     parse_policy,
     pin_projects,
 )
-from ledger.errors import ConfigError
-from ledger.note import ALG_COSIGNATURE_V1, Signer, Verifier
+from sigledger.ledger.errors import ConfigError
+from sigledger.ledger.note import ALG_COSIGNATURE_V1, Signer, Verifier
 
 DATA = Path(__file__).parent / "data"
 

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.api import JSON_TYPE, MSGPACK_TYPE, encode_add_request
-from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.merkle import EMPTY_ROOT
-from ledger.note import Signer
-from ledger.witnessproto import AddCheckpointRequest, format_add_checkpoint
+from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
+from sigledger.ledger.merkle import EMPTY_ROOT
+from sigledger.ledger.note import Signer
+from sigledger.ledger.wire import JSON_TYPE, MSGPACK_TYPE, encode_add_request
+from sigledger.ledger.witnessproto import AddCheckpointRequest, format_add_checkpoint
 from tests.helpers import LogProcess, WitnessProcess, signed
 
 ALICE = Signer.from_seed("alice", bytes([7]) * 32)

@@ -10,17 +10,18 @@ from typing import Any
 
 import pytest
 
-from ledger import merkle
-from ledger.checkpoint import open_checkpoint
-from ledger.note import Signer
-from ledger.sequencer import (
+from sigledger.ledger import merkle
+from sigledger.ledger.checkpoint import open_checkpoint
+from sigledger.ledger.log.sequencer import (
     ConflictError,
     OverloadedError,
     Sequencer,
     SequencerConfig,
     ShuttingDownError,
 )
-from ledger.storage import EntryRow, Storage, StorageError, StorageLockedError
+from sigledger.ledger.log.storage import EntryRow, Storage
+from sigledger.ledger.note import Signer
+from sigledger.ledger.service.sqlite import StorageError, StorageLockedError
 from tests.helpers import signed
 
 LOG = Signer.from_seed("example.org/log", bytes(32))

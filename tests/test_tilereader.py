@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from client.remote import LogClient
-from client.state import CheckpointStore
-from client.tilereader import TileReader
-from client.verified import VerifiedLog
-from ledger import merkle, tiles
-from ledger.checkpoint import Checkpoint
-from ledger.errors import LogMisbehaviorError, VerificationError
-from ledger.note import Signer, Verifier
+from sigledger.client.checkpoints import CheckpointStore
+from sigledger.client.remote import LogClient
+from sigledger.client.tiles import TileReader
+from sigledger.client.trust import VerifiedLog
+from sigledger.ledger import merkle, tiles
+from sigledger.ledger.checkpoint import Checkpoint
+from sigledger.ledger.errors import LogMisbehaviorError, VerificationError
+from sigledger.ledger.note import Signer, Verifier
 from tests.helpers import LogProcess, signed
 
 

@@ -1,4 +1,4 @@
-"""Tests for ledger.tiles: tlog-tiles paths, tile math and entry bundles."""
+"""Tests for sigledger.ledger.tiles: tlog-tiles paths, tile math and entry bundles."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import tiles
-from ledger.errors import FormatError
-from ledger.merkle import MemoryTree, fold_nodes, leaf_hash, tree_nodes
-from ledger.tiles import (
+from sigledger.ledger import tiles
+from sigledger.ledger.errors import FormatError
+from sigledger.ledger.merkle import MemoryTree, fold_nodes, leaf_hash, tree_nodes
+from sigledger.ledger.tiles import (
     MAX_LEVEL,
     TILE_HEIGHT,
     TILE_WIDTH,
@@ -80,7 +80,7 @@ def test_module_is_pure() -> None:
             imported.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
-    assert imported <= {"__future__", "hashlib", "re", "collections", "dataclasses", "ledger"}
+    assert imported <= {"__future__", "hashlib", "re", "collections", "dataclasses", "sigledger"}
 
 
 def test_constants() -> None:

@@ -5,8 +5,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from ledger import merkle, tiles
-from ledger.tiletree import TiledTree
+from sigledger.ledger import merkle, tiles
+from sigledger.ledger.log.tiletree import TiledTree
 
 
 def _leaves(n: int, start: int = 0) -> list[bytes]:

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from client.remote import LogClient
-from client.state import CheckpointStore
-from client.verified import VerifiedLog
-from ledger import merkle
-from ledger.checkpoint import open_checkpoint
-from ledger.errors import LogMisbehaviorError, VerificationError
-from ledger.note import Signer, Verifier
+from sigledger.client.checkpoints import CheckpointStore
+from sigledger.client.remote import LogClient
+from sigledger.client.trust import VerifiedLog
+from sigledger.ledger import merkle
+from sigledger.ledger.checkpoint import open_checkpoint
+from sigledger.ledger.errors import LogMisbehaviorError, VerificationError
+from sigledger.ledger.note import Signer, Verifier
 from tests.helpers import LogProcess, signed
 
 ALICE = Signer.from_seed("alice", bytes([3]) * 32)

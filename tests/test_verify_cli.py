@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from client.policy import load_policy
-from client.publish import publish, write_key
-from client.remote import LogClient
-from ledger.note import Signer
+from sigledger.client.install.policy import load_policy
+from sigledger.client.publish.submit import publish, write_key
+from sigledger.client.remote import LogClient
+from sigledger.ledger.note import Signer
 from tests.helpers import LogProcess, make_release, run_cli, signed
 
 KEYS = {

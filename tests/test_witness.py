@@ -22,10 +22,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ledger import merkle
-from ledger.checkpoint import Checkpoint, format_checkpoint, parse_checkpoint, sign_checkpoint
-from ledger.errors import ConfigError
-from ledger.note import (
+from sigledger.ledger import merkle
+from sigledger.ledger.checkpoint import (
+    Checkpoint,
+    format_checkpoint,
+    parse_checkpoint,
+    sign_checkpoint,
+)
+from sigledger.ledger.errors import ConfigError
+from sigledger.ledger.note import (
     ALG_COSIGNATURE_V1,
     ALG_ED25519,
     Note,
@@ -38,10 +43,10 @@ from ledger.note import (
     sign_note,
     verify_cosignature,
 )
-from ledger.storage import StorageLockedError
-from ledger.witness import WitnessConfig, load_witness_config
-from ledger.witness_store import WitnessStore
-from ledger.witnessproto import (
+from sigledger.ledger.service.sqlite import StorageLockedError
+from sigledger.ledger.witness.app import WitnessConfig, load_witness_config
+from sigledger.ledger.witness.store import WitnessStore
+from sigledger.ledger.witnessproto import (
     SIZE_CONTENT_TYPE,
     AddCheckpointRequest,
     format_add_checkpoint,

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from client.verify import check_witness_quorum
-from ledger import merkle
-from ledger.checkpoint import Checkpoint, format_checkpoint, sign_checkpoint
-from ledger.errors import VerificationError
-from ledger.note import ALG_COSIGNATURE_V1, Signer, sign_cosignature, sign_note
+from sigledger.client.receipts import check_witness_quorum
+from sigledger.ledger import merkle
+from sigledger.ledger.checkpoint import Checkpoint, format_checkpoint, sign_checkpoint
+from sigledger.ledger.errors import VerificationError
+from sigledger.ledger.note import ALG_COSIGNATURE_V1, Signer, sign_cosignature, sign_note
 
 LOG = Signer.from_seed("example.org/log", bytes(32))
 W = [Signer.from_seed(f"w{i}.example", bytes([i + 1]) * 32, ALG_COSIGNATURE_V1) for i in range(3)]

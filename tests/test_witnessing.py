@@ -13,14 +13,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from client.publish import publish
-from client.remote import LogClient
-from client.verify import check_witness_quorum, verify_receipt
-from ledger.api import JSON_TYPE, encode_add_request
-from ledger.checkpoint import open_checkpoint
-from ledger.entry import SignedStatement
-from ledger.errors import VerificationError
-from ledger.note import ALG_COSIGNATURE_V1, Signer, Verifier, parse_note
+from sigledger.client.publish.submit import publish
+from sigledger.client.receipts import check_witness_quorum, verify_receipt
+from sigledger.client.remote import LogClient
+from sigledger.ledger.checkpoint import open_checkpoint
+from sigledger.ledger.entry import SignedStatement
+from sigledger.ledger.errors import VerificationError
+from sigledger.ledger.note import ALG_COSIGNATURE_V1, Signer, Verifier, parse_note
+from sigledger.ledger.wire import JSON_TYPE, encode_add_request
 from tests.helpers import (
     LogProcess,
     WitnessProcess,

@@ -1,4 +1,4 @@
-"""The c2sp.org/tlog-witness wire format (ledger.witnessproto): round trips,
+"""The c2sp.org/tlog-witness wire format (sigledger.ledger.witnessproto): round trips,
 strictness, and "never raises anything but FormatError"."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.errors import FormatError
-from ledger.note import NoteSignature, Verifier, verify_cosignature
-from ledger.witnessproto import (
+from sigledger.ledger.errors import FormatError
+from sigledger.ledger.note import NoteSignature, Verifier, verify_cosignature
+from sigledger.ledger.witnessproto import (
     MAX_PROOF_LINES,
     SIZE_CONTENT_TYPE,
     AddCheckpointRequest,
@@ -306,5 +306,12 @@ def test_module_is_pure() -> None:
             imported.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module)
-    allowed = {"__future__", "base64", "re", "dataclasses", "ledger.errors", "ledger.note"}
+    allowed = {
+        "__future__",
+        "base64",
+        "re",
+        "dataclasses",
+        "sigledger.ledger.errors",
+        "sigledger.ledger.note",
+    }
     assert imported <= allowed, imported - allowed

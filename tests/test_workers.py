@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ledger.api import JSON_TYPE, encode_add_request
-from ledger.note import Signer
-from ledger.workers import VerifyPool
+from sigledger.ledger.note import Signer
+from sigledger.ledger.service.workers import VerifyPool
+from sigledger.ledger.wire import JSON_TYPE, encode_add_request
 from tests.helpers import LogProcess, get, post_add, signed, worker_pids
 
 BOB = Signer.from_seed("bob", bytes([11]) * 32)

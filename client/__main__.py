@@ -1,9 +1,0 @@
-"""``python -m client``: the same as the ``sigledger`` command."""
-
-import sys
-
-from client.cli import main
-
-# Guarded: worker processes started with "spawn" import this module again.
-if __name__ == "__main__":
-    sys.exit(main())

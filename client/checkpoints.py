@@ -1,0 +1,51 @@
+"""The client's memory of each log: the last verified checkpoint, per origin.
+
+Layout: ``<state dir>/checkpoints/<hex SHA-256 of the origin>`` holds the
+signed checkpoint note exactly as the log served it. It is only ever
+written after its signature *and* its consistency with the previous one were
+verified (trust on first use, then append-only), and it is replaced
+atomically (write a temporary file, fsync, rename), so a crash leaves either
+the old or the new checkpoint, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from sigledger.ledger.errors import ConfigError
+
+
+class CheckpointStore:
+    def __init__(self, state_dir: Path | str) -> None:
+        self.dir = Path(state_dir) / "checkpoints"
+
+    def _path(self, origin: str) -> Path:
+        return self.dir / hashlib.sha256(origin.encode()).hexdigest()
+
+    def load(self, origin: str) -> bytes | None:
+        """The last verified checkpoint note for ``origin``, or None on first use."""
+        try:
+            return self._path(origin).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ConfigError(f"cannot read client state {self._path(origin)}: {exc}") from None
+
+    def save(self, origin: str, note: bytes) -> None:
+        """Atomically replace the stored checkpoint (call only after verifying it)."""
+        path = self._path(origin)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            with tmp.open("wb") as fh:
+                fh.write(note)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write client state {path}: {exc}; set "
+                "SIGLEDGER_STATE_DIR to a writable directory"
+            ) from None

@@ -1,0 +1,326 @@
+"""Installer checks: is each pinned hash logged, and signed by whom the policy requires?
+
+For every artifact (a file, a ``sha256:`` digest, a requirements.txt or
+pylock.toml pin) :func:`check_artifacts` asks the log, through
+:class:`~sigledger.client.trust.VerifiedLog` (so every answer is proven):
+
+1. which entries attest this exact SHA-256 (lookup by hash);
+2. which of those are for the pinned project (and version, file name and
+   size, where the pin says);
+3. whether the distinct signers of those entries satisfy the policy's rule for
+   the project (n of m trusted signers);
+4. whether any signer the rule trusts logged a *different* hash for the same
+   file -- an alarm: someone is being shown another file.
+
+The outcome of each artifact is an :class:`Outcome` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from sigledger.client.install.lockfiles import Pin
+from sigledger.client.install.policy import Policy
+from sigledger.client.publish.submit import hash_file
+from sigledger.client.receipts import check_witness_quorum, verify_receipt
+from sigledger.client.trust import VerifiedEntry, VerifiedLog
+from sigledger.ledger.entry import Statement, file_identity, parse_release_filename
+from sigledger.ledger.errors import FormatError, VerificationError
+
+RESULT_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """Something to check: a digest and whatever is known about the file."""
+
+    name: str  # for display: a path, "sha256:...", or "requirements.txt:12"
+    sha256: bytes
+    project: str | None = None
+    version: str | None = None
+    filename: str | None = None
+    size: int | None = None
+
+    @classmethod
+    def from_pin(cls, pin: Pin) -> Artifact:
+        if pin.filename is not None:
+            name = f"{pin.filename} ({pin.source})"
+        elif pin.project:
+            name = f"{pin.project}=={pin.version} sha256:{pin.sha256.hex()[:16]}… ({pin.source})"
+        else:
+            name = f"sha256:{pin.sha256.hex()}"
+        project = pin.project or None
+        return cls(name, pin.sha256, project, pin.version, pin.filename, pin.size)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Artifact:
+        digest, size = hash_file(path)
+        project: str | None
+        version: str | None
+        try:
+            project, version = parse_release_filename(path.name)
+        except FormatError:
+            project = version = None  # not a wheel/sdist name: match by hash only
+        filename = path.name if project else None
+        return cls(str(path), digest, project, version, filename, size)
+
+    def matches(self, e: VerifiedEntry) -> bool:
+        """The entry attests this artifact: same bytes, and the same file by its
+        identity (any spelling of the filename, any spelling of an equal version)."""
+        st = e.entry.statement
+        return (
+            st.sha256 == self.sha256
+            and (self.project is None or st.project == self.project)
+            and (self.version is None or _same_version(st.version, self.version))
+            and (self.filename is None or _same_file(st, self.filename))
+            and (self.size is None or st.size == self.size)
+        )
+
+
+@dataclass
+class Outcome:
+    artifact: Artifact
+    ok: bool
+    reason: str
+    alarm: bool = False
+    project: str | None = None
+    entries: list[VerifiedEntry] = field(default_factory=list)
+    trusted: tuple[str, ...] = ()
+    conflicts: list[VerifiedEntry] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        def entry_json(e: VerifiedEntry) -> dict[str, Any]:
+            st = e.entry.statement
+            return {
+                "log_index": e.index,
+                "project": st.project,
+                "version": st.version,
+                "filename": st.filename,
+                "sha256": st.sha256.hex(),
+                "size": st.size,
+                "signer": e.entry.signed.signer_vkey(),
+                "integrated_time_ms": e.entry.time_ms,
+                "tree_size": e.checkpoint.size,
+            }
+
+        a = self.artifact
+        return {
+            "artifact": a.name,
+            "sha256": a.sha256.hex(),
+            "project": self.project or a.project,
+            "version": a.version,
+            "filename": a.filename,
+            "ok": self.ok,
+            "alarm": self.alarm,
+            "reason": self.reason,
+            "trusted_signers": list(self.trusted),
+            "entries": [entry_json(e) for e in self.entries],
+            "conflicting_entries": [entry_json(e) for e in self.conflicts],
+        }
+
+
+FileKey = str  # a file identity key (sigledger.ledger.entry.file_identity)
+
+
+def _same_version(logged: str, wanted: str) -> bool:
+    try:
+        return Version(logged) == Version(wanted)
+    except InvalidVersion:
+        return logged == wanted
+
+
+def _same_file(st: Statement, filename: str) -> bool:
+    """``filename`` names the file ``st`` is about, in any spelling."""
+    try:
+        return st.identity == file_identity(filename)
+    except FormatError:
+        return st.filename == filename
+
+
+class _Verdicts:
+    """Signature checks of logged entries, each done once per run."""
+
+    def __init__(self) -> None:
+        self._ok: dict[int, bool] = {}
+
+    def __call__(self, e: VerifiedEntry) -> bool:
+        if e.index not in self._ok:
+            self._ok[e.index] = e.entry.signed.verify()
+        return self._ok[e.index]
+
+
+def evaluate(
+    policy: Policy,
+    a: Artifact,
+    found: Sequence[VerifiedEntry],
+    same_file: Mapping[FileKey, Sequence[VerifiedEntry]],
+    signature_ok: Callable[[VerifiedEntry], bool] | None = None,
+) -> Outcome:
+    """Decide one artifact from verified entries: ``found`` attest its digest,
+    ``same_file`` holds every known entry per file (for the conflict alarm)."""
+    verified = signature_ok or _Verdicts()
+    bad = [e for e in found if not verified(e)]
+    if bad:
+        return Outcome(
+            a,
+            False,
+            f"the log holds entry #{bad[0].index} whose publisher signature does not verify",
+            alarm=True,
+            entries=bad,
+        )
+    matching = [e for e in found if a.matches(e)]
+    if not matching:
+        if found:
+            other = found[0].entry.statement
+            return Outcome(
+                a,
+                False,
+                f"not logged for this release; the log has this hash "
+                f"only as {other.project} {other.version} {other.filename}",
+            )
+        return Outcome(a, False, "not in the log")
+    by_project: dict[str, list[VerifiedEntry]] = {}
+    for e in matching:
+        by_project.setdefault(e.entry.statement.project, []).append(e)
+    outcome: Outcome | None = None
+    for project, entries in sorted(by_project.items()):
+        decision = policy.evaluate(project, {e.entry.signed.signer_vkey() for e in entries})
+        candidate = Outcome(
+            a,
+            decision.ok,
+            decision.reason,
+            project=project,
+            entries=entries,
+            trusted=decision.trusted,
+        )
+        if decision.ok or outcome is None:
+            outcome = candidate
+        if decision.ok:
+            break
+    assert outcome is not None
+    conflicts = _conflicts(policy, outcome, same_file, verified)
+    if conflicts:
+        c = conflicts[0]
+        st = c.entry.statement
+        return Outcome(
+            a,
+            False,
+            f"ALARM: trusted signer {c.entry.signed.signer_vkey()} logged a different hash "
+            f"sha256:{st.sha256.hex()} for {st.filename} (entry #{c.index})",
+            alarm=True,
+            project=outcome.project,
+            entries=outcome.entries,
+            trusted=outcome.trusted,
+            conflicts=conflicts,
+        )
+    return outcome
+
+
+def _conflicts(
+    policy: Policy,
+    outcome: Outcome,
+    same_file: Mapping[FileKey, Sequence[VerifiedEntry]],
+    verified: Callable[[VerifiedEntry], bool],
+) -> list[VerifiedEntry]:
+    """Entries by signers the rule trusts that give another hash for the same file."""
+    if outcome.project is None:
+        return []
+    rule = policy.rule_for(outcome.project)
+    if rule is None:
+        return []
+    files = {_file_key(e) for e in outcome.entries}
+    return [
+        e
+        for key in sorted(files)
+        for e in same_file.get(key, ())
+        if e.entry.statement.sha256 != outcome.artifact.sha256
+        and e.entry.signed.signer_vkey() in rule.signers
+        and verified(e)
+    ]
+
+
+def _file_key(e: VerifiedEntry) -> FileKey:
+    return e.entry.statement.identity.key
+
+
+async def check_artifacts(
+    log: VerifiedLog,
+    policy: Policy,
+    artifacts: Sequence[Artifact],
+    *,
+    progress: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Check every artifact; results in input order.
+
+    The log's checkpoint is verified (and made consistent with the stored one)
+    first, so a misbehaving log fails the whole run before any lookup. Then one
+    batch lookup (per 1000 digests) fetches every entry for the digests and for
+    the same files, each with its inclusion proof.
+    """
+    await log.checkpoint()
+    digests = sorted({a.sha256.hex() for a in artifacts})
+    entries = await log.lookup_hashes(digests, related=True)
+    by_hash: dict[bytes, list[VerifiedEntry]] = {}
+    same_file: dict[FileKey, list[VerifiedEntry]] = {}
+    for e in entries:
+        by_hash.setdefault(e.entry.statement.sha256, []).append(e)
+        same_file.setdefault(_file_key(e), []).append(e)
+    verdicts = _Verdicts()
+    outcomes = []
+    for a in artifacts:
+        result = evaluate(policy, a, by_hash.get(a.sha256, []), same_file, verdicts)
+        if progress is not None:
+            progress(result)
+        outcomes.append(result)
+    return outcomes
+
+
+def check_offline(policy: Policy, a: Artifact, receipt: dict[str, Any]) -> Outcome:
+    """Check an artifact with only its receipt and the policy (no network).
+
+    Only the signer recorded in the receipt is known offline, so a rule
+    needing more than one signer cannot be met this way.
+    """
+    origin = receipt.get("log", {}).get("origin") if isinstance(receipt.get("log"), dict) else None
+    if not isinstance(origin, str):
+        try:
+            origin = str(receipt["inclusion_proof"]["checkpoint"]).split("\n", 1)[0]
+        except (KeyError, TypeError):
+            return Outcome(a, False, "the receipt names no log")
+    trust = policy.log_for(origin)
+    if trust is None:
+        return Outcome(
+            a, False, f"the receipt is from log {origin}, which the policy does not trust"
+        )
+    try:
+        v = verify_receipt(receipt, log_key=trust.verifier)
+    except VerificationError as exc:
+        return Outcome(a, False, f"the receipt does not verify: {exc}")
+    st = v.entry.statement
+    if st.sha256 != a.sha256 or (a.filename is not None and not _same_file(st, a.filename)):
+        return Outcome(
+            a, False, f"the receipt is for {st.filename} sha256:{st.sha256.hex()}, not this file"
+        )
+    if v.checkpoint.origin != trust.origin:
+        return Outcome(a, False, f"the receipt's checkpoint is for {v.checkpoint.origin}")
+    try:
+        check_witness_quorum(
+            str(receipt["inclusion_proof"]["checkpoint"]).encode(),
+            policy.witnesses.verifiers,
+            policy.witnesses.quorum,
+        )
+    except VerificationError as exc:
+        return Outcome(a, False, str(exc))
+    decision = policy.evaluate(st.project, [v.entry.signed.signer_vkey()])
+    return Outcome(
+        a,
+        decision.ok,
+        decision.reason + " (offline, from the receipt)",
+        project=st.project,
+        trusted=decision.trusted,
+    )

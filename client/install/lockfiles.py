@@ -1,0 +1,534 @@
+r"""Where installers keep the hashes they will accept: requirements files and pylock.toml.
+
+Every reader returns :class:`Pin` records, one per (requirement or file, SHA-256
+digest). SHA-256 is the only digest the log indexes; sha384/sha512-only entries are
+errors. Every problem raises :class:`LockfileError` with a message that starts
+``FILE:LINE:``.
+
+**requirements.txt** (pip's format, the hash-pinned subset written by
+``pip-compile --generate-hashes``, ``uv pip compile --generate-hashes`` and
+``uv export --format requirements-txt``)::
+
+    # comment lines, and comments after white space, are ignored
+    --index-url https://pypi.org/simple     # global options: ignored
+    -r base.txt                             # include, relative to this file
+    -c constraints.txt                      # constraints: skipped, see below
+    certifi==2024.8.30 \
+        --hash=sha256:7d3b...63cb \
+        --hash=sha256:9f6d...7a4b
+        # via requests
+    colorama==0.4.6 ; sys_platform == "win32" --hash sha256:08695f...
+    sampleproject @ https://example.org/sampleproject-4.0.0.tar.gz --hash=sha256:...
+
+The rules, as pip applies them:
+
+* A line ending in a backslash continues on the next line; the joined line has
+  the number of its first line. A line carrying a comment is never continued.
+* ``#`` starts a comment at the start of a line or after white space (so
+  ``#egg=`` in a URL is not one). Environment variables are not expanded.
+* A line that starts with ``-`` holds global options. ``-r``/``--requirement``
+  includes another file (relative paths are relative to the including file;
+  an include cycle is an error). ``-c``/``--constraint`` files are skipped
+  entirely: a constraint only narrows versions of requirements named
+  elsewhere, pip does not require hashes there and does not reliably apply
+  them, so the hashes that decide what is installed are those on requirement
+  lines. ``-i``/``--index-url``, ``--extra-index-url``, ``--no-index``,
+  ``-f``/``--find-links``, ``--require-hashes``, ``--only-binary``,
+  ``--no-binary``, ``--prefer-binary``, ``--pre``, ``--trusted-host`` and
+  ``--use-feature`` are ignored; ``-e``/``--editable`` is an error (an editable
+  tree has no file hash); any other option is an error.
+* Otherwise the words up to the first one starting with ``-`` are a PEP 508
+  requirement (parsed by ``packaging.requirements.Requirement``), and the rest
+  are its options: ``--hash=ALG:HEX`` or ``--hash ALG:HEX`` (ALG sha256, sha384
+  or sha512; hex digits in either case), and the ignored ``--config-settings``/
+  ``-C`` and ``--global-option``.
+* Every requirement needs at least one ``--hash`` and must be pinned with a
+  single ``==`` (or ``===``) version, or be a direct reference ``NAME @ URL``
+  (whose version is then unknown). Environment markers are not evaluated:
+  every line counts.
+* The file is UTF-8 (an initial BOM is allowed). Lines are split as
+  ``str.splitlines`` splits them, as pip does.
+
+**pylock.toml** (PEP 751, ``lock-version = "1.0"``; ``packaging.pylock`` validates
+it, accepting any 1.x and rejecting other versions). Each wheel, sdist and
+archive yields one Pin with its ``size``, its filename (``name``, else the last
+part of ``path``, else of ``url``) and the package's ``version`` (when absent,
+the version in a wheel or sdist filename)::
+
+    lock-version = "1.0"
+    created-by = "uv"
+
+    [[packages]]
+    name = "certifi"
+    version = "2024.8.30"
+    sdist = { url = "https://files.example/certifi-2024.8.30.tar.gz", size = 168507, hashes = { sha256 = "..." } }
+    wheels = [
+        { url = "https://files.example/certifi-2024.8.30-py3-none-any.whl", size = 167321, hashes = { sha256 = "..." } },
+    ]
+
+    [[packages]]
+    name = "sampleproject"
+    directory = { path = ".", editable = true }
+
+Packages from a VCS checkout or a directory have no file hash: they are not
+errors, :func:`read_pylock` returns them separately and the caller decides.
+Beyond what ``packaging.pylock`` checks, the sha256 value must be 64 hex digits
+(either case) and ``size`` must not be negative.
+
+**Command-line hashes** (:func:`pins_from_args`): ``sha256:<64 lowercase hex>``.
+"""  # noqa: E501 (the pylock example lines are as long as uv writes them)
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from packaging.pylock import Package, Pylock, PylockValidationError
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from sigledger.client.install.tomlpos import TomlPath, line_of, toml_decode_error, toml_lines
+from sigledger.ledger.entry import parse_release_filename
+from sigledger.ledger.errors import FormatError
+
+__all__ = [
+    "LockfileError",
+    "Pin",
+    "TomlPath",
+    "line_of",
+    "pins_from_args",
+    "read_pylock",
+    "read_requirements",
+    "toml_decode_error",
+    "toml_lines",
+]
+
+# The digest lengths pip accepts for --hash (pip's "strong" hashes), in hex digits.
+_HASH_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+_SHA256_ARG = re.compile(r"sha256:([0-9a-f]{64})")
+# pip's rule: "#" starts a comment at the start of a line or after white space.
+# pip writes it as (^|\s+)#, which backtracks quadratically over long runs of
+# blanks; a lookbehind finds the same comments in linear time.
+_COMMENT = re.compile(r"(?:^|(?<=\s))#.*$")
+
+
+class LockfileError(FormatError):
+    """A requirements file, pylock.toml or hash argument cannot be used."""
+
+    hint = (
+        "Fix the file named above (or regenerate it with hashes, e.g. "
+        "`pip-compile --generate-hashes` or `uv export -o pylock.toml`) and try again."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """One SHA-256 digest an installer will accept for a project."""
+
+    project: str  # PEP 503 canonical
+    version: str | None  # PEP 440 normalized; None when unknown (direct references)
+    sha256: bytes  # 32 bytes
+    filename: str | None  # known for pylock files, None for requirements files
+    size: int | None  # known for pylock files that record it
+    source: str  # "requirements.txt:12" or "pylock.toml:packages[3].wheels[0]"
+
+
+# ---------------------------------------------------------------------------
+# Command-line hashes
+
+
+def pins_from_args(values: Sequence[str]) -> list[Pin]:
+    """Pins for ``sha256:<64 lowercase hex>`` strings (project and version unknown).
+
+    The project is ``""`` (unknown), version, filename and size are None, and
+    ``source`` is ``"argument N"`` (1-based).
+    """
+    pins: list[Pin] = []
+    for number, value in enumerate(values, start=1):
+        match = _SHA256_ARG.fullmatch(value)
+        if match is None:
+            raise LockfileError(
+                f"argument {number}: {_short(value)} is not sha256:<64 lowercase hex digits>"
+            )
+        pins.append(Pin("", None, bytes.fromhex(match.group(1)), None, None, f"argument {number}"))
+    return pins
+
+
+def _short(value: str, limit: int = 80) -> str:
+    """``repr(value)``, shortened: error messages must stay readable."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------
+# requirements.txt
+
+_GLOBAL_WITH_VALUE = {
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "--only-binary",
+    "--no-binary",
+    "--trusted-host",
+    "--use-feature",
+}
+_GLOBAL_FLAGS = {"--no-index", "--require-hashes", "--pre", "--prefer-binary"}
+_REQ_OPTIONS_WITH_VALUE = {"-C", "--config-settings", "--global-option"}
+
+
+def _read_text(path: Path, where: str) -> str:
+    """The UTF-8 text of a regular file (an initial BOM dropped)."""
+    try:
+        # A device or FIFO could block forever or never end.
+        regular = path.is_file()
+        data = path.read_bytes() if regular else b""
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise LockfileError(f"{where}: cannot read {_short(str(path))}: {exc}") from None
+    if not regular:
+        problem = "is not a regular file" if path.exists() else "does not exist"
+        raise LockfileError(f"{where}: {_short(str(path))} {problem}")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise LockfileError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """Join continuation lines and drop comments; (first line number, text)."""
+    result: list[tuple[int, str]] = []
+    parts: list[str] = []
+    first = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        has_comment = _COMMENT.search(line) is not None
+        if line.endswith("\\") and not has_comment:
+            if not parts:
+                first = number
+            parts.append(line[:-1])
+            continue
+        if parts:
+            parts.append(line)
+            result.append((first, "".join(parts)))
+            parts = []
+        else:
+            result.append((number, line))
+    if parts:  # the file ends with a backslash
+        result.append((first, "".join(parts)))
+    return [(number, _COMMENT.sub("", line).strip()) for number, line in result]
+
+
+def _split_words(text: str, where: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise LockfileError(f"{where}: cannot split options: {exc}") from None
+
+
+def _option_value(words: list[str], index: int, where: str) -> tuple[str, str, int]:
+    """(option, value, next index) for ``--opt=V``, ``--opt V``, ``-oV`` or ``-o V``."""
+    word = words[index]
+    if word.startswith("--"):
+        name, eq, value = word.partition("=")
+        if eq:
+            return name, value, index + 1
+    elif len(word) > 2:
+        return word[:2], word[2:], index + 1
+    else:
+        name = word
+    if index + 1 >= len(words):
+        raise LockfileError(f"{where}: option {name} needs a value")
+    return name, words[index + 1], index + 2
+
+
+def _option_name(word: str) -> str:
+    if word.startswith("--"):
+        return word.partition("=")[0]
+    return word[:2]
+
+
+class _RequirementsReader:
+    def __init__(self) -> None:
+        self.pins: list[Pin] = []
+        # The files being read, outermost first: (resolved path, name as shown).
+        self.stack: list[tuple[Path, str]] = []
+
+    def read(self, path: Path, where: str) -> None:
+        shown = str(path)
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop
+            raise LockfileError(f"{where}: cannot read {_short(shown)}: {exc}") from None
+        open_files = [p for p, _ in self.stack]
+        if resolved in open_files:
+            names = [name for _, name in self.stack[open_files.index(resolved) :]]
+            raise LockfileError(f"{where}: include cycle: {' -> '.join([*names, shown])}")
+        text = _read_text(path, where)
+        self.stack.append((resolved, shown))
+        for number, line in _logical_lines(text):
+            if not line:
+                continue
+            here = f"{shown}:{number}"
+            if line.startswith("-"):
+                self.option_line(path, line, here)
+            else:
+                self.requirement_line(line, here)
+        self.stack.pop()
+
+    def option_line(self, path: Path, line: str, where: str) -> None:
+        words = _split_words(line, where)
+        index = 0
+        while index < len(words):
+            word = words[index]
+            name = _option_name(word)
+            if name in ("-r", "--requirement"):
+                _, value, index = _option_value(words, index, where)
+                self.include(path, value, where)
+            elif name in ("-c", "--constraint"):
+                _, _, index = _option_value(words, index, where)
+            elif name in ("-e", "--editable"):
+                raise LockfileError(
+                    f"{where}: editable requirement is not pinned by hash "
+                    "(an editable source tree has no file hash)"
+                )
+            elif name in _GLOBAL_WITH_VALUE:
+                _, _, index = _option_value(words, index, where)
+            elif word in _GLOBAL_FLAGS:
+                index += 1
+            elif name == "--hash":
+                raise LockfileError(
+                    f"{where}: --hash without a requirement on its line (is a backslash "
+                    "missing on the line above, or a comment in the middle of a requirement?)"
+                )
+            else:
+                raise LockfileError(f"{where}: unknown or unsupported option {_short(word)}")
+
+    def include(self, path: Path, value: str, where: str) -> None:
+        if "://" in value:
+            raise LockfileError(f"{where}: cannot include {_short(value)}: only local files")
+        target = Path(value)
+        if not target.is_absolute():
+            target = path.parent / target
+        self.read(target, where)
+
+    def requirement_line(self, line: str, where: str) -> None:
+        # pip's split: the words before the first one that starts with "-" are
+        # the requirement, the rest are its options.
+        words = line.split(" ")
+        cut = next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
+        spec = " ".join(words[:cut]).strip()
+        option_words = _split_words(" ".join(words[cut:]), where)
+        hashes: dict[str, list[str]] = {}
+        index = 0
+        while index < len(option_words):
+            name = _option_name(option_words[index])
+            if name == "--hash":
+                _, value, index = _option_value(option_words, index, where)
+                alg, hexdigest = _parse_hash(value, where)
+                if hexdigest not in hashes.setdefault(alg, []):
+                    hashes[alg].append(hexdigest)
+            elif name in _REQ_OPTIONS_WITH_VALUE:
+                _, _, index = _option_value(option_words, index, where)
+            else:
+                raise LockfileError(
+                    f"{where}: unknown or unsupported option {_short(option_words[index])} "
+                    "after a requirement"
+                )
+        req = _parse_requirement(spec, where)
+        project = str(canonicalize_name(req.name))
+        if not hashes:
+            raise LockfileError(f"{where}: {project} is not pinned by hash (no --hash option)")
+        if "sha256" not in hashes:
+            raise LockfileError(
+                f"{where}: {project} has only {', '.join(sorted(hashes))} hashes; "
+                "the log indexes sha256, add --hash=sha256:..."
+            )
+        version = _pinned_version(req, project, where)
+        for hexdigest in hashes["sha256"]:
+            self.pins.append(Pin(project, version, bytes.fromhex(hexdigest), None, None, where))
+
+
+def _parse_hash(value: str, where: str) -> tuple[str, str]:
+    alg, sep, hexdigest = value.partition(":")
+    alg = alg.lower()
+    if not sep or alg not in _HASH_HEX_LENGTHS:
+        raise LockfileError(
+            f"{where}: --hash {_short(value)} is not ALG:HEX with ALG sha256, sha384 or sha512"
+        )
+    length = _HASH_HEX_LENGTHS[alg]
+    if len(hexdigest) != length or not all(c in "0123456789abcdefABCDEF" for c in hexdigest):
+        raise LockfileError(f"{where}: --hash {_short(value)}: want {length} hex digits")
+    return alg, hexdigest.lower()
+
+
+def _parse_requirement(spec: str, where: str) -> Requirement:
+    try:
+        return Requirement(spec)
+    except InvalidRequirement as exc:
+        # pip's bare archive URLs and paths end up here: they name no project.
+        detail = str(exc).splitlines()[0]
+        raise LockfileError(
+            f"{where}: {_short(spec)} is not a PEP 508 requirement ({detail}); "
+            "a direct URL is written NAME @ URL"
+        ) from None
+
+
+def _pinned_version(req: Requirement, project: str, where: str) -> str | None:
+    """The normalized ``==``/``===`` version, or None for a direct reference."""
+    if req.url is not None:
+        return None
+    specs = list(req.specifier)
+    if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
+        raise LockfileError(
+            f"{where}: {project} is not pinned to one version with == (got {_short(str(req))})"
+        )
+    try:
+        return str(Version(specs[0].version))
+    except InvalidVersion:
+        raise LockfileError(
+            f"{where}: {project} version {_short(specs[0].version)} is not a PEP 440 version"
+        ) from None
+
+
+def read_requirements(path: str | Path) -> list[Pin]:
+    """One Pin per (requirement, sha256 digest) of a hash-pinned requirements file.
+
+    Includes (``-r``) are read in place, in file order. Raises LockfileError
+    (``FILE:LINE: ...``) for anything that cannot be checked against the log:
+    see the module docstring for the exact rules.
+    """
+    reader = _RequirementsReader()
+    path = Path(path)
+    reader.read(path, str(path))
+    return reader.pins
+
+
+# ---------------------------------------------------------------------------
+# pylock.toml
+
+_CONTEXT_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _context_path(context: str | None) -> TomlPath:
+    """``"packages[3].wheels[0]"`` -> ``("packages", 3, "wheels", 0)``."""
+    path: list[str | int] = []
+    for match in _CONTEXT_PART.finditer(context or ""):
+        path.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+    return tuple(path)
+
+
+def _basename(url: str | None, path: str | None) -> str | None:
+    if path:
+        return path.replace("\\", "/").rsplit("/", 1)[-1] or None
+    if url:
+        try:
+            url_path = urlsplit(url).path
+        except ValueError:
+            return None
+        return unquote(url_path.rsplit("/", 1)[-1]) or None
+    return None
+
+
+class _PylockReader:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+        self._lines: dict[TomlPath, int] | None = None
+
+    def fail(self, path: TomlPath, message: str) -> LockfileError:
+        if self._lines is None:
+            self._lines = toml_lines(self.text)
+        return LockfileError(f"{self.path}:{line_of(self._lines, path)}: {message}")
+
+    def read(self) -> tuple[list[Pin], list[str]]:
+        try:
+            data = tomllib.loads(self.text)
+        except tomllib.TOMLDecodeError as exc:
+            line, message = toml_decode_error(exc, self.text)
+            raise LockfileError(f"{self.path}:{line}: invalid TOML: {message}") from None
+        try:
+            lock = Pylock.from_dict(data)
+        except PylockValidationError as exc:
+            prefix = f"{exc.context}: " if exc.context else ""
+            raise self.fail(_context_path(exc.context), f"{prefix}{exc.message}") from None
+        pins: list[Pin] = []
+        unhashed: list[str] = []
+        for number, package in enumerate(lock.packages):
+            self.package(number, package, pins, unhashed)
+        return pins, unhashed
+
+    def package(self, number: int, package: Package, pins: list[Pin], unhashed: list[str]) -> None:
+        base: TomlPath = ("packages", number)
+        label = f"packages[{number}]"
+        version = str(package.version) if package.version is not None else None
+        files: list[tuple[TomlPath, str | None, int | None, Mapping[str, str], bool]] = []
+        for index, wheel in enumerate(package.wheels or ()):
+            files.append(((*base, "wheels", index), wheel.filename, wheel.size, wheel.hashes, True))
+        if package.sdist is not None:
+            sdist = package.sdist
+            files.append(((*base, "sdist"), sdist.filename, sdist.size, sdist.hashes, True))
+        if package.archive is not None:
+            archive = package.archive
+            name = _basename(archive.url, archive.path)
+            files.append(((*base, "archive"), name, archive.size, archive.hashes, False))
+        if package.vcs is not None or package.directory is not None:
+            kind = "vcs" if package.vcs is not None else "directory"
+            unhashed.append(f"{package.name} ({kind}, {self.path}:{label})")
+        for where, filename, size, hashes, is_release in files:
+            dotted = label + "".join(
+                f"[{part}]" if isinstance(part, int) else f".{part}" for part in where[2:]
+            )
+            if size is not None and size < 0:
+                raise self.fail((*where, "size"), f"{dotted}: size {size} is negative")
+            digest = hashes.get("sha256")
+            if digest is None:
+                algs = ", ".join(sorted(hashes))
+                raise self.fail(
+                    (*where, "hashes"),
+                    f"{dotted}: has only {algs} hashes; the log indexes sha256",
+                )
+            if _SHA256_HEX.fullmatch(digest) is None:
+                raise self.fail(
+                    (*where, "hashes", "sha256"),
+                    f"{dotted}: sha256 {_short(digest)} is not 64 hex digits",
+                )
+            file_version = version
+            if file_version is None and is_release and filename is not None:
+                # packaging.pylock checked that wheel and sdist names parse.
+                try:
+                    file_version = parse_release_filename(filename)[1]
+                except FormatError:
+                    file_version = None
+            pins.append(
+                Pin(
+                    project=str(package.name),
+                    version=file_version,
+                    sha256=bytes.fromhex(digest),
+                    filename=filename,
+                    size=size,
+                    source=f"{self.path}:{dotted}",
+                )
+            )
+
+
+def read_pylock(path: str | Path) -> tuple[list[Pin], list[str]]:
+    """The Pins of a PEP 751 lock file, and the packages that carry no file hash.
+
+    One Pin per wheel, sdist and archive (each needs a sha256 hash). The second
+    list names each VCS or directory package as ``"NAME (vcs|directory,
+    FILE:packages[N])"``; whether those are acceptable is the caller's choice.
+    Raises LockfileError (``FILE:LINE: ...``).
+    """
+    path = Path(path)
+    text = _read_text(path, str(path))
+    return _PylockReader(path, text).read()

@@ -1,0 +1,577 @@
+"""The installer's trust policy: which logs, which witnesses, whose signatures.
+
+A policy is a TOML file (``policy.toml`` in the user configuration directory,
+or ``$SIGLEDGER_POLICY``). Version 1::
+
+    version = 1                       # required, exactly 1
+
+    [[log]]                           # one or more: the logs this installer trusts
+    url = "https://log.example.org"   # required, http:// or https://
+    key = "log.example.org+1a2b3c4d+AV..."   # required: the log's signed-note
+                                      # verifier key, Ed25519 (type 0x01)
+    origin = "log.example.org"        # optional checkpoint origin; default: the key's name
+
+    [witnesses]                       # optional
+    keys = ["w1.example+5e6f7a8b+BA...", "w2.example+9c0d1e2f+BB..."]
+                                      # verifier keys: cosignature/v1 (0x04) or Ed25519 (0x01)
+    quorum = 2                        # required here: 0 <= quorum <= len(keys)
+
+    [default]                         # optional: the rule for projects not listed below
+    signers = ["alice@example.org+2c4c362e+AQOh..."]
+    threshold = 1
+    any-signer = false
+
+    [project."requests"]              # one table per project
+    signers = ["a@example.org+...", "b@example.org+...", "c@example.org+..."]
+    threshold = 2
+
+A **signer rule** (``[default]`` or ``[project."NAME"]``) has these keys:
+
+* ``signers``: publisher verifier keys, Ed25519 (type 0x01), no key twice.
+  Required unless ``any-signer = true``.
+* ``threshold`` (default 1): at least this many *distinct* listed signers must
+  have logged the exact hash being installed (n of m). Between 1 and the number
+  of signers.
+* ``any-signer`` (default false): when true, a hash logged by *any* signer is
+  accepted. That proves the file was published to the log (everyone sees the
+  same file), not who made it, so it must be asked for explicitly; the
+  threshold then only needs to be at least 1.
+
+Project names are canonicalized (PEP 503) when the policy is loaded; two tables
+naming the same project (``[project.Foo_Bar]`` and ``[project.foo-bar]``) are
+an error. A project with no table uses ``[default]``; without a ``[default]``,
+it fails. Unknown keys and tables are errors, so a misspelt key cannot weaken
+the policy silently. Every error is a :class:`PolicyError` whose message starts
+``FILE:LINE:``.
+
+Witness keys are carried and validated here; the quorum is enforced by the
+checkpoint verification code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+import tomli_w
+from packaging.utils import InvalidName, canonicalize_name
+
+from sigledger.client.install.tomlpos import TomlPath, line_of, toml_decode_error, toml_lines
+from sigledger.ledger.errors import ConfigError, FormatError
+from sigledger.ledger.note import ALG_COSIGNATURE_V1, ALG_ED25519, Verifier
+
+__all__ = [
+    "POLICY_VERSION",
+    "Decision",
+    "LogTrust",
+    "Policy",
+    "PolicyError",
+    "SignerRule",
+    "WitnessPolicy",
+    "default_policy_path",
+    "default_state_dir",
+    "dump_policy",
+    "load_policy",
+    "parse_policy",
+    "pin_projects",
+]
+
+POLICY_VERSION = 1
+APP_NAME = "sigledger"
+
+_TOP_KEYS = ("version", "log", "witnesses", "default", "project")
+_LOG_KEYS = ("url", "key", "origin")
+_WITNESS_KEYS = ("keys", "quorum")
+_RULE_KEYS = ("signers", "threshold", "any-signer")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class PolicyError(ConfigError):
+    """The trust policy is missing, malformed or inconsistent."""
+
+    hint = "Fix the trust policy named above; nothing was verified or installed."
+
+
+@dataclass(frozen=True)
+class LogTrust:
+    """A trusted log: where it is, the key its checkpoints are signed with, its origin."""
+
+    url: str
+    verifier: Verifier
+    origin: str
+
+
+@dataclass(frozen=True)
+class WitnessPolicy:
+    """Witness keys and how many of them must cosign a checkpoint."""
+
+    verifiers: tuple[Verifier, ...] = ()
+    quorum: int = 0
+
+
+@dataclass(frozen=True)
+class SignerRule:
+    """Whose logged statements count for a project, and how many are needed."""
+
+    signers: frozenset[str]  # canonical verifier keys (Verifier.vkey)
+    threshold: int
+    any_signer: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of checking one hash against a signer rule."""
+
+    ok: bool
+    reason: str
+    trusted: tuple[str, ...]  # trusted signers that logged the hash, sorted
+    untrusted: tuple[str, ...]  # other signers that logged it, sorted
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated trust policy. ``source`` (the file it came from) is not compared."""
+
+    logs: tuple[LogTrust, ...]
+    witnesses: WitnessPolicy = WitnessPolicy()
+    default: SignerRule | None = None  # None: unlisted projects fail
+    projects: dict[str, SignerRule] = field(default_factory=dict)  # canonical name -> rule
+    source: str = field(default="<memory>", compare=False)
+
+    def rule_for(self, project: str) -> SignerRule | None:
+        """The rule of ``project`` (any spelling), else the default rule, else None."""
+        return self.projects.get(str(canonicalize_name(project)), self.default)
+
+    def evaluate(self, project: str, signers: Iterable[str]) -> Decision:
+        """Decide whether a hash is trusted for ``project``.
+
+        ``signers`` are the verifier keys of every signer the log shows
+        attesting this exact hash for this project. A signer counts once
+        however often it appears; signers outside the rule never count towards
+        the threshold.
+        """
+        name = str(canonicalize_name(project))
+        seen = set(signers)
+        rule = self.rule_for(name)
+        if rule is None:
+            return Decision(
+                False,
+                f"no policy for project {name} and no [default]",
+                (),
+                tuple(sorted(seen)),
+            )
+        trusted = tuple(sorted(seen & rule.signers))
+        untrusted = tuple(sorted(seen - rule.signers))
+        if rule.any_signer:
+            if not seen:
+                return Decision(False, "no signer has logged this hash", trusted, untrusted)
+            return Decision(
+                True,
+                f"logged by {len(seen)} signer(s) and any-signer is set "
+                "(this proves publication, not authorship)",
+                trusted,
+                untrusted,
+            )
+        if len(trusted) >= rule.threshold:
+            return Decision(
+                True,
+                f"signed by {len(trusted)} of {len(rule.signers)} trusted signers "
+                f"(threshold {rule.threshold}): {', '.join(trusted)}",
+                trusted,
+                untrusted,
+            )
+        if not trusted:
+            detail = (
+                f"signed only by: {', '.join(untrusted)}"
+                if untrusted
+                else "no signer has logged this hash"
+            )
+            return Decision(
+                False, f"not signed by any trusted signer ({detail})", trusted, untrusted
+            )
+        return Decision(
+            False,
+            f"{rule.threshold} of {len(rule.signers)} required signers, "
+            f"got {len(trusted)}: {', '.join(trusted)}",
+            trusted,
+            untrusted,
+        )
+
+    def log_for(self, url_or_origin: str) -> LogTrust | None:
+        """The trusted log with this URL (a trailing "/" ignored) or this origin."""
+        wanted = url_or_origin.rstrip("/")
+        for log in self.logs:
+            if log.url.rstrip("/") == wanted or log.origin == url_or_origin:
+                return log
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+def _display(path: TomlPath) -> str:
+    """``("project", "my proj", "signers", 2)`` -> ``project."my proj".signers[2]``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        key = part
+        if _BARE_KEY.fullmatch(part) is None:
+            key = tomli_w.dumps({part: 0}).removesuffix(" = 0\n")
+        text += f".{key}" if text else key
+    return text
+
+
+def _is_http_url(url: str) -> bool:
+    if not url.isprintable() or " " in url:
+        return False
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. a malformed IPv6 host
+        return False
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Parser:
+    """Validates the parsed TOML and builds the Policy, pointing errors at lines."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
+        self.source = source
+        self._lines: dict[TomlPath, int] | None = None
+
+    def error(self, path: TomlPath, message: str) -> PolicyError:
+        # Line numbers are only needed on this path, so the text is scanned lazily.
+        if self._lines is None:
+            self._lines = toml_lines(self.text)
+        prefix = f"{_display(path)}: " if path else ""
+        return PolicyError(f"{self.source}:{line_of(self._lines, path)}: {prefix}{message}")
+
+    def table(self, path: TomlPath, value: object, known: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(path, f"must be a table, not {_short(value)}")
+        for key in value:
+            if key not in known:
+                raise self.error((*path, key), f"unknown key (expected one of: {', '.join(known)})")
+        return value
+
+    def integer(self, path: TomlPath, value: object) -> int:
+        # bool is an int in Python, but `threshold = true` is a mistake.
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.error(path, f"must be an integer, not {_short(value)}")
+        return value
+
+    def string(self, path: TomlPath, value: object) -> str:
+        if not isinstance(value, str):
+            raise self.error(path, f"must be a string, not {_short(value)}")
+        return value
+
+    def strings(self, path: TomlPath, value: object) -> list[str]:
+        if not isinstance(value, list):
+            raise self.error(path, f"must be an array of strings, not {_short(value)}")
+        return [self.string((*path, i), item) for i, item in enumerate(value)]
+
+    def verifier(self, path: TomlPath, value: object, algs: tuple[int, ...], role: str) -> Verifier:
+        text = self.string(path, value)
+        try:
+            verifier = Verifier.from_vkey(text)
+        except FormatError as exc:
+            raise self.error(path, f"{_short(text)} is not a verifier key: {exc}") from None
+        if verifier.alg not in algs:
+            raise self.error(
+                path,
+                f"{_short(text)} is a type 0x{verifier.alg:02x} key; {role} needs "
+                + " or ".join(f"type 0x{alg:02x}" for alg in algs),
+            )
+        return verifier
+
+    def parse(self, data: dict[str, Any]) -> Policy:
+        self.table((), data, _TOP_KEYS)
+        if "version" not in data:
+            raise self.error((), f"missing version = {POLICY_VERSION}")
+        version = data["version"]
+        if self.integer(("version",), version) != POLICY_VERSION:
+            raise self.error(
+                ("version",), f"unsupported policy version {version} (want {POLICY_VERSION})"
+            )
+        logs = self.logs(data.get("log"))
+        witnesses = WitnessPolicy()
+        if "witnesses" in data:
+            witnesses = self.witnesses(data["witnesses"])
+        default = None
+        if "default" in data:
+            default = self.rule(("default",), data["default"])
+        projects: dict[str, SignerRule] = {}
+        spelled: dict[str, str] = {}
+        project_tables = data.get("project", {})
+        if not isinstance(project_tables, dict):
+            raise self.error(("project",), 'must hold tables [project."NAME"]')
+        for name, value in project_tables.items():
+            path: TomlPath = ("project", name)
+            try:
+                canonical = str(canonicalize_name(name, validate=True))
+            except InvalidName:
+                raise self.error(path, "is not a valid project name") from None
+            if canonical in spelled:
+                raise self.error(
+                    path,
+                    f"names the same project as [project.{_display((spelled[canonical],))}] "
+                    f"({canonical})",
+                )
+            spelled[canonical] = name
+            projects[canonical] = self.rule(path, value)
+        return Policy(logs, witnesses, default, projects, self.source)
+
+    def logs(self, value: object) -> tuple[LogTrust, ...]:
+        if value is None or value == []:
+            raise self.error((), "no [[log]] table: a policy must trust at least one log")
+        if not isinstance(value, list):
+            raise self.error(("log",), "must be an array of tables ([[log]])")
+        logs: list[LogTrust] = []
+        for index, entry in enumerate(value):
+            path: TomlPath = ("log", index)
+            table = self.table(path, entry, _LOG_KEYS)
+            for required in ("url", "key"):
+                if required not in table:
+                    raise self.error(path, f"missing {required}")
+            url = self.string((*path, "url"), table["url"])
+            if not _is_http_url(url):
+                raise self.error((*path, "url"), f"{_short(url)} is not an http(s) URL")
+            verifier = self.verifier((*path, "key"), table["key"], (ALG_ED25519,), "a log")
+            origin = verifier.name
+            if "origin" in table:
+                origin = self.string((*path, "origin"), table["origin"])
+                if not origin or not origin.isprintable():
+                    raise self.error((*path, "origin"), "must be a non-empty line of text")
+            for other in logs:
+                if other.verifier == verifier:
+                    raise self.error((*path, "key"), "this log key is listed twice")
+                if other.url.rstrip("/") == url.rstrip("/"):
+                    raise self.error((*path, "url"), "this log URL is listed twice")
+                if other.origin == origin:
+                    raise self.error(path, f"origin {_short(origin)} is listed twice")
+            logs.append(LogTrust(url, verifier, origin))
+        return tuple(logs)
+
+    def witnesses(self, value: object) -> WitnessPolicy:
+        path: TomlPath = ("witnesses",)
+        table = self.table(path, value, _WITNESS_KEYS)
+        verifiers: list[Verifier] = []
+        for index, item in enumerate(self.strings((*path, "keys"), table.get("keys", []))):
+            verifier = self.verifier(
+                (*path, "keys", index), item, (ALG_COSIGNATURE_V1, ALG_ED25519), "a witness"
+            )
+            if verifier in verifiers:
+                raise self.error((*path, "keys", index), "this witness key is listed twice")
+            verifiers.append(verifier)
+        if "quorum" not in table:
+            raise self.error(path, "missing quorum")
+        quorum = self.integer((*path, "quorum"), table["quorum"])
+        if not 0 <= quorum <= len(verifiers):
+            raise self.error(
+                (*path, "quorum"), f"must be between 0 and {len(verifiers)} (the number of keys)"
+            )
+        return WitnessPolicy(tuple(verifiers), quorum)
+
+    def rule(self, path: TomlPath, value: object) -> SignerRule:
+        table = self.table(path, value, _RULE_KEYS)
+        any_signer = table.get("any-signer", False)
+        if not isinstance(any_signer, bool):
+            raise self.error(
+                (*path, "any-signer"), f"must be true or false, not {_short(any_signer)}"
+            )
+        signers: set[str] = set()
+        for index, item in enumerate(self.strings((*path, "signers"), table.get("signers", []))):
+            vkey = self.verifier(
+                (*path, "signers", index), item, (ALG_ED25519,), "a release signer"
+            ).vkey
+            if vkey in signers:
+                raise self.error((*path, "signers", index), "this signer is listed twice")
+            signers.add(vkey)
+        if not signers and not any_signer:
+            raise self.error(
+                path,
+                "lists no signers (list some, or set any-signer = true to accept any signer)",
+            )
+        threshold = self.integer((*path, "threshold"), table.get("threshold", 1))
+        if threshold < 1:
+            raise self.error((*path, "threshold"), "must be at least 1")
+        if not any_signer and threshold > len(signers):
+            raise self.error(
+                (*path, "threshold"),
+                f"{threshold} is more than the {len(signers)} listed signer(s)",
+            )
+        return SignerRule(frozenset(signers), threshold, any_signer)
+
+
+def parse_policy(text: str, source: str = "<memory>") -> Policy:
+    """Parse and validate a policy document. Raises PolicyError (``SOURCE:LINE: ...``)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line, message = toml_decode_error(exc, text)
+        raise PolicyError(f"{source}:{line}: invalid TOML: {message}") from None
+    return _Parser(text, source).parse(data)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read, parse and validate a policy file. Raises PolicyError."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: trust policy file does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise PolicyError(f"{path}: cannot read the trust policy: {exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise PolicyError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
+    return parse_policy(text, str(path))
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def _rule_table(rule: SignerRule) -> dict[str, Any]:
+    table: dict[str, Any] = {"signers": sorted(rule.signers), "threshold": rule.threshold}
+    if rule.any_signer:
+        table["any-signer"] = True
+    return table
+
+
+def dump_policy(policy: Policy) -> str:
+    """The policy as TOML that :func:`parse_policy` reads back equal.
+
+    Logs and witness keys keep their order; signers and projects are sorted, so
+    the same policy always gives the same text. Defaults are left out.
+    """
+    logs: list[dict[str, Any]] = []
+    for log in policy.logs:
+        entry: dict[str, Any] = {"url": log.url, "key": log.verifier.vkey}
+        if log.origin != log.verifier.name:
+            entry["origin"] = log.origin
+        logs.append(entry)
+    doc: dict[str, Any] = {"version": POLICY_VERSION, "log": logs}
+    if policy.witnesses.verifiers or policy.witnesses.quorum:
+        doc["witnesses"] = {
+            "keys": [v.vkey for v in policy.witnesses.verifiers],
+            "quorum": policy.witnesses.quorum,
+        }
+    if policy.default is not None:
+        doc["default"] = _rule_table(policy.default)
+    if policy.projects:
+        doc["project"] = {
+            name: _rule_table(policy.projects[name]) for name in sorted(policy.projects)
+        }
+    return tomli_w.dumps(doc)
+
+
+def pin_projects(
+    policy: Policy,
+    log: LogTrust,
+    signers_by_project: Mapping[str, Iterable[str]],
+    threshold: int | None = None,
+) -> Policy:
+    """A copy of ``policy`` that trusts ``log`` and these signers for these projects.
+
+    ``log`` replaces the trusted log with the same key, or is added. Each
+    project's rule lists the given signers plus those it already had; its
+    threshold is ``threshold``, else the existing one, else 1. Raises
+    PolicyError (``SOURCE: ...``) for invalid keys, names or thresholds, and
+    when ``log``'s URL or origin belongs to a log with another key (replacing a
+    log key is left to a person editing the file).
+    """
+    where = policy.source
+    if log.verifier.alg != ALG_ED25519:
+        raise PolicyError(f"{where}: log key {log.verifier.vkey} is not an Ed25519 (0x01) key")
+    logs = list(policy.logs)
+    for index, existing in enumerate(logs):
+        if existing.verifier == log.verifier:
+            logs[index] = log
+            break
+    else:
+        logs.append(log)
+    for other in logs:
+        if other is log:
+            continue
+        if other.url.rstrip("/") == log.url.rstrip("/") or other.origin == log.origin:
+            raise PolicyError(
+                f"{where}: the log at {other.url} (origin {other.origin}) is trusted with "
+                f"another key ({other.verifier.vkey}); edit the policy to replace it"
+            )
+    projects = dict(policy.projects)
+    for project, vkeys in signers_by_project.items():
+        try:
+            name = str(canonicalize_name(project, validate=True))
+        except InvalidName:
+            raise PolicyError(f"{where}: {_short(project)} is not a valid project name") from None
+        old = projects.get(name)
+        signers = set(old.signers) if old is not None else set()
+        for vkey in vkeys:
+            try:
+                verifier = Verifier.from_vkey(vkey)
+            except FormatError as exc:
+                raise PolicyError(
+                    f"{where}: project {name}: {_short(vkey)} is not a verifier key: {exc}"
+                ) from None
+            if verifier.alg != ALG_ED25519:
+                raise PolicyError(
+                    f"{where}: project {name}: {_short(vkey)} is not an Ed25519 (0x01) key"
+                )
+            signers.add(verifier.vkey)
+        any_signer = old.any_signer if old is not None else False
+        wanted = threshold if threshold is not None else old.threshold if old is not None else 1
+        if not signers and not any_signer:
+            raise PolicyError(f"{where}: project {name}: no signers to pin")
+        if wanted < 1 or (not any_signer and wanted > len(signers)):
+            raise PolicyError(
+                f"{where}: project {name}: threshold {wanted} is not between 1 and "
+                f"{len(signers)} (the number of signers)"
+            )
+        projects[name] = SignerRule(frozenset(signers), wanted, any_signer)
+    return Policy(tuple(logs), policy.witnesses, policy.default, projects, policy.source)
+
+
+# ---------------------------------------------------------------------------
+# Locations
+
+
+def default_policy_path() -> Path:
+    """``$SIGLEDGER_POLICY``, else ``policy.toml`` in the user configuration directory."""
+    value = os.environ.get("SIGLEDGER_POLICY")
+    if value:
+        return Path(value).expanduser()
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "policy.toml"
+
+
+def default_state_dir() -> Path:
+    """``$SIGLEDGER_STATE_DIR``, else the user state directory (verified checkpoints)."""
+    value = os.environ.get("SIGLEDGER_STATE_DIR")
+    if value:
+        return Path(value).expanduser()
+    return Path(platformdirs.user_state_dir(APP_NAME))
+
+
+def default_cache_dir() -> Path:
+    """``$SIGLEDGER_CACHE_DIR``, else the user cache directory (verified tiles only)."""
+    value = os.environ.get("SIGLEDGER_CACHE_DIR")
+    if value:
+        return Path(value).expanduser()
+    return Path(platformdirs.user_cache_dir(APP_NAME))

@@ -1,0 +1,606 @@
+"""Durable storage of a log in one SQLite file: the only module that knows SQL.
+
+Layout (schema version 2)::
+
+    meta(key TEXT PRIMARY KEY, value TEXT)           origin, log vkey, schema version
+    entries(idx INTEGER PRIMARY KEY, data BLOB,      leaf bytes, plus index columns
+            project, version, filename, sha256, signer, time_ms,
+            identity)                                the file identity key
+                                                     (sigledger.ledger.entry.file_identity): the
+                                                     binding rule and every comparison
+                                                     of files use it, never the filename
+    tiles(level, n, data BLOB)                       the newest bytes of hash tile (level, n);
+                                                     a partial tile's bytes are a prefix of
+                                                     every later version, so `.p/W` is a slice
+    checkpoints(size INTEGER PRIMARY KEY, root BLOB, time_ms, note BLOB,
+                published INTEGER)
+                                                     every tree head the log ever committed;
+                                                     the PRIMARY KEY makes two roots for one
+                                                     size impossible. ``note`` is the signed
+                                                     note (with witness cosignatures once it
+                                                     is published); ``published`` = 1 once
+                                                     readers were shown it
+
+Contracts:
+
+* :meth:`Storage.commit_batch` is atomic and durable when it returns (WAL with
+  ``synchronous=FULL``): the new entries, the changed tiles and the new tree
+  head are all there, or none of them.
+* Only one process may open a log for writing: :meth:`Storage.open` takes an
+  exclusive ``flock`` on ``<db>.lock`` and raises :class:`StorageLockedError`
+  when another process holds it. The kernel drops the lock when the holder
+  dies, also on ``kill -9``.
+* Reads run on a second connection, so serving tiles never waits behind a
+  commit (WAL readers see the last committed state).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from sigledger.ledger.entry import file_identity
+from sigledger.ledger.service.sqlite import StorageError, open_database
+
+SCHEMA_VERSION = "2"
+# Indexes on columns that schema 1 lacked: created after the migration adds them.
+_LATE_INDEXES = """
+CREATE INDEX IF NOT EXISTS entries_identity ON entries (identity);
+CREATE INDEX IF NOT EXISTS entries_signer_identity ON entries (signer, identity, sha256);
+"""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    idx INTEGER PRIMARY KEY,
+    data BLOB NOT NULL,
+    project TEXT NOT NULL,
+    version TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    sha256 BLOB NOT NULL,
+    signer TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    identity TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS entries_file ON entries (project, version, filename);
+CREATE INDEX IF NOT EXISTS entries_sha256 ON entries (sha256);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_binding ON entries (signer, project, version, filename);
+CREATE TABLE IF NOT EXISTS tiles (
+    level INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (level, n)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY,
+    root BLOB NOT NULL,
+    time_ms INTEGER NOT NULL,
+    note BLOB,
+    published INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+# A note, once published, is never replaced by an unpublished one.
+_SAVE_NOTE = (
+    "UPDATE checkpoints SET note = ?1, published = ?2 WHERE size = ?3 AND (published = 0 OR ?2 = 1)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """One new entry as it is stored."""
+
+    index: int
+    data: bytes
+    project: str
+    version: str
+    filename: str
+    sha256: bytes
+    signer: str
+    time_ms: int
+    identity: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHead:
+    size: int
+    root: bytes
+    time_ms: int
+    note: bytes | None
+    published: bool = False
+
+
+BindingKey = tuple[str, str]  # (signer vkey, file identity key)
+
+
+@dataclass(frozen=True, slots=True)
+class BoundEntry:
+    index: int
+    sha256: bytes
+    data: bytes
+
+
+class Storage:
+    """A log's SQLite database. Create with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(
+        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, lock_fd: int
+    ) -> None:
+        self.path = path
+        self._w = writer
+        self._r = reader
+        self._lock_fd = lock_fd
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Storage:
+        path = Path(path)
+        lock_fd, writer = await open_database(path, _SCHEMA, "sigledger process")
+        try:
+            await _migrate(writer)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            await reader.execute("PRAGMA query_only=ON")
+        except BaseException as exc:
+            await writer.close()
+            os.close(lock_fd)
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"cannot open database {path}: {exc}") from exc
+            raise
+        store = cls(path, writer, reader, lock_fd)
+        version = await store.get_meta("schema_version")
+        if version is None or version == "1":  # schema 1 was migrated by _migrate
+            await store.set_meta({"schema_version": SCHEMA_VERSION})
+        elif version != SCHEMA_VERSION:
+            await store.close()
+            raise StorageError(f"{path} has schema version {version}, expected {SCHEMA_VERSION}")
+        return store
+
+    async def close(self) -> None:
+        try:
+            await self._r.close()
+            await self._w.close()
+        finally:
+            os.close(self._lock_fd)
+
+    # -- metadata ---------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self._w.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def set_meta(self, values: dict[str, str]) -> None:
+        await self._transaction(
+            [("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items()))]
+        )
+
+    async def initialize(self, meta: dict[str, str], empty_root: bytes, time_ms: int) -> None:
+        """Create a new, empty log: metadata plus the size-0 tree head, atomically."""
+        await self._transaction(
+            [
+                ("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items())),
+                (
+                    "INSERT INTO checkpoints (size, root, time_ms) VALUES (?, ?, ?)",
+                    [(0, empty_root, time_ms)],
+                ),
+            ]
+        )
+
+    # -- writes -----------------------------------------------------------------
+
+    async def commit_batch(
+        self,
+        entries: Sequence[EntryRow],
+        tiles: dict[tuple[int, int], bytes],
+        size: int,
+        root: bytes,
+        time_ms: int,
+        notes: Iterable[tuple[int, bytes, bool]] = (),
+    ) -> None:
+        """Durably store new entries, changed tiles and the new tree head, atomically.
+
+        ``notes`` are (size, signed note, published) for earlier tree heads, persisted in
+        the same transaction (signing happens after a head's commit).
+        """
+        await self._transaction(
+            [
+                (
+                    "INSERT INTO entries (idx, data, project, version, filename, sha256, signer,"
+                    " time_ms, identity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            e.index,
+                            e.data,
+                            e.project,
+                            e.version,
+                            e.filename,
+                            e.sha256,
+                            e.signer,
+                            e.time_ms,
+                            e.identity,
+                        )
+                        for e in entries
+                    ],
+                ),
+                (
+                    "INSERT OR REPLACE INTO tiles (level, n, data) VALUES (?, ?, ?)",
+                    [(lv, n, data) for (lv, n), data in tiles.items()],
+                ),
+                (
+                    "INSERT INTO checkpoints (size, root, time_ms) VALUES (?, ?, ?)",
+                    [(size, root, time_ms)],
+                ),
+                (_SAVE_NOTE, [(n, int(p), s) for s, n, p in notes]),
+            ]
+        )
+
+    async def save_notes(self, notes: Iterable[tuple[int, bytes, bool]]) -> None:
+        """Persist (size, signed note, published) for committed tree heads."""
+        await self._transaction([(_SAVE_NOTE, [(n, int(p), s) for s, n, p in notes])])
+
+    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        db = self._w
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in statements:
+                    if rows:
+                        await db.executemany(sql, rows)
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"database write failed: {exc}") from exc
+
+    # -- reads ------------------------------------------------------------------
+
+    async def latest_head(self, *, published: bool = False) -> StoredHead | None:
+        """The newest committed tree head (or the newest one shown to readers)."""
+        where = "WHERE published = 1 " if published else ""
+        async with self._w.execute(
+            "SELECT size, root, time_ms, note, published FROM checkpoints "  # noqa: S608
+            f"{where}ORDER BY size DESC LIMIT 1"
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return StoredHead(int(row[0]), bytes(row[1]), int(row[2]), row[3], bool(row[4]))
+
+    async def checkpoint_history(self, limit: int = 100) -> list[StoredHead]:
+        async with self._r.execute(
+            "SELECT size, root, time_ms, note, published FROM checkpoints"
+            " ORDER BY size DESC LIMIT ?",
+            (limit,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [StoredHead(int(r[0]), bytes(r[1]), int(r[2]), r[3], bool(r[4])) for r in rows]
+
+    async def count_entries(self) -> int:
+        async with self._r.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def read_tile(self, level: int, n: int) -> bytes | None:
+        async with self._r.execute(
+            "SELECT data FROM tiles WHERE level = ? AND n = ?", (level, n)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
+
+    async def read_tiles(self, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        wanted = sorted(set(refs))
+        out: dict[tuple[int, int], bytes] = {}
+        for chunk in _chunks(wanted, 400):
+            where = " OR ".join("(level = ? AND n = ?)" for _ in chunk)
+            params = [x for ref in chunk for x in ref]
+            async with self._r.execute(
+                f"SELECT level, n, data FROM tiles WHERE {where}",  # noqa: S608 (placeholders only)
+                params,
+            ) as cur:
+                for lv, n, data in await cur.fetchall():
+                    out[(int(lv), int(n))] = bytes(data)
+        return out
+
+    async def read_entries(self, start: int, end: int) -> list[bytes]:
+        """Entries with start <= index < end, in order."""
+        async with self._r.execute(
+            "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        ) as cur:
+            return [bytes(r[0]) for r in await cur.fetchall()]
+
+    async def lookup(
+        self,
+        *,
+        below: int,
+        sha256: bytes | None = None,
+        project: str | None = None,
+        version: str | None = None,
+        identity: str | None = None,
+        start: int = 0,
+        limit: int = 100,
+    ) -> list[tuple[int, bytes]]:
+        """Entries matching every given field with start <= index < below, by index.
+
+        At most ``limit`` rows; ``sha256`` or ``project`` must be given, so every
+        query uses an index.
+        """
+        where = ["idx >= ?", "idx < ?"]
+        params: list[Any] = [start, below]
+        for column, value in (
+            ("sha256", sha256),
+            ("project", project),
+            ("version", version),
+            ("identity", identity),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if sha256 is None and project is None:
+            raise ValueError("lookup needs sha256 or project")
+        sql = f"SELECT idx, data FROM entries WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?"  # noqa: S608 (fixed columns, placeholders)
+        params.append(limit)
+        async with self._r.execute(sql, params) as cur:
+            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+
+    async def lookup_hashes(
+        self, hashes: Sequence[bytes], *, below: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """Entries (index < below) whose sha256 is any of ``hashes``; at most ``limit``."""
+        out: list[tuple[int, bytes]] = []
+        for chunk in _chunks(sorted(set(hashes)), 500):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT idx, data FROM entries WHERE sha256 IN ({marks}) AND idx < ? LIMIT ?"  # noqa: S608 (placeholders only)
+            async with self._r.execute(sql, [*chunk, below, limit - len(out)]) as cur:
+                out.extend((int(r[0]), bytes(r[1])) for r in await cur.fetchall())
+            if len(out) >= limit:
+                break
+        return out
+
+    async def lookup_identities(
+        self, identities: Iterable[str], *, below: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """Entries (index < below) of any of these file identities, whatever their spelling."""
+        wanted = sorted(set(identities))
+        if not wanted:
+            return []
+        sql = (
+            "SELECT e.idx, e.data FROM json_each(?) AS k CROSS JOIN entries AS e"
+            " INDEXED BY entries_identity ON e.identity = k.value WHERE e.idx < ? LIMIT ?"
+        )
+        async with self._r.execute(sql, (json.dumps(wanted), below, limit)) as cur:
+            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+
+    async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, list[BoundEntry]]:
+        """The existing entries for each (signer, file identity) that has some, by index.
+
+        More than one only in logs written before the identity rule. One query for
+        the whole batch: the keys travel as one JSON parameter.
+        """
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        sql = (
+            "WITH k AS (SELECT value ->> 0 AS signer, value ->> 1 AS identity"
+            " FROM json_each(?)) SELECT e.signer, e.identity, e.idx, e.sha256, e.data"
+            " FROM k CROSS JOIN entries AS e INDEXED BY entries_signer_identity"
+            " ON e.signer = k.signer AND e.identity = k.identity ORDER BY e.idx"
+        )
+        out: dict[BindingKey, list[BoundEntry]] = {}
+        async with self._w.execute(sql, (json.dumps(wanted),)) as cur:
+            for row in await cur.fetchall():
+                key = (str(row[0]), str(row[1]))
+                out.setdefault(key, []).append(
+                    BoundEntry(int(row[2]), bytes(row[3]), bytes(row[4]))
+                )
+        return out
+
+    async def identity_violations(self, limit: int = 1000) -> list[tuple[str, str, list[int]]]:
+        """(signer, identity, entry indexes) where a signer logged more than one hash for
+        one file identity: possible only in logs written before the identity rule."""
+        sql = (
+            "SELECT signer, identity, group_concat(idx) FROM entries INDEXED BY"
+            " entries_signer_identity GROUP BY signer, identity"
+            " HAVING COUNT(DISTINCT sha256) > 1 LIMIT ?"
+        )
+        async with self._r.execute(sql, (limit,)) as cur:
+            return [
+                (str(r[0]), str(r[1]), sorted(int(i) for i in str(r[2]).split(",")))
+                for r in await cur.fetchall()
+            ]
+
+    # -- explorer reads ---------------------------------------------------------
+    #
+    # Read-only queries for the HTML explorer. Every one takes the published tree
+    # size (``below``: entry indexes < below, tree sizes <= below) so readers see
+    # nothing the log has not published, answers at most ``limit`` rows, and is
+    # an index range scan. Aggregates over a project or a signer look at no more
+    # than ``scan`` of its entries. Paging is by keyset: ``after`` is the index of
+    # the last entry of the previous page.
+
+    async def entries_before(self, before: int, limit: int) -> list[tuple[int, bytes]]:
+        """Entries with index < before, newest first."""
+        async with self._r.execute(
+            "SELECT idx, data FROM entries WHERE idx < ? ORDER BY idx DESC LIMIT ?",
+            (before, limit),
+        ) as cur:
+            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+
+    async def checkpoint_time(self, size: int) -> int | None:
+        """When the tree head of ``size`` was committed (ms since the epoch)."""
+        async with self._r.execute(
+            "SELECT time_ms FROM checkpoints WHERE size = ?", (size,)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else int(row[0])
+
+    async def growth(self, below: int, points: int) -> list[tuple[int, int]]:
+        """(tree size, commit time ms) of at most ``points`` + 1 tree heads up to ``below``.
+
+        Samples evenly by size: for each target size the first tree head at or
+        above it, plus the newest, so idle stretches keep their two end points.
+        """
+        step = max(1, -(-below // max(1, points)))
+        targets = [*range(0, below, step), below]
+        async with self._r.execute(
+            "WITH t(v) AS (SELECT value FROM json_each(?1))"
+            " SELECT DISTINCT c.size, c.time_ms FROM t JOIN checkpoints AS c ON c.size ="
+            " (SELECT size FROM checkpoints WHERE size >= t.v AND size <= ?2"
+            " ORDER BY size LIMIT 1) ORDER BY c.size",
+            (json.dumps(targets), below),
+        ) as cur:
+            return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+
+    async def project_entries(
+        self,
+        project: str,
+        below: int,
+        *,
+        version: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[tuple[int, bytes]]:
+        """A project's entries ordered by (version, filename, index); one version if given."""
+        where = ["project = ?", "idx < ?"]
+        params: list[Any] = [project, below]
+        if version is not None:
+            where.append("version = ?")
+            params.append(version)
+        if after is not None:
+            where.append(
+                "(version, filename, idx) > (SELECT version, filename, idx FROM entries"
+                " WHERE idx = ?)"
+            )
+            params.append(after)
+        params.append(limit)
+        sql = (
+            f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
+            " ORDER BY version, filename, idx LIMIT ?"
+        )
+        async with self._r.execute(sql, params) as cur:
+            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+
+    async def project_versions(
+        self, project: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, int, int, int]]:
+        """(version, entries, first index, first time ms), newest first seen first."""
+        async with self._r.execute(
+            "SELECT version, COUNT(*), MIN(idx), MIN(time_ms) FROM (SELECT version, idx,"
+            " time_ms FROM entries WHERE project = ? AND idx < ? LIMIT ?)"
+            " GROUP BY version ORDER BY MIN(idx) DESC LIMIT ?",
+            (project, below, scan, limit),
+        ) as cur:
+            return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in await cur.fetchall()]
+
+    async def project_signers(
+        self, project: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, int, int]]:
+        """(signer vkey, entries, first index) of a project's signers, earliest first."""
+        async with self._r.execute(
+            "SELECT signer, COUNT(*), MIN(idx) FROM (SELECT signer, idx FROM entries"
+            " WHERE project = ? AND idx < ? LIMIT ?) GROUP BY signer ORDER BY MIN(idx) LIMIT ?",
+            (project, below, scan, limit),
+        ) as cur:
+            return [(str(r[0]), int(r[1]), int(r[2])) for r in await cur.fetchall()]
+
+    async def project_conflicts(
+        self, project: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, str, int, int]]:
+        """(version, a filename, distinct hashes, entries) of files (by identity, any
+        spelling) logged with more than one hash."""
+        async with self._r.execute(
+            "SELECT MIN(version), MIN(filename), COUNT(DISTINCT sha256), COUNT(*) FROM"
+            " (SELECT version, filename, sha256, identity FROM entries WHERE project = ?"
+            " AND idx < ? LIMIT ?) GROUP BY identity HAVING COUNT(DISTINCT sha256) > 1"
+            " ORDER BY MIN(version), MIN(filename) LIMIT ?",
+            (project, below, scan, limit),
+        ) as cur:
+            return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in await cur.fetchall()]
+
+    async def signer_entries(
+        self, signer: str, below: int, *, after: int | None = None, limit: int = 100
+    ) -> list[tuple[int, bytes]]:
+        """A signer's entries ordered by (project, version, filename)."""
+        where = ["signer = ?", "idx < ?"]
+        params: list[Any] = [signer, below]
+        if after is not None:
+            where.append(
+                "(project, version, filename) > (SELECT project, version, filename FROM entries"
+                " WHERE idx = ?)"
+            )
+            params.append(after)
+        params.append(limit)
+        sql = (
+            f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
+            " ORDER BY project, version, filename LIMIT ?"
+        )
+        async with self._r.execute(sql, params) as cur:
+            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+
+    async def signer_projects(
+        self, signer: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, int, int]]:
+        """(project, entries, first index) of the projects a signer signed, by name."""
+        async with self._r.execute(
+            "SELECT project, COUNT(*), MIN(idx) FROM (SELECT project, idx FROM entries"
+            " WHERE signer = ? AND idx < ? LIMIT ?) GROUP BY project ORDER BY project LIMIT ?",
+            (signer, below, scan, limit),
+        ) as cur:
+            return [(str(r[0]), int(r[1]), int(r[2])) for r in await cur.fetchall()]
+
+    async def file_hash_counts(
+        self, identities: Iterable[str], below: int
+    ) -> dict[str, tuple[int, int, int]]:
+        """Per file identity: (distinct hashes, entries, distinct signers)."""
+        wanted = sorted(set(identities))
+        if not wanted:
+            return {}
+        sql = (
+            "SELECT k.value, COUNT(DISTINCT e.sha256), COUNT(*), COUNT(DISTINCT e.signer)"
+            " FROM json_each(?) AS k CROSS JOIN entries AS e INDEXED BY entries_identity"
+            " ON e.identity = k.value WHERE e.idx < ? GROUP BY k.value"
+        )
+        out: dict[str, tuple[int, int, int]] = {}
+        async with self._r.execute(sql, (json.dumps(wanted), below)) as cur:
+            for r in await cur.fetchall():
+                out[str(r[0])] = (int(r[1]), int(r[2]), int(r[3]))
+        return out
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Bring databases of schema 1 (and its development versions) up to date."""
+    async with db.execute("PRAGMA table_info(entries)") as cur:
+        entry_columns = {str(row[1]) for row in await cur.fetchall()}
+    if "identity" not in entry_columns:
+        # Schema 1 -> 2: the file identity of every entry, computed from its filename.
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute("ALTER TABLE entries ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
+            async with db.execute("SELECT idx, filename FROM entries") as cur:
+                rows = [(file_identity(str(f)).key, int(i)) for i, f in await cur.fetchall()]
+            await db.executemany("UPDATE entries SET identity = ? WHERE idx = ?", rows)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+    await db.executescript(_LATE_INDEXES)
+    async with db.execute("PRAGMA table_info(checkpoints)") as cur:
+        columns = {str(row[1]) for row in await cur.fetchall()}
+    if "published" not in columns:
+        # Before witnessing, every checkpoint with a note had been published.
+        await db.execute("ALTER TABLE checkpoints ADD COLUMN published INTEGER NOT NULL DEFAULT 0")
+        await db.execute("UPDATE checkpoints SET published = 1 WHERE note IS NOT NULL")
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,212 @@
+"""The sequencer's in-memory view of a tiled Merkle tree (pure; no I/O).
+
+A tree of size ``s`` is stored as C2SP tlog-tiles hash tiles of height 8. To
+append, only the *right edge* matters: at each tile level ``L`` with
+``s >> 8L > 0``, the tile ``N = s >> (8L + 8)`` holding ``(s >> 8L) % 256``
+hashes. Every perfect subtree in the decomposition of ``[0, s)`` lies in one of
+these edge tiles, so the root needs nothing else (c2sp.org/tlog-tiles, "Merkle
+tree"; Go ``tlog.TreeHash`` over ``TileHashReader``).
+
+Each tile is held *expanded*: all eight levels of hashes inside it, so that
+the hash of any perfect subtree (``level``, ``index``) is one lookup rather than
+a fold of up to 128 hashes. Full tiles that proofs needed stay in a bounded
+LRU cache; the caller loads missing ones from storage (:meth:`missing_tiles`,
+then :meth:`add_tile`), so proof generation itself never does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+
+from sigledger.ledger import merkle
+
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT
+_HASH = 32
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+class ExpandedTile:
+    """One hash tile with every internal level computed (levels[r] = hashes at height r)."""
+
+    __slots__ = ("levels",)
+
+    def __init__(self, data: bytes = b"") -> None:
+        if len(data) % _HASH or len(data) > TILE_WIDTH * _HASH:
+            raise ValueError("tile data must be 0..256 hashes")
+        self.levels: list[list[bytes]] = [[]]
+        for i in range(0, len(data), _HASH):
+            self.push(data[i : i + _HASH])
+
+    @property
+    def width(self) -> int:
+        return len(self.levels[0])
+
+    @property
+    def full(self) -> bool:
+        return len(self.levels[0]) == TILE_WIDTH
+
+    def push(self, h: bytes) -> None:
+        """Append one hash, completing every parent it finishes."""
+        levels = self.levels
+        levels[0].append(h)
+        lv = 0
+        while len(levels[lv]) % 2 == 0:
+            row = levels[lv]
+            parent = _node(row[-2], row[-1])
+            lv += 1
+            if lv == len(levels):
+                levels.append([])
+            levels[lv].append(parent)
+
+    def root(self) -> bytes:
+        """Hash of the full tile (the tile's entry in its parent tile)."""
+        assert self.full, "bad math in ExpandedTile.root: tile not full"
+        return self.levels[TILE_HEIGHT][0]
+
+    def data(self) -> bytes:
+        return b"".join(self.levels[0])
+
+
+class TiledTree:
+    """Right edge of a log's tree plus a cache of full tiles, for appends and proofs."""
+
+    def __init__(self, size: int, edge: dict[int, bytes], cache_tiles: int = 1024) -> None:
+        """``edge[L]`` holds the bytes of edge tile ``(L, size >> (8L + 8))``.
+
+        Raises ValueError when a tile has the wrong width for ``size``.
+        """
+        self.size = size
+        self._edge: list[ExpandedTile] = []
+        level = 0
+        while (size >> (TILE_HEIGHT * level)) > 0:
+            width = (size >> (TILE_HEIGHT * level)) % TILE_WIDTH
+            data = edge.get(level, b"")[: width * _HASH]
+            if len(data) != width * _HASH:
+                raise ValueError(
+                    f"edge tile at level {level} has {len(data) // _HASH} hashes, expected {width}"
+                )
+            self._edge.append(ExpandedTile(data))
+            level += 1
+        self._cache: OrderedDict[tuple[int, int], ExpandedTile] = OrderedDict()
+        self._cache_tiles = cache_tiles
+
+    @staticmethod
+    def edge_refs(size: int) -> list[tuple[int, int]]:
+        """The (level, n) of every edge tile with at least one hash at ``size``."""
+        refs = []
+        level = 0
+        while (size >> (TILE_HEIGHT * level)) > 0:
+            if (size >> (TILE_HEIGHT * level)) % TILE_WIDTH:
+                refs.append((level, size >> (TILE_HEIGHT * (level + 1))))
+            level += 1
+        return refs
+
+    def _edge_n(self, level: int) -> int:
+        return self.size >> (TILE_HEIGHT * (level + 1))
+
+    def append(self, leaf_hashes: Sequence[bytes]) -> dict[tuple[int, int], bytes]:
+        """Append leaves; return every tile whose bytes changed ((level, n) -> data)."""
+        changed: dict[tuple[int, int], bytes] = {}
+        carry: Sequence[bytes] = leaf_hashes
+        old_size = self.size
+        level = 0
+        while carry:
+            if level == len(self._edge):
+                self._edge.append(ExpandedTile())
+            edge = self._edge[level]
+            n = old_size >> (TILE_HEIGHT * (level + 1))
+            up: list[bytes] = []
+            for h in carry:
+                edge.push(h)
+                if edge.full:
+                    changed[(level, n)] = edge.data()
+                    self._remember((level, n), edge)
+                    up.append(edge.root())
+                    n += 1
+                    edge = ExpandedTile()
+            self._edge[level] = edge
+            if edge.width:
+                changed[(level, n)] = edge.data()
+            carry = up
+            level += 1
+        self.size = old_size + len(leaf_hashes)
+        return changed
+
+    def _remember(self, ref: tuple[int, int], tile: ExpandedTile) -> None:
+        self._cache[ref] = tile
+        self._cache.move_to_end(ref)
+        while len(self._cache) > self._cache_tiles:
+            self._cache.popitem(last=False)
+
+    def _tile(self, level: int, n: int) -> ExpandedTile | None:
+        if level < len(self._edge) and n == self._edge_n(level):
+            return self._edge[level]
+        tile = self._cache.get((level, n))
+        if tile is not None:
+            self._cache.move_to_end((level, n))
+        return tile
+
+    def node(self, level: int, index: int) -> bytes:
+        """Hash of the perfect subtree (level, index); KeyError if its tile is not loaded."""
+        return self._node(level, index, None)
+
+    def _node(
+        self, level: int, index: int, extra: dict[tuple[int, int], ExpandedTile] | None
+    ) -> bytes:
+        tl, r = divmod(level, TILE_HEIGHT)
+        n = (index << r) >> TILE_HEIGHT
+        tile = self._tile(tl, n)
+        if tile is None and extra is not None:
+            tile = extra.get((tl, n))
+        local = index % (TILE_WIDTH >> r)
+        if tile is None or r >= len(tile.levels) or local >= len(tile.levels[r]):
+            raise KeyError((level, index))
+        return tile.levels[r][local]
+
+    def missing_tiles(self, nodes: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Tiles (level, n) that must be loaded before these nodes can be read."""
+        out = set()
+        for level, index in nodes:
+            tl, r = divmod(level, TILE_HEIGHT)
+            n = (index << r) >> TILE_HEIGHT
+            if self._tile(tl, n) is None:
+                out.add((tl, n))
+        return out
+
+    def add_tile(self, level: int, n: int, data: bytes) -> None:
+        """Cache a full tile read from storage."""
+        self._remember((level, n), _full_tile(level, n, data))
+
+    def getter(self, tiles: dict[tuple[int, int], bytes] | None = None) -> merkle.GetNode:
+        """A ``get_node`` over the tree plus ``tiles`` (full tiles read from storage).
+
+        The extra tiles are consulted directly rather than only through the
+        bounded cache, so a proof needing more tiles than the cache holds works.
+        """
+        if not tiles:
+            return self.node
+        extra = {ref: _full_tile(ref[0], ref[1], data) for ref, data in tiles.items()}
+        for ref, tile in extra.items():
+            self._remember(ref, tile)
+        return lambda level, index: self._node(level, index, extra)
+
+    def root(self) -> bytes:
+        return merkle.root_from(self.size, self.node)
+
+    def prove_inclusion(self, index: int, size: int) -> list[bytes]:
+        return merkle.prove_inclusion(index, size, self.node)
+
+    def prove_consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        return merkle.prove_consistency(old_size, new_size, self.node)
+
+
+def _full_tile(level: int, n: int, data: bytes) -> ExpandedTile:
+    if len(data) != TILE_WIDTH * _HASH:
+        raise ValueError(f"tile {level}/{n} is not full")
+    return ExpandedTile(data)

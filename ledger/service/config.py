@@ -1,0 +1,250 @@
+"""Server configuration: a TOML file, ``SIGLEDGER_*`` environment variables, flags.
+
+Precedence, highest first: command-line flags, environment variables, the TOML
+file (``--config``), the defaults below. Unknown keys in the file are an
+error, so a typo never silently falls back to a default.
+
+Example ``sigledger.toml``::
+
+    data = "/var/lib/sigledger"
+    listen = "127.0.0.1:8080"
+    origin = "log.example.org/releases"
+    batch_max_age = 0.05
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from sigledger.ledger.errors import ConfigError
+
+ENV_PREFIX = "SIGLEDGER_"
+DEFAULT_ORIGIN = "localhost/sigledger"
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) to (host, port); ConfigError if malformed."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"listen must be HOST:PORT, not {listen!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass
+class ServerConfig:
+    """Every setting of ``sigledger serve``. Each field is also a TOML key and an
+    environment variable (``SIGLEDGER_`` + the upper-cased name)."""
+
+    data: str = "sigledger-data"
+    """Data directory: holds ``log.db`` (SQLite) and ``log.key`` (mode 0600)."""
+    listen: str = "127.0.0.1:8080"
+    """HOST:PORT to listen on. Port 0 picks a free port (printed at start)."""
+    origin: str = ""
+    """Checkpoint origin line and log key name, fixed when the log is created
+    (default ``localhost/sigledger``). It should be the log's URL prefix without
+    scheme, e.g. ``log.example.org/releases``. Later starts refuse a different one."""
+    key_file: str = ""
+    """Log signing key (Go ``PRIVATE+KEY+...`` format). Default: ``<data>/log.key``."""
+    batch_max_size: int = 4096
+    """Most statements integrated in one batch (one commit, one checkpoint)."""
+    batch_max_age: float = 0.05
+    """Seconds a statement may wait for its batch to fill before the batch is cut."""
+    queue_max: int = 65536
+    """Most statements waiting for integration; beyond that /add answers 503."""
+    max_request_bytes: int = 4 * 1024 * 1024
+    """Largest accepted request body (413 beyond)."""
+    max_statements: int = 1000
+    """Most statements in one /add request."""
+    request_timeout: float = 30.0
+    """Seconds a client may take to send a request body; 408 beyond (slow or stalled
+    clients cannot hold admission slots)."""
+    verify_queue_bytes: int = 16 * 1024 * 1024
+    """Most request-body bytes admitted but not yet verified; beyond that /add answers 503
+    with Retry-After before reading the body (bounds memory under floods)."""
+    verify_queue_requests: int = 256
+    """Most /add requests admitted but not yet verified; beyond that 503 with Retry-After."""
+    client_rate: float = 50.0
+    """/add requests per second allowed per client address (0: no limit); 429 beyond."""
+    client_burst: int = 500
+    """/add requests a client address may send at once before client_rate applies."""
+    signer_rate: float = 50.0
+    """Statements per second allowed per signer key (0: no limit); 429 beyond."""
+    signer_burst: int = 2000
+    """Statements a signer key may submit at once before signer_rate applies."""
+    client_ip_header: str = ""
+    """Behind a reverse proxy: the header holding the client address (e.g.
+    ``X-Forwarded-For``; its last item counts). Empty: the TCP peer address."""
+    submitters_file: str = ""
+    """Optional allowlist: signer verifier keys allowed to submit, one per line. Empty:
+    anyone may submit. Re-read on SIGHUP."""
+    verify_workers: int = max(1, (os.cpu_count() or 2) - 1)
+    """Worker processes that validate and signature-check large /add requests (0: all in
+    the server process). The default leaves one core to the event loop."""
+    checkpoint_period: float = 1.0
+    """While idle, seconds between storage checks and checkpoint re-publication."""
+    stale_after: float = 30.0
+    """/healthz fails when the checkpoint was last published longer ago than this."""
+    tile_cache: int = 1024
+    """Full tiles kept in memory for proof generation (about 33 KB each)."""
+    witnesses: list[str] = dataclasses.field(default_factory=list)
+    """Witnesses asked to cosign every checkpoint, each ``"URL VKEY"`` (the witness's
+    submission URL and its cosignature verifier key). Environment: comma-separated."""
+    witness_quorum: int = 0
+    """Cosignatures required before a checkpoint is published (0 = witnesses optional).
+    Until the quorum is met, new entries are stored but not published, submitters get
+    503 with Retry-After, and /healthz fails."""
+    witness_timeout: float = 3.0
+    """Seconds to wait for witnesses per checkpoint; a dead witness costs at most this."""
+    witness_refresh: float = 300.0
+    """While idle, seconds between fresh witness cosignatures of the same checkpoint, so
+    that monitors can tell an idle log from a frozen one."""
+    log_format: str = "auto"
+    """``json`` (one object per line on stdout), ``text``, or ``auto``: text when
+    stdout is a terminal, JSON otherwise (journald, containers, files)."""
+    log_level: str = "info"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "log.db"
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.key_file) if self.key_file else self.data_dir / "log.key"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+    def witness_endpoints(self) -> list[tuple[str, str]]:
+        """(url, vkey) of each configured witness."""
+        out = []
+        for item in self.witnesses:
+            url, _, vkey = item.strip().partition(" ")
+            if not url.startswith(("http://", "https://")) or not vkey.strip():
+                raise ConfigError(f"witness {item!r} must be 'URL VKEY'")
+            out.append((url, vkey.strip()))
+        return out
+
+    def validate(self) -> None:
+        self.host_port  # noqa: B018 (parses and raises)
+        for name in (
+            "batch_max_size",
+            "queue_max",
+            "max_request_bytes",
+            "max_statements",
+            "tile_cache",
+            "verify_queue_bytes",
+            "verify_queue_requests",
+            "client_burst",
+            "signer_burst",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        for name in ("client_rate", "signer_rate"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 (no limit) or positive")
+        if self.client_ip_header and not self.client_ip_header.replace("-", "").isalnum():
+            raise ConfigError(f"client_ip_header {self.client_ip_header!r} is not a header name")
+        for name in ("batch_max_age", "checkpoint_period", "stale_after", "request_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if not 0 <= self.witness_quorum <= len(self.witnesses):
+            raise ConfigError(
+                f"witness_quorum must be between 0 and the number of witnesses "
+                f"({len(self.witnesses)})"
+            )
+        if self.witness_timeout <= 0 or self.witness_refresh <= 0:
+            raise ConfigError("witness_timeout and witness_refresh must be positive")
+        self.witness_endpoints()
+        if self.log_format not in ("json", "text", "auto"):
+            raise ConfigError("log_format must be 'json', 'text' or 'auto'")
+        if any(c.isspace() for c in self.origin) or "+" in self.origin:
+            raise ConfigError(f"origin {self.origin!r} must not contain spaces or '+'")
+
+
+def coerce_setting(name: str, kind: Any, value: Any, source: str) -> Any:
+    """Check and convert one setting from a file, the environment or a flag.
+
+    ``kind`` is a dataclass field type (``int``, ``float``, ``str``, ``list[str]``,
+    or their names); lists come from the environment comma-separated.
+    """
+    if kind in ("list[str]", list[str]):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{source}: {name} must be a list of strings")
+        return value
+    try:
+        if kind in ("int", int):
+            if isinstance(value, bool | float):
+                raise TypeError
+            return int(value)
+        if kind in ("float", float):
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if not isinstance(value, str):
+            raise TypeError
+        return value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {name} has an invalid value {value!r}") from None
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The TOML table in ``path``; ConfigError saying what is wrong otherwise."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def settings_from_env(
+    env: Mapping[str, str], prefix: str, kinds: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Settings given as ``<prefix><NAME>`` environment variables."""
+    out = {}
+    for name, kind in kinds.items():
+        value = env.get(prefix + name.upper())
+        if value is not None:
+            out[name] = coerce_setting(name, kind, value, prefix + name.upper())
+    return out
+
+
+def load_config(
+    path: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> ServerConfig:
+    """Build the effective configuration (file < environment < overrides)."""
+    env = os.environ if environ is None else environ
+    kinds = {f.name: f.type for f in fields(ServerConfig)}
+    values: dict[str, Any] = {}
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        for key, value in read_config_file(path).items():
+            name = key.replace("-", "_")
+            if name not in kinds:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[name] = coerce_setting(name, kinds[name], value, path)
+    values.update(settings_from_env(env, ENV_PREFIX, kinds))
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = coerce_setting(name, kinds[name], value, "command line")
+    cfg = dataclasses.replace(ServerConfig(), **values)
+    cfg.validate()
+    return cfg

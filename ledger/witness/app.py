@@ -1,0 +1,747 @@
+r"""A witness (c2sp.org/tlog-witness): cosign checkpoints of known logs, only ever
+consistently, and remember the latest one per log.
+
+Routes (submission and monitoring prefix: the server root):
+
+* ``POST /add-checkpoint`` -- the tlog-witness request (:mod:`sigledger.ledger.witnessproto`).
+* ``GET /<lowercase hex SHA-256(origin)>/checkpoint`` -- the latest checkpoint
+  cosigned for that log: the log signature(s) the witness verified and its own
+  cosignature (``text/plain; charset=utf-8``); 404 if it never cosigned one.
+* ``GET /healthz`` -- 200 while the database answers.
+* ``GET /metrics`` -- Prometheus text format.
+
+``POST /add-checkpoint`` checks, in this order (the order of the status table
+of tlog-witness HEAD, with the checks that need no state first):
+
+====  ===========================================================================
+413   body larger than ``max_request_bytes``
+400   malformed body (strict parsing, see :mod:`sigledger.ledger.witnessproto`), or a note
+      or checkpoint that does not parse
+404   the checkpoint's origin is not a configured log (HEAD; the litewitness
+      snapshot answered 403)
+403   no valid signature by a configured key for that origin, or a signature by
+      a configured key (matched on name and key ID) that fails to verify, or
+      signature lines that do not parse (e.g. non-canonical base64)
+400   old size > checkpoint size
+409   old size differs from the size last cosigned for the origin (0 if never);
+      body ``<size>\n``, ``Content-Type: text/x.tlog.size``
+422   a size-0 checkpoint whose root is not SHA-256(""); old size 0 with a
+      non-empty proof; old size == size with a different root (HEAD; v1.0.0
+      said 409) or a non-empty proof; a consistency proof that does not verify
+200   the state moved (compare-and-swap on the stored size and root, durable),
+      then the body is one cosignature/v1 line ``— <name> <base64>\n``
+====  ===========================================================================
+
+Choices where the spec leaves room, or where v1.0.0 and HEAD differ:
+
+* We follow HEAD (422 for same size and different root, 404 for an unknown
+  origin); what v1.0.0 accepted with 200 is still accepted.
+* Re-submitting the checkpoint last cosigned (old == size, same root, empty
+  proof) returns a fresh cosignature with the current time.
+* Cosignatures are Ed25519 cosignature/v1 (type 0x04), the format the
+  deployed witness network speaks, with timestamp = the current POSIX time
+  (never 0). They cover the whole checkpoint text, extension lines included
+  (c2sp.org/tlog-cosignature@v1.0.1).
+* Correctly signed checkpoints refused with 422 are kept as evidence in the
+  database (bounded; two roots for one size and a bad size-0 root are kept in
+  preference to failed proofs, which may be the client's fault) and logged.
+* A checkpoint whose text parses but whose signature lines do not (our note
+  parser accepts only canonical base64, Go's does not) is refused with 403,
+  not 400: no signature by the log can be checked. The litewitness test
+  sequence expects 403 for a signature altered into non-canonical base64.
+* Error bodies other than 409 are one line of plain text, for people.
+* Nothing changes the state but a 200.
+* ``sign-subtree`` (optional in HEAD) is not implemented (404).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+
+from sigledger.ledger import merkle
+from sigledger.ledger.checkpoint import Checkpoint, parse_checkpoint
+from sigledger.ledger.errors import ConfigError, FormatError, LedgerError, VerificationError
+from sigledger.ledger.note import (
+    ALG_COSIGNATURE_V1,
+    ALG_ED25519,
+    Note,
+    Signer,
+    Verifier,
+    check_key_name,
+    format_note,
+    open_note,
+    sign_cosignature,
+)
+from sigledger.ledger.service.config import (
+    coerce_setting,
+    parse_listen,
+    read_config_file,
+    settings_from_env,
+)
+from sigledger.ledger.service.keys import read_key_file, write_key_file
+from sigledger.ledger.service.runner import (
+    describe_http_error,
+    finish_error,
+    log_request,
+    read_body,
+    run_app,
+)
+from sigledger.ledger.witness.store import WitnessHead, WitnessStore
+from sigledger.ledger.witnessproto import (
+    SIZE_CONTENT_TYPE,
+    AddCheckpointRequest,
+    format_size_body,
+    parse_add_checkpoint,
+)
+
+__all__ = [
+    "DEFAULT_NAME",
+    "ENV_PREFIX",
+    "WitnessConfig",
+    "WitnessedLog",
+    "create_witness_app",
+    "load_witness_config",
+    "open_witness",
+    "run_witness",
+]
+
+log = logging.getLogger("sigledger.witness")
+
+ENV_PREFIX = "SIGLEDGER_WITNESS_"
+DEFAULT_NAME = "localhost/witness"
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_TEXT = "text/plain"
+
+
+# -- configuration -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WitnessedLog:
+    """One log key the witness trusts. Several entries may share an origin
+    (a log rotating its key): a checkpoint needs a valid signature by one of
+    them, and no invalid signature by any of them."""
+
+    key: str
+    """The log's verifier key, ``<name>+<hex8 key ID>+<base64(0x01 || key)>`` (Ed25519)."""
+    origin: str = ""
+    """The checkpoint origin line. Default: the key name (tlog-checkpoint says
+    the key name SHOULD be the origin)."""
+
+    def verifier(self) -> Verifier:
+        """The parsed key; raises ConfigError unless it is an Ed25519 (0x01) vkey."""
+        try:
+            verifier = Verifier.from_vkey(self.key)
+        except FormatError as exc:
+            raise ConfigError(f"log key {self.key!r} is not a verifier key: {exc}") from None
+        if verifier.alg != ALG_ED25519:
+            raise ConfigError(
+                f"log key {self.key!r} has type 0x{verifier.alg:02x}; "
+                "a log signs checkpoints with an Ed25519 (type 0x01) key"
+            )
+        return verifier
+
+    @property
+    def effective_origin(self) -> str:
+        return self.origin or self.key.partition("+")[0]
+
+
+@dataclass
+class WitnessConfig:
+    """Every setting of ``sigledger witness serve``. Scalar fields are also TOML
+    keys and environment variables (``SIGLEDGER_WITNESS_`` + the upper-cased
+    name); logs come from ``[[log]]`` tables in the file or ``--log`` flags."""
+
+    data: str = "sigledger-witness"
+    """Data directory: holds ``witness.db`` (SQLite) and, by default, ``witness.key``."""
+    listen: str = "127.0.0.1:8081"
+    """HOST:PORT to listen on. Port 0 picks a free port (printed at start)."""
+    name: str = DEFAULT_NAME
+    """Key name of a new witness's key, used only when the key is created (later
+    the key's own name counts). It names the witness in its cosignature lines,
+    e.g. ``witness.example.org/w1``."""
+    key_file: str = ""
+    """Witness cosigning key: Go ``PRIVATE+KEY+...`` format with type 0x04
+    (cosignature/v1), mode 0600. Default ``<data>/witness.key``, created on first start."""
+    logs: list[WitnessedLog] = field(default_factory=list)
+    """The logs to witness. Flags (``--log VKEY``) replace the file's list."""
+    log_format: str = "auto"
+    """``json`` (one object per line on stdout), ``text``, or ``auto``: text when
+    stdout is a terminal, JSON otherwise."""
+    log_level: str = "info"
+    """``debug``, ``info``, ``warning``, ``error`` or ``critical``."""
+    max_request_bytes: int = 64 * 1024
+    """Largest accepted request body (413 beyond). A request is a few hundred
+    bytes plus up to 63 proof lines and the log's signatures."""
+    evidence_max: int = 10000
+    """Most refused-but-correctly-signed checkpoints kept as evidence."""
+    request_timeout: float = 10.0
+    """Seconds a client may take to send a request body; 408 beyond."""
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "witness.db"
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.key_file) if self.key_file else self.data_dir / "witness.key"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+    def log_verifiers(self) -> dict[str, tuple[Verifier, ...]]:
+        """Trusted keys by origin. Raises ConfigError for a bad or ambiguous key."""
+        out: dict[str, list[Verifier]] = {}
+        for entry in self.logs:
+            verifier = entry.verifier()
+            origin = entry.effective_origin
+            if not origin or any(ch < " " for ch in origin):
+                raise ConfigError(f"log origin {origin!r} is empty or has a control character")
+            keys = out.setdefault(origin, [])
+            if verifier in keys:
+                continue
+            if any((v.name, v.key_id) == (verifier.name, verifier.key_id) for v in keys):
+                raise ConfigError(
+                    f"two different keys named {verifier.name}+{verifier.key_id:08x} for "
+                    f"origin {origin!r}; signatures by them would be ambiguous"
+                )
+            keys.append(verifier)
+        return {origin: tuple(keys) for origin, keys in out.items()}
+
+    def validate(self) -> None:
+        self.host_port  # noqa: B018 (parses and raises)
+        try:
+            check_key_name(self.name)
+        except FormatError as exc:
+            raise ConfigError(f"witness name: {exc}") from None
+        if self.max_request_bytes < 1024:
+            raise ConfigError("max_request_bytes must be at least 1024")
+        if self.evidence_max < 0:
+            raise ConfigError("evidence_max must not be negative")
+        if self.request_timeout <= 0:
+            raise ConfigError("request_timeout must be positive")
+        if self.log_format not in ("json", "text", "auto"):
+            raise ConfigError("log_format must be 'json', 'text' or 'auto'")
+        if self.log_level.lower() not in _LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
+        self.log_verifiers()
+
+
+_SCALARS: dict[str, type] = {
+    "data": str,
+    "listen": str,
+    "name": str,
+    "key_file": str,
+    "log_format": str,
+    "log_level": str,
+    "max_request_bytes": int,
+    "evidence_max": int,
+    "request_timeout": float,
+}
+
+
+def _parse_log_tables(raw: Any, source: str) -> list[WitnessedLog]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: 'log' must be an array of tables ([[log]])")
+    out = []
+    for i, table in enumerate(raw, 1):
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: log entry {i} is not a table ([[log]])")
+        unknown = set(table) - {"key", "origin"}
+        if unknown:
+            raise ConfigError(f"{source}: log entry {i} has unknown setting(s) {sorted(unknown)}")
+        key, origin = table.get("key"), table.get("origin", "")
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f'{source}: log entry {i} needs key = "<verifier key>"')
+        if not isinstance(origin, str):
+            raise ConfigError(f"{source}: log entry {i}: origin must be a string")
+        out.append(WitnessedLog(key, origin))
+    return out
+
+
+def _logs_override(value: Any) -> list[WitnessedLog]:
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"command line: logs has an invalid value {value!r}")
+    out = []
+    for item in value:
+        if isinstance(item, WitnessedLog):
+            out.append(item)
+        elif isinstance(item, str):
+            out.append(WitnessedLog(item))
+        else:
+            raise ConfigError(f"command line: log {item!r} is not a verifier key")
+    return out
+
+
+def load_witness_config(
+    path: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> WitnessConfig:
+    """Build the effective configuration: defaults < file < environment < overrides.
+
+    The file is ``path``, else ``$SIGLEDGER_WITNESS_CONFIG`` if set. Example::
+
+        data = "/var/lib/sigledger-witness"
+        listen = "0.0.0.0:8081"
+        name = "witness.example.org/w1"
+
+        [[log]]
+        key = "log.example.org/releases+1234abcd+AV...="
+
+        [[log]]                                   # origin other than the key name
+        key = "go.sum database tree+033de0ae+Ac4z...="
+        origin = "go.sum database tree"
+
+    Override keys are the field names (``logs`` takes a list of vkey strings);
+    a value of None means "not given". Unknown keys anywhere are a ConfigError.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        for key, value in read_config_file(path).items():
+            name = key.replace("-", "_")
+            if name == "log":
+                values["logs"] = _parse_log_tables(value, path)
+            elif name in _SCALARS:
+                values[name] = coerce_setting(name, _SCALARS[name], value, path)
+            else:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+    values.update(settings_from_env(env, ENV_PREFIX, _SCALARS))
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name == "logs":
+            values["logs"] = _logs_override(value)
+        elif name in _SCALARS:
+            values[name] = coerce_setting(name, _SCALARS[name], value, "command line")
+        else:
+            raise ConfigError(f"unknown setting {name!r}")
+    cfg = dataclasses.replace(WitnessConfig(), **values)
+    cfg.validate()
+    return cfg
+
+
+# -- state, key and app ----------------------------------------------------------------
+
+
+class WitnessMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "sigledger_witness_http_requests",
+            "HTTP requests by route and status",
+            ["route", "code"],
+            registry=r,
+        )
+        self.cosignatures = Counter(
+            "sigledger_witness_cosignatures",
+            "Cosignatures issued, by log origin",
+            ["origin"],
+            registry=r,
+        )
+        self.refused = Counter(
+            "sigledger_witness_refused",
+            "add-checkpoint requests refused, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.tree_size = Gauge(
+            "sigledger_witness_tree_size",
+            "Size of the latest checkpoint cosigned, by log origin",
+            ["origin"],
+            registry=r,
+        )
+
+
+@dataclass
+class WitnessState:
+    """What the handlers share: open while the app runs."""
+
+    store: WitnessStore
+    signer: Signer
+    logs: dict[str, tuple[Verifier, ...]]
+    by_hash: dict[str, str]
+    """Lowercase hex SHA-256(origin) -> origin, for the monitoring endpoint."""
+
+
+CONFIG_KEY = web.AppKey("witness_config", WitnessConfig)
+METRICS_KEY = web.AppKey("witness_metrics", WitnessMetrics)
+STATE_KEY = web.AppKey("witness_state", WitnessState)
+
+
+class RefusalError(LedgerError):
+    """A request the witness answers with an error ``status`` (never 200)."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        body: bytes | None = None,
+        content_type: str = _TEXT,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.body = body
+        self.content_type = content_type
+
+
+def _conflict(size: int) -> RefusalError:
+    return RefusalError(
+        409,
+        "conflict",
+        f"the witness's latest checkpoint for this log has size {size}",
+        format_size_body(size),
+        SIZE_CONTENT_TYPE,
+    )
+
+
+def _read_witness_key(path: Path) -> Signer:
+    signer = read_key_file(path)
+    if signer.alg != ALG_COSIGNATURE_V1:
+        raise ConfigError(
+            f"key file {path} holds a type 0x{signer.alg:02x} key; a witness needs a "
+            "cosignature/v1 (type 0x04) key"
+        )
+    return signer
+
+
+async def open_witness(cfg: WitnessConfig) -> tuple[WitnessStore, Signer]:
+    """Open (or create, on first start) the witness state in ``cfg.data``.
+
+    Creates the key (type 0x04, mode 0600) on first start. Refuses to run
+    with a key other than the one the state was created with: cosignatures
+    by the old key would then vouch for checkpoints the new key never saw.
+    """
+    cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = await WitnessStore.open(cfg.db_path)
+    try:
+        vkey = await store.get_meta("vkey")
+        if vkey is None:
+            if cfg.key_path.exists():
+                signer = _read_witness_key(cfg.key_path)
+            else:
+                signer = Signer.generate(cfg.name, ALG_COSIGNATURE_V1)
+                write_key_file(cfg.key_path, signer)
+                log.info("generated witness key", extra={"key_file": str(cfg.key_path)})
+            await store.set_meta({"vkey": signer.vkey})
+            log.info("created new witness", extra={"vkey": signer.vkey})
+        else:
+            if not cfg.key_path.exists():
+                raise ConfigError(
+                    f"the witness in {cfg.data_dir} exists but its key {cfg.key_path} is "
+                    "missing; restore the key file (a new key needs a new data directory)"
+                )
+            signer = _read_witness_key(cfg.key_path)
+            if signer.vkey != vkey:
+                raise ConfigError(
+                    f"key {cfg.key_path} ({signer.vkey}) is not the key of the witness in "
+                    f"{cfg.data_dir} ({vkey}); refusing to start"
+                )
+    except BaseException:
+        await store.close()
+        raise
+    return store, signer
+
+
+def create_witness_app(cfg: WitnessConfig) -> web.Application:
+    """The witness's aiohttp application; the state opens on startup."""
+    app = web.Application(client_max_size=cfg.max_request_bytes, middlewares=[_middleware])
+    app[CONFIG_KEY] = cfg
+    app[METRICS_KEY] = WitnessMetrics()
+    app.cleanup_ctx.append(_witness_context)
+    app.router.add_post("/add-checkpoint", handle_add_checkpoint)
+    app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_get("/{origin_hash:[0-9a-f]{64}}/checkpoint", handle_get_checkpoint)
+    return app
+
+
+async def _witness_context(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG_KEY]
+    metrics = app[METRICS_KEY]
+    logs = cfg.log_verifiers()
+    store, signer = await open_witness(cfg)
+    try:
+        for head in await store.heads():
+            if head.origin in logs:
+                metrics.tree_size.labels(head.origin).set(head.size)
+    except BaseException:
+        await store.close()
+        raise
+    by_hash = {hashlib.sha256(o.encode("utf-8")).hexdigest(): o for o in logs}
+    app[STATE_KEY] = WitnessState(store, signer, logs, by_hash)
+    if not logs:
+        log.warning("no logs configured: every checkpoint will be refused (404)")
+    for origin, keys in logs.items():
+        log.info("witnessing log", extra={"origin": origin, "keys": [v.vkey for v in keys]})
+    try:
+        yield
+    finally:
+        await store.close()
+
+
+# -- handlers ----------------------------------------------------------------------
+
+
+@web.middleware
+async def _middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    metrics = request.app[METRICS_KEY]
+    route = request.match_info.route.resource
+    route_name = route.canonical if route is not None else "unmatched"
+    started = time.monotonic()
+    reason = ""
+    message = ""
+    try:
+        resp = await handler(request)
+    except RefusalError as exc:
+        reason, message = exc.reason, str(exc)
+        body = exc.body if exc.body is not None else f"{reason}: {message}\n".encode()
+        resp = web.Response(status=exc.status, body=body, headers={"Content-Type": _content(exc)})
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason, message = describe_http_error(exc, request.app[CONFIG_KEY].max_request_bytes)
+        resp = web.Response(
+            status=exc.status,
+            body=f"{reason}: {message}\n".encode(),
+            headers={"Content-Type": f"{_TEXT}; charset=utf-8"},
+        )
+    if resp.status >= 400:
+        finish_error(request, resp)
+    if reason and route_name == "/add-checkpoint":
+        metrics.refused.labels(reason).inc()
+    log_request(request, resp.status, started, reason, message)
+    metrics.requests.labels(route_name, str(resp.status)).inc()
+    return resp
+
+
+def _content(exc: RefusalError) -> str:
+    # The 409 content type carries no parameter (sigsum clients reject one).
+    return exc.content_type if exc.body is not None else f"{_TEXT}; charset=utf-8"
+
+
+def _consistency_problem(
+    req: AddCheckpointRequest, cp: Checkpoint, old_root: bytes
+) -> tuple[str, str] | None:
+    """(reason, message) if the checkpoint does not extend ``(req.old_size, old_root)``."""
+    if cp.size == 0 and cp.root != merkle.EMPTY_ROOT:
+        return "empty_tree_root", "a checkpoint of size 0 must have the empty-tree root"
+    if req.old_size == 0 and req.proof:
+        return "proof_not_empty", "a request from old size 0 must have an empty proof"
+    if req.old_size == cp.size and cp.root != old_root:
+        return (
+            "root_mismatch",
+            f"the checkpoint has another root than the one cosigned for size {cp.size}",
+        )
+    try:
+        merkle.check_consistency(req.old_size, cp.size, old_root, cp.root, req.proof)
+    except VerificationError as exc:
+        return "bad_proof", str(exc)
+    return None
+
+
+def _note_text(data: bytes) -> str:
+    """The text of a signed note (what precedes its last empty line), without
+    parsing the signature lines; the checks on those come with verification."""
+    try:
+        msg = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"checkpoint note is not valid UTF-8 at byte {exc.start}") from None
+    split = msg.rfind("\n\n")
+    if split < 0:
+        raise FormatError("checkpoint note has no empty line before its signatures")
+    return msg[: split + 1]
+
+
+# Reasons that are conclusive evidence the log signed something it should not
+# have; kept in preference to failed proofs (which may be the client's fault).
+_CONCLUSIVE = frozenset({"empty_tree_root", "root_mismatch"})
+
+
+async def handle_add_checkpoint(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG_KEY]
+    state = request.app[STATE_KEY]
+    metrics = request.app[METRICS_KEY]
+    body = await read_body(request, cfg.request_timeout)
+    try:
+        req = parse_add_checkpoint(body)
+        cp = parse_checkpoint(_note_text(req.checkpoint))
+    except FormatError as exc:
+        raise RefusalError(400, "malformed", str(exc)) from None
+    verifiers = state.logs.get(cp.origin)
+    if verifiers is None:
+        raise RefusalError(404, "unknown_log", f"this witness does not witness {cp.origin[:200]!r}")
+    try:
+        note, log_signatures = open_note(req.checkpoint, verifiers)
+    except VerificationError as exc:
+        raise RefusalError(403, "bad_signature", str(exc)) from None
+    except FormatError as exc:
+        # The checkpoint is fine but its signature lines are not (e.g. base64
+        # that is not canonical): no signature can be checked, so 403.
+        raise RefusalError(403, "bad_signature", f"unverifiable signatures: {exc}") from None
+    if req.old_size > cp.size:
+        raise RefusalError(
+            400, "old_too_large", f"old size {req.old_size} exceeds checkpoint size {cp.size}"
+        )
+    stored = await state.store.get_head(cp.origin)
+    stored_size = stored.size if stored is not None else 0
+    if req.old_size != stored_size:
+        raise _conflict(stored_size)
+    old_root = stored.root if stored is not None else merkle.EMPTY_ROOT
+    problem = _consistency_problem(req, cp, old_root)
+    if problem is not None:
+        reason, message = problem
+        await _keep_evidence(state, cfg, reason, message, cp, note.text, stored, body)
+        raise RefusalError(422, reason, message)
+
+    timestamp = max(1, int(time.time()))
+    cosignature = sign_cosignature(state.signer, note.text, timestamp)
+    served = format_note(Note(note.text, (*log_signatures, cosignature)))
+    swapped = await state.store.compare_and_swap(
+        cp.origin,
+        req.old_size,
+        cp.size,
+        cp.root,
+        served,
+        old_root=stored.root if stored is not None else None,
+    )
+    if not swapped:
+        # Another request moved the state since we read it.
+        current = await state.store.get(cp.origin)
+        raise _conflict(current[0] if current is not None else 0)
+    metrics.cosignatures.labels(cp.origin).inc()
+    metrics.tree_size.labels(cp.origin).set(cp.size)
+    if cp.size != req.old_size:
+        log.info("cosigned", extra={"origin": cp.origin, "old_size": req.old_size, "size": cp.size})
+    return web.Response(
+        body=cosignature.line().encode("utf-8"),
+        headers={"Content-Type": f"{_TEXT}; charset=utf-8", "Cache-Control": "no-store"},
+    )
+
+
+async def _keep_evidence(
+    state: WitnessState,
+    cfg: WitnessConfig,
+    reason: str,
+    message: str,
+    cp: Checkpoint,
+    text: str,
+    stored: WitnessHead | None,
+    body: bytes,
+) -> None:
+    conclusive = reason in _CONCLUSIVE
+    extra = {
+        "origin": cp.origin,
+        "reason": reason,
+        "detail": message,
+        "size": cp.size,
+        "stored_size": stored.size if stored is not None else 0,
+    }
+    if conclusive:
+        log.error("the log signed a checkpoint that contradicts its history", extra=extra)
+    else:
+        log.warning("refused a correctly signed checkpoint", extra=extra)
+    if cfg.evidence_max > 0:
+        await state.store.record_evidence(
+            cp.origin,
+            reason,
+            text,
+            stored,
+            body,
+            priority=1 if conclusive else 0,
+            max_rows=cfg.evidence_max,
+        )
+
+
+async def handle_get_checkpoint(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    origin = state.by_hash.get(request.match_info["origin_hash"])
+    if origin is None:
+        raise RefusalError(404, "unknown_log", "this witness does not witness that log")
+    head = await state.store.get_head(origin)
+    if head is None:
+        raise RefusalError(404, "not_found", "no checkpoint of that log cosigned yet")
+    return web.Response(
+        body=head.note,
+        headers={"Content-Type": f"{_TEXT}; charset=utf-8", "Cache-Control": "no-cache"},
+    )
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    problems = []
+    try:
+        await state.store.check()
+    except LedgerError as exc:
+        problems.append(f"storage: {exc}")
+    body = {
+        "status": "fail" if problems else "ok",
+        "problems": problems,
+        "name": state.signer.name,
+        "vkey": state.signer.vkey,
+        "logs": sorted(state.logs),
+    }
+    return web.json_response(
+        body, status=503 if problems else 200, headers={"Cache-Control": "no-store"}
+    )
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS_KEY]
+    resp = web.Response(body=generate_latest(metrics.registry))
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    with suppress(Exception):
+        resp.charset = "utf-8"
+    return resp
+
+
+# -- running -----------------------------------------------------------------------
+
+
+async def run_witness(cfg: WitnessConfig, announce: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, then shut down gracefully (in-flight requests
+    finish, the database closes; see :mod:`sigledger.ledger.service.runner`)."""
+    app = create_witness_app(cfg)
+
+    def started(url: str) -> None:
+        signer = app[STATE_KEY].signer
+        log.info("listening", extra={"url": url, "vkey": signer.vkey, "key_name": signer.name})
+        if announce is not None:
+            announce(
+                f"sigledger witness {signer.name} listening on {url}\n"
+                f"verifier key: {signer.vkey}\n"
+                f"data: {cfg.data_dir}"
+            )
+
+    host, port = cfg.host_port
+    await run_app(app, host, port, started)
