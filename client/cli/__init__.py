@@ -1,1 +1,1 @@
-"""cli"""
+"""The ``sigledger`` command: argument parsing and output over the client library."""

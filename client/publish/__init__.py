@@ -1,1 +1,2 @@
-"""publish"""
+"""The publisher's side: keys, signing release statements, submitting them and keeping
+the receipts."""
