@@ -5,6 +5,7 @@ publisher's receipts and log-key check; and the library modules the commands cal
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import shutil
 import subprocess
@@ -333,10 +334,18 @@ async def test_a_wrong_log_key_submits_nothing(log_server: LogProcess, tmp_path:
     assert r.returncode == 0, r.stderr
     [result] = json.loads(r.stdout)["results"]
     assert (result["status"], result["log_index"]) == ("added", 0)
-    # the same wrong key, for checkpoint and fsck
-    for cmd in (("checkpoint", "--log", url), ("fsck", url)):
-        r = run_cli(*cmd, "--log-key", wrong)
+    # the same wrong key, for checkpoint, fsck and policy pin
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text(f"demo==1.0 --hash=sha256:{hashlib.sha256(whl.read_bytes()).hexdigest()}\n")
+    policy = tmp_path / "policy.toml"
+    env = {"SIGLEDGER_STATE_DIR": str(tmp_path / "state")}
+    pin = ("policy", "pin", "-r", str(reqs), "--log", url, "--policy", str(policy))
+    for cmd in (("checkpoint", "--log", url), ("fsck", url), pin):
+        r = run_cli(*cmd, "--log-key", wrong, env=env)
         assert r.returncode == 1 and url in r.stderr and _key_id(log_server.vkey) in r.stderr
+    assert not policy.exists()
+    r = run_cli(*pin, "--log-key", log_server.vkey, env=env)
+    assert r.returncode == 0 and policy.exists(), r.stderr
 
 
 async def test_publish_dist_glob_twice(log_server: LogProcess, tmp_path: Path) -> None:

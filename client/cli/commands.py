@@ -14,7 +14,7 @@ import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sigledger.client.cli.output import (
     EXIT_OK,
@@ -24,6 +24,10 @@ from sigledger.client.cli.output import (
     report_published,
 )
 from sigledger.ledger.errors import ConfigError, VerificationError
+
+if TYPE_CHECKING:  # only for types: commands import the library when they run
+    from sigledger.client.install.policy import Policy
+    from sigledger.client.monitor.watcher import MonitorTarget
 
 
 def _need(value: str | None, flag: str, env: str) -> str:
@@ -253,10 +257,10 @@ def monitor(args: argparse.Namespace, ui: Ui) -> int:
 
 async def _monitor(
     args: argparse.Namespace,
-    targets: list[Any],
+    targets: list[MonitorTarget],
     state: Path,
     watch: set[str],
-    policy: Any,
+    policy: Policy | None,
     workers: int,
 ) -> int:
     import signal

@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sigledger.ledger.errors import (
     ConfigError,
@@ -35,6 +35,11 @@ from sigledger.ledger.errors import (
     NetworkError,
     VerificationError,
 )
+
+if TYPE_CHECKING:  # only for types: importing them would slow down every command
+    from sigledger.client.install.checks import Outcome
+    from sigledger.client.monitor.fsck import FsckResult
+    from sigledger.client.publish.submit import PublishResult
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NETWORK, EXIT_MISBEHAVIOR = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -212,7 +217,7 @@ class Progress:
 # --- reports ----------------------------------------------------------------------
 
 
-def report_outcomes(ui: Ui, outcomes: Sequence[Any], log: dict[str, Any] | None) -> int:
+def report_outcomes(ui: Ui, outcomes: Sequence[Outcome], log: dict[str, Any] | None) -> int:
     """``verify``'s report: JSON, a table on a terminal, else one line per artifact."""
     ok = all(o.ok for o in outcomes)
     if ui.json:
@@ -253,7 +258,12 @@ PUBLISH_VERBS = {"added": "logged", "existing": "already logged", "dry-run": "wo
 
 
 def report_published(
-    ui: Ui, results: Sequence[Any], skipped: Sequence[str], *, checked: bool, dry_run: bool
+    ui: Ui,
+    results: Sequence[PublishResult],
+    skipped: Sequence[str],
+    *,
+    checked: bool,
+    dry_run: bool,
 ) -> int:
     if ui.json:
         ui.data(
@@ -277,7 +287,7 @@ def report_published(
     return EXIT_OK
 
 
-def report_fsck(ui: Ui, result: Any) -> int:
+def report_fsck(ui: Ui, result: FsckResult) -> int:
     if ui.json:
         ui.data(result.to_json())
     else:
