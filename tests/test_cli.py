@@ -27,6 +27,7 @@ from sigledger.client.publish.files import (
     receipt_path,
     split_distributions,
 )
+from sigledger.client.publish.submit import publish
 from sigledger.ledger.checkpoint import Checkpoint, format_checkpoint
 from sigledger.ledger.errors import ConfigError, VerificationError
 from sigledger.ledger.merkle import EMPTY_ROOT
@@ -130,6 +131,22 @@ def test_quiet_keeps_errors_and_drops_chatter(
     assert capsys.readouterr() == ("", "")
     assert main(["publish", "-q", "--dry-run", "--key", str(tmp_path / "nope"), str(whl)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_local_file_errors_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "a.key"  # below a file: cannot be created
+    assert main(["keygen", "--name", "a", "--out", str(out), "--json"]) == 1
+    stdout, err = capsys.readouterr()
+    doc = json.loads(stdout)
+    assert doc["error"] == "local_io" and doc["exit_code"] == 1
+    assert str(tmp_path / "file") in doc["message"] and "error:" in err
+    key = tmp_path / "k.key"
+    assert main(["keygen", "--name", "a", "--out", str(key), "-q"]) == 0
+    whl = make_release(tmp_path, "demo", "1.0", "whl")
+    argv = ["publish", "--log", "http://127.0.0.1:1", "--key", str(key), str(whl)]
+    assert main([*argv, "--receipts", str(tmp_path / "file")]) == 2  # before any network I/O
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_exit_codes_are_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -346,6 +363,22 @@ async def test_a_wrong_log_key_submits_nothing(log_server: LogProcess, tmp_path:
     assert not policy.exists()
     r = run_cli(*pin, "--log-key", log_server.vkey, env=env)
     assert r.returncode == 0 and policy.exists(), r.stderr
+
+
+async def test_the_library_checks_the_log_key_before_submitting(
+    log_server: LogProcess, tmp_path: Path
+) -> None:
+    whl = make_release(tmp_path, "demo", "1.0", "whl")
+    wrong = Signer.generate("localhost/sigledger").verifier()
+    with pytest.raises(VerificationError, match="is not signed by the log key"):
+        await publish(log_server.url, Signer.generate("alice"), [whl], log_key=wrong)
+    assert await _size(log_server.url) == 0
+    [result] = await publish(
+        log_server.url, Signer.generate("alice"), [whl], receipts_dir=tmp_path / "r"
+    )
+    assert result.receipt_path == tmp_path / "r" / f"{whl.name}.json"
+    assert result.receipt_path.is_file() and result.receipt is not None
+    assert result.receipt["log_index"] == 0
 
 
 async def test_publish_dist_glob_twice(log_server: LogProcess, tmp_path: Path) -> None:

@@ -130,6 +130,9 @@ def publish(args: argparse.Namespace, ui: Ui) -> int:
         ui.note(f"skipping {p}: not a wheel or sdist")
     if not dists:
         raise ConfigError("nothing to publish: no wheel or sdist among the files given")
+    receipts = Path(args.receipts) if args.receipts else None
+    if receipts is not None and receipts.exists() and not receipts.is_dir():
+        raise ConfigError(f"--receipts {receipts} is not a folder")
     log_key = parse_log_key(args.log_key) if args.log_key else None
     with ui.progress("publishing", len(dists), min_total=21) as progress:
         results = asyncio.run(
@@ -140,7 +143,7 @@ def publish(args: argparse.Namespace, ui: Ui) -> int:
                 log_key=log_key,
                 dry_run=args.dry_run,
                 write_receipts=not args.no_receipts,
-                receipts_dir=Path(args.receipts) if args.receipts else None,
+                receipts_dir=receipts,
                 progress=progress.advance,
             )
         )

@@ -42,8 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return HANDLERS[args.handler](args, ui)
     except KeyboardInterrupt:
-        ui.error("interrupted")
-        return EXIT_INTERRUPTED
+        return ui.report("interrupted", "interrupted", "", EXIT_INTERRUPTED)
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, as other CLI tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -53,6 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ui.verbose:
             traceback.print_exc()
         return ui.fail(exc)
+    except OSError as exc:  # a local file could not be read or written
+        if ui.verbose:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        hint = "Check the path and its permissions, then run the command again."
+        return ui.report("local_io", f"{where}{exc.strerror or exc}", hint, EXIT_FAIL)
 
 
 def _usage_error(exc: UsageError, *, json_wanted: bool) -> int:

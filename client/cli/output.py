@@ -14,7 +14,8 @@ Exit codes (also in ``sigledger --help``): see :data:`EXIT_MEANINGS`. With
 ``error`` is the log's error key when the log refused (``binding_conflict``,
 ``not_witnessed``, ...), else one of ``log_misbehavior``, ``usage``,
 ``configuration``, ``format``, ``network``, ``verification_failed``,
-``failed``, ``interrupted``. Log misbehavior prints the object even without
+``failed``, ``local_io`` (a local file could not be read or written),
+``interrupted``. Log misbehavior prints the object even without
 ``--json``: the evidence is data to keep.
 """
 
@@ -135,13 +136,21 @@ class Ui:
 
     def fail(self, exc: LedgerError) -> int:
         """Report an error; return its exit code."""
-        code = exit_code_for(exc)
         if self.json or isinstance(exc, LogMisbehaviorError):
             print_json(error_document_for(exc))
-        self.error(f"error: {exc.diagnostics()}")
-        if not self.verbose and not self.quiet:
+        return self._explain(exc.diagnostics(), exit_code_for(exc))
+
+    def report(self, code: str, message: str, hint: str, exit_code: int) -> int:
+        """Report an error that is not a LedgerError; return ``exit_code``."""
+        if self.json:
+            print_json(error_document(code, message, hint, exit_code))
+        return self._explain(f"{message}\n\n{hint}" if hint else message, exit_code)
+
+    def _explain(self, text: str, exit_code: int) -> int:
+        self.error(f"error: {text}")
+        if not self.verbose and not self.quiet and exit_code != EXIT_INTERRUPTED:
             self.error("(run sigledger with --verbose for details)")
-        return code
+        return exit_code
 
     def progress(
         self,
