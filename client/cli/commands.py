@@ -115,24 +115,16 @@ def keygen(args: argparse.Namespace, ui: Ui) -> int:
 
 def publish(args: argparse.Namespace, ui: Ui) -> int:
     from sigledger.client.logkey import parse_log_key
-    from sigledger.client.publish.files import split_distributions
+    from sigledger.client.publish.files import receipts_folder, release_files
     from sigledger.client.publish.submit import load_key
     from sigledger.client.publish.submit import publish as publish_files
 
     key = load_key(Path(_need(args.key, "--key", "SIGLEDGER_KEY")))
     url = "" if args.dry_run else _need(args.log, "--log", "SIGLEDGER_LOG")
-    paths = [Path(f) for f in args.files]
-    for p in paths:
-        if not p.exists():
-            raise ConfigError(f"{p} is not a file")
-    dists, skipped = split_distributions(paths)
+    receipts = receipts_folder(args.receipts)
+    dists, skipped = release_files(Path(f) for f in args.files)
     for p in skipped:
         ui.note(f"skipping {p}: not a wheel or sdist")
-    if not dists:
-        raise ConfigError("nothing to publish: no wheel or sdist among the files given")
-    receipts = Path(args.receipts) if args.receipts else None
-    if receipts is not None and receipts.exists() and not receipts.is_dir():
-        raise ConfigError(f"--receipts {receipts} is not a folder")
     log_key = parse_log_key(args.log_key) if args.log_key else None
     with ui.progress("publishing", len(dists), min_total=21) as progress:
         results = asyncio.run(

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sigledger.ledger.errors import ConfigError
+
 RECEIPTS_FOLDER = ".sigledger"
 RECEIPT_SUFFIX = ".json"
 LEGACY_RECEIPT_SUFFIX = ".sigledger.json"  # next to the file, before the receipts folder
@@ -38,6 +40,30 @@ def split_distributions(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
     for p in paths:
         (dists if is_distribution(p) else others).append(p)
     return dists, others
+
+
+def release_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """:func:`split_distributions` of paths that must exist; ConfigError for a
+    missing path, or when no distribution file is among them."""
+    given = list(paths)
+    for p in given:
+        if not p.exists():
+            raise ConfigError(f"{p} is not a file")
+    dists, others = split_distributions(given)
+    if not dists:
+        names = ", ".join(str(p) for p in others[:3]) + (", ..." if len(others) > 3 else "")
+        raise ConfigError(f"nothing to publish: not a wheel or sdist: {names}")
+    return dists, others
+
+
+def receipts_folder(value: str | Path | None) -> Path | None:
+    """A receipts folder given by a user (None: the default); ConfigError if a file."""
+    if value is None or value == "":
+        return None
+    folder = Path(value)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--receipts {folder} is not a folder")
+    return folder
 
 
 def receipt_path(path: Path, receipts_dir: Path | None = None) -> Path:
