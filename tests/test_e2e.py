@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import glob
 import hashlib
 import io
 import json
@@ -196,7 +197,7 @@ def test_cli_tour(log_server: LogProcess, tmp_path: Path) -> None:
     key = str(tmp_path / "alice.key")
     r = run_cli("publish", "--log", url, "--key", key, "--dry-run", str(wheel))
     assert r.returncode == 0 and "would log" in r.stderr
-    assert not Path(str(wheel) + ".sigledger.json").exists()
+    assert not (tmp_path / ".sigledger").exists()
 
     r = run_cli(
         "publish", "--log", url, "--key", key, "--log-key", vkey, "--json", str(wheel), str(sdist)
@@ -205,7 +206,12 @@ def test_cli_tour(log_server: LogProcess, tmp_path: Path) -> None:
     out = json.loads(r.stdout)
     assert out["version"] == 1
     assert [x["status"] for x in out["results"]] == ["added", "added"]
-    assert Path(str(wheel) + ".sigledger.json").exists()
+    # receipts live where `dist/*` does not reach
+    receipt = tmp_path / ".sigledger" / f"{wheel.name}.json"
+    assert out["results"][0]["receipt"] == str(receipt) and receipt.exists()
+    shell_glob = {Path(p).name for p in glob.glob(str(tmp_path / "*"))}  # as `dist/*` expands
+    assert {wheel.name, sdist.name} <= shell_glob
+    assert not [name for name in shell_glob if name.endswith(".json")]
 
     r = run_cli("publish", "--log", url, "--key", key, str(wheel))
     assert r.returncode == 0 and "already logged" in r.stderr

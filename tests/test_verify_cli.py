@@ -141,15 +141,37 @@ async def test_pin_then_verify(log_server: LogProcess, tmp_path: Path, env: dict
     r = await asyncio.to_thread(run_cli, "verify", str(other), env=env)
     assert r.returncode == 1 and "not signed by any trusted signer" in r.stderr
 
-    # offline, from the receipt written by publish
+    # offline, from the receipt written by publish (in dist/.sigledger/)
+    receipt = dist / ".sigledger" / f"{flask_whl.name}.json"
     r = await asyncio.to_thread(run_cli, "verify", "--offline", str(flask_whl), env=env)
     assert r.returncode == 0, r.stderr
     tampered = dist / "copy" / flask_whl.name
     tampered.parent.mkdir()
     tampered.write_bytes(b"tampered")
-    shutil.copy(str(flask_whl) + ".sigledger.json", str(tampered) + ".sigledger.json")
+    shutil.copy(receipt, str(tampered) + ".sigledger.json")  # where receipts used to be
     r = await asyncio.to_thread(run_cli, "verify", "--offline", str(tampered), env=env)
     assert r.returncode == 1 and "not this file" in r.stderr
+    # the receipt location of earlier releases is still read; --receipts DIR first
+    legacy = dist / "legacy" / flask_whl.name
+    legacy.parent.mkdir()
+    shutil.copy(flask_whl, legacy)
+    r = await asyncio.to_thread(run_cli, "verify", "--offline", str(legacy), env=env)
+    assert r.returncode == 1 and "no receipt" in r.stderr
+    shutil.copy(receipt, str(legacy) + ".sigledger.json")
+    r = await asyncio.to_thread(run_cli, "verify", "--offline", str(legacy), env=env)
+    assert r.returncode == 0, r.stderr
+    elsewhere = tmp_path / "receipts"
+    elsewhere.mkdir()
+    shutil.copy(receipt, elsewhere / receipt.name)
+    moved = dist / "moved" / flask_whl.name  # a copy with no receipt next to it
+    moved.parent.mkdir()
+    shutil.copy(flask_whl, moved)
+    args = ("verify", "--offline", "--json", str(moved))
+    r = await asyncio.to_thread(run_cli, *args, env=env)
+    assert r.returncode == 1 and "no receipt" in json.loads(r.stdout)["results"][0]["reason"]
+    r = await asyncio.to_thread(run_cli, *args, "--receipts", str(elsewhere), env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["results"][0]["ok"] is True
 
 
 async def test_alarm_when_a_trusted_signer_logged_another_hash(

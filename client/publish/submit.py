@@ -3,19 +3,22 @@
 ``publish`` hashes each file, builds its :class:`~sigledger.ledger.entry.Statement` from
 the file name (a wheel or sdist), signs it, submits the signed statements in
 chunks, verifies every receipt (entry, signature, inclusion proof, and the
-log's checkpoint signature when the log key is known) and writes
-``<file>.sigledger.json`` next to each file.
+log's checkpoint signature when the log key is known) and writes each
+receipt where :mod:`sigledger.client.publish.files` says (``dist/.sigledger/``).
+With a log key, the log's current checkpoint is verified before anything is
+submitted: a wrong key or a wrong URL logs nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sigledger.client.logkey import open_with_log_key
+from sigledger.client.publish.files import receipt_path, write_receipt
 from sigledger.client.receipts import RECEIPT_MEDIA_TYPE, verify_receipt
 from sigledger.client.remote import LogClient
 from sigledger.ledger.entry import SignedStatement, Statement, statement_message
@@ -24,7 +27,6 @@ from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.keys import read_key_file, write_key_file
 from sigledger.ledger.wire import statement_to_json
 
-RECEIPT_SUFFIX = ".sigledger.json"
 CHUNK = 500  # statements per request: well under the server's default limit of 1000
 
 
@@ -96,12 +98,14 @@ async def publish(
     log_key: Verifier | None = None,
     dry_run: bool = False,
     write_receipts: bool = True,
+    receipts_dir: Path | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[PublishResult]:
     """Sign and submit ``paths``; return one result per file, in order.
 
-    Raises FormatError for a file that is not a wheel/sdist (before anything is
-    sent), LogRefusedError when the log refuses, NetworkError when it cannot be
+    Raises FormatError for a file that is not a wheel/sdist and VerificationError
+    for a checkpoint ``log_key`` did not sign (both before anything is sent),
+    LogRefusedError when the log refuses, NetworkError when it cannot be
     reached, VerificationError when a receipt does not verify.
     """
     signed = [sign_statement(signer, statement_for_file(p)) for p in paths]
@@ -109,6 +113,8 @@ async def publish(
         return [PublishResult(p, s, "dry-run") for p, s in zip(paths, signed, strict=True)]
     results: list[PublishResult] = []
     async with LogClient(log_url) as client:
+        if log_key is not None:
+            open_with_log_key(await client.checkpoint(), log_key, client.url)
         for start in range(0, len(signed), CHUNK):
             chunk = signed[start : start + CHUNK]
             receipts = await client.add(chunk)
@@ -126,10 +132,8 @@ async def publish(
                 }
                 rpath = None
                 if write_receipts:
-                    rpath = path.with_name(path.name + RECEIPT_SUFFIX)
-                    tmp = rpath.with_name(rpath.name + ".tmp")
-                    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-                    tmp.replace(rpath)
+                    rpath = receipt_path(path, receipts_dir)
+                    write_receipt(rpath, doc)
                 results.append(
                     PublishResult(
                         path,

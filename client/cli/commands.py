@@ -1,0 +1,313 @@
+"""One short function per command, over library calls.
+
+Each takes the parsed arguments and a :class:`~sigledger.client.cli.output.Ui`
+and returns the exit code; failures are raised as
+:class:`~sigledger.ledger.errors.LedgerError` and rendered by
+:func:`sigledger.client.cli.main.main`. Library modules are imported inside the
+functions, so ``sigledger --help`` never loads aiohttp or the crypto stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sigledger.client.cli.output import (
+    EXIT_OK,
+    Ui,
+    report_fsck,
+    report_outcomes,
+    report_published,
+)
+from sigledger.ledger.errors import ConfigError, VerificationError
+
+if TYPE_CHECKING:  # only for types: commands import the library when they run
+    from sigledger.client.install.policy import Policy
+    from sigledger.client.monitor.watcher import MonitorTarget
+
+
+def _need(value: str | None, flag: str, env: str) -> str:
+    if not value:
+        raise ConfigError(f"{flag} is required (or set {env})")
+    return value
+
+
+def _workers(value: int | None) -> int:
+    if value is not None and value < 0:
+        raise ConfigError("--workers must be at least 0")
+    return (os.cpu_count() or 1) if value is None else value
+
+
+# --- services ---------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace, ui: Ui) -> int:
+    from sigledger.ledger.log.app import run_server
+    from sigledger.ledger.service.config import load_config
+    from sigledger.ledger.service.diagnostics import configure_logging
+
+    cfg = load_config(
+        args.config,
+        {
+            "data": args.data,
+            "listen": args.listen,
+            "origin": args.origin,
+            "witnesses": args.witness,
+            "witness_quorum": args.witness_quorum,
+            "log_format": args.log_format,
+        },
+    )
+    configure_logging(cfg.log_format, cfg.log_level)
+    asyncio.run(run_server(cfg, announce=ui.error))
+    return EXIT_OK
+
+
+def witness_serve(args: argparse.Namespace, ui: Ui) -> int:
+    from sigledger.ledger.service.diagnostics import configure_logging
+    from sigledger.ledger.witness.app import load_witness_config, run_witness
+
+    cfg = load_witness_config(
+        args.config,
+        {
+            "data": args.data,
+            "listen": args.listen,
+            "name": args.name,
+            "logs": args.log,
+            "log_format": args.log_format,
+        },
+    )
+    configure_logging(cfg.log_format, cfg.log_level)
+    asyncio.run(run_witness(cfg, announce=ui.error))
+    return EXIT_OK
+
+
+# --- publishers -------------------------------------------------------------------
+
+
+def keygen(args: argparse.Namespace, ui: Ui) -> int:
+    from sigledger.client.publish.files import default_key_path
+    from sigledger.client.publish.submit import generate_key, write_key
+    from sigledger.ledger.note import check_key_name
+
+    check_key_name(args.name)
+    signer = generate_key(args.name)
+    out = Path(args.out) if args.out else default_key_path(args.name)
+    write_key(out, signer, overwrite=args.force)
+    if ui.json:
+        ui.data(
+            {
+                "key_file": str(out),
+                "vkey": signer.vkey,
+                "name": signer.name,
+                "key_id": f"{signer.key_id:08x}",
+            }
+        )
+    else:
+        ui.info(f"wrote signing key to {out} (keep it secret; mode 0600)")
+        ui.info("your verifier key (share it; installers pin it):")
+        print(signer.vkey)
+    return EXIT_OK
+
+
+def publish(args: argparse.Namespace, ui: Ui) -> int:
+    from sigledger.client.logkey import parse_log_key
+    from sigledger.client.publish.files import receipts_folder, release_files
+    from sigledger.client.publish.submit import load_key
+    from sigledger.client.publish.submit import publish as publish_files
+
+    key = load_key(Path(_need(args.key, "--key", "SIGLEDGER_KEY")))
+    url = "" if args.dry_run else _need(args.log, "--log", "SIGLEDGER_LOG")
+    receipts = receipts_folder(args.receipts)
+    dists, skipped = release_files(Path(f) for f in args.files)
+    for p in skipped:
+        ui.note(f"skipping {p}: not a wheel or sdist")
+    log_key = parse_log_key(args.log_key) if args.log_key else None
+    with ui.progress("publishing", len(dists), min_total=21) as progress:
+        results = asyncio.run(
+            publish_files(
+                url,
+                key,
+                dists,
+                log_key=log_key,
+                dry_run=args.dry_run,
+                write_receipts=not args.no_receipts,
+                receipts_dir=receipts,
+                progress=progress.advance,
+            )
+        )
+    return report_published(
+        ui, results, [str(p) for p in skipped], checked=log_key is not None, dry_run=args.dry_run
+    )
+
+
+# --- installers -------------------------------------------------------------------
+
+
+def verify(args: argparse.Namespace, ui: Ui) -> int:
+    from sigledger.client.install.checks import Artifact
+    from sigledger.client.install.inputs import artifacts_from_targets, read_pins, require_policy
+    from sigledger.client.install.verify import verify_offline, verify_online
+
+    policy = require_policy(args.policy)
+    artifacts = artifacts_from_targets(args.targets)
+    artifacts.extend(Artifact.from_pin(p) for p in read_pins(args.requirement, args.lock))
+    if not artifacts:
+        raise ConfigError("nothing to verify: give files, sha256:<hex>, -r FILE or --lock FILE")
+    if args.offline:
+        receipts = Path(args.receipts) if args.receipts else None
+        return report_outcomes(ui, verify_offline(policy, artifacts, receipts), None)
+    if args.receipts:
+        raise ConfigError("--receipts is for --offline; online checks ask the log")
+    with ui.progress("verifying", len(artifacts), min_total=10) as progress:
+        outcomes, log = asyncio.run(
+            verify_online(
+                policy, artifacts, log_url=args.log, progress=lambda _o: progress.advance()
+            )
+        )
+    return report_outcomes(ui, outcomes, log.to_json())
+
+
+def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
+    from sigledger.client.install.inputs import read_pins
+    from sigledger.client.install.pin import pin_policy
+    from sigledger.client.install.policy import default_policy_path
+    from sigledger.client.logkey import parse_log_key
+
+    url = _need(args.log, "--log", "SIGLEDGER_LOG")
+    log_key = parse_log_key(_need(args.log_key, "--log-key", "SIGLEDGER_LOG_KEY"))
+    pins = read_pins(args.requirement, args.lock)
+    if not pins:
+        raise ConfigError("nothing to pin: give -r FILE or --lock FILE")
+    path = Path(args.policy) if args.policy else default_policy_path()
+    result = asyncio.run(pin_policy(url, log_key, pins, path, threshold=args.threshold))
+    if result.missing:
+        for name in result.missing:
+            ui.error(f"FAIL: {name}: not in the log")
+        raise VerificationError(
+            f"{len(result.missing)} locked hash(es) are not in the log; the policy was not written"
+        )
+    projects = {p: sorted(v) for p, v in sorted(result.signers.items())}
+    if ui.json:
+        ui.data({"version": 1, "policy": str(path), "projects": projects})
+    else:
+        for project, keys in projects.items():
+            ui.info(f"pinned {project}: {', '.join(keys)}")
+        ui.info(f"wrote {path} ({len(projects)} projects)")
+    return EXIT_OK
+
+
+# --- auditors ---------------------------------------------------------------------
+
+
+def checkpoint(args: argparse.Namespace, ui: Ui) -> int:
+    import sys
+
+    from sigledger.client.logkey import fetch_checkpoint, parse_log_key
+
+    url = _need(args.log, "--log", "SIGLEDGER_LOG")
+    log_key = parse_log_key(args.log_key) if args.log_key else None
+    cp, raw, verified = asyncio.run(fetch_checkpoint(url, log_key))
+    if ui.json:
+        ui.data(
+            {
+                "version": 1,
+                "origin": cp.origin,
+                "tree_size": cp.size,
+                "root_hash": cp.root.hex(),
+                "verified": verified,
+                "checkpoint": raw.decode(),
+            }
+        )
+    else:
+        sys.stdout.write(raw.decode())
+        if verified:
+            ui.info("signature verified")
+        else:
+            ui.note("signature NOT verified (pass --log-key to verify)")
+    return EXIT_OK
+
+
+def monitor(args: argparse.Namespace, ui: Ui) -> int:
+    from sigledger.client.install.inputs import require_policy
+    from sigledger.client.install.policy import default_policy_path, default_state_dir
+    from sigledger.client.monitor.targets import monitor_targets, watched_projects
+
+    if args.interval <= 0 or args.stale_after <= 0:
+        raise ConfigError("--interval and --stale-after must be positive")
+    workers = _workers(args.workers)
+    if args.webhook and not args.webhook.startswith(("http://", "https://")):
+        raise ConfigError("--webhook must be an http:// or https:// URL")
+    policy = None
+    if args.policy or (not args.log and default_policy_path().exists()):
+        policy = require_policy(args.policy)
+    targets = monitor_targets(args.log, args.log_key, policy)
+    watch = watched_projects(args.watch, policy)
+    state = Path(args.state) if args.state else default_state_dir() / "monitor.db"
+    return asyncio.run(_monitor(args, targets, state, watch, policy, workers))
+
+
+async def _monitor(
+    args: argparse.Namespace,
+    targets: list[MonitorTarget],
+    state: Path,
+    watch: set[str],
+    policy: Policy | None,
+    workers: int,
+) -> int:
+    import signal
+
+    from sigledger.client.monitor.watcher import Monitor, exit_status
+
+    async with Monitor(
+        targets,
+        state,
+        watch=watch,
+        policy=policy,
+        webhook=args.webhook,
+        stale_after=args.stale_after,
+        workers=workers,
+    ) as mon:
+        if args.once:
+            return exit_status(await mon.run_once())
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await mon.run_forever(args.interval, stop)
+    return EXIT_OK
+
+
+def fsck(args: argparse.Namespace, ui: Ui) -> int:
+    from sigledger.client.logkey import parse_log_key
+    from sigledger.client.monitor.fsck import fsck as audit
+
+    key = parse_log_key(_need(args.log_key, "--log-key", "SIGLEDGER_LOG_KEY"))
+    workers = _workers(args.workers)
+    lines = lambda done, total: f"checked {done:,} of {total:,} entries"  # noqa: E731
+    with ui.progress(f"fsck {key.name}", lines=lines) as progress:
+        result = asyncio.run(audit(args.url, key, workers=workers, progress=progress.update))
+    return report_fsck(ui, result)
+
+
+def completion(args: argparse.Namespace, ui: Ui) -> int:
+    from sigledger.client.cli.completion import completion_script
+    from sigledger.client.cli.parser import build_parser
+
+    print(completion_script(build_parser(), args.shell), end="")
+    return EXIT_OK
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace, Ui], int]] = {
+    "serve": serve,
+    "witness serve": witness_serve,
+    "keygen": keygen,
+    "publish": publish,
+    "verify": verify,
+    "policy pin": policy_pin,
+    "checkpoint": checkpoint,
+    "monitor": monitor,
+    "fsck": fsck,
+    "completion": completion,
+}

@@ -1,0 +1,424 @@
+"""The argparse tree of the ``sigledger`` command.
+
+Conventions (those of pip and uv): ``-v/--verbose`` and ``-q/--quiet`` are
+accepted before the command and after it; every command that reports takes
+``--json``; a usage error names the command it belongs to and prints that
+command's usage. Each command's parser records its handler's name
+(``handler``, a key of :data:`sigledger.client.cli.commands.HANDLERS`) and
+itself (``command_parser``). Building the tree imports nothing but argparse,
+so ``sigledger --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, NoReturn
+
+from sigledger.client.cli.output import EXIT_MEANINGS
+
+
+class UsageError(Exception):
+    """A command line argparse refused; carries the usage of the parser that refused it."""
+
+    def __init__(self, message: str, usage: str, prog: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+        self.prog = prog
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are raised, so the caller can render them
+    (as text, or as JSON with ``--json``) with the usage of the failing command."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.format_usage(), self.prog)
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get("SIGLEDGER_" + name) or None
+
+
+def _exit_codes() -> str:
+    width = max(len(str(code)) for code in EXIT_MEANINGS)
+    lines = [f"  {code:<{width}}  {meaning}" for code, meaning in EXIT_MEANINGS.items()]
+    return "exit codes:\n" + "\n".join(lines)
+
+
+def _chatter(p: argparse.ArgumentParser, default: Any) -> None:
+    """``-v``/``-q``; after a command they default to SUPPRESS so they do not reset
+    what was given before it."""
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default,
+        help="show tracebacks on errors",
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=default,
+        help="print only data and errors (-qq: no notes either)",
+    )
+
+
+def _json(p: argparse.ArgumentParser, what: str = "print JSON on stdout, errors included") -> None:
+    p.add_argument("--json", action="store_true", help=what)
+
+
+def _command(
+    sub: Any, name: str, handler: str, *, reports: bool = True, **kw: Any
+) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, **kw)
+    _chatter(p, argparse.SUPPRESS)
+    if reports:
+        _json(p)
+    p.set_defaults(handler=handler, command_parser=p)
+    return p
+
+
+def build_parser() -> Parser:
+    p = Parser(
+        prog="sigledger",
+        description="A transparency log for Python release files.",
+        epilog=_exit_codes(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _chatter(p, 0)
+    p.add_argument("-V", "--version", action="version", version="%(prog)s 0.1.0")
+    p.set_defaults(json=False, command_parser=p)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _serve(sub)
+    _keygen(sub)
+    _publish(sub)
+    _verify(sub)
+    _policy(sub)
+    _witness(sub)
+    _checkpoint(sub)
+    _monitor(sub)
+    _fsck(sub)
+    c = _command(
+        sub,
+        "completion",
+        "completion",
+        reports=False,
+        help="print a shell completion script",
+        description="Print a completion script for bash, zsh or fish, e.g. "
+        "'eval \"$(sigledger completion bash)\"' in ~/.bashrc, "
+        "'sigledger completion fish > ~/.config/fish/completions/sigledger.fish'.",
+    )
+    c.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell")
+    return p
+
+
+def _serve(sub: Any) -> None:
+    s = _command(
+        sub,
+        "serve",
+        "serve",
+        reports=False,
+        help="run a log server",
+        description="Run a log server. With no arguments it starts a log on "
+        "127.0.0.1:8080 in ./sigledger-data, creating the log key on first start.",
+    )
+    s.add_argument("--data", metavar="DIR", help="data directory (env SIGLEDGER_DATA)")
+    s.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="address to listen on, port 0 = any "
+        "free port (env SIGLEDGER_LISTEN; default 127.0.0.1:8080)",
+    )
+    s.add_argument(
+        "--config", metavar="FILE", help="TOML configuration file (env SIGLEDGER_CONFIG)"
+    )
+    s.add_argument("--origin", help="origin of a new log (default localhost/sigledger)")
+    s.add_argument(
+        "--witness",
+        action="append",
+        default=None,
+        metavar="'URL VKEY'",
+        help="ask this witness to cosign every checkpoint (repeatable; env "
+        "SIGLEDGER_WITNESSES, comma-separated)",
+    )
+    s.add_argument(
+        "--witness-quorum",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cosignatures required before a checkpoint is published",
+    )
+    s.add_argument(
+        "--log-format",
+        choices=["json", "text", "auto"],
+        help="log output format (default auto: text on a terminal, else JSON)",
+    )
+
+
+def _keygen(sub: Any) -> None:
+    k = _command(
+        sub,
+        "keygen",
+        "keygen",
+        help="create a publisher signing key",
+        description="Create an Ed25519 signing key (file mode 0600) and print "
+        "its verifier key, which is your identity in the log.",
+    )
+    k.add_argument("--name", required=True, help="key name, e.g. your project or e-mail")
+    k.add_argument("--out", metavar="FILE", help="where to write the key (default: ./<name>.key)")
+    k.add_argument("--force", action="store_true", help="overwrite an existing key file")
+
+
+def _publish(sub: Any) -> None:
+    pub = _command(
+        sub,
+        "publish",
+        "publish",
+        help="sign release files and log them",
+        description="Hash, sign and submit wheels and sdists (other files are skipped). "
+        "With --log-key the log's checkpoint is verified before anything is submitted. "
+        "Receipts go to .sigledger/<file>.json next to each file (or --receipts DIR), "
+        "where 'dist/*' does not reach.",
+    )
+    pub.add_argument("files", nargs="+", metavar="FILE", help="wheel or sdist files")
+    pub.add_argument(
+        "--log", metavar="URL", default=_env("LOG"), help="log URL (env SIGLEDGER_LOG)"
+    )
+    pub.add_argument(
+        "--key", metavar="FILE", default=_env("KEY"), help="signing key file (env SIGLEDGER_KEY)"
+    )
+    pub.add_argument(
+        "--log-key",
+        metavar="VKEY",
+        default=_env("LOG_KEY"),
+        help="the log's verifier key: check its checkpoint before submitting and the "
+        "receipts' checkpoint signatures (env SIGLEDGER_LOG_KEY)",
+    )
+    pub.add_argument("--dry-run", action="store_true", help="hash and sign, but submit nothing")
+    pub.add_argument("--no-receipts", action="store_true", help="do not write receipt files")
+    pub.add_argument(
+        "--receipts",
+        metavar="DIR",
+        default=None,
+        help="write receipts to DIR/<file>.json (default: .sigledger/ next to each file)",
+    )
+
+
+def _verify(sub: Any) -> None:
+    v = _command(
+        sub,
+        "verify",
+        "verify",
+        help="check files, hashes or lock files against the log and your policy",
+        description="Check that every artifact is in the log, signed by the signers your "
+        "policy requires, under a checkpoint consistent with every one seen before. "
+        "All-or-nothing: any failure fails the run.",
+    )
+    v.add_argument(
+        "targets",
+        nargs="*",
+        metavar="FILE_OR_sha256:HEX",
+        help="release files or sha256:<hex> digests",
+    )
+    v.add_argument(
+        "-r",
+        "--requirement",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a requirements file with --hash pins (repeatable)",
+    )
+    v.add_argument(
+        "--lock",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a pylock.toml lock file (repeatable)",
+    )
+    v.add_argument(
+        "--policy",
+        metavar="FILE",
+        default=None,
+        help="trust policy (env SIGLEDGER_POLICY; default in your config directory)",
+    )
+    v.add_argument(
+        "--log",
+        metavar="URL",
+        default=_env("LOG"),
+        help="which of the policy's logs to ask (default: the first)",
+    )
+    v.add_argument(
+        "--offline",
+        action="store_true",
+        help="use only the files' receipts (as 'publish' writes them) and the policy",
+    )
+    v.add_argument(
+        "--receipts",
+        metavar="DIR",
+        default=None,
+        help="with --offline, look for DIR/<file>.json first",
+    )
+
+
+def _policy(sub: Any) -> None:
+    pol = sub.add_parser("policy", help="manage the trust policy")
+    _chatter(pol, argparse.SUPPRESS)
+    pol.set_defaults(command_parser=pol)
+    pol_sub = pol.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    pin = _command(
+        pol_sub,
+        "pin",
+        "policy pin",
+        help="trust, per project, the signers the log shows for your locked hashes",
+        description="Look up every locked hash in the log and write a policy that requires, "
+        "for each project, the signers that logged exactly those hashes.",
+    )
+    pin.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE")
+    pin.add_argument("--lock", action="append", default=[], metavar="FILE")
+    pin.add_argument("--log", metavar="URL", default=_env("LOG"), help="log URL")
+    pin.add_argument(
+        "--log-key", metavar="VKEY", default=_env("LOG_KEY"), help="the log's verifier key"
+    )
+    pin.add_argument("--policy", metavar="FILE", default=None, help="policy file to update")
+    pin.add_argument(
+        "--threshold",
+        type=int,
+        default=None,
+        help="signers required per project (default: keep, else 1)",
+    )
+
+
+def _witness(sub: Any) -> None:
+    w = sub.add_parser("witness", help="run a witness (c2sp.org/tlog-witness)")
+    _chatter(w, argparse.SUPPRESS)
+    w.set_defaults(command_parser=w)
+    w_sub = w.add_subparsers(dest="witness_command", metavar="ACTION", required=True)
+    ws = _command(
+        w_sub,
+        "serve",
+        "witness serve",
+        reports=False,
+        help="run a witness server",
+        description="Cosign checkpoints of the configured logs, only ever consistently. With no "
+        "arguments it starts on 127.0.0.1:8081 in ./sigledger-witness, creating its key on "
+        "first start.",
+    )
+    ws.add_argument("--data", metavar="DIR", help="data directory (env SIGLEDGER_WITNESS_DATA)")
+    ws.add_argument("--listen", metavar="HOST:PORT", help="address (default 127.0.0.1:8081)")
+    ws.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    ws.add_argument("--name", help="witness key name for a new witness")
+    ws.add_argument(
+        "--log",
+        action="append",
+        default=None,
+        metavar="VKEY",
+        help="witness this log (its verifier key; origin = key name); repeatable",
+    )
+    ws.add_argument("--log-format", choices=["json", "text", "auto"], help="log output format")
+
+
+def _checkpoint(sub: Any) -> None:
+    c = _command(sub, "checkpoint", "checkpoint", help="show a log's current checkpoint")
+    c.add_argument("--log", metavar="URL", default=_env("LOG"), help="log URL (env SIGLEDGER_LOG)")
+    c.add_argument(
+        "--log-key",
+        metavar="VKEY",
+        default=_env("LOG_KEY"),
+        help="verify the checkpoint with this key (env SIGLEDGER_LOG_KEY)",
+    )
+
+
+def _monitor(sub: Any) -> None:
+    mon = _command(
+        sub,
+        "monitor",
+        "monitor",
+        help="follow logs, re-verify everything they serve and raise alarms",
+        description="Follow logs through the tlog-tiles read API only: verify every new "
+        "checkpoint (signature, witnesses, consistency), re-hash, decode and signature-check "
+        "every entry, index them, and print one JSON line per alarm on stdout (format: "
+        "client/monitor/watcher.py). The logs come from --log/--log-key pairs, else from the "
+        "policy. With --once: exit 0 no alarm, 1 an alarm or a failed check, 3 a log "
+        "unreachable, 4 evidence of log misbehavior.",
+    )
+    mon.add_argument(
+        "--policy",
+        metavar="FILE",
+        default=None,
+        help="trust policy: its logs (unless --log is given), witnesses and projects "
+        "(all watched) (env SIGLEDGER_POLICY; default in your config directory)",
+    )
+    mon.add_argument(
+        "--log", action="append", default=[], metavar="URL", help="a log to follow (repeatable)"
+    )
+    mon.add_argument(
+        "--log-key",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="the verifier key of each --log, in the same order",
+    )
+    mon.add_argument(
+        "--state",
+        metavar="FILE",
+        default=None,
+        help="state database (default: monitor.db in the user state directory, "
+        "or $SIGLEDGER_STATE_DIR)",
+    )
+    mon.add_argument("--once", action="store_true", help="catch up once, then exit")
+    mon.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between passes without --once (default 60)",
+    )
+    mon.add_argument(
+        "--watch",
+        action="append",
+        default=[],
+        metavar="PROJECT",
+        help="alarm on new releases and new signers of this project (repeatable)",
+    )
+    mon.add_argument("--webhook", metavar="URL", help="also POST every alarm as JSON here")
+    mon.add_argument(
+        "--stale-after",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="alarm when a checkpoint stays unchanged this long (default 86400)",
+    )
+    mon.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes for large catch-ups (default: the CPU count)",
+    )
+
+
+def _fsck(sub: Any) -> None:
+    fs = _command(
+        sub,
+        "fsck",
+        "fsck",
+        help="audit a whole log once",
+        description="Fetch the checkpoint and every hash tile and entry bundle of a "
+        "tlog-tiles log; check every tile against its parent and the root, re-hash, decode "
+        "and signature-check every entry. Exit 1 on any failure.",
+    )
+    fs.add_argument("url", metavar="URL", help="log URL")
+    fs.add_argument(
+        "--log-key",
+        metavar="VKEY",
+        default=_env("LOG_KEY"),
+        help="the log's verifier key (env SIGLEDGER_LOG_KEY)",
+    )
+    fs.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes for checking entries (default: the CPU count)",
+    )

@@ -1,0 +1,101 @@
+"""``sigledger policy pin`` as a library: trust, per project, the signers a log
+shows for the locked hashes.
+
+:func:`pin_policy` verifies the log's checkpoint against the given key (a wrong
+key names the key the log signs with, see :mod:`sigledger.client.logkey`), looks
+up every pinned SHA-256, and -- only when every pin is in the log -- writes the
+policy with :func:`~sigledger.client.install.policy.pin_projects` applied (the
+file is replaced atomically). A pin the log does not show is reported in
+:attr:`PinResult.missing` and nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sigledger.client.checkpoints import CheckpointStore
+from sigledger.client.install.checks import Artifact
+from sigledger.client.install.lockfiles import Pin
+from sigledger.client.install.policy import (
+    LogTrust,
+    Policy,
+    default_state_dir,
+    dump_policy,
+    load_policy,
+    pin_projects,
+)
+from sigledger.client.logkey import open_with_log_key
+from sigledger.client.remote import normalize_url
+from sigledger.client.trust import VerifiedLog
+from sigledger.ledger.note import Verifier
+
+
+@dataclass
+class PinResult:
+    policy_path: Path
+    signers: dict[str, set[str]] = field(default_factory=dict)  # project -> verifier keys
+    missing: list[str] = field(default_factory=list)  # pins the log does not show
+    written: bool = False
+
+
+async def logged_signers(
+    log: VerifiedLog, pins: Sequence[Pin]
+) -> tuple[dict[str, set[str]], list[str]]:
+    """Per project, the signers of entries that attest exactly the pinned files;
+    and the names of the pins no verified entry attests."""
+    artifacts = [Artifact.from_pin(p) for p in pins]
+    entries = await log.lookup_hashes(sorted({a.sha256.hex() for a in artifacts}), related=False)
+    signers: dict[str, set[str]] = {}
+    missing: list[str] = []
+    for a in artifacts:
+        found = [e for e in entries if a.matches(e) and e.entry.signed.verify()]
+        if not found:
+            missing.append(a.name)
+        for e in found:
+            signers.setdefault(e.entry.statement.project, set()).add(e.entry.signed.signer_vkey())
+    return signers, sorted(missing)
+
+
+def existing_policy(path: Path) -> Policy:
+    """The policy at ``path``, or an empty one to be written there."""
+    return load_policy(path) if path.exists() else Policy(logs=(), source=str(path))
+
+
+def write_policy(path: Path, policy: Policy) -> None:
+    """Replace the policy file atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dump_policy(policy))
+    tmp.replace(path)
+
+
+async def pin_policy(
+    url: str,
+    log_key: Verifier,
+    pins: Sequence[Pin],
+    policy_path: Path,
+    *,
+    threshold: int | None = None,
+    state_dir: Path | None = None,
+) -> PinResult:
+    """Pin the signers ``url`` shows for ``pins`` into the policy at ``policy_path``.
+
+    The existing policy (if any) is read first, so a bad file fails before any
+    network I/O. Raises PolicyError for a threshold or key the policy cannot
+    take, VerificationError for a checkpoint ``log_key`` did not sign.
+    """
+    policy = existing_policy(policy_path)
+    trust = LogTrust(normalize_url(url), log_key, log_key.name)
+    store = CheckpointStore(state_dir if state_dir is not None else default_state_dir())
+    async with VerifiedLog(trust.url, trust.verifier, store, trust.origin) as log:
+        note = await log.client.checkpoint()
+        open_with_log_key(note, log_key, log.url, trust.origin)
+        await log.accept(note)
+        signers, missing = await logged_signers(log, pins)
+    result = PinResult(policy_path, signers, missing)
+    if not missing:
+        write_policy(policy_path, pin_projects(policy, trust, signers, threshold))
+        result.written = True
+    return result
