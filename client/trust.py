@@ -27,7 +27,7 @@ from typing import Any
 from sigledger.client.checkpoints import CheckpointStore
 from sigledger.client.receipts import b64_field, check_witness_quorum
 from sigledger.client.remote import LogClient, LogRefusedError
-from sigledger.client.tiles import TileReader
+from sigledger.client.tiles import DiskTileCache, TileAuth
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, open_checkpoint
 from sigledger.ledger.entry import Entry, decode_entry
@@ -88,8 +88,10 @@ class VerifiedLog:
     ) -> None:
         await self.client.__aexit__(t, e, tb)
 
-    def tiles(self) -> TileReader:
-        return TileReader(self.client, self.origin, self._tile_cache)
+    def tiles(self, cp: Checkpoint, note: bytes) -> TileAuth:
+        """The log's tiles, to be authenticated against ``cp`` (signed ``note``)."""
+        disk = DiskTileCache(self._tile_cache, self.origin) if self._tile_cache else None
+        return TileAuth(self.client, cp, note, disk=disk)
 
     @property
     def url(self) -> str:
@@ -191,7 +193,9 @@ class VerifiedLog:
         if proof is None:
             # A plain tlog-tiles log (e.g. behind a CDN): compute the proof from
             # tiles authenticated against the newer checkpoint.
-            proof = await self.tiles().prove_consistency(old.size, new)
+            auth = self.tiles(new, new_note)
+            await auth.start()
+            proof = await auth.prove_consistency(old.size)
         try:
             merkle.check_consistency(old.size, new.size, old.root, new.root, proof)
         except VerificationError:

@@ -45,6 +45,7 @@ __all__ = [
     "new_tiles",
     "parse_tile_path",
     "tile_for_node",
+    "tile_width",
     "tiles_for_size",
 ]
 
@@ -188,6 +189,14 @@ def hash_from_tile(data: bytes, offset: int, count: int) -> bytes:
             sha(b"\x01" + hashes[i] + hashes[i + 1]).digest() for i in range(0, len(hashes), 2)
         ]
     return hashes[0]
+
+
+def tile_width(level: int, n: int, size: int) -> int:
+    """How many hashes tile ``(level, n)`` holds at tree ``size``: 256 for a full
+    tile, 1-255 for the partial one at the right edge, 0 if it does not exist yet."""
+    if level < 0 or n < 0 or size < 0:
+        raise ValueError(f"invalid tile ({level}, {n}) at size {size}")
+    return max(0, min(TILE_WIDTH, (size >> (TILE_HEIGHT * level)) - n * TILE_WIDTH))
 
 
 def tiles_for_size(size: int) -> list[TileRef]:

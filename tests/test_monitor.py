@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from sigledger.client.monitor.audit import node_inclusion_nodes, prove_node_inclusion
 from sigledger.client.remote import LogClient
+from sigledger.client.tiles import node_inclusion_nodes, prove_node_inclusion
 from sigledger.ledger import merkle, tiles
 from sigledger.ledger.checkpoint import (
     Checkpoint,

@@ -10,10 +10,10 @@ import pytest
 
 from sigledger.client.checkpoints import CheckpointStore
 from sigledger.client.remote import LogClient
-from sigledger.client.tiles import TileReader
+from sigledger.client.tiles import BadTileError, DiskTileCache, TileAuth
 from sigledger.client.trust import VerifiedLog
 from sigledger.ledger import merkle, tiles
-from sigledger.ledger.checkpoint import Checkpoint
+from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
 from sigledger.ledger.errors import LogMisbehaviorError, VerificationError
 from sigledger.ledger.note import Signer, Verifier
 from tests.helpers import LogProcess, signed
@@ -44,64 +44,95 @@ def _tree(n: int) -> merkle.MemoryTree:
 
 
 BIG = _tree(65536 + 700)
+LOG_KEY = Signer.from_seed("example.org/log", bytes([21]) * 32)
+
+
+def _cp(size: int, root: bytes | None = None) -> tuple[Checkpoint, bytes]:
+    cp = Checkpoint("example.org/log", size, BIG.root(size) if root is None else root)
+    return cp, sign_checkpoint(cp, LOG_KEY)
+
+
+async def prove(
+    source: FakeTiles, old: int, size: int, cache: Path | None = None, root: bytes | None = None
+) -> list[bytes]:
+    """The consistency proof ``old`` -> ``size`` from tiles authenticated by TileAuth."""
+    cp, note = _cp(size, root)
+    disk = DiskTileCache(cache, cp.origin) if cache is not None else None
+    auth = TileAuth(source, cp, note, disk=disk)
+    await auth.start()
+    return await auth.prove_consistency(old)
 
 
 @pytest.mark.parametrize("size", [1, 2, 255, 256, 257, 600, 65536, 65536 + 700])
 async def test_consistency_proofs_from_tiles(size: int) -> None:
-    cp = Checkpoint("example.org/log", size, BIG.root(size))
     rng = random.Random(size)
     for old in {0, 1, size // 2, size - 1, size, *rng.sample(range(size + 1), min(size, 5))}:
-        reader = TileReader(FakeTiles(BIG, size), "example.org/log")
-        proof = await reader.prove_consistency(old, cp)
+        proof = await prove(FakeTiles(BIG, size), old, size)
         assert proof == BIG.prove_consistency(old, size)
 
 
 async def test_every_corrupted_tile_is_caught(tmp_path: Path) -> None:
     size = 65536 + 700
-    cp = Checkpoint("example.org/log", size, BIG.root(size))
     # The tiles a consistency proof from 300 needs: level-0, level-1 and level-2 tiles.
     probe = FakeTiles(BIG, size)
-    await TileReader(probe, "example.org/log").prove_consistency(300, cp)
+    await prove(probe, 300, size)
     assert {tiles.parse_tile_path(p).level for p in probe.fetched} == {0, 1, 2}
     for path in probe.fetched:
         fake = FakeTiles(BIG, size)
         fake.corrupt = path
-        reader = TileReader(fake, "example.org/log", tmp_path / "cache")
-        with pytest.raises(VerificationError):
-            await reader.prove_consistency(300, cp)
+        with pytest.raises(BadTileError) as err:
+            await prove(fake, 300, size, tmp_path / "cache")
+        evidence = err.value.finding.evidence
+        assert evidence["reason"] in ("edge_tiles_do_not_hash_to_root", "does_not_match_checkpoint")
+        assert evidence["checkpoint"] == _cp(size)[1].decode()
+        if "tile" in evidence:
+            assert evidence["tile"] == path
     assert not list((tmp_path / "cache").rglob("*.tmp"))
     # nothing unverified was cached: a clean reader with the same cache works
     clean = FakeTiles(BIG, size)
-    assert await TileReader(clean, "example.org/log", tmp_path / "cache").prove_consistency(
-        300, cp
-    ) == BIG.prove_consistency(300, size)
+    assert await prove(clean, 300, size, tmp_path / "cache") == BIG.prove_consistency(300, size)
 
 
 async def test_cache_holds_full_tiles_only_and_is_reused(tmp_path: Path) -> None:
     size = 65536 + 700
-    cp = Checkpoint("example.org/log", size, BIG.root(size))
     first = FakeTiles(BIG, size)
-    await TileReader(first, "example.org/log", tmp_path).prove_consistency(300, cp)
+    await prove(first, 300, size, tmp_path)
     cached = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert cached
     assert all(".p" not in str(p.relative_to(tmp_path)) for p in cached)
     second = FakeTiles(BIG, size)
-    await TileReader(second, "example.org/log", tmp_path).prove_consistency(300, cp)
+    await prove(second, 300, size, tmp_path)
     assert len(second.fetched) < len(first.fetched)
     assert all(".p/" in p for p in second.fetched)  # only partial (edge) tiles again
-    # a corrupted cache file is caught, not trusted
+    # a damaged cache file is caught, not trusted: it is fetched again and replaced,
+    # and the log is not blamed for it
     victim = cached[0]
-    victim.write_bytes(bytes([victim.read_bytes()[0] ^ 1]) + victim.read_bytes()[1:])
-    with pytest.raises(VerificationError):
-        await TileReader(FakeTiles(BIG, size), "example.org/log", tmp_path).prove_consistency(
-            300, cp
-        )
+    good = victim.read_bytes()
+    victim.write_bytes(bytes([good[0] ^ 1]) + good[1:])
+    third = FakeTiles(BIG, size)
+    assert await prove(third, 300, size, tmp_path) == BIG.prove_consistency(300, size)
+    assert str(victim.relative_to(tmp_path)).split("/", 1)[1] in third.fetched
+    assert victim.read_bytes() == good
 
 
 async def test_wrong_root_is_caught() -> None:
-    cp = Checkpoint("example.org/log", 600, BIG.root(599))
     with pytest.raises(VerificationError, match="do not hash to the root"):
-        await TileReader(FakeTiles(BIG, 600), "example.org/log").prove_consistency(10, cp)
+        await prove(FakeTiles(BIG, 600), 10, 600, root=BIG.root(599))
+
+
+def test_tile_width() -> None:
+    assert tiles.tile_width(0, 0, 0) == 0
+    assert tiles.tile_width(0, 0, 1) == 1
+    assert tiles.tile_width(0, 1, 600) == 256
+    assert tiles.tile_width(0, 2, 600) == 600 - 512
+    assert tiles.tile_width(0, 3, 600) == 0
+    assert tiles.tile_width(1, 0, 600) == 2
+    assert tiles.tile_width(1, 0, 65536) == 256
+    assert tiles.tile_width(2, 0, 65536) == 1
+    # the right-edge tiles are exactly the partial ones
+    for size in (1, 255, 256, 257, 65536 + 700):
+        for ref in tiles.tiles_for_size(size):
+            assert tiles.tile_width(ref.level, ref.n, size) == ref.width < 256
 
 
 async def test_verified_log_over_tiles_only(tmp_path: Path) -> None:

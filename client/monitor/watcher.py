@@ -119,9 +119,10 @@ import aiosqlite
 
 from sigledger.client.install.policy import Policy
 from sigledger.client.monitor import audit as follow
-from sigledger.client.monitor.audit import BadTileError, EntryInfo, Finding, TileAuth
+from sigledger.client.monitor.audit import EntryInfo
 from sigledger.client.receipts import check_witness_quorum
 from sigledger.client.remote import LogClient, LogRefusedError
+from sigledger.client.tiles import BadTileError, Finding, TileAuth
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, open_checkpoint
 from sigledger.ledger.entry import file_identity
