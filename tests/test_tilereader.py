@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sigledger.client.checkpoints import CheckpointStore
+from sigledger.client.checkpoints import FileCheckpointStore
 from sigledger.client.remote import LogClient
 from sigledger.client.tiles import BadTileError, DiskTileCache, TileAuth
 from sigledger.client.trust import VerifiedLog
@@ -140,7 +140,7 @@ async def test_verified_log_over_tiles_only(tmp_path: Path) -> None:
     a = LogProcess(tmp_path / "a").start()
     try:
         key = Verifier.from_vkey(a.vkey)
-        store = CheckpointStore(tmp_path / "state")
+        store = FileCheckpointStore(tmp_path / "state")
         async with LogClient(a.url) as c:
             await c.add([signed(alice, version=f"{i}.0") for i in range(300)])
         async with VerifiedLog(a.url, key, store, use_tiles=True, tile_cache=tmp_path / "t") as v:

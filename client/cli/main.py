@@ -584,7 +584,7 @@ def _read_pins(requirements: list[str], locks: list[str]) -> list[Any]:
 
 
 async def cmd_verify(args: argparse.Namespace) -> int:
-    from sigledger.client.checkpoints import CheckpointStore
+    from sigledger.client.checkpoints import FileCheckpointStore
     from sigledger.client.install.checks import Artifact, Outcome, check_artifacts, check_offline
     from sigledger.client.install.lockfiles import pins_from_args
     from sigledger.client.install.policy import default_cache_dir, default_state_dir
@@ -634,7 +634,7 @@ async def cmd_verify(args: argparse.Namespace) -> int:
         async with VerifiedLog(
             trust.url,
             trust.verifier,
-            CheckpointStore(default_state_dir()),
+            FileCheckpointStore(default_state_dir()),
             trust.origin,
             tile_cache=default_cache_dir() / "tiles",
             witnesses=policy.witnesses.verifiers,
@@ -719,7 +719,7 @@ def _report(args: argparse.Namespace, outcomes: list[Any], log: dict[str, Any] |
 
 
 async def cmd_policy_pin(args: argparse.Namespace) -> int:
-    from sigledger.client.checkpoints import CheckpointStore
+    from sigledger.client.checkpoints import FileCheckpointStore
     from sigledger.client.install.checks import Artifact
     from sigledger.client.install.policy import (
         LogTrust,
@@ -745,7 +745,7 @@ async def cmd_policy_pin(args: argparse.Namespace) -> int:
     signers: dict[str, set[str]] = {}
     missing: list[str] = []
     async with VerifiedLog(
-        trust.url, trust.verifier, CheckpointStore(default_state_dir()), trust.origin
+        trust.url, trust.verifier, FileCheckpointStore(default_state_dir()), trust.origin
     ) as log:
         await log.checkpoint()
 
@@ -853,7 +853,7 @@ async def cmd_fsck(args: argparse.Namespace) -> int:
     from sigledger.client.monitor.audit import TileAuth, audit_log
     from sigledger.client.monitor.watcher import POOL_THRESHOLD, worker_pool
     from sigledger.client.remote import LogClient, LogRefusedError
-    from sigledger.ledger.checkpoint import open_checkpoint
+    from sigledger.client.trust import open_served_checkpoint
 
     key = _log_key(_need(args.log_key, "--log-key", "SIGLEDGER_LOG_KEY"))
     if args.workers is not None and args.workers < 0:
@@ -863,14 +863,7 @@ async def cmd_fsck(args: argparse.Namespace) -> int:
     progress_ctx: Any = None
     async with LogClient(args.url) as client:
         note = await client.checkpoint()
-        try:
-            cp, _ = open_checkpoint(note, key, key.name)
-        except FormatError as exc:
-            raise VerificationError(f"the log's checkpoint is malformed: {exc}") from None
-        except VerificationError as exc:
-            raise VerificationError(
-                f"the checkpoint from {client.url} is not signed by {key.vkey}: {exc}"
-            ) from None
+        cp = open_served_checkpoint(note, key, key.name, client.url)
         if workers >= 2 and cp.size >= POOL_THRESHOLD:
             pool = worker_pool(workers)
         if sys.stderr.isatty() and not args.json:
