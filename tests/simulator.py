@@ -14,6 +14,7 @@ misbehave in every way a client must catch:
 * :meth:`~SimulatedLog.corrupt` / ``overrides``: serve other bytes for a tile or bundle;
 * ``missing``: answer 404 for some paths;
 * ``publish(cosign=False)``: drop the witness cosignatures;
+* :meth:`~SimulatedLog.serve_stale_checkpoint`: an older checkpoint in front of newer tiles;
 * :meth:`~SimulatedLog.of_tree`: only hash tiles, of a prebuilt tree (large sizes).
 
 :class:`MemoryCheckpointStore` is a :class:`~sigledger.client.trust.CheckpointStore`
@@ -118,6 +119,12 @@ class SimulatedLog:
             note += lines.encode()
         self.note = note
         return note
+
+    def serve_stale_checkpoint(self, size: int) -> bytes:
+        """Serve a signed checkpoint of the first ``size`` leaves while the tiles stay at
+        the published size (a cache in front of ``/checkpoint`` that lags behind)."""
+        self.note = sign_checkpoint(self.checkpoint(size), self.key)
+        return self.note
 
     # --- misbehaviour ---------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Client-side tile authentication against a checkpoint (fake tile server + real server)."""
+"""Client-side tile authentication against a checkpoint (simulated logs + a real server)."""
 
 from __future__ import annotations
 
@@ -17,26 +17,7 @@ from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
 from sigledger.ledger.errors import LogMisbehaviorError, VerificationError
 from sigledger.ledger.note import Signer, Verifier
 from tests.helpers import LogProcess, signed
-
-
-class FakeTiles(LogClient):
-    """Serves the hash tiles of an in-memory tree; can corrupt one tile."""
-
-    def __init__(self, tree: merkle.MemoryTree, size: int) -> None:
-        super().__init__("http://127.0.0.1:9")
-        self.tree, self.size = tree, size
-        self.fetched: list[str] = []
-        self.corrupt: str | None = None
-
-    async def tile(self, path: str) -> bytes:
-        self.fetched.append(path)
-        ref = tiles.parse_tile_path(path)
-        available = min(256, (self.size >> (8 * ref.level)) - ref.n * 256)
-        assert ref.width <= available, f"client asked for {path} beyond size {self.size}"
-        data = b"".join(self.tree.node(8 * ref.level, ref.n * 256 + i) for i in range(ref.width))
-        if path == self.corrupt:
-            data = bytes([data[0] ^ 1]) + data[1:]
-        return data
+from tests.simulator import SimulatedLog
 
 
 def _tree(n: int) -> merkle.MemoryTree:
@@ -44,21 +25,26 @@ def _tree(n: int) -> merkle.MemoryTree:
 
 
 BIG = _tree(65536 + 700)
-LOG_KEY = Signer.from_seed("example.org/log", bytes([21]) * 32)
 
 
-def _cp(size: int, root: bytes | None = None) -> tuple[Checkpoint, bytes]:
-    cp = Checkpoint("example.org/log", size, BIG.root(size) if root is None else root)
-    return cp, sign_checkpoint(cp, LOG_KEY)
+def tiles_of(size: int) -> SimulatedLog:
+    """An honest log serving the hash tiles of BIG at ``size`` (404 beyond it)."""
+    log = SimulatedLog.of_tree(BIG)
+    log.publish(size)
+    return log
 
 
 async def prove(
-    source: FakeTiles, old: int, size: int, cache: Path | None = None, root: bytes | None = None
+    log: SimulatedLog, old: int, cache: Path | None = None, root: bytes | None = None
 ) -> list[bytes]:
-    """The consistency proof ``old`` -> ``size`` from tiles authenticated by TileAuth."""
-    cp, note = _cp(size, root)
+    """The consistency proof ``old`` -> the published size, from tiles authenticated by
+    TileAuth against the published checkpoint (or one signed over another ``root``)."""
+    cp, note = log.checkpoint(log.size), log.note
+    if root is not None:
+        cp = Checkpoint(cp.origin, cp.size, root)
+        note = sign_checkpoint(cp, log.key)
     disk = DiskTileCache(cache, cp.origin) if cache is not None else None
-    auth = TileAuth(source, cp, note, disk=disk)
+    auth = TileAuth(log, cp, note, disk=disk)
     await auth.start()
     return await auth.prove_consistency(old)
 
@@ -67,41 +53,42 @@ async def prove(
 async def test_consistency_proofs_from_tiles(size: int) -> None:
     rng = random.Random(size)
     for old in {0, 1, size // 2, size - 1, size, *rng.sample(range(size + 1), min(size, 5))}:
-        proof = await prove(FakeTiles(BIG, size), old, size)
+        proof = await prove(tiles_of(size), old)
         assert proof == BIG.prove_consistency(old, size)
 
 
 async def test_every_corrupted_tile_is_caught(tmp_path: Path) -> None:
     size = 65536 + 700
     # The tiles a consistency proof from 300 needs: level-0, level-1 and level-2 tiles.
-    probe = FakeTiles(BIG, size)
-    await prove(probe, 300, size)
+    probe = tiles_of(size)
+    await prove(probe, 300)
     assert {tiles.parse_tile_path(p).level for p in probe.fetched} == {0, 1, 2}
     for path in probe.fetched:
-        fake = FakeTiles(BIG, size)
-        fake.corrupt = path
+        fake = tiles_of(size)
+        fake.corrupt(path)
         with pytest.raises(BadTileError) as err:
-            await prove(fake, 300, size, tmp_path / "cache")
+            await prove(fake, 300, tmp_path / "cache")
+        assert path in fake.fetched  # not served from the cache: nothing bad was cached
         evidence = err.value.finding.evidence
         assert evidence["reason"] in ("edge_tiles_do_not_hash_to_root", "does_not_match_checkpoint")
-        assert evidence["checkpoint"] == _cp(size)[1].decode()
+        assert evidence["checkpoint"] == fake.note.decode()
         if "tile" in evidence:
             assert evidence["tile"] == path
     assert not list((tmp_path / "cache").rglob("*.tmp"))
     # nothing unverified was cached: a clean reader with the same cache works
-    clean = FakeTiles(BIG, size)
-    assert await prove(clean, 300, size, tmp_path / "cache") == BIG.prove_consistency(300, size)
+    clean = tiles_of(size)
+    assert await prove(clean, 300, tmp_path / "cache") == BIG.prove_consistency(300, size)
 
 
 async def test_cache_holds_full_tiles_only_and_is_reused(tmp_path: Path) -> None:
     size = 65536 + 700
-    first = FakeTiles(BIG, size)
-    await prove(first, 300, size, tmp_path)
+    first = tiles_of(size)
+    await prove(first, 300, tmp_path)
     cached = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert cached
     assert all(".p" not in str(p.relative_to(tmp_path)) for p in cached)
-    second = FakeTiles(BIG, size)
-    await prove(second, 300, size, tmp_path)
+    second = tiles_of(size)
+    await prove(second, 300, tmp_path)
     assert len(second.fetched) < len(first.fetched)
     assert all(".p/" in p for p in second.fetched)  # only partial (edge) tiles again
     # a damaged cache file is caught, not trusted: it is fetched again and replaced,
@@ -109,15 +96,15 @@ async def test_cache_holds_full_tiles_only_and_is_reused(tmp_path: Path) -> None
     victim = cached[0]
     good = victim.read_bytes()
     victim.write_bytes(bytes([good[0] ^ 1]) + good[1:])
-    third = FakeTiles(BIG, size)
-    assert await prove(third, 300, size, tmp_path) == BIG.prove_consistency(300, size)
+    third = tiles_of(size)
+    assert await prove(third, 300, tmp_path) == BIG.prove_consistency(300, size)
     assert str(victim.relative_to(tmp_path)).split("/", 1)[1] in third.fetched
     assert victim.read_bytes() == good
 
 
 async def test_wrong_root_is_caught() -> None:
     with pytest.raises(VerificationError, match="do not hash to the root"):
-        await prove(FakeTiles(BIG, 600), 10, 600, root=BIG.root(599))
+        await prove(tiles_of(600), 10, root=BIG.root(599))
 
 
 def test_tile_width() -> None:

@@ -850,9 +850,10 @@ async def cmd_fsck(args: argparse.Namespace) -> int:
     import concurrent.futures
     import time
 
-    from sigledger.client.monitor.audit import TileAuth, audit_log
+    from sigledger.client.monitor.audit import audit_log
     from sigledger.client.monitor.watcher import POOL_THRESHOLD, worker_pool
     from sigledger.client.remote import LogClient, LogRefusedError
+    from sigledger.client.tiles import TileAuth
     from sigledger.client.trust import open_served_checkpoint
 
     key = _log_key(_need(args.log_key, "--log-key", "SIGLEDGER_LOG_KEY"))

@@ -6,7 +6,7 @@ only ``GET /checkpoint``, ``GET /tile/<L>/<N>[.p/<W>]`` and
 against any tlog-tiles log, also one served by a CDN.
 
 **Tiles** are authenticated by :class:`sigledger.client.tiles.TileAuth` (the
-client's one tile authenticator, re-exported here); a tile that fails is a
+client's one tile authenticator); a tile that fails is a
 :class:`~sigledger.client.tiles.BadTileError` carrying ``bad_tile`` evidence.
 
 **Entries** (:func:`verify_range`) are fetched bundle by bundle with their
@@ -47,11 +47,8 @@ from sigledger.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef, tile_width
 
 __all__ = [
     "AuditReport",
-    "BadTileError",
     "BundleResult",
     "EntryInfo",
-    "Finding",
-    "TileAuth",
     "audit_log",
     "check_bundle",
     "verify_range",

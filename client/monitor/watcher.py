@@ -4,10 +4,13 @@
 only (``/checkpoint``, ``/tile/...``; never ``/lookup`` or ``/proof``). For
 every new checkpoint of a log it
 
-1. verifies the log signature and, when the policy names witnesses, the
-   cosignature quorum (:func:`sigledger.client.receipts.check_witness_quorum`);
-2. computes the consistency proof from the previous verified checkpoint out of
-   tiles authenticated against the new one, and checks it;
+1. computes the consistency proof from the previous verified checkpoint out of
+   tiles authenticated against the newer of the two
+   (:class:`sigledger.client.tiles.TileAuth`);
+2. accepts it as the client does (:class:`sigledger.client.trust.CheckpointAcceptor`):
+   the log signature, consistency with the previous verified checkpoint and,
+   when the policy names witnesses, the cosignature quorum; the monitor's state
+   is the acceptor's :class:`~sigledger.client.trust.CheckpointStore`;
 3. fetches the entry bundles of the new range with their level-0 tiles,
    re-hashes every entry and compares it with the authenticated tile, decodes
    it (:func:`sigledger.ledger.entry.decode_entry`) and re-verifies the publisher
