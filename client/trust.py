@@ -169,7 +169,12 @@ class Acceptance:
 
 class CheckpointAcceptor:
     """Accepts checkpoints of one log (see the module docstring): :meth:`check` the
-    note, fetch the proof the :class:`Candidate` asks for, then :meth:`accept`."""
+    note, fetch the proof the :class:`Candidate` asks for, then :meth:`accept`.
+
+    A candidate is judged against the store as :meth:`check` found it, so one
+    check-and-accept of an origin must finish before the next begins (VerifiedLog
+    holds a lock; the monitor follows each log in one task).
+    """
 
     def __init__(
         self,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sigledger.client.checkpoints import FileCheckpointStore
-from sigledger.client.remote import LogClient
-from sigledger.client.tiles import BadTileError, DiskTileCache, TileAuth
+from sigledger.client.remote import LogClient, LogRefusedError
+from sigledger.client.tiles import BadTileError, DiskTileCache, TileAuth, TileSource
 from sigledger.client.trust import VerifiedLog
 from sigledger.ledger import merkle, tiles
 from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -120,6 +120,31 @@ def test_tile_width() -> None:
     for size in (1, 255, 256, 257, 65536 + 700):
         for ref in tiles.tiles_for_size(size):
             assert tiles.tile_width(ref.level, ref.n, size) == ref.width < 256
+
+
+async def test_tile_source_contract() -> None:
+    """Both TileSources (the HTTP client, the simulated log itself) answer the bytes served
+    at a path, refuse what is not served with a 404, and authenticate alike."""
+    log = SimulatedLog()
+    log.append(*(f"entry {i}".encode() for i in range(600)))
+    log.publish()
+    await log.start()
+    try:
+        async with LogClient(log.url) as client:
+            sources: list[TileSource] = [client, log]
+            for source in sources:
+                assert source.url == log.url
+                for path in ("tile/0/001", "tile/0/002.p/88", "tile/1/000.p/2", "tile/entries/000"):
+                    assert await source.tile(path) == log.honest(path), (source, path)
+                with pytest.raises(LogRefusedError) as err:
+                    await source.tile("tile/0/003")
+                assert err.value.status == 404
+                auth = TileAuth(source, log.checkpoint(), log.note)
+                await auth.start()
+                assert await auth.prove_consistency(300) == log.tree.prove_consistency(300)
+                assert await auth.entry(513) == b"entry 513"
+    finally:
+        await log.stop()
 
 
 async def test_verified_log_over_tiles_only(tmp_path: Path) -> None:

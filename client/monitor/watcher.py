@@ -99,7 +99,6 @@ time_ms)``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
 import fcntl
@@ -183,10 +182,6 @@ def _iso(ms: int | None) -> str | None:
         return None
     t = datetime.fromtimestamp(ms / 1000, UTC)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _digest(*parts: str | bytes) -> str:
