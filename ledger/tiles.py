@@ -146,6 +146,15 @@ def parse_tile_path(path: str) -> TileRef:
     return TileRef(level, n, width)
 
 
+def tile_width(level: int, n: int, size: int) -> int:
+    """How many hashes tile ``(level, n)`` holds at tree ``size`` (0 to 256).
+
+    For entry bundles use level 0: bundle ``n`` holds as many entries as tile ``(0, n)``
+    holds leaf hashes.
+    """
+    return max(0, min(TILE_WIDTH, (size >> (TILE_HEIGHT * level)) - n * TILE_WIDTH))
+
+
 def tile_for_node(level: int, index: int) -> tuple[TileRef, int, int]:
     """Where perfect node ``(level, index)`` lives: ``(tile, offset, count)``.
 
@@ -189,14 +198,6 @@ def hash_from_tile(data: bytes, offset: int, count: int) -> bytes:
             sha(b"\x01" + hashes[i] + hashes[i + 1]).digest() for i in range(0, len(hashes), 2)
         ]
     return hashes[0]
-
-
-def tile_width(level: int, n: int, size: int) -> int:
-    """How many hashes tile ``(level, n)`` holds at tree ``size``: 256 for a full
-    tile, 1-255 for the partial one at the right edge, 0 if it does not exist yet."""
-    if level < 0 or n < 0 or size < 0:
-        raise ValueError(f"invalid tile ({level}, {n}) at size {size}")
-    return max(0, min(TILE_WIDTH, (size >> (TILE_HEIGHT * level)) - n * TILE_WIDTH))
 
 
 def tiles_for_size(size: int) -> list[TileRef]:

@@ -24,17 +24,24 @@ in a dict.
 from __future__ import annotations
 
 import base64
+import json
 import time
 
 from aiohttp import web
 
-from sigledger.client.remote import LogRefusedError
+from sigledger.client.remote import LogClient
 from sigledger.ledger import merkle, tiles
 from sigledger.ledger.checkpoint import Checkpoint, format_checkpoint, sign_checkpoint
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import Signer, Verifier, sign_cosignature
 
 FORGED_LOG_KEY = Signer.from_seed("forged.example/log", bytes([14]) * 32)
+_JSON = "application/json"
+
+
+def _not_found(what: str) -> bytes:
+    """The log's error body for something it does not serve."""
+    return json.dumps({"error": "not_found", "message": f"{what} is not served"}).encode()
 
 
 class MemoryCheckpointStore:
@@ -174,11 +181,14 @@ class SimulatedLog:
         return self.honest(path)
 
     async def tile(self, path: str) -> bytes:
-        """The :class:`~sigledger.client.tiles.TileSource` method."""
+        """The :class:`~sigledger.client.tiles.TileSource` method: what the HTTP client
+        answers for this log, a missing path included."""
         self.fetched.append(path)
         data = self.served(path)
         if data is None:
-            raise LogRefusedError(404, "not_found", f"{path} is not served", {})
+            # The very error the HTTP client raises for this 404 answer.
+            LogClient(self.url)._raise_for(404, _not_found(path), f"fetching {path}")
+            raise AssertionError("a 404 answer must raise")
         return data
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
@@ -195,12 +205,12 @@ class SimulatedLog:
         self.fetched.append(path)
         body = self.served(path)
         if body is None:
-            raise web.HTTPNotFound()
+            return web.Response(status=404, body=_not_found(path), content_type=_JSON)
         return web.Response(body=body)
 
     async def _consistency(self, request: web.Request) -> web.Response:
         if "/proof/consistency" in self.missing:
-            raise web.HTTPNotFound()
+            return web.Response(status=404, body=_not_found("proof"), content_type=_JSON)
         try:
             old, new = int(request.query["old"]), int(request.query["new"])
             proof = self.consistency_proof(old, new)
