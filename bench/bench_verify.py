@@ -86,7 +86,7 @@ import make_log  # noqa: E402
 import tomli_w  # noqa: E402
 from common import machine_cpu, print_table  # noqa: E402
 
-from sigledger.client.checkpoints import CheckpointStore  # noqa: E402
+from sigledger.client.checkpoints import FileCheckpointStore  # noqa: E402
 from sigledger.client.install.checks import Artifact, Outcome, check_artifacts  # noqa: E402
 from sigledger.client.install.lockfiles import read_pylock, read_requirements  # noqa: E402
 from sigledger.client.install.policy import LogTrust, Policy, dump_policy, load_policy, pin_projects  # noqa: E402
@@ -399,7 +399,7 @@ async def _api_check(
     async with VerifiedLog(  # as the CLI opens it
         trust.url,
         trust.verifier,
-        CheckpointStore(state),
+        FileCheckpointStore(state),
         trust.origin,
         tile_cache=state / "cache" / "tiles",
         witnesses=policy.witnesses.verifiers,

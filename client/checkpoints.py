@@ -5,7 +5,8 @@ signed checkpoint note exactly as the log served it. It is only ever
 written after its signature *and* its consistency with the previous one were
 verified (trust on first use, then append-only), and it is replaced
 atomically (write a temporary file, fsync, rename), so a crash leaves either
-the old or the new checkpoint, never a mix.
+the old or the new checkpoint, never a mix. :class:`FileCheckpointStore` is the
+CLI's :class:`~sigledger.client.trust.CheckpointStore`.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from pathlib import Path
 from sigledger.ledger.errors import ConfigError
 
 
-class CheckpointStore:
+class FileCheckpointStore:
     def __init__(self, state_dir: Path | str) -> None:
         self.dir = Path(state_dir) / "checkpoints"
 
     def _path(self, origin: str) -> Path:
         return self.dir / hashlib.sha256(origin.encode()).hexdigest()
 
-    def load(self, origin: str) -> bytes | None:
+    def get(self, origin: str) -> bytes | None:
         """The last verified checkpoint note for ``origin``, or None on first use."""
         try:
             return self._path(origin).read_bytes()
@@ -33,7 +34,7 @@ class CheckpointStore:
         except OSError as exc:
             raise ConfigError(f"cannot read client state {self._path(origin)}: {exc}") from None
 
-    def save(self, origin: str, note: bytes) -> None:
+    def put(self, origin: str, note: bytes) -> None:
         """Atomically replace the stored checkpoint (call only after verifying it)."""
         path = self._path(origin)
         try:

@@ -45,6 +45,7 @@ __all__ = [
     "new_tiles",
     "parse_tile_path",
     "tile_for_node",
+    "tile_width",
     "tiles_for_size",
 ]
 
@@ -143,6 +144,15 @@ def parse_tile_path(path: str) -> TileRef:
         if width >= TILE_WIDTH:
             raise FormatError(f"partial tile width {width} is not in [1, {TILE_WIDTH - 1}]")
     return TileRef(level, n, width)
+
+
+def tile_width(level: int, n: int, size: int) -> int:
+    """How many hashes tile ``(level, n)`` holds at tree ``size`` (0 to 256).
+
+    For entry bundles use level 0: bundle ``n`` holds as many entries as tile ``(0, n)``
+    holds leaf hashes.
+    """
+    return max(0, min(TILE_WIDTH, (size >> (TILE_HEIGHT * level)) - n * TILE_WIDTH))
 
 
 def tile_for_node(level: int, index: int) -> tuple[TileRef, int, int]:

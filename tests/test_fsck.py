@@ -14,10 +14,10 @@ from sigledger.ledger.checkpoint import open_checkpoint
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import Signer, Verifier
 from tests.helpers import LogProcess
+from tests.simulator import SimulatedLog
 from tests.test_monitor import (
     ALICE,
     BOB,
-    ForgedLog,
     add,
     b64d,
     check_bad_tile,
@@ -90,7 +90,7 @@ async def test_tampered_tile_and_rewritten_entry(tmp_path: Path, servers: list[L
 
 
 async def test_forged_log_bad_entries_and_bad_edge_tile() -> None:
-    forged = await ForgedLog().start()
+    forged = await SimulatedLog().start()
     key = forged.verifier
     try:
         [garbage, badsig] = forged.append(
@@ -116,8 +116,7 @@ async def test_forged_log_bad_entries_and_bad_edge_tile() -> None:
         # A right-edge tile that is not the log's: nothing can be anchored, but the
         # entries are still checked and still hash to the signed root.
         edge = "tile/0/000.p/42"
-        good = served_tile(forged, edge)
-        forged.overrides[edge] = bytes([good[0] ^ 1]) + good[1:]
+        forged.corrupt(edge)
         rc, report = await fsck_json(forged.url, forged.vkey)
         assert rc == 1
         reasons = sorted(f["evidence"]["reason"] for f in report["failures"])
@@ -136,15 +135,9 @@ async def test_forged_log_bad_entries_and_bad_edge_tile() -> None:
         await forged.stop()
 
 
-def served_tile(forged: ForgedLog, path: str) -> bytes:
-    """The bytes the forged log serves for a level-0 tile of the first 256 entries."""
-    width = int(path.rsplit("/", 1)[1]) if ".p/" in path else 256
-    return b"".join(forged.tree.node(0, i) for i in range(width))
-
-
 async def test_worker_processes_on_a_larger_log() -> None:
     # Past the size where worker processes pay off; one entry repeated keeps it cheap.
-    forged = await ForgedLog().start()
+    forged = await SimulatedLog().start()
     try:
         one = entry_bytes(ALICE, "pkg", "1.0")
         forged.append(*([one] * 17_000), entry_bytes(BOB, "pkg", "2.0", bad_signature=True))

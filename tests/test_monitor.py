@@ -3,8 +3,9 @@
 Every broken log produces exactly the alarms it deserves, and each alarm's evidence is
 checked here independently of the monitor (signed notes, RFC 6962 proofs, entry codec).
 Broken logs are made three ways: by editing a stopped server's database, by running two
-servers with one key (a fork), and by serving a hand-made history from a small in-test
-tlog-tiles server (:class:`ForgedLog`), for what the real server refuses to log.
+servers with one key (a fork), and by serving a hand-made history from a simulated
+tlog-tiles log (:class:`tests.simulator.SimulatedLog`), for what the real server refuses
+to log.
 """
 
 from __future__ import annotations
@@ -25,24 +26,22 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from sigledger.client.monitor.audit import node_inclusion_nodes, prove_node_inclusion
 from sigledger.client.remote import LogClient
+from sigledger.client.tiles import node_inclusion_nodes, prove_node_inclusion
 from sigledger.ledger import merkle, tiles
 from sigledger.ledger.checkpoint import (
     Checkpoint,
-    format_checkpoint,
     open_checkpoint,
-    sign_checkpoint,
 )
 from sigledger.ledger.entry import Entry, SignedStatement, decode_entry, encode_entry
 from sigledger.ledger.errors import FormatError, VerificationError
-from sigledger.ledger.note import ALG_COSIGNATURE_V1, Signer, Verifier, sign_cosignature
+from sigledger.ledger.note import ALG_COSIGNATURE_V1, Signer, Verifier
 from tests.helpers import LogProcess, sigledger_cmd, signed, tree_env
+from tests.simulator import SimulatedLog
 
 ALICE = Signer.from_seed("alice@example.org", bytes([11]) * 32)
 BOB = Signer.from_seed("bob@example.org", bytes([12]) * 32)
 CAROL = Signer.from_seed("carol@example.org", bytes([13]) * 32)
-FORGED_LOG_KEY = Signer.from_seed("forged.example/log", bytes([14]) * 32)
 TIME_MS = 1_767_225_600_000
 
 
@@ -65,95 +64,6 @@ def entry_bytes(
             s.statement, s.key_name, s.public_key, bytes([s.signature[0] ^ 1]) + s.signature[1:]
         )
     return encode_entry(Entry(s, TIME_MS))
-
-
-class ForgedLog:
-    """A tlog-tiles log served from memory on 127.0.0.1, with whatever history we give it.
-
-    Only the read API: ``/checkpoint``, hash tiles and entry bundles at the published
-    size. ``overrides`` maps a path to the bytes served instead (a tampered response).
-    """
-
-    def __init__(self, key: Signer = FORGED_LOG_KEY, cosigners: tuple[Signer, ...] = ()) -> None:
-        self.key = key
-        self.cosigners = cosigners  # witnesses (cosignature/v1 keys) cosigning every note
-        self.entries: list[bytes] = []
-        self.tree = merkle.MemoryTree()
-        self.size = 0
-        self.note = b""
-        self.overrides: dict[str, bytes] = {}
-        self.cosigned: list[int] = []  # cosignature timestamps used, one per publish
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def vkey(self) -> str:
-        return self.key.vkey
-
-    @property
-    def verifier(self) -> Verifier:
-        return self.key.verifier()
-
-    def append(self, *entries: bytes) -> list[int]:
-        """Add entries (not yet published); returns their indexes."""
-        out = []
-        for e in entries:
-            self.entries.append(e)
-            out.append(self.tree.append(merkle.leaf_hash(e)))
-        return out
-
-    def publish(self) -> bytes:
-        """Sign (and cosign) a checkpoint for every entry appended so far and serve it.
-
-        Publishing again without new entries re-cosigns the same checkpoint: the
-        cosignature timestamps, and so the note, change."""
-        self.size = len(self.entries)
-        cp = Checkpoint(self.key.name, self.size, self.tree.root(self.size))
-        note = sign_checkpoint(cp, self.key)
-        stamp = int(time.time()) + len(self.cosigned)
-        self.cosigned.append(stamp)
-        text = format_checkpoint(cp)
-        lines = "".join(sign_cosignature(w, text, stamp).line() for w in self.cosigners)
-        self.note = note + lines.encode()
-        return self.note
-
-    async def _checkpoint(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.note, content_type="text/plain")
-
-    async def _tile(self, request: web.Request) -> web.Response:
-        path = "tile/" + request.match_info["path"]
-        if path in self.overrides:
-            return web.Response(body=self.overrides[path])
-        try:
-            ref = tiles.parse_tile_path(path)
-        except FormatError:
-            raise web.HTTPNotFound() from None
-        level = 0 if ref.is_entries else ref.level
-        available = min(256, (self.size >> (8 * level)) - ref.n * 256)
-        if available < ref.width:
-            raise web.HTTPNotFound()
-        first = ref.n * 256
-        if ref.is_entries:
-            body = tiles.encode_entry_bundle(self.entries[first : first + ref.width])
-        else:
-            body = b"".join(self.tree.node(8 * ref.level, first + i) for i in range(ref.width))
-        return web.Response(body=body)
-
-    async def start(self) -> ForgedLog:
-        app = web.Application()
-        app.router.add_get("/checkpoint", self._checkpoint)
-        app.router.add_get("/tile/{path:.+}", self._tile)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 class Webhook:
@@ -421,6 +331,48 @@ async def test_fork_raises_inconsistent_checkpoints(
     assert (rc, alarms) == (0, []), err
 
 
+async def test_lagging_mirror_and_rewritten_mirror(tmp_path: Path) -> None:
+    log = await SimulatedLog().start()
+    mirror = SimulatedLog()
+    try:
+        log.append(*(entry_bytes(ALICE, "pkg", f"{i}.0") for i in range(300)))
+        log.publish()
+        mirror = await log.fork().start()
+        mirror.serve_stale_checkpoint(200)  # an honest mirror whose /checkpoint lags behind
+        state = tmp_path / "monitor.db"
+        both = [*follow_args(log.url, log.vkey), *follow_args(mirror.url, mirror.vkey)]
+        rc, alarms, err = await monitor(state, *both)
+        assert (rc, alarms) == (0, []), err
+        assert f"{mirror.url} serves checkpoint 200, older than the verified 300" in err
+        # An older checkpoint that is no prefix: signed over a rewritten history.
+        rewritten = log.fork()
+        rewritten.rewrite(7, entry_bytes(BOB, "pkg", "7.0"))
+        mirror.note = rewritten.publish(200)
+        rc, alarms, err = await monitor(state, *both)
+        assert rc == 4, err
+        assert [a["type"] for a in alarms] == ["inconsistent_checkpoints"]
+        _, evidence = checked_alarm_notes(alarms[0], log.verifier)
+        assert evidence["log_url"] == mirror.url
+        first, second = (
+            open_checkpoint(n.encode(), log.verifier)[0] for n in evidence["checkpoints"]
+        )
+        assert (first.size, second.size) == (200, 300)  # older first
+        proof = [b64d(h) for h in evidence["consistency_proof"]]
+        with pytest.raises(VerificationError):
+            merkle.check_consistency(200, 300, first.root, second.root, proof)
+    finally:
+        await log.stop()
+        await mirror.stop()
+
+
+def checked_alarm_notes(alarm: dict[str, Any], key: Verifier) -> tuple[str, dict[str, Any]]:
+    """Schema checks of an alarm whose evidence holds two checkpoints, not one."""
+    assert set(alarm) == {"version", "type", "log", "time", "message", "evidence"}
+    assert alarm["log"] == key.name
+    assert alarm["evidence"]["log_key"] == key.vkey
+    return alarm["type"], alarm["evidence"]
+
+
 def tamper_database(data: Path, *, tile: tuple[int, int, int], entry: int) -> bytes:
     """Flip one hash of a stored tile (level, n, slot) and rewrite one stored entry
     (a valid entry with another time); returns the rewritten entry."""
@@ -491,7 +443,7 @@ async def test_tampered_tile_and_rewritten_entry(tmp_path: Path, servers: list[L
 
 
 async def test_forged_history_equivocation_conflict_and_bad_entries(tmp_path: Path) -> None:
-    forged = await ForgedLog().start()
+    forged = await SimulatedLog().start()
     key = forged.verifier
     state = tmp_path / "monitor.db"
     try:
@@ -553,7 +505,7 @@ async def test_forged_history_equivocation_conflict_and_bad_entries(tmp_path: Pa
 WITNESS = Signer.from_seed("witness.example", bytes([15]) * 32, ALG_COSIGNATURE_V1)
 
 
-def write_policy(path: Path, logs: list[ForgedLog], quorum: int = 1) -> Path:
+def write_policy(path: Path, logs: list[SimulatedLog], quorum: int = 1) -> Path:
     text = "version = 1\n"
     for log in logs:
         text += f'[[log]]\nurl = "{log.url}"\nkey = "{log.vkey}"\n'
@@ -563,8 +515,8 @@ def write_policy(path: Path, logs: list[ForgedLog], quorum: int = 1) -> Path:
 
 
 async def test_witness_quorum_with_several_logs(tmp_path: Path) -> None:
-    witnessed = await ForgedLog(cosigners=(WITNESS,)).start()
-    other = ForgedLog(Signer.from_seed("unwitnessed.example/log", bytes([16]) * 32))
+    witnessed = await SimulatedLog(cosigners=(WITNESS,)).start()
+    other = SimulatedLog(Signer.from_seed("unwitnessed.example/log", bytes([16]) * 32))
     await other.start()
     try:
         for log in (witnessed, other):
@@ -582,7 +534,7 @@ async def test_witness_quorum_with_several_logs(tmp_path: Path) -> None:
 
 
 async def test_stale_log_alarm_in_loop_mode(tmp_path: Path) -> None:
-    forged = await ForgedLog(cosigners=(WITNESS,)).start()
+    forged = await SimulatedLog(cosigners=(WITNESS,)).start()
     forged.append(*(entry_bytes(ALICE, "pkg", f"{i}.0") for i in range(3)))
     forged.publish()
     policy = write_policy(tmp_path / "policy.toml", [forged])

@@ -1,4 +1,4 @@
-"""Client-side tile authentication against a checkpoint (fake tile server + real server)."""
+"""Client-side tile authentication against a checkpoint (simulated logs + a real server)."""
 
 from __future__ import annotations
 
@@ -8,35 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from sigledger.client.checkpoints import CheckpointStore
-from sigledger.client.remote import LogClient
-from sigledger.client.tiles import TileReader
+from sigledger.client.checkpoints import FileCheckpointStore
+from sigledger.client.remote import LogClient, LogRefusedError
+from sigledger.client.tiles import BadTileError, DiskTileCache, TileAuth, TileSource
 from sigledger.client.trust import VerifiedLog
 from sigledger.ledger import merkle, tiles
-from sigledger.ledger.checkpoint import Checkpoint
+from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
 from sigledger.ledger.errors import LogMisbehaviorError, VerificationError
 from sigledger.ledger.note import Signer, Verifier
 from tests.helpers import LogProcess, signed
-
-
-class FakeTiles(LogClient):
-    """Serves the hash tiles of an in-memory tree; can corrupt one tile."""
-
-    def __init__(self, tree: merkle.MemoryTree, size: int) -> None:
-        super().__init__("http://127.0.0.1:9")
-        self.tree, self.size = tree, size
-        self.fetched: list[str] = []
-        self.corrupt: str | None = None
-
-    async def tile(self, path: str) -> bytes:
-        self.fetched.append(path)
-        ref = tiles.parse_tile_path(path)
-        available = min(256, (self.size >> (8 * ref.level)) - ref.n * 256)
-        assert ref.width <= available, f"client asked for {path} beyond size {self.size}"
-        data = b"".join(self.tree.node(8 * ref.level, ref.n * 256 + i) for i in range(ref.width))
-        if path == self.corrupt:
-            data = bytes([data[0] ^ 1]) + data[1:]
-        return data
+from tests.simulator import SimulatedLog
 
 
 def _tree(n: int) -> merkle.MemoryTree:
@@ -46,62 +27,126 @@ def _tree(n: int) -> merkle.MemoryTree:
 BIG = _tree(65536 + 700)
 
 
+def tiles_of(size: int) -> SimulatedLog:
+    """An honest log serving the hash tiles of BIG at ``size`` (404 beyond it)."""
+    log = SimulatedLog.of_tree(BIG)
+    log.publish(size)
+    return log
+
+
+async def prove(
+    log: SimulatedLog, old: int, cache: Path | None = None, root: bytes | None = None
+) -> list[bytes]:
+    """The consistency proof ``old`` -> the published size, from tiles authenticated by
+    TileAuth against the published checkpoint (or one signed over another ``root``)."""
+    cp, note = log.checkpoint(log.size), log.note
+    if root is not None:
+        cp = Checkpoint(cp.origin, cp.size, root)
+        note = sign_checkpoint(cp, log.key)
+    disk = DiskTileCache(cache, cp.origin) if cache is not None else None
+    auth = TileAuth(log, cp, note, disk=disk)
+    await auth.start()
+    return await auth.prove_consistency(old)
+
+
 @pytest.mark.parametrize("size", [1, 2, 255, 256, 257, 600, 65536, 65536 + 700])
 async def test_consistency_proofs_from_tiles(size: int) -> None:
-    cp = Checkpoint("example.org/log", size, BIG.root(size))
     rng = random.Random(size)
     for old in {0, 1, size // 2, size - 1, size, *rng.sample(range(size + 1), min(size, 5))}:
-        reader = TileReader(FakeTiles(BIG, size), "example.org/log")
-        proof = await reader.prove_consistency(old, cp)
+        proof = await prove(tiles_of(size), old)
         assert proof == BIG.prove_consistency(old, size)
 
 
 async def test_every_corrupted_tile_is_caught(tmp_path: Path) -> None:
     size = 65536 + 700
-    cp = Checkpoint("example.org/log", size, BIG.root(size))
     # The tiles a consistency proof from 300 needs: level-0, level-1 and level-2 tiles.
-    probe = FakeTiles(BIG, size)
-    await TileReader(probe, "example.org/log").prove_consistency(300, cp)
+    probe = tiles_of(size)
+    await prove(probe, 300)
     assert {tiles.parse_tile_path(p).level for p in probe.fetched} == {0, 1, 2}
     for path in probe.fetched:
-        fake = FakeTiles(BIG, size)
-        fake.corrupt = path
-        reader = TileReader(fake, "example.org/log", tmp_path / "cache")
-        with pytest.raises(VerificationError):
-            await reader.prove_consistency(300, cp)
+        fake = tiles_of(size)
+        fake.corrupt(path)
+        with pytest.raises(BadTileError) as err:
+            await prove(fake, 300, tmp_path / "cache")
+        assert path in fake.fetched  # not served from the cache: nothing bad was cached
+        evidence = err.value.finding.evidence
+        assert evidence["reason"] in ("edge_tiles_do_not_hash_to_root", "does_not_match_checkpoint")
+        assert evidence["checkpoint"] == fake.note.decode()
+        if "tile" in evidence:
+            assert evidence["tile"] == path
     assert not list((tmp_path / "cache").rglob("*.tmp"))
     # nothing unverified was cached: a clean reader with the same cache works
-    clean = FakeTiles(BIG, size)
-    assert await TileReader(clean, "example.org/log", tmp_path / "cache").prove_consistency(
-        300, cp
-    ) == BIG.prove_consistency(300, size)
+    clean = tiles_of(size)
+    assert await prove(clean, 300, tmp_path / "cache") == BIG.prove_consistency(300, size)
 
 
 async def test_cache_holds_full_tiles_only_and_is_reused(tmp_path: Path) -> None:
     size = 65536 + 700
-    cp = Checkpoint("example.org/log", size, BIG.root(size))
-    first = FakeTiles(BIG, size)
-    await TileReader(first, "example.org/log", tmp_path).prove_consistency(300, cp)
+    first = tiles_of(size)
+    await prove(first, 300, tmp_path)
     cached = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert cached
     assert all(".p" not in str(p.relative_to(tmp_path)) for p in cached)
-    second = FakeTiles(BIG, size)
-    await TileReader(second, "example.org/log", tmp_path).prove_consistency(300, cp)
+    second = tiles_of(size)
+    await prove(second, 300, tmp_path)
     assert len(second.fetched) < len(first.fetched)
     assert all(".p/" in p for p in second.fetched)  # only partial (edge) tiles again
-    # a corrupted cache file is caught, not trusted
+    # a damaged cache file is caught, not trusted: it is fetched again and replaced,
+    # and the log is not blamed for it
     victim = cached[0]
-    victim.write_bytes(bytes([victim.read_bytes()[0] ^ 1]) + victim.read_bytes()[1:])
-    with pytest.raises(VerificationError):
-        await TileReader(FakeTiles(BIG, size), "example.org/log", tmp_path).prove_consistency(
-            300, cp
-        )
+    good = victim.read_bytes()
+    victim.write_bytes(bytes([good[0] ^ 1]) + good[1:])
+    third = tiles_of(size)
+    assert await prove(third, 300, tmp_path) == BIG.prove_consistency(300, size)
+    assert str(victim.relative_to(tmp_path)).split("/", 1)[1] in third.fetched
+    assert victim.read_bytes() == good
 
 
 async def test_wrong_root_is_caught() -> None:
-    cp = Checkpoint("example.org/log", 600, BIG.root(599))
     with pytest.raises(VerificationError, match="do not hash to the root"):
-        await TileReader(FakeTiles(BIG, 600), "example.org/log").prove_consistency(10, cp)
+        await prove(tiles_of(600), 10, root=BIG.root(599))
+
+
+def test_tile_width() -> None:
+    assert tiles.tile_width(0, 0, 0) == 0
+    assert tiles.tile_width(0, 0, 1) == 1
+    assert tiles.tile_width(0, 1, 600) == 256
+    assert tiles.tile_width(0, 2, 600) == 600 - 512
+    assert tiles.tile_width(0, 3, 600) == 0
+    assert tiles.tile_width(1, 0, 600) == 2
+    assert tiles.tile_width(1, 0, 65536) == 256
+    assert tiles.tile_width(2, 0, 65536) == 1
+    # the right-edge tiles are exactly the partial ones
+    for size in (1, 255, 256, 257, 65536 + 700):
+        for ref in tiles.tiles_for_size(size):
+            assert tiles.tile_width(ref.level, ref.n, size) == ref.width < 256
+
+
+async def test_tile_source_contract() -> None:
+    """Both TileSources (the HTTP client, the simulated log itself) answer the bytes served
+    at a path, refuse what is not served with a 404, and authenticate alike."""
+    log = SimulatedLog()
+    log.append(*(f"entry {i}".encode() for i in range(600)))
+    log.publish()
+    await log.start()
+    try:
+        async with LogClient(log.url) as client:
+            sources: list[TileSource] = [client, log]
+            refusals: set[type[Exception]] = set()
+            for source in sources:
+                assert source.url == log.url
+                for path in ("tile/0/001", "tile/0/002.p/88", "tile/1/000.p/2", "tile/entries/000"):
+                    assert await source.tile(path) == log.honest(path), (source, path)
+                with pytest.raises(LogRefusedError) as err:
+                    await source.tile("tile/0/003")
+                refusals.add(type(err.value))
+                auth = TileAuth(source, log.checkpoint(), log.note)
+                await auth.start()
+                assert await auth.prove_consistency(300) == log.tree.prove_consistency(300)
+                assert await auth.entry(513) == b"entry 513"
+            assert len(refusals) == 1  # the same error from both
+    finally:
+        await log.stop()
 
 
 async def test_verified_log_over_tiles_only(tmp_path: Path) -> None:
@@ -109,7 +154,7 @@ async def test_verified_log_over_tiles_only(tmp_path: Path) -> None:
     a = LogProcess(tmp_path / "a").start()
     try:
         key = Verifier.from_vkey(a.vkey)
-        store = CheckpointStore(tmp_path / "state")
+        store = FileCheckpointStore(tmp_path / "state")
         async with LogClient(a.url) as c:
             await c.add([signed(alice, version=f"{i}.0") for i in range(300)])
         async with VerifiedLog(a.url, key, store, use_tiles=True, tile_cache=tmp_path / "t") as v:

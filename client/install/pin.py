@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sigledger.client.checkpoints import CheckpointStore
+from sigledger.client.checkpoints import FileCheckpointStore
 from sigledger.client.install.checks import Artifact
 from sigledger.client.install.lockfiles import Pin
 from sigledger.client.install.policy import (
@@ -88,7 +88,7 @@ async def pin_policy(
     """
     policy = existing_policy(policy_path)
     trust = LogTrust(normalize_url(url), log_key, log_key.name)
-    store = CheckpointStore(state_dir if state_dir is not None else default_state_dir())
+    store = FileCheckpointStore(state_dir if state_dir is not None else default_state_dir())
     async with VerifiedLog(trust.url, trust.verifier, store, trust.origin) as log:
         note = await log.client.checkpoint()
         open_with_log_key(note, log_key, log.url, trust.origin)

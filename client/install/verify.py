@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sigledger.client.checkpoints import CheckpointStore
+from sigledger.client.checkpoints import FileCheckpointStore
 from sigledger.client.install.checks import Artifact, Outcome, check_artifacts, check_offline
 from sigledger.client.install.policy import Policy, default_cache_dir, default_state_dir
 from sigledger.client.publish.files import find_receipt, receipt_candidates
@@ -58,7 +58,7 @@ async def verify_online(
     async with VerifiedLog(
         trust.url,
         trust.verifier,
-        CheckpointStore(default_state_dir()),
+        FileCheckpointStore(default_state_dir()),
         trust.origin,
         tile_cache=default_cache_dir() / "tiles",
         witnesses=policy.witnesses.verifiers,

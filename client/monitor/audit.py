@@ -5,12 +5,9 @@ only ``GET /checkpoint``, ``GET /tile/<L>/<N>[.p/<W>]`` and
 ``GET /tile/entries/<N>[.p/<W>]`` (c2sp.org/tlog-tiles@v0.1.0), so it works
 against any tlog-tiles log, also one served by a CDN.
 
-**Tiles** (:class:`TileAuth`) are authenticated top-down against one signed
-checkpoint, as Go's ``tlog.TileHashReader`` does: the right-edge tiles of the
-tree size together by recomputing the checkpoint's root from them; every full
-tile by folding its 256 hashes and comparing with the matching hash of its
-(authenticated) parent tile. A tile that fails is reported as a
-:class:`BadTileError` carrying self-contained evidence (``bad_tile``).
+**Tiles** are authenticated by :class:`sigledger.client.tiles.TileAuth` (the
+client's one tile authenticator); a tile that fails is a
+:class:`~sigledger.client.tiles.BadTileError` carrying ``bad_tile`` evidence.
 
 **Entries** (:func:`verify_range`) are fetched bundle by bundle with their
 level-0 tile. Every entry is re-hashed (``SHA-256(0x00 || entry)``) and
@@ -21,53 +18,41 @@ folded and compared with the parent hash instead, so the entries are still
 authenticated. Every failure becomes a :class:`Finding` with evidence a third
 party can check without trusting us: the signed checkpoint note, the bytes
 concerned and RFC 6962 inclusion proofs computed from authenticated tiles.
-
-**Node inclusion proofs.** Evidence about a tile proves where an interior node
-sits. Above tree level ``h`` the RFC 6962 tree of ``size`` leaves has exactly
-the shape of the tree of ``m = ceil(size / 2**h)`` leaves whose leaves are the
-level-``h`` nodes (the last one possibly the hash of a shorter remainder): every
-split point of the bigger tree is a power of two of at least ``2**h``. So the
-inclusion proof of perfect node ``(h, i)`` is ``PATH(i, m)`` over those nodes,
-checked by ``merkle.check_inclusion(i, m, node_hash, proof, root)``
-(:func:`prove_node_inclusion`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import hashlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-from sigledger.client.remote import LogClient
+from sigledger.client.tiles import (
+    HASH_SIZE,
+    BadTileError,
+    Finding,
+    TileAuth,
+    b64,
+)
 from sigledger.ledger import merkle, tiles
 from sigledger.ledger.checkpoint import Checkpoint
 from sigledger.ledger.entry import decode_entry
-from sigledger.ledger.errors import FormatError, VerificationError
-from sigledger.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef
+from sigledger.ledger.errors import FormatError
+from sigledger.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef, tile_width
 
 __all__ = [
     "AuditReport",
-    "BadTileError",
     "BundleResult",
     "EntryInfo",
-    "Finding",
-    "TileAuth",
     "audit_log",
     "check_bundle",
-    "node_inclusion_nodes",
-    "prove_node_inclusion",
     "verify_range",
-    "width_at",
 ]
-
-HASH_SIZE = 32
 
 EntryInfo: TypeAlias = tuple[str, str, str, bytes, str, int, str]
 """What the index keeps of a verified entry: ``(project, version, filename,
@@ -82,331 +67,6 @@ HOW_TO_CHECK_ENTRY = (
     "merkle.check_inclusion(index, tree_size, leaf_hash, inclusion_proof, root) "
     "(RFC 9162 2.1.3.2) shows leaf_hash is leaf `index` of the signed tree"
 )
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def width_at(level: int, n: int, size: int) -> int:
-    """How many hashes tile ``(level, n)`` holds at tree ``size`` (0 if it does not exist)."""
-    return max(0, min(TILE_WIDTH, (size >> (TILE_HEIGHT * level)) - n * TILE_WIDTH))
-
-
-# --- node inclusion proofs (pure) ---------------------------------------------
-
-
-def _virtual_ranges(level: int, index: int, size: int) -> tuple[int, list[tuple[int, int]]]:
-    if level < 0 or index < 0 or (index + 1) << level > size:
-        raise ValueError(f"node ({level}, {index}) is not complete in a tree of size {size}")
-    m = (size + (1 << level) - 1) >> level
-    ranges = []
-    for vl, vi in merkle.inclusion_nodes(index, m):
-        lo = vi << (vl + level)
-        ranges.append((lo, min((vi + 1) << (vl + level), size)))
-    return m, ranges
-
-
-def node_inclusion_nodes(level: int, index: int, size: int) -> list[merkle.Node]:
-    """Every perfect node :func:`prove_node_inclusion` asks ``get_node`` for."""
-    _, ranges = _virtual_ranges(level, index, size)
-    return [node for lo, hi in ranges for node in merkle.subtree_nodes(lo, hi)]
-
-
-def prove_node_inclusion(
-    level: int, index: int, size: int, get_node: merkle.GetNode
-) -> tuple[int, list[bytes]]:
-    """``(m, proof)``: perfect node ``(level, index)`` is leaf ``index`` of an ``m``-leaf tree.
-
-    ``merkle.check_inclusion(index, m, node_hash, proof, root)`` then checks
-    that the node is in the tree of ``size`` leaves with that root (see the
-    module docstring). ``level == 0`` gives the ordinary leaf inclusion proof.
-    """
-    m, _ = _virtual_ranges(level, index, size)
-
-    def virtual_node(vl: int, vi: int) -> bytes:
-        lo = vi << (vl + level)
-        hi = min((vi + 1) << (vl + level), size)
-        return merkle.fold_nodes([get_node(*node) for node in merkle.subtree_nodes(lo, hi)])
-
-    return m, merkle.prove_inclusion(index, m, virtual_node)
-
-
-# --- findings -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """Something wrong with the log, with evidence that stands on its own.
-
-    ``type`` is an alarm type (``bad_tile``, ``bad_entry``); ``index`` the
-    first log index concerned, if any.
-    """
-
-    type: str
-    message: str
-    evidence: dict[str, Any]
-    index: int | None = None
-
-
-class BadTileError(VerificationError):
-    """A hash tile the log serves disagrees with its signed checkpoint."""
-
-    hint = (
-        "The log serves tiles that do not match its own signed checkpoint. Keep the "
-        "evidence and report it to the log operator."
-    )
-
-    def __init__(self, finding: Finding) -> None:
-        super().__init__(finding.message)
-        self.finding = finding
-
-
-# --- tiles ----------------------------------------------------------------------
-
-
-class TileAuth:
-    """The hash tiles of one log, authenticated against one signed checkpoint.
-
-    Call :meth:`start` first: it authenticates the right-edge tiles (raises
-    :class:`BadTileError` if they do not hash to the root). Tiles of level 1 and
-    up are kept in memory once authenticated (1/256 of the level-0 tiles); a few
-    level-0 tiles are kept in a small LRU cache.
-    """
-
-    def __init__(
-        self, client: LogClient, cp: Checkpoint, note: bytes, *, level0_cache: int = 64
-    ) -> None:
-        self.client = client
-        self.cp = cp
-        self.note = note
-        self.size = cp.size
-        self.anchored = False
-        self.fetched = 0  # hash tiles fetched
-        self._edge: dict[tuple[int, int], bytes] = {}
-        self._good: dict[tuple[int, int], bytes] = {}
-        self._level0: OrderedDict[int, bytes] = OrderedDict()
-        self._level0_max = level0_cache
-        self._bad: dict[tuple[int, int], BadTileError] = {}
-        self._loading: dict[tuple[int, int], asyncio.Task[bytes]] = {}
-
-    @property
-    def note_text(self) -> str:
-        return self.note.decode("utf-8")
-
-    def is_edge(self, level: int, n: int) -> bool:
-        return width_at(level, n, self.size) < TILE_WIDTH
-
-    async def fetch(self, ref: TileRef) -> bytes:
-        """Fetch a tile or bundle by path (unauthenticated); hash tiles must have 32*W bytes."""
-        data = await self.client.tile(ref.path)
-        if not ref.is_entries:
-            self.fetched += 1
-            if len(data) != ref.width * HASH_SIZE:
-                raise BadTileError(
-                    Finding(
-                        "bad_tile",
-                        f"{ref.path} from {self.client.url} has {len(data)} bytes, "
-                        f"expected {ref.width * HASH_SIZE}",
-                        {
-                            "reason": "wrong_length",
-                            "checkpoint": self.note_text,
-                            "tile": ref.path,
-                            "tile_data": b64(data),
-                            "expected_length": ref.width * HASH_SIZE,
-                        },
-                    )
-                )
-        return data
-
-    async def start(self) -> None:
-        """Fetch the right-edge tiles and check that they hash to the checkpoint's root."""
-        refs = tiles.tiles_for_size(self.size)
-        datas = await asyncio.gather(*(self.fetch(ref) for ref in refs))
-        edge = {(ref.level, ref.n): data for ref, data in zip(refs, datas, strict=True)}
-
-        def get_node(level: int, index: int) -> bytes:
-            ref, off, count = tiles.tile_for_node(level, index)
-            return tiles.hash_from_tile(edge[(ref.level, ref.n)], off, count)
-
-        root = merkle.root_from(self.size, get_node)
-        if root != self.cp.root:
-            raise BadTileError(
-                Finding(
-                    "bad_tile",
-                    f"the right-edge tiles from {self.client.url} do not hash to the root "
-                    f"of checkpoint {self.size}",
-                    {
-                        "reason": "edge_tiles_do_not_hash_to_root",
-                        "checkpoint": self.note_text,
-                        "tiles": [
-                            {"path": ref.path, "data": b64(data)}
-                            for ref, data in zip(refs, datas, strict=True)
-                        ],
-                        "computed_root": b64(root),
-                        "how_to_check": "verify checkpoint with log_key; the root recomputed "
-                        "from these tiles (c2sp.org/tlog-tiles: the perfect subtrees of the "
-                        "tree size, folded right to left) differs from the checkpoint's root",
-                    },
-                )
-            )
-        self._edge = edge
-        self.anchored = True
-
-    def _cached(self, key: tuple[int, int]) -> bytes | None:
-        got = self._edge.get(key) or self._good.get(key)
-        if got is None and key[0] == 0:
-            got = self._level0.get(key[1])
-            if got is not None:
-                self._level0.move_to_end(key[1])
-        return got
-
-    async def tile(self, level: int, n: int) -> bytes:
-        """The authenticated bytes of tile ``(level, n)`` at this tree size.
-
-        Raises :class:`BadTileError` if it (or a tile above it) fails
-        authentication, ``ValueError`` if no such tile exists at this size.
-        """
-        if not self.anchored:
-            raise RuntimeError("TileAuth.start() was not called or failed")
-        key = (level, n)
-        got = self._cached(key)
-        if got is not None:
-            return got
-        if key in self._bad:
-            raise self._bad[key]
-        if width_at(level, n, self.size) == 0:
-            raise ValueError(f"tile {level}/{n} does not exist at tree size {self.size}")
-        task = self._loading.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._load(level, n))
-            self._loading[key] = task
-            task.add_done_callback(lambda _t: self._loading.pop(key, None))
-        return await asyncio.shield(task)
-
-    async def _load(self, level: int, n: int) -> bytes:
-        # Not an edge tile (those are loaded by start()), so it is full at this size.
-        data = await self.fetch(TileRef(level, n, TILE_WIDTH))
-        problem = await self.check_full_tile(level, n, data)
-        if problem is not None:
-            self._bad[(level, n)] = problem
-            raise problem
-        if level == 0:
-            self._level0[n] = data
-            while len(self._level0) > self._level0_max:
-                self._level0.popitem(last=False)
-        else:
-            self._good[(level, n)] = data
-        return data
-
-    async def expected_hash(self, level: int, n: int) -> bytes:
-        """What full tile ``(level, n)`` must fold to: its slot in the authenticated parent."""
-        parent = await self.tile(level + 1, n // TILE_WIDTH)
-        slot = n % TILE_WIDTH
-        return parent[slot * HASH_SIZE : (slot + 1) * HASH_SIZE]
-
-    async def check_full_tile(self, level: int, n: int, data: bytes) -> BadTileError | None:
-        """None if full tile ``(level, n)`` with ``data`` matches its parent, else the problem."""
-        expected = await self.expected_hash(level, n)
-        if tiles.hash_from_tile(data, 0, TILE_WIDTH) == expected:
-            return None
-        node_level = TILE_HEIGHT * (level + 1)
-        m, proof = await self.prove_node(node_level, n)
-        ref = TileRef(level, n, TILE_WIDTH)
-        return BadTileError(
-            Finding(
-                "bad_tile",
-                f"{ref.path} from {self.client.url} does not match the hash its signed "
-                f"checkpoint {self.size} commits to",
-                {
-                    "reason": "does_not_match_checkpoint",
-                    "checkpoint": self.note_text,
-                    "tile": ref.path,
-                    "tile_data": b64(data),
-                    "node": {"level": node_level, "index": n},
-                    "expected_hash": b64(expected),
-                    "proof_tree_size": m,
-                    "inclusion_proof": [b64(h) for h in proof],
-                    "how_to_check": "verify checkpoint with log_key; "
-                    "merkle.check_inclusion(node.index, proof_tree_size, expected_hash, "
-                    "inclusion_proof, root) proves expected_hash is the node covering this "
-                    "tile (above a tree level the RFC 6962 tree is the tree of the nodes at "
-                    "that level); the 256 hashes of tile_data fold (RFC 6962 node hashes) to "
-                    "a different hash",
-                },
-                index=n << node_level,
-            )
-        )
-
-    async def getter(
-        self, nodes: Iterable[merkle.Node], level0: dict[int, bytes] | None = None
-    ) -> merkle.GetNode:
-        """A ``get_node`` over authenticated tiles for these perfect nodes.
-
-        ``level0`` supplies level-0 tiles already authenticated another way
-        (hashes recomputed from entries), by tile number.
-        """
-        places = {node: tiles.tile_for_node(*node) for node in nodes}
-        keys = {(ref.level, ref.n) for ref, _, _ in places.values()}
-        keys = {k for k in keys if not (level0 and k[0] == 0 and k[1] in level0)}
-        order = sorted(keys, key=lambda k: -k[0])  # parents first: fewer duplicate fetches
-        datas = await asyncio.gather(*(self.tile(*k) for k in order))
-        got = dict(zip(order, datas, strict=True))
-        if level0:
-            got.update({(0, n): data for n, data in level0.items()})
-
-        def get(level: int, index: int) -> bytes:
-            ref, off, count = places.get((level, index)) or tiles.tile_for_node(level, index)
-            return tiles.hash_from_tile(got[(ref.level, ref.n)], off, count)
-
-        return get
-
-    async def prove_node(
-        self, level: int, index: int, level0: dict[int, bytes] | None = None
-    ) -> tuple[int, list[bytes]]:
-        """:func:`prove_node_inclusion` from authenticated tiles."""
-        get = await self.getter(node_inclusion_nodes(level, index, self.size), level0)
-        return prove_node_inclusion(level, index, self.size, get)
-
-    async def prove_inclusion(
-        self, index: int, level0: dict[int, bytes] | None = None
-    ) -> list[bytes]:
-        """The RFC 6962 inclusion proof of leaf ``index`` from authenticated tiles."""
-        get = await self.getter(merkle.inclusion_nodes(index, self.size), level0)
-        return merkle.prove_inclusion(index, self.size, get)
-
-    async def prove_consistency(self, old_size: int) -> list[bytes]:
-        """The RFC 6962 consistency proof from ``old_size`` to this checkpoint."""
-        get = await self.getter(merkle.consistency_nodes(old_size, self.size))
-        return merkle.prove_consistency(old_size, self.size, get)
-
-    async def entry(self, index: int) -> bytes:
-        """Entry ``index``, its leaf hash checked against the authenticated level-0 tile.
-
-        Raises VerificationError if the log serves other bytes.
-        """
-        n = index // TILE_WIDTH
-        width = width_at(0, n, self.size)
-        data = await self.fetch(TileRef(-1, n, width))
-        tile = await self.tile(0, n)
-        try:
-            entries = tiles.decode_entry_bundle(data)
-        except FormatError as exc:
-            raise VerificationError(f"entry bundle {n} is malformed: {exc}") from None
-        slot = index % TILE_WIDTH
-        if (
-            len(entries) != width
-            or merkle.leaf_hash(entries[slot]) != tile[slot * HASH_SIZE : (slot + 1) * HASH_SIZE]
-        ):
-            raise VerificationError(f"the log serves other bytes for entry {index}")
-        return entries[slot]
-
-    async def entry_evidence(self, index: int, data: bytes | None = None) -> dict[str, Any]:
-        """``{"index", "entry", "inclusion_proof"}`` for an entry (fetched if not given)."""
-        if data is None:
-            data = await self.entry(index)
-        proof = await self.prove_inclusion(index)
-        return {"index": index, "entry": b64(data), "inclusion_proof": [b64(h) for h in proof]}
 
 
 # --- entries --------------------------------------------------------------------
@@ -523,7 +183,7 @@ async def _verify_bundle(
     strict: bool,
 ) -> BundleResult:
     size = auth.size
-    width = width_at(0, n, size)
+    width = tile_width(0, n, size)
     base = n * TILE_WIDTH
     first = max(start, base)
     stop = min(end, base + width)
@@ -569,7 +229,7 @@ async def _verify_bundle(
         if len(entries) != width:
             raise FormatError(f"it holds {len(entries)} entries, not {width}")
     except FormatError as exc:
-        message = f"{bundle_ref.path} from {auth.client.url} is malformed: {exc}"
+        message = f"{bundle_ref.path} from {auth.url} is malformed: {exc}"
         return BundleResult(
             n, first, stop, [], b"", none, [bundle_finding("bundle_malformed", message)]
         )
@@ -597,7 +257,7 @@ async def _verify_bundle(
                 if tiles.hash_from_tile(leaves, 0, TILE_WIDTH) != expected:
                     message = (
                         f"{bundle_ref.path} and tile/0/{tiles.format_index(n)} from "
-                        f"{auth.client.url} both disagree with checkpoint {size}"
+                        f"{auth.url} both disagree with checkpoint {size}"
                     )
                     findings.append(bundle_finding("bundle_does_not_match_checkpoint", message))
                     return BundleResult(n, first, stop, entries, leaves, none, findings)
@@ -629,7 +289,7 @@ async def _verify_bundle(
         findings.append(
             Finding(
                 "bad_entry",
-                f"entry {index} from {auth.client.url} does not hash to the leaf hash its "
+                f"entry {index} from {auth.url} does not hash to the leaf hash its "
                 f"signed checkpoint {size} commits to",
                 {
                     "reason": "leaf_hash_mismatch",
@@ -768,7 +428,7 @@ async def audit_log(
     """
     started = time.monotonic()
     size = auth.size
-    report = AuditReport(auth.client.url, auth.cp, auth.note)
+    report = AuditReport(auth.url, auth.cp, auth.note)
     seen_tiles: set[str] = set()
 
     def add(finding: Finding) -> None:
@@ -823,7 +483,7 @@ async def audit_log(
                         auth, signer, key[1], prior, (res.first + offset, sha, filename), res
                     )
                 )
-        if len(res.leaves) != HASH_SIZE * width_at(0, res.n, size):
+        if len(res.leaves) != HASH_SIZE * tile_width(0, res.n, size):
             complete = False  # a malformed bundle: no root from entries
         elif complete:
             if len(res.leaves) == TILE_WIDTH * HASH_SIZE:
@@ -842,7 +502,7 @@ async def audit_log(
             add(
                 Finding(
                     "bad_entry",
-                    f"the {size} entries served by {auth.client.url} do not hash to the root "
+                    f"the {size} entries served by {auth.url} do not hash to the root "
                     "of its signed checkpoint",
                     {
                         "reason": "entries_do_not_hash_to_root",

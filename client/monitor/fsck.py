@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sigledger.client.logkey import open_with_log_key
-from sigledger.client.monitor.audit import AuditReport, TileAuth, audit_log
+from sigledger.client.monitor.audit import AuditReport, audit_log
 from sigledger.client.monitor.watcher import POOL_THRESHOLD, worker_pool
 from sigledger.client.remote import LogClient, LogRefusedError
+from sigledger.client.tiles import TileAuth
 from sigledger.ledger.checkpoint import Checkpoint
 from sigledger.ledger.errors import VerificationError
 from sigledger.ledger.note import Verifier

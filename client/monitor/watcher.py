@@ -4,10 +4,13 @@
 only (``/checkpoint``, ``/tile/...``; never ``/lookup`` or ``/proof``). For
 every new checkpoint of a log it
 
-1. verifies the log signature and, when the policy names witnesses, the
-   cosignature quorum (:func:`sigledger.client.receipts.check_witness_quorum`);
-2. computes the consistency proof from the previous verified checkpoint out of
-   tiles authenticated against the new one, and checks it;
+1. computes the consistency proof from the previous verified checkpoint out of
+   tiles authenticated against the newer of the two
+   (:class:`sigledger.client.tiles.TileAuth`);
+2. accepts it as the client does (:class:`sigledger.client.trust.CheckpointAcceptor`):
+   the log signature, consistency with the previous verified checkpoint and,
+   when the policy names witnesses, the cosignature quorum; the monitor's state
+   is the acceptor's :class:`~sigledger.client.trust.CheckpointStore`;
 3. fetches the entry bundles of the new range with their level-0 tiles,
    re-hashes every entry and compares it with the authenticated tile, decodes
    it (:func:`sigledger.ledger.entry.decode_entry`) and re-verifies the publisher
@@ -96,7 +99,6 @@ time_ms)``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
 import fcntl
@@ -119,16 +121,18 @@ import aiosqlite
 
 from sigledger.client.install.policy import Policy
 from sigledger.client.monitor import audit as follow
-from sigledger.client.monitor.audit import BadTileError, EntryInfo, Finding, TileAuth
-from sigledger.client.receipts import check_witness_quorum
+from sigledger.client.monitor.audit import EntryInfo
 from sigledger.client.remote import LogClient, LogRefusedError
+from sigledger.client.tiles import BadTileError, Finding, TileAuth
+from sigledger.client.trust import CheckpointAcceptor
 from sigledger.ledger import merkle
-from sigledger.ledger.checkpoint import Checkpoint, open_checkpoint
+from sigledger.ledger.checkpoint import parse_checkpoint
 from sigledger.ledger.entry import file_identity
 from sigledger.ledger.errors import (
     ConfigError,
     FormatError,
     LedgerError,
+    LogMisbehaviorError,
     NetworkError,
     VerificationError,
 )
@@ -178,10 +182,6 @@ def _iso(ms: int | None) -> str | None:
         return None
     t = datetime.fromtimestamp(ms / 1000, UTC)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _digest(*parts: str | bytes) -> str:
@@ -381,6 +381,7 @@ class MonitorState:
         self._projects: dict[str, int] = {}
         self._signers: dict[str, int] = {}
         self._signer_vkeys: dict[int, str] = {}
+        self._records: dict[str, LogRecord] = {}  # by origin, as last handed out by log()
         # One connection serves every followed log: transactions take turns, and run to
         # the end even when the pass that started them is cancelled (see _write).
         self._lock = asyncio.Lock()
@@ -494,7 +495,9 @@ class MonitorState:
                     (origin, vkey, url, merkle.EMPTY_ROOT),
                 )
             assert cur2.lastrowid is not None
-            return LogRecord(int(cur2.lastrowid), origin, vkey, url)
+            rec = LogRecord(int(cur2.lastrowid), origin, vkey, url)
+            self._records[origin] = rec
+            return rec
         if row[1] != vkey:
             raise ConfigError(
                 f"the monitor state {self.path} follows {origin} under the key {row[1]}, "
@@ -503,7 +506,7 @@ class MonitorState:
         if url:
             async with self._lock:
                 await self._db.execute("UPDATE logs SET url = ? WHERE id = ?", (url, row[0]))
-        return LogRecord(
+        rec = LogRecord(
             int(row[0]),
             origin,
             vkey,
@@ -516,6 +519,25 @@ class MonitorState:
             row[7],
             row[8],
         )
+        self._records[origin] = rec
+        return rec
+
+    # The CheckpointStore of the monitor (sigledger.client.trust): the trusted note of a log
+    # lives in its record (see log()); put() stages it there, and the next save(rec)
+    # writes it in one transaction with the times that go with it.
+
+    def get(self, origin: str) -> bytes | None:
+        """The last verified checkpoint note of ``origin`` (None before the first)."""
+        rec = self._records.get(origin)
+        return rec.note if rec is not None else None
+
+    def put(self, origin: str, note: bytes) -> None:
+        """Make ``note`` (accepted by the checkpoint acceptor) the record's checkpoint."""
+        rec = self._records.get(origin)
+        if rec is None:
+            raise ConfigError(f"the monitor state has no record of {origin}; call log() first")
+        cp = parse_checkpoint(parse_note(note).text)
+        rec.size, rec.root, rec.note = cp.size, cp.root, note
 
     def _head_params(self, rec: LogRecord) -> tuple[Any, ...]:
         return (
@@ -737,6 +759,16 @@ class LogWatcher:
         self._executor = executor
         self.say = say
         self._history: dict[str, tuple[set[str], set[str]]] = {}
+        self._acceptors = tuple(
+            CheckpointAcceptor(
+                t.verifier,
+                state,
+                t.origin,
+                witnesses=t.witnesses,
+                witness_quorum=t.witness_quorum,
+            )
+            for t in self.targets
+        )
 
     @property
     def origin(self) -> str:
@@ -813,109 +845,62 @@ class LogWatcher:
         report.tree_size = rec.size if rec.note is not None else None
         return report
 
-    def _open(self, note: bytes) -> Checkpoint:
-        try:
-            cp, _ = open_checkpoint(note, self.target.verifier, self.origin)
-        except FormatError as exc:
-            raise VerificationError(
-                f"the log at {self.target.url} sent a malformed checkpoint: {exc}"
-            ) from None
-        except VerificationError as exc:
-            raise VerificationError(
-                f"the checkpoint from {self.target.url} is not signed by the log key "
-                f"{self.target.verifier.vkey}: {exc}"
-            ) from None
-        return cp
-
-    def _check_quorum(self, note: bytes) -> None:
-        check_witness_quorum(note, self.target.witnesses, self.target.witness_quorum)
-
     async def _cycle(self, client: LogClient, rec: LogRecord, report: CycleReport) -> None:
         note = await client.checkpoint()
-        cp = self._open(note)
-        now = _now_ms()
+        acceptor = self._acceptors[self.targets.index(self.target)]
+        candidate = acceptor.check(note, self.target.url)
+        cp = candidate.checkpoint
         auth: TileAuth | None = None
-        if rec.note is None:
-            # Trust on first use: this checkpoint anchors everything that follows.
+        proof: list[bytes] = []
+        if candidate.relation in ("first", "newer"):
+            # The new checkpoint's tiles must hash to its root before it anchors anything.
             auth = TileAuth(client, cp, note)
             await auth.start()
-            self._check_quorum(note)
-            rec.size, rec.root, rec.note = cp.size, cp.root, note
+        if candidate.consistency is not None:
+            older, newer = candidate.consistency
+            if auth is None or auth.cp != newer.checkpoint:
+                # An older checkpoint (a lagging mirror or cache): prove it a prefix
+                # from tiles authenticated against the verified one.
+                auth = TileAuth(client, newer.checkpoint, newer.note)
+                await auth.start()
+            proof = await auth.prove_consistency(older.checkpoint.size)
+        try:
+            accepted = acceptor.accept(candidate, proof)
+        except LogMisbehaviorError as exc:
+            await self._inconsistent(report, rec, exc)
+            raise  # not reached: _inconsistent stops following this log
+        now = _now_ms()
+        if accepted.relation in ("first", "newer"):
             rec.note_changed_ms = rec.size_changed_ms = now
             rec.checked_ms = now
-            await self.state.save(rec)
-        elif cp.size > rec.size:
-            auth = TileAuth(client, cp, note)
-            await auth.start()
-            proof = await auth.prove_consistency(rec.size)
-            await self._check_consistency(report, rec, note, cp, proof)
-            self._check_quorum(note)
-            rec.size, rec.root, rec.note = cp.size, cp.root, note
-            rec.note_changed_ms = rec.size_changed_ms = now
+        elif accepted.stored:
+            # Re-signed or re-cosigned: the same tree, a fresher note.
+            rec.note_changed_ms = now
             rec.checked_ms = now
-            await self.state.save(rec)
-        elif cp.size == rec.size:
-            if cp.root != rec.root:
-                await self._check_consistency(report, rec, note, cp, [])
-            if note != rec.note:
-                # Re-signed or re-cosigned: the same tree, a fresher note.
-                self._check_quorum(note)
-                rec.note = note
-                rec.note_changed_ms = now
-                rec.checked_ms = now
-            await self.state.save(rec)
-        else:
-            # An older checkpoint (a lagging mirror or cache): it must be a prefix.
-            old_cp = self._open(rec.note)
-            auth = TileAuth(client, old_cp, rec.note)
-            await auth.start()
-            proof = await auth.prove_consistency(cp.size)
-            try:
-                merkle.check_consistency(cp.size, old_cp.size, cp.root, old_cp.root, proof)
-            except VerificationError:
-                await self._inconsistent(report, rec, note, rec.note, proof)
+        if accepted.relation == "older":
             self.say(
                 f"{self.origin}: {self.target.url} serves checkpoint {cp.size}, older than "
                 f"the verified {rec.size} (consistent: a lagging mirror or cache)"
             )
+        else:
+            await self.state.save(rec)
         if rec.indexed < rec.size and cp.size >= rec.size:
             if auth is None or auth.size != rec.size:
-                assert rec.note is not None
-                auth = TileAuth(client, self._open(rec.note), rec.note)
+                trusted = acceptor.trusted()
+                assert trusted is not None
+                auth = TileAuth(client, trusted.checkpoint, trusted.note)
                 await auth.start()
             await self._follow_entries(auth, rec, report)
 
-    async def _check_consistency(
-        self, report: CycleReport, rec: LogRecord, note: bytes, cp: Checkpoint, proof: list[bytes]
-    ) -> None:
-        """Raise the alarm (and stop) unless ``cp`` extends the verified checkpoint."""
-        assert rec.note is not None
-        try:
-            merkle.check_consistency(rec.size, cp.size, rec.root, cp.root, proof)
-        except VerificationError:
-            await self._inconsistent(report, rec, rec.note, note, proof)
-
     async def _inconsistent(
-        self,
-        report: CycleReport,
-        rec: LogRecord,
-        first: bytes,
-        second: bytes,
-        proof: list[bytes],
+        self, report: CycleReport, rec: LogRecord, exc: LogMisbehaviorError
     ) -> None:
+        """Raise the ``inconsistent_checkpoints`` alarm once, and stop following the log."""
+        first, second = (n.encode() for n in exc.evidence["checkpoints"])
         alarm = self._alarm(
             "inconsistent_checkpoints",
-            f"the log {self.origin} signed two checkpoints that cannot both be true: a split "
-            "view or a rewritten history",
-            {
-                "checkpoints": [first.decode(), second.decode()],
-                "consistency_proof": [_b64(h) for h in proof],
-                "how_to_check": "both notes verify with log_key (c2sp.org/tlog-checkpoint); "
-                "for sizes m < n, merkle.check_consistency(m, n, root_m, root_n, "
-                "consistency_proof) (RFC 9162 2.1.4.2) fails; for equal sizes the roots "
-                "differ. consistency_proof was computed from tiles the log serves for the "
-                "newer checkpoint",
-            },
+            str(exc),
+            exc.evidence,
             _digest(*sorted((first, second))),
         )
         await self._raise_once(report, rec, alarm)
