@@ -19,8 +19,16 @@ from typing import Any
 import aiohttp
 
 from sigledger.ledger.entry import SignedStatement
-from sigledger.ledger.errors import LedgerError, NetworkError
-from sigledger.ledger.wire import JSON_TYPE, MSGPACK_TYPE, encode_add_request
+from sigledger.ledger.errors import FormatError, LedgerError, NetworkError
+from sigledger.ledger.wire import (
+    JSON_TYPE,
+    MSGPACK_TYPE,
+    ConsistencyAnswer,
+    LookupAnswer,
+    Receipt,
+    encode_add_request,
+    parse_add_answer,
+)
 
 USER_AGENT = "sigledger-client/0.1"
 
@@ -150,7 +158,7 @@ class LogClient:
 
     async def add(
         self, statements: Sequence[SignedStatement], *, use_msgpack: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> list[Receipt]:
         """Submit statements; return the log's receipts (unverified) in order."""
         ctype = MSGPACK_TYPE if use_msgpack else JSON_TYPE
         status, body, _ = await self._request(
@@ -161,49 +169,40 @@ class LogClient:
         )
         self._raise_for(status, body, "submitting statements")
         try:
-            receipts = json.loads(body)["receipts"]
-        except (ValueError, KeyError, TypeError):
-            raise NetworkError(
-                f"the log at {self.url} answered /add with a malformed body"
-            ) from None
-        if not isinstance(receipts, list) or len(receipts) != len(statements):
-            raise NetworkError(
-                f"the log at {self.url} returned {len(receipts)} receipts for "
-                f"{len(statements)} statements"
-            )
-        return receipts
+            return parse_add_answer(body, len(statements))
+        except FormatError as exc:
+            raise self._malformed("/add", exc) from None
 
-    async def lookup(self, **params: str) -> dict[str, Any]:
+    async def lookup(self, **params: str) -> LookupAnswer:
         """One page of GET /lookup (unverified)."""
         status, body, _ = await self._request("GET", "/lookup", params=params)
         self._raise_for(status, body, "looking up entries")
-        return _json_object(body, self.url, "/lookup")
+        try:
+            return LookupAnswer.parse(body)
+        except FormatError as exc:
+            raise self._malformed("/lookup", exc) from None
 
-    async def lookup_batch(self, sha256_hex: Sequence[str], *, related: bool) -> dict[str, Any]:
+    async def lookup_batch(self, sha256_hex: Sequence[str], *, related: bool) -> LookupAnswer:
         """POST /lookup: entries for many digests at once (unverified)."""
         status, body, _ = await self._request(
             "POST", "/lookup", json={"sha256": list(sha256_hex), "related": related}
         )
         self._raise_for(status, body, "looking up entries")
-        return _json_object(body, self.url, "/lookup")
+        try:
+            return LookupAnswer.parse(body)
+        except FormatError as exc:
+            raise self._malformed("/lookup", exc) from None
 
-    async def consistency_proof(self, old: int, new: int) -> list[str]:
-        """GET /proof/consistency (unverified base64 hashes)."""
+    async def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        """GET /proof/consistency: the proof's hashes (unverified)."""
         status, body, _ = await self._request(
             "GET", "/proof/consistency", params={"old": str(old), "new": str(new)}
         )
         self._raise_for(status, body, "fetching a consistency proof")
-        hashes = _json_object(body, self.url, "/proof/consistency").get("hashes")
-        if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
-            raise NetworkError(f"the log at {self.url} sent a malformed consistency proof")
-        return hashes
+        try:
+            return list(ConsistencyAnswer.parse(body, old, new).hashes)
+        except FormatError as exc:
+            raise self._malformed("/proof/consistency", exc) from None
 
-
-def _json_object(body: bytes, url: str, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
-        raise NetworkError(f"the log at {url} answered {what} with a malformed body")
-    return doc
+    def _malformed(self, what: str, exc: FormatError) -> NetworkError:
+        return NetworkError(f"the log at {self.url} answered {what} with a malformed body: {exc}")

@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from sigledger.client.checkpoints import CheckpointStore
-from sigledger.client.receipts import b64_field, check_witness_quorum
+from sigledger.client.receipts import check_witness_quorum
 from sigledger.client.remote import LogClient, LogRefusedError
 from sigledger.client.tiles import TileReader
 from sigledger.ledger import merkle
@@ -38,6 +37,7 @@ from sigledger.ledger.errors import (
     VerificationError,
 )
 from sigledger.ledger.note import Verifier
+from sigledger.ledger.wire import LookupAnswer
 
 LOOKUP_PAGE = 1000
 BATCH = 1000  # digests per POST /lookup (the server's limit)
@@ -183,8 +183,7 @@ class VerifiedLog:
         proof = None
         if not self.use_tiles:
             try:
-                raw = await self.client.consistency_proof(old.size, new.size)
-                proof = [b64_field(h, "consistency proof hash") for h in raw]
+                proof = await self.client.consistency_proof(old.size, new.size)
             except LogRefusedError as exc:
                 if exc.status != 404:
                     raise
@@ -223,12 +222,12 @@ class VerifiedLog:
         out: list[VerifiedEntry] = []
         cursor = "0"
         while True:
-            doc = await self.client.lookup(**query, limit=str(LOOKUP_PAGE), cursor=cursor)
-            out.extend(await self._verify_lookup(doc))
-            nxt = doc.get("next_cursor")
+            answer = await self.client.lookup(**query, limit=str(LOOKUP_PAGE), cursor=cursor)
+            out.extend(await self._verify_lookup(answer))
+            nxt = answer.next_cursor
             if nxt is None:
                 return out
-            if type(nxt) is not int or nxt <= int(cursor):
+            if nxt <= int(cursor):
                 raise NetworkError(f"the log at {self.url} sent a bad lookup cursor")
             cursor = str(nxt)
 
@@ -248,25 +247,12 @@ class VerifiedLog:
                 seen.setdefault(e.index, e)
         return [seen[i] for i in sorted(seen)]
 
-    async def _verify_lookup(self, doc: dict[str, Any]) -> list[VerifiedEntry]:
-        note = doc.get("checkpoint")
-        entries = doc.get("entries")
-        if not isinstance(note, str) or not isinstance(entries, list):
-            raise VerificationError(f"the lookup answer from {self.url} is malformed")
-        cp = await self.accept(note.encode())
+    async def _verify_lookup(self, answer: LookupAnswer) -> list[VerifiedEntry]:
+        cp = await self.accept(answer.checkpoint)
         out = []
-        for item in entries:
-            if not isinstance(item, dict):
-                raise VerificationError("lookup entry is not an object")
-            index = item.get("log_index")
-            if type(index) is not int:
-                raise VerificationError("lookup entry has no log_index")
-            data = b64_field(item.get("entry"), "lookup entry")
-            proof_raw = item.get("inclusion_proof")
-            if not isinstance(proof_raw, list):
-                raise VerificationError("lookup entry has no inclusion_proof")
-            proof = [b64_field(h, "inclusion proof hash") for h in proof_raw]
-            merkle.check_inclusion(index, cp.size, merkle.leaf_hash(data), proof, cp.root)
+        for item in answer.entries:
+            index, data = item.index, item.entry
+            merkle.check_inclusion(index, cp.size, merkle.leaf_hash(data), item.proof, cp.root)
             try:
                 entry = decode_entry(data)
             except FormatError as exc:

@@ -1,18 +1,28 @@
 from __future__ import annotations
 
+import base64
 import json
+from dataclasses import replace
+from typing import Any
 
 import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
+from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import Signer
 from sigledger.ledger.wire import (
     JSON_TYPE,
     MSGPACK_TYPE,
+    ConsistencyAnswer,
+    LookupAnswer,
+    LookupEntry,
+    Receipt,
+    encode_add_answer,
     encode_add_request,
+    parse_add_answer,
     parse_add_request,
     statement_from_json,
     statement_to_json,
@@ -81,3 +91,125 @@ def test_json_shapes_only_raise_format_error(doc: object) -> None:
         parse_add_request(json.dumps(doc).encode(), JSON_TYPE, 5)
     except FormatError:
         pass
+
+
+# -- answers: receipts, lookups, consistency proofs ---------------------------------
+
+_LOG = Signer.from_seed("log.example/test", bytes([9]) * 32)
+_ROOT = bytes(range(32))
+_NOTE = sign_checkpoint(Checkpoint("log.example/test", 5, _ROOT), _LOG)
+_RECEIPT = Receipt(3, b"entry bytes", False, 5, _ROOT, (b"\x01" * 32, b"\x02" * 32), _NOTE)
+
+
+def test_receipt_json_shape_is_fixed() -> None:
+    """The bytes of an /add answer are part of the protocol: key order and encodings."""
+    b64 = base64.b64encode
+    expected = {
+        "status": "added",
+        "log_index": 3,
+        "entry": b64(b"entry bytes").decode(),
+        "inclusion_proof": {
+            "log_index": 3,
+            "tree_size": 5,
+            "root_hash": b64(_ROOT).decode(),
+            "hashes": [b64(b"\x01" * 32).decode(), b64(b"\x02" * 32).decode()],
+            "checkpoint": _NOTE.decode(),
+        },
+    }
+    assert json.dumps(_RECEIPT.to_json()) == json.dumps(expected)
+    assert json.dumps(encode_add_answer([_RECEIPT])) == json.dumps({"receipts": [expected]})
+    stored = _RECEIPT.to_file_json("https://log.example")
+    assert list(stored)[:2] == ["mediaType", "log"]
+    assert stored["log"] == {"url": "https://log.example", "origin": "log.example/test"}
+
+
+def test_receipt_round_trips_in_both_forms() -> None:
+    assert Receipt.from_json(_RECEIPT.to_json()) == _RECEIPT
+    assert Receipt.from_json(_RECEIPT.to_file_json("https://x")) == _RECEIPT
+    existing = replace(_RECEIPT, existing=True)
+    assert Receipt.from_json(json.loads(json.dumps(existing.to_json()))).status == "existing"
+    body = json.dumps(encode_add_answer([_RECEIPT, existing])).encode()
+    assert parse_add_answer(body, 2) == [_RECEIPT, existing]
+    with pytest.raises(FormatError, match="1 receipts for 2"):
+        parse_add_answer(json.dumps(encode_add_answer([_RECEIPT])).encode(), 2)
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (lambda d: d.pop("status"), "missing keys"),
+        (lambda d: d.update(extra=1), "unknown keys"),
+        (lambda d: d.update(status="maybe"), "status"),
+        (lambda d: d.update(log_index=True), "log_index"),
+        (lambda d: d.update(log_index=4), "differs"),
+        (lambda d: d.update(entry=d["entry"].rstrip("=")), "entry"),
+        (lambda d: d.update(mediaType="text/plain"), "mediaType"),
+        (lambda d: d.update(log={"url": 1, "origin": "o"}), "log"),
+        (lambda d: d["inclusion_proof"].update(tree_size=3), "not below tree_size"),
+        (lambda d: d["inclusion_proof"].update(root_hash="AAAA"), "root_hash"),
+        (lambda d: d["inclusion_proof"]["hashes"].append("AAAA"), "32-byte"),
+        (lambda d: d["inclusion_proof"].update(checkpoint="no note"), "checkpoint"),
+    ],
+)
+def test_receipt_parser_is_strict(change: Any, complaint: str) -> None:
+    doc = json.loads(json.dumps(_RECEIPT.to_json()))
+    change(doc)
+    with pytest.raises(FormatError, match=complaint):
+        Receipt.from_json(doc)
+
+
+def test_lookup_answer_shape_and_round_trip() -> None:
+    entry = LookupEntry(3, b"entry bytes", (b"\x01" * 32,))
+    answer = LookupAnswer(5, _NOTE, (entry,), 4)
+    doc = answer.to_json()
+    assert list(doc) == ["tree_size", "checkpoint", "entries", "next_cursor"]
+    assert doc["entries"] == [
+        {
+            "log_index": 3,
+            "entry": base64.b64encode(b"entry bytes").decode(),
+            "inclusion_proof": [base64.b64encode(b"\x01" * 32).decode()],
+        }
+    ]
+    assert LookupAnswer.parse(json.dumps(doc).encode()) == answer
+    last = replace(answer, next_cursor=None)
+    assert LookupAnswer.parse(json.dumps(last.to_json()).encode()) == last
+    with pytest.raises(FormatError, match="next_cursor"):
+        LookupAnswer.from_json({**doc, "next_cursor": 3})
+    with pytest.raises(FormatError, match="lookup entry 0"):
+        LookupAnswer.from_json({**doc, "entries": [{"log_index": 3}]})
+
+
+def test_consistency_answer_shape_and_sizes() -> None:
+    answer = ConsistencyAnswer(2, 5, (b"\x03" * 32,))
+    body = json.dumps(answer.to_json()).encode()
+    assert (
+        body
+        == json.dumps(
+            {"old_size": 2, "new_size": 5, "hashes": [base64.b64encode(b"\x03" * 32).decode()]}
+        ).encode()
+    )
+    assert ConsistencyAnswer.parse(body, 2, 5) == answer
+    with pytest.raises(FormatError, match="not 2 -> 6"):
+        ConsistencyAnswer.parse(body, 2, 6)
+
+
+@settings(max_examples=200)
+@given(
+    hs.recursive(
+        hs.none() | hs.booleans() | hs.integers() | hs.text(max_size=5),
+        lambda c: hs.lists(c, max_size=3) | hs.dictionaries(hs.text(max_size=8), c, max_size=8),
+        max_leaves=20,
+    )
+)
+def test_answer_parsers_only_raise_format_error(doc: object) -> None:
+    body = json.dumps(doc).encode()
+    for parse in (
+        lambda: Receipt.from_json(doc),
+        lambda: parse_add_answer(body, 1),
+        lambda: LookupAnswer.parse(body),
+        lambda: ConsistencyAnswer.parse(body, 0, 1),
+    ):
+        try:
+            parse()
+        except FormatError:
+            pass

@@ -87,7 +87,7 @@ async def test_batches_concurrent_submissions(tmp_path: Path) -> None:
         assert merkle.tree_hash([merkle.leaf_hash(e) for e in entries]) == cp.root
         for (r,) in results:
             merkle.check_inclusion(
-                r.index, r.tree_size, merkle.leaf_hash(r.entry), list(r.proof), cp.root
+                r.index, r.tree_size, merkle.leaf_hash(r.entry), list(r.hashes), cp.root
             )
     finally:
         await seq.stop()

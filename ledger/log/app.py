@@ -547,7 +547,7 @@ async def handle_add(request: web.Request) -> web.Response:
     metrics.latency.observe(time.monotonic() - started)
     for r in receipts:
         metrics.statements.labels("existing" if r.existing else "added").inc()
-    return web.json_response({"receipts": [r.to_json() for r in receipts]})
+    return web.json_response(api.encode_add_answer(receipts))
 
 
 def _rate_limited(
@@ -659,21 +659,12 @@ async def _lookup_answer(
     request: web.Request, pub: Published, rows: list[tuple[int, bytes]], next_cursor: int | None
 ) -> web.Response:
     proofs = await _sequencer(request).prove_inclusions([i for i, _ in rows], pub.size)
-    b64 = base64.b64encode
+    entries = tuple(
+        api.LookupEntry(i, data, tuple(proof))
+        for (i, data), proof in zip(rows, proofs, strict=True)
+    )
     return web.json_response(
-        {
-            "tree_size": pub.size,
-            "checkpoint": pub.note.decode(),
-            "entries": [
-                {
-                    "log_index": i,
-                    "entry": b64(data).decode(),
-                    "inclusion_proof": [b64(h).decode() for h in proof],
-                }
-                for (i, data), proof in zip(rows, proofs, strict=True)
-            ],
-            "next_cursor": next_cursor,
-        },
+        api.LookupAnswer(pub.size, pub.note, entries, next_cursor).to_json(),
         headers={"Cache-Control": CHECKPOINT_CACHE, "Access-Control-Allow-Origin": "*"},
     )
 
@@ -692,7 +683,7 @@ async def handle_consistency(request: web.Request) -> web.Response:
         )
     proof = await seq.prove_consistency(old, new)
     return web.json_response(
-        {"old_size": old, "new_size": new, "hashes": [base64.b64encode(h).decode() for h in proof]},
+        api.ConsistencyAnswer(old, new, tuple(proof)).to_json(),
         headers={"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"},
     )
 

@@ -27,7 +27,6 @@ existing binding, none of them is logged.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -42,8 +41,9 @@ from sigledger.ledger.errors import LedgerError
 from sigledger.ledger.log.cosigner import WitnessPool
 from sigledger.ledger.log.storage import BindingKey, BoundEntry, EntryRow, Storage
 from sigledger.ledger.log.tiletree import TiledTree
-from sigledger.ledger.note import Signer
+from sigledger.ledger.note import Note, Signer, format_note, parse_note
 from sigledger.ledger.service.sqlite import StorageError
+from sigledger.ledger.wire import Receipt
 
 log = logging.getLogger("sigledger.sequencer")
 
@@ -95,37 +95,6 @@ class Published:
     root: bytes
     note: bytes
     published_at: float  # time.time() of the last (re)publication
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """Where one submitted statement lives in the log."""
-
-    index: int
-    entry: bytes
-    existing: bool
-    tree_size: int
-    proof: tuple[bytes, ...]
-    checkpoint: bytes
-
-    def to_json(self) -> dict[str, object]:
-        b64 = base64.b64encode
-        return {
-            "status": "existing" if self.existing else "added",
-            "log_index": self.index,
-            "entry": b64(self.entry).decode(),
-            "inclusion_proof": {
-                "log_index": self.index,
-                "tree_size": self.tree_size,
-                "root_hash": b64(_root_of(self.checkpoint)).decode(),
-                "hashes": [b64(h).decode() for h in self.proof],
-                "checkpoint": self.checkpoint.decode(),
-            },
-        }
-
-
-def _root_of(note: bytes) -> bytes:
-    return base64.b64decode(note.split(b"\n", 3)[2])
 
 
 @dataclass
@@ -525,7 +494,7 @@ class Sequencer:
         proofs = iter(merkle.prove_inclusions(flat, pub.size, get))
         for unit, res in accepted:
             receipts = [
-                Receipt(i, d, existing, pub.size, tuple(next(proofs)), pub.note)
+                Receipt(i, d, existing, pub.size, pub.root, tuple(next(proofs)), pub.note)
                 for i, d, existing in res
             ]
             if not unit.future.done():
@@ -564,10 +533,10 @@ class Sequencer:
 
 
 def _log_part(note: bytes) -> bytes:
-    """A note without any witness cosignature lines: text plus the log's own signature."""
-    text, _, sigs = note.partition(b"\n\n")
-    first = sigs.split(b"\n", 1)[0]
-    return text + b"\n\n" + first + b"\n"
+    """A note without any witness cosignature lines: text plus the log's own signature
+    (always the first line: cosignatures are appended after it)."""
+    parsed = parse_note(note)
+    return format_note(Note(parsed.text, parsed.signatures[:1]))
 
 
 def _binding_key(s: SignedStatement) -> BindingKey:
