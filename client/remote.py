@@ -2,9 +2,13 @@
 
 Every failure of the transport (DNS, refused connection, timeout, a 5xx, a
 body that is not what the endpoint promises) becomes
-:class:`~sigledger.ledger.errors.NetworkError`; a refusal by the log (4xx with our JSON
-error body) becomes :class:`LogRefusedError` carrying the status and the
-log's own explanation. Nothing returned here is trusted: callers verify
+:class:`~sigledger.ledger.errors.NetworkError`. An error answer with our JSON
+error body becomes the domain error its ``error`` code names
+(:func:`~sigledger.ledger.errors.request_error_class`), carrying the log's own
+explanation and details: a :class:`~sigledger.ledger.errors.RefusedError`
+(:data:`LogRefusedError`) for a refusal, an
+:class:`~sigledger.ledger.errors.UnavailableError` (a NetworkError) for "try
+again later" once the retries are spent. Nothing returned here is trusted: callers verify
 signatures and proofs (:mod:`sigledger.client.receipts`) before using it.
 """
 
@@ -19,7 +23,15 @@ from typing import Any
 import aiohttp
 
 from sigledger.ledger.entry import SignedStatement
-from sigledger.ledger.errors import FormatError, LedgerError, NetworkError
+from sigledger.ledger.errors import (
+    FormatError,
+    LedgerError,
+    NetworkError,
+    NotFoundError,
+    NotWitnessedError,
+    RefusedError,
+    request_error_class,
+)
 from sigledger.ledger.wire import (
     JSON_TYPE,
     MSGPACK_TYPE,
@@ -33,40 +45,14 @@ from sigledger.ledger.wire import (
 USER_AGENT = "sigledger-client/0.1"
 
 
-class LogRefusedError(LedgerError):
-    """The log understood the request and refused it (HTTP 4xx)."""
+LogRefusedError = RefusedError
+"""The log understood the request and refused it; the class of the error is the
+domain error named by the answer's ``error`` code (e.g.
+:class:`~sigledger.ledger.errors.BindingConflictError`)."""
 
-    def __init__(self, status: int, error_key: str, message: str, body: dict[str, Any]):
-        super().__init__(f"the log refused the request ({status} {error_key}): {message}")
-        self.status = status
-        self.error_key = error_key
-        self.body = body
-
-    @property
-    def hint(self) -> str:  # type: ignore[override]
-        return {
-            400: "The statement is malformed; check the file name, project and version.",
-            403: "The signature did not verify; check that --key is the key you meant.",
-            409: "This key already logged a different hash for this file. A release file "
-            "must never change: publish a new version instead.",
-            413: "Send fewer files per request.",
-        }.get(self.status, "")
-
-
-class NotPublishedError(NetworkError):
-    """The log stored the statements but has not published a checkpoint covering
-    them yet (its witnesses did not cosign in time): HTTP 503 ``not_witnessed``."""
-
-    hint = (
-        "Nothing is wrong with the files: the log keeps them and will publish them "
-        "once enough witnesses cosign its checkpoint. Run the same command again "
-        "later to fetch the receipts (submitting again is safe)."
-    )
-
-    def __init__(self, message: str, body: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.error_key = "not_witnessed"
-        self.body = body
+NotPublishedError = NotWitnessedError
+"""The log stored the statements but has not published a checkpoint covering
+them yet (its witnesses did not cosign in time)."""
 
 
 def normalize_url(url: str) -> str:
@@ -132,19 +118,34 @@ class LogClient:
     def _raise_for(self, status: int, body: bytes, what: str) -> None:
         if status == 200:
             return
+        raise self._error(status, body, what)
+
+    def _error(self, status: int, body: bytes, what: str) -> LedgerError:
+        """The domain error an error answer names (its JSON ``error`` code); for
+        an answer without one (a proxy, a plain tlog-tiles server), by status."""
         try:
             doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
             key, message = str(doc.get("error", status)), str(doc.get("message", ""))
-        except (ValueError, AttributeError):
-            doc, key, message = {}, str(status), body[:200].decode(errors="replace")
-        if 400 <= status < 500 and status != 429:
-            raise LogRefusedError(status, key, message, doc if isinstance(doc, dict) else {})
-        if status == 503 and key == "not_witnessed":
-            raise NotPublishedError(
-                f"logged, waiting for witness cosignatures: {message}",
-                doc if isinstance(doc, dict) else {},
+            details = {k: v for k, v in doc.items() if k not in ("error", "message")}
+        else:
+            key, message, details = str(status), body[:200].decode(errors="replace"), {}
+        cls = request_error_class(key)
+        if cls is None and 400 <= status < 500 and status != 429:
+            cls = NotFoundError if status == 404 else RefusedError
+        if cls is None:
+            return NetworkError(
+                f"{what} failed at {self.url}: HTTP {status} {key} {message}".strip()
             )
-        raise NetworkError(f"{what} failed at {self.url}: HTTP {status} {key} {message}".strip())
+        if issubclass(cls, RefusedError):
+            text = f"the log refused the request ({status} {key}): {message}"
+        elif issubclass(cls, NotWitnessedError):
+            text = f"logged, waiting for witness cosignatures: {message}"
+        else:
+            text = f"{what} failed at {self.url}: HTTP {status} {key} {message}".strip()
+        return cls.from_details(text, details, key)
 
     async def checkpoint(self) -> bytes:
         status, body, _ = await self._request("GET", "/checkpoint")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from sigledger.ledger.errors import (
     FormatError,
     LogMisbehaviorError,
     NetworkError,
+    NotFoundError,
     VerificationError,
 )
 from sigledger.ledger.note import Verifier
@@ -161,7 +163,7 @@ class VerifiedLog:
                     raise VerificationError(
                         f"{self.url} served checkpoint {cp.size}, older than checkpoint "
                         f"{old_cp.size} already verified for {self.origin}, and cannot prove it "
-                        f"is a prefix of it ({exc.error_key}): a stale mirror or a rollback"
+                        f"is a prefix of it ({exc.code}): a stale mirror or a rollback"
                     ) from None
             self._remember(cp, note, store=False)
             return cp
@@ -182,11 +184,8 @@ class VerifiedLog:
         self._known.setdefault(old.size, (old.root, old_note))
         proof = None
         if not self.use_tiles:
-            try:
+            with contextlib.suppress(NotFoundError):  # no proof endpoint: use tiles
                 proof = await self.client.consistency_proof(old.size, new.size)
-            except LogRefusedError as exc:
-                if exc.status != 404:
-                    raise
         if proof is None:
             # A plain tlog-tiles log (e.g. behind a CDN): compute the proof from
             # tiles authenticated against the newer checkpoint.

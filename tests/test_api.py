@@ -10,9 +10,31 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
+from sigledger.client.remote import LogClient
 from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
-from sigledger.ledger.errors import FormatError
+from sigledger.ledger.errors import (
+    BindingConflictError,
+    CheckpointConflictError,
+    FormatError,
+    MalformedRequestError,
+    NetworkError,
+    NotFoundError,
+    NotWitnessedError,
+    OverloadedError,
+    RefusedError,
+    RequestError,
+    ServiceFaultError,
+    UnavailableError,
+    request_error_class,
+)
 from sigledger.ledger.note import Signer
+from sigledger.ledger.service.http import (
+    ErrorRenderer,
+    error_response,
+    http_status,
+    json_error,
+    text_error,
+)
 from sigledger.ledger.wire import (
     JSON_TYPE,
     MSGPACK_TYPE,
@@ -213,3 +235,78 @@ def test_answer_parsers_only_raise_format_error(doc: object) -> None:
             parse()
         except FormatError:
             pass
+
+
+# -- domain errors: one status table, the same class on both sides ------------------
+
+
+def _all_request_errors() -> list[type[RequestError]]:
+    out, todo = [], [RequestError]
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+def _example(cls: type[RequestError]) -> RequestError:
+    if issubclass(cls, BindingConflictError):
+        return cls("taken", [(4, b"entry")])
+    if issubclass(cls, CheckpointConflictError):
+        return cls("moved on", 7)
+    return cls("no", {"limit": "client"}, retry_after=3)
+
+
+@pytest.mark.parametrize("cls", _all_request_errors(), ids=lambda c: c.__name__)
+def test_every_domain_error_has_one_status_and_comes_back_as_itself(
+    cls: type[RequestError],
+) -> None:
+    exc = _example(cls)
+    status = http_status(exc)
+    assert 400 <= status < 600
+    assert (status >= 500 or status == 429) == isinstance(exc, UnavailableError | ServiceFaultError)
+    # the class that names the code (a subclass without its own code travels as it)
+    owner = next(c for c in cls.__mro__ if "code" in c.__dict__)
+    assert request_error_class(exc.code) is owner
+    resp = error_response(exc)
+    assert resp.status == status
+    assert resp.body is not None
+    assert isinstance(resp.body, bytes)
+    doc = json.loads(resp.body)
+    assert (doc["error"], doc["message"]) == (
+        exc.code,
+        "no" if doc["message"] == "no" else str(exc),
+    )
+    assert ("Retry-After" in resp.headers) == isinstance(exc, UnavailableError)
+    # the client reads the same answer back into the same class, details included
+    back = LogClient("http://127.0.0.1:1")._error(status, resp.body, "testing")
+    assert type(back) is owner and isinstance(back, RequestError)
+    assert back.code == exc.code and back.details == exc.details
+    if isinstance(exc, BindingConflictError):
+        assert isinstance(back, BindingConflictError) and back.existing == [(4, b"entry")]
+
+
+def test_client_keeps_unknown_codes_and_maps_bare_statuses() -> None:
+    client = LogClient("http://127.0.0.1:1")
+    odd = client._error(405, b'{"error": "method_not_allowed", "message": "no"}', "x")
+    assert type(odd) is RefusedError and odd.code == "method_not_allowed"
+    bare = client._error(404, b"<html>not here</html>", "x")
+    assert type(bare) is NotFoundError and bare.code == "404"
+    down = client._error(502, b"bad gateway", "fetching")
+    assert type(down) is NetworkError and "HTTP 502" in str(down)
+    late = client._error(503, b'{"error": "not_witnessed", "message": "wait"}', "x")
+    assert isinstance(late, NotWitnessedError) and isinstance(late, NetworkError)
+    assert "waiting for witness cosignatures" in str(late)
+
+
+@pytest.mark.parametrize("render", [json_error, text_error], ids=["json", "text"])
+def test_error_renderers_keep_status_code_and_retry_after(render: ErrorRenderer) -> None:
+    """The contract both services' error spellings meet."""
+    for exc in (MalformedRequestError("bad body"), OverloadedError("busy", retry_after=4)):
+        resp = error_response(exc, render)
+        assert resp.status == http_status(exc)
+        assert isinstance(resp.body, bytes)
+        assert exc.code.encode() in resp.body and str(exc).encode() in resp.body
+        assert resp.headers.get("Retry-After") == ("4" if exc.retry_after == 4 else None)
+    plain = render(405, "method_not_allowed", "use POST", None)
+    assert plain.status == 405 and "Retry-After" not in plain.headers

@@ -495,7 +495,7 @@ async def cmd_publish(args: argparse.Namespace) -> int:
     except (LogRefusedError, NotPublishedError) as exc:
         if args.json:
             _print_json(
-                {"version": 1, "error": exc.error_key, "message": str(exc), "details": exc.body}
+                {"version": 1, "error": exc.code, "message": str(exc), "details": exc.details}
             )
         raise
     finally:

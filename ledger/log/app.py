@@ -15,8 +15,10 @@ Routes (read side per c2sp.org/tlog-tiles@v0.1.0):
 * ``GET /healthz`` -- 200 while storage works and the checkpoint is fresh.
 * ``GET /metrics`` -- Prometheus text format.
 
-Errors are JSON bodies ``{"error": <stable key>, "message": <text>}`` with the
-status code of the failure (400, 403, 404, 409, 413, 429/503 + Retry-After).
+Handlers raise the domain errors of :mod:`sigledger.ledger.errors`; they are
+answered as JSON bodies ``{"error": <stable code>, "message": <text>, ...}``
+with the status of :mod:`sigledger.ledger.service.http` (400, 403, 404, 409,
+413, 429/503 + Retry-After).
 No request, however malformed, is answered with a 5xx; 503 means "retry
 later" (overload, witnesses missing, workers restarting, shutting down).
 Admission control and spam limits for ``/add`` are described in
@@ -26,7 +28,6 @@ Admission control and spam limits for ``/add`` are described in
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import gc
 import logging
@@ -49,17 +50,25 @@ from prometheus_client import (
 from sigledger.ledger import merkle
 from sigledger.ledger import wire as api
 from sigledger.ledger.entry import SignedStatement, decode_entry
-from sigledger.ledger.errors import ConfigError, FormatError, LedgerError
+from sigledger.ledger.errors import (
+    BadQueryError,
+    BadSignatureError,
+    BindingConflictError,
+    ConfigError,
+    FormatError,
+    MalformedRequestError,
+    NotFoundError,
+    OverloadedError,
+    RateLimitedError,
+    RequestError,
+    SignerNotAllowedError,
+    StorageInconsistentError,
+    TooManyResultsError,
+    UnavailableError,
+)
 from sigledger.ledger.log import explorer
 from sigledger.ledger.log.cosigner import WitnessEndpoint, WitnessPool
-from sigledger.ledger.log.sequencer import (
-    ConflictError,
-    OverloadedError,
-    Published,
-    Sequencer,
-    SequencerConfig,
-    SubmissionError,
-)
+from sigledger.ledger.log.sequencer import Published, Sequencer, SequencerConfig
 from sigledger.ledger.log.storage import Storage
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.admission import (
@@ -70,6 +79,7 @@ from sigledger.ledger.service.admission import (
     retry_after,
 )
 from sigledger.ledger.service.config import DEFAULT_ORIGIN, ServerConfig
+from sigledger.ledger.service.http import error_response, json_error
 from sigledger.ledger.service.keys import read_key_file, write_key_file
 from sigledger.ledger.service.runner import (
     describe_http_error,
@@ -174,24 +184,6 @@ class Metrics:
         self.limited = Counter(
             "sigledger_rate_limited", "/add requests refused by a limit", ["limit"], registry=r
         )
-
-
-class APIError(LedgerError):
-    """An error answered to an HTTP client with ``status`` and a stable ``error_key``."""
-
-    def __init__(
-        self,
-        status: int,
-        error_key: str,
-        message: str,
-        extra: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(message)
-        self.status = status
-        self.error_key = error_key
-        self.extra = extra or {}
-        self.headers = headers or {}
 
 
 CONFIG_KEY = web.AppKey("config", ServerConfig)
@@ -394,13 +386,15 @@ async def _error_middleware(
     started = time.monotonic()
     try:
         resp = await handler(request)
-    except APIError as exc:
-        resp = _error_response(exc.status, exc.error_key, str(exc), exc.extra, exc.headers)
+    except RequestError as exc:
+        resp = error_response(exc)
+        resp.error_key = exc.code  # type: ignore[attr-defined]
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         key, message = describe_http_error(exc, request.app[CONFIG_KEY].max_request_bytes)
-        resp = _error_response(exc.status, key, message, {}, {})
+        resp = json_error(exc.status, key, message, None)
+        resp.error_key = key  # type: ignore[attr-defined]
     error = ""
     if resp.status >= 400:
         finish_error(request, resp)
@@ -408,16 +402,6 @@ async def _error_middleware(
         metrics.errors.labels(error).inc()
     log_request(request, resp.status, started, error)
     metrics.requests.labels(route_name, str(resp.status)).inc()
-    return resp
-
-
-def _error_response(
-    status: int, key: str, message: str, extra: dict[str, Any], headers: dict[str, str]
-) -> web.Response:
-    resp = web.json_response(
-        {"error": key, "message": message, **extra}, status=status, headers=headers
-    )
-    resp.error_key = key  # type: ignore[attr-defined]
     return resp
 
 
@@ -441,20 +425,20 @@ async def handle_tile(request: web.Request) -> web.Response:
     try:
         ref = parse_tile_path(path)
     except FormatError as exc:
-        raise APIError(404, "not_found", f"no such tile: {exc}") from None
+        raise NotFoundError(f"no such tile: {exc}") from None
     pub = _sequencer(request).published
     assert pub is not None
     level = 0 if ref.is_entries else ref.level
     available = min(TILE_WIDTH, (pub.size >> (8 * level)) - ref.n * TILE_WIDTH)
     if available < ref.width:
-        raise APIError(404, "not_found", f"{path} is beyond the published tree size {pub.size}")
+        raise NotFoundError(f"{path} is beyond the published tree size {pub.size}")
     storage = request.app[STORAGE_KEY]
     headers = {"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"}
     if ref.is_entries:
         start = ref.n * TILE_WIDTH
         entries = await storage.read_entries(start, start + ref.width)
         if len(entries) != ref.width:
-            raise APIError(500, "storage_inconsistent", f"entries missing for {path}")
+            raise StorageInconsistentError(f"entries missing for {path}")
         resp = web.Response(
             body=encode_entry_bundle(entries),
             content_type="application/octet-stream",
@@ -464,7 +448,7 @@ async def handle_tile(request: web.Request) -> web.Response:
         return resp
     data = await storage.read_tile(ref.level, ref.n)
     if data is None or len(data) < ref.width * 32:
-        raise APIError(500, "storage_inconsistent", f"tile data missing for {path}")
+        raise StorageInconsistentError(f"tile data missing for {path}")
     return web.Response(
         body=data[: ref.width * 32], content_type="application/octet-stream", headers=headers
     )
@@ -489,13 +473,7 @@ async def handle_add(request: web.Request) -> web.Response:
     reserved = cfg.max_request_bytes if announced is None else min(announced, cfg.max_request_bytes)
     if not gate.backlog.try_enter(reserved):
         metrics.statements.labels("refused").inc()
-        raise APIError(
-            503,
-            "overloaded",
-            "too many submissions are waiting for verification; retry shortly",
-            {},
-            {"Retry-After": "1"},
-        )
+        raise OverloadedError("too many submissions are waiting for verification; retry shortly")
     try:
         body = await read_body(request, cfg.request_timeout)
         statements = await _checked_statements(request, body)
@@ -504,9 +482,7 @@ async def handle_add(request: web.Request) -> web.Response:
     for vkey, count in collections.Counter(s.signer_vkey() for s in statements).items():
         if not gate.submitters.allows(vkey):
             metrics.statements.labels("not_allowed").inc(len(statements))
-            raise APIError(
-                403,
-                "signer_not_allowed",
+            raise SignerNotAllowedError(
                 f"this log accepts statements only from listed submitters; {vkey} is not "
                 "one of them (ask the log operator to add it)",
                 {"signer": vkey},
@@ -525,25 +501,12 @@ async def handle_add(request: web.Request) -> web.Response:
     seq = _sequencer(request)
     try:
         receipts = await seq.submit(statements)
-    except ConflictError as exc:
+    except BindingConflictError:
         metrics.statements.labels("conflict").inc(len(statements))
-        raise APIError(
-            409,
-            exc.error_key,
-            str(exc),
-            {
-                "existing": [
-                    {"log_index": i, "entry": base64.b64encode(d).decode()} for i, d in exc.existing
-                ]
-            },
-        ) from None
-    except OverloadedError as exc:
+        raise
+    except UnavailableError:
         metrics.statements.labels("refused").inc(len(statements))
-        raise APIError(
-            exc.status, exc.error_key, str(exc), headers={"Retry-After": str(exc.retry_after)}
-        ) from None
-    except SubmissionError as exc:
-        raise APIError(exc.status, exc.error_key, str(exc)) from None
+        raise
     metrics.latency.observe(time.monotonic() - started)
     for r in receipts:
         metrics.statements.labels("existing" if r.existing else "added").inc()
@@ -551,21 +514,20 @@ async def handle_add(request: web.Request) -> web.Response:
 
 
 def _rate_limited(
-    what: str, rate: float, burst: int, wait: float, extra: dict[str, Any]
-) -> APIError:
-    """429 from a token bucket; ``extra`` names the limit."""
+    what: str, rate: float, burst: int, wait: float, details: dict[str, Any]
+) -> RateLimitedError:
+    """429 from a token bucket; ``details`` name the limit."""
     after = retry_after(wait)
-    return APIError(
-        429,
-        "rate_limited",
+    return RateLimitedError(
         f"{what} (limit {rate:g}/s, burst {burst}); retry after {after} s",
-        extra,
-        {"Retry-After": after},
+        details,
+        retry_after=int(after),
     )
 
 
 async def _checked_statements(request: web.Request, body: bytes) -> list[SignedStatement]:
-    """Parse ``body`` and verify every signature; APIError 400/403/503 otherwise."""
+    """Parse ``body`` and verify every signature; MalformedRequestError,
+    BadSignatureError or WorkersRestartingError otherwise."""
     cfg = request.app[CONFIG_KEY]
     metrics = request.app[METRICS_KEY]
     pool = request.app[VERIFY_POOL_KEY]
@@ -576,11 +538,9 @@ async def _checked_statements(request: web.Request, body: bytes) -> list[SignedS
             error, bad = await pool.run(
                 api.check_add_request, body, request.content_type, cfg.max_statements
             )
-        except WorkersUnavailableError as exc:
+        except WorkersUnavailableError:
             metrics.statements.labels("refused").inc()
-            raise APIError(
-                503, "workers_restarting", str(exc), {}, {"Retry-After": str(exc.retry_after)}
-            ) from None
+            raise
         statements = (
             [] if error or bad else api.decode_checked_add_request(body, request.content_type)
         )
@@ -593,12 +553,10 @@ async def _checked_statements(request: web.Request, body: bytes) -> list[SignedS
             error, bad = None, [i for i, s in enumerate(statements) if not s.verify()]
     if error is not None:
         metrics.statements.labels("malformed").inc()
-        raise APIError(400, "malformed", error)
+        raise MalformedRequestError(error)
     if bad:
         metrics.statements.labels("bad_signature").inc(len(bad))
-        raise APIError(
-            403,
-            "bad_signature",
+        raise BadSignatureError(
             f"signature does not verify for statement(s) {bad} "
             "(signed with another key, or the statement was changed)",
             {"statements": bad},
@@ -612,7 +570,7 @@ async def handle_lookup(request: web.Request) -> web.Response:
     try:
         q = api.parse_lookup_query(request.query)
     except FormatError as exc:
-        raise APIError(400, "bad_query", str(exc)) from None
+        raise BadQueryError(str(exc)) from None
     pub = _sequencer(request).published
     assert pub is not None
     rows = await request.app[STORAGE_KEY].lookup(
@@ -635,7 +593,7 @@ async def handle_batch_lookup(request: web.Request) -> web.Response:
     try:
         hashes, related = api.parse_batch_lookup(body)
     except FormatError as exc:
-        raise APIError(400, "bad_query", str(exc)) from None
+        raise BadQueryError(str(exc)) from None
     pub = _sequencer(request).published
     assert pub is not None
     storage = request.app[STORAGE_KEY]
@@ -646,9 +604,7 @@ async def handle_batch_lookup(request: web.Request) -> web.Response:
         rows += await storage.lookup_identities(files, below=pub.size, limit=limit)
     unique = sorted(dict(rows).items())
     if len(unique) > api.BATCH_MAX_ENTRIES:
-        raise APIError(
-            400,
-            "too_many_results",
+        raise TooManyResultsError(
             f"more than {api.BATCH_MAX_ENTRIES} matching entries; ask for fewer "
             "digests per request",
         )
@@ -673,14 +629,12 @@ async def handle_consistency(request: web.Request) -> web.Response:
     try:
         old, new = api.parse_consistency_query(request.query)
     except FormatError as exc:
-        raise APIError(400, "bad_query", str(exc)) from None
+        raise BadQueryError(str(exc)) from None
     seq = _sequencer(request)
     pub = seq.published
     assert pub is not None
     if new > pub.size:
-        raise APIError(
-            400, "bad_query", f"new ({new}) is beyond the published tree size {pub.size}"
-        )
+        raise BadQueryError(f"new ({new}) is beyond the published tree size {pub.size}")
     proof = await seq.prove_consistency(old, new)
     return web.json_response(
         api.ConsistencyAnswer(old, new, tuple(proof)).to_json(),

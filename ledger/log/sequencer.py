@@ -22,6 +22,11 @@ against the stored root on every start.
 
 A request's statements succeed or fail together: if any conflicts with an
 existing binding, none of them is logged.
+
+Refusals are the domain errors of :mod:`sigledger.ledger.errors`
+(:class:`~sigledger.ledger.errors.BindingConflictError`,
+:class:`~sigledger.ledger.errors.OverloadedError`, ...); how they are answered
+over HTTP is :mod:`sigledger.ledger.service.http`'s business.
 """
 
 from __future__ import annotations
@@ -37,7 +42,12 @@ from dataclasses import dataclass, field
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
 from sigledger.ledger.entry import Entry, SignedStatement, decode_entry, encode_entry
-from sigledger.ledger.errors import LedgerError
+from sigledger.ledger.errors import (
+    BindingConflictError,
+    NotWitnessedError,
+    OverloadedError,
+    ShuttingDownError,
+)
 from sigledger.ledger.log.cosigner import WitnessPool
 from sigledger.ledger.log.storage import BindingKey, BoundEntry, EntryRow, Storage
 from sigledger.ledger.log.tiletree import TiledTree
@@ -49,42 +59,6 @@ log = logging.getLogger("sigledger.sequencer")
 
 # Statements handled between two yields to the event loop while integrating a batch.
 YIELD_EVERY = 64
-
-
-class SubmissionError(LedgerError):
-    """A submission the log refuses; ``status`` is the HTTP status to answer with."""
-
-    status = 400
-    error_key = "bad_request"
-
-
-class ConflictError(SubmissionError):
-    """A signer already logged a different hash for the same file."""
-
-    status = 409
-    error_key = "binding_conflict"
-
-    def __init__(self, message: str, existing: list[tuple[int, bytes]]) -> None:
-        super().__init__(message)
-        self.existing = existing  # (index, entry bytes) of the conflicting entries
-
-
-class OverloadedError(SubmissionError):
-    status = 503
-    error_key = "overloaded"
-    retry_after = 1
-
-
-class UnwitnessedError(OverloadedError):
-    """Integrated, but the witnesses did not cosign the checkpoint in time."""
-
-    error_key = "not_witnessed"
-    retry_after = 5
-
-
-class ShuttingDownError(OverloadedError):
-    error_key = "shutting_down"
-    retry_after = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +389,7 @@ class Sequencer:
                 results.append((index, data, False))
             if conflicts:
                 unit.future.set_exception(
-                    ConflictError(
+                    BindingConflictError(
                         "this signer already logged a different hash for "
                         + ", ".join(described)
                         + "; nothing in this request was logged",
@@ -500,8 +474,8 @@ class Sequencer:
             if not unit.future.done():
                 unit.future.set_result(receipts)
 
-    def _unwitnessed(self, results: list[tuple[int, bytes, bool]]) -> UnwitnessedError:
-        return UnwitnessedError(
+    def _unwitnessed(self, results: list[tuple[int, bytes, bool]]) -> NotWitnessedError:
+        return NotWitnessedError(
             f"logged at index(es) {sorted({i for i, _d, _e in results})} but the "
             f"checkpoint is not published yet: {self.last_witness_error}; "
             "submit again later to get the receipt"
