@@ -119,7 +119,9 @@ class RequestError(LedgerError):
         if retry_after is not None:
             self.retry_after = retry_after
         if code is not None:
-            self.code = code  # a code this client does not know, kept as sent
+            # A more specific code than the class's (a witness's unknown_log is a
+            # NotFoundError), or one a client does not know, kept as sent.
+            self.code = code
 
     @classmethod
     def from_details(cls, message: str, details: Mapping[str, Any], code: str) -> RequestError:

@@ -32,19 +32,16 @@ import collections
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 
 from sigledger.ledger import merkle
@@ -60,7 +57,6 @@ from sigledger.ledger.errors import (
     NotFoundError,
     OverloadedError,
     RateLimitedError,
-    RequestError,
     SignerNotAllowedError,
     StorageInconsistentError,
     TooManyResultsError,
@@ -79,15 +75,14 @@ from sigledger.ledger.service.admission import (
     retry_after,
 )
 from sigledger.ledger.service.config import DEFAULT_ORIGIN, ServerConfig
-from sigledger.ledger.service.http import error_response, json_error
-from sigledger.ledger.service.keys import read_key_file, write_key_file
-from sigledger.ledger.service.runner import (
-    describe_http_error,
-    finish_error,
-    log_request,
-    read_body,
-    run_app,
+from sigledger.ledger.service.http import (
+    health_response,
+    json_error,
+    metrics_response,
+    service_middleware,
 )
+from sigledger.ledger.service.keys import read_key_file, write_key_file
+from sigledger.ledger.service.runner import read_body, run_app
 from sigledger.ledger.service.workers import VerifyPool, WorkersUnavailableError
 from sigledger.ledger.tiles import TILE_WIDTH, encode_entry_bundle, parse_tile_path
 
@@ -265,9 +260,17 @@ async def open_log(cfg: ServerConfig) -> tuple[Storage, Signer, str]:
 
 
 def create_app(cfg: ServerConfig) -> web.Application:
-    app = web.Application(client_max_size=cfg.max_request_bytes, middlewares=[_error_middleware])
+    metrics = Metrics()
+
+    def count_error(_route: str, code: str) -> None:
+        metrics.errors.labels(code).inc()
+
+    middleware = service_middleware(
+        json_error, cfg.max_request_bytes, metrics.requests, count_error
+    )
+    app = web.Application(client_max_size=cfg.max_request_bytes, middlewares=[middleware])
     app[CONFIG_KEY] = cfg
-    app[METRICS_KEY] = Metrics()
+    app[METRICS_KEY] = metrics
     app[GATE_KEY] = Gate(cfg)
     app.cleanup_ctx.append(_log_context)
     app.router.add_get("/checkpoint", handle_checkpoint)
@@ -374,35 +377,6 @@ async def _watch_loop_lag(metrics: Metrics, period: float = 0.1) -> None:
         due = loop.time() + period
         await asyncio.sleep(period)
         metrics.loop_lag.observe(max(0.0, loop.time() - due))
-
-
-@web.middleware
-async def _error_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    metrics = request.app[METRICS_KEY]
-    route = request.match_info.route.resource
-    route_name = route.canonical if route is not None else "unmatched"
-    started = time.monotonic()
-    try:
-        resp = await handler(request)
-    except RequestError as exc:
-        resp = error_response(exc)
-        resp.error_key = exc.code  # type: ignore[attr-defined]
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        key, message = describe_http_error(exc, request.app[CONFIG_KEY].max_request_bytes)
-        resp = json_error(exc.status, key, message, None)
-        resp.error_key = key  # type: ignore[attr-defined]
-    error = ""
-    if resp.status >= 400:
-        finish_error(request, resp)
-        error = getattr(resp, "error_key", str(resp.status))
-        metrics.errors.labels(error).inc()
-    log_request(request, resp.status, started, error)
-    metrics.requests.labels(route_name, str(resp.status)).inc()
-    return resp
 
 
 def _sequencer(request: web.Request) -> Sequencer:
@@ -659,15 +633,11 @@ async def handle_healthz(request: web.Request) -> web.Response:
         problems.append(
             f"verification workers: restarting after a worker died ({pool.restarts} restarts)"
         )
-    body = {
-        "status": "fail" if problems else "ok",
-        "problems": problems,
-        "tree_size": pub.size if pub else None,
-        "checkpoint_age_seconds": round(age, 3),
-        "queued": seq.queued,
-    }
-    return web.json_response(
-        body, status=503 if problems else 200, headers={"Cache-Control": "no-store"}
+    return health_response(
+        problems,
+        tree_size=pub.size if pub else None,
+        checkpoint_age_seconds=round(age, 3),
+        queued=seq.queued,
     )
 
 
@@ -691,11 +661,7 @@ async def handle_metrics(request: web.Request) -> web.Response:
     committed = seq.committed_size
     if seq.published is not None and committed is not None:
         metrics.unpublished.set(committed - seq.published.size)
-    resp = web.Response(body=generate_latest(metrics.registry))
-    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    with suppress(Exception):
-        resp.charset = "utf-8"
-    return resp
+    return metrics_response(metrics.registry)
 
 
 # -- running -----------------------------------------------------------------------
