@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+import pickle
 from dataclasses import replace
 from typing import Any
 
@@ -38,10 +39,12 @@ from sigledger.ledger.service.http import (
 from sigledger.ledger.wire import (
     JSON_TYPE,
     MSGPACK_TYPE,
+    CheckedAdd,
     ConsistencyAnswer,
     LookupAnswer,
     LookupEntry,
     Receipt,
+    check_add_request,
     encode_add_answer,
     encode_add_request,
     parse_add_answer,
@@ -310,3 +313,15 @@ def test_error_renderers_keep_status_code_and_retry_after(render: ErrorRenderer)
         assert resp.headers.get("Retry-After") == ("4" if exc.retry_after == 4 else None)
     plain = render(405, "method_not_allowed", "use POST", None)
     assert plain.status == 405 and "Retry-After" not in plain.headers
+
+
+def test_check_add_request_decodes_once_and_its_verdict_travels_to_a_worker() -> None:
+    for ctype in (JSON_TYPE, MSGPACK_TYPE):
+        checked = check_add_request(encode_add_request(GOOD, ctype), ctype, 10)
+        assert checked == CheckedAdd(tuple(GOOD))
+        # what a worker process sends back is the same verdict
+        assert pickle.loads(pickle.dumps(checked)) == checked
+    assert check_add_request(b"{", JSON_TYPE, 10).error is not None
+    forged = replace(GOOD[1], signature=bytes(64))
+    bad = check_add_request(encode_add_request([GOOD[0], forged], JSON_TYPE), JSON_TYPE, 10)
+    assert bad == CheckedAdd(bad_signatures=(1,))

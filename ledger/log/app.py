@@ -79,7 +79,7 @@ from sigledger.ledger.service.http import (
     health_response,
     json_error,
     metrics_response,
-    service_middleware,
+    service_app,
 )
 from sigledger.ledger.service.keys import read_key_file, write_key_file
 from sigledger.ledger.service.runner import read_body, run_app
@@ -265,10 +265,7 @@ def create_app(cfg: ServerConfig) -> web.Application:
     def count_error(_route: str, code: str) -> None:
         metrics.errors.labels(code).inc()
 
-    middleware = service_middleware(
-        json_error, cfg.max_request_bytes, metrics.requests, count_error
-    )
-    app = web.Application(client_max_size=cfg.max_request_bytes, middlewares=[middleware])
+    app = service_app(json_error, cfg.max_request_bytes, metrics.requests, count_error)
     app[CONFIG_KEY] = cfg
     app[METRICS_KEY] = metrics
     app[GATE_KEY] = Gate(cfg)
@@ -499,35 +496,27 @@ def _rate_limited(
     )
 
 
-async def _checked_statements(request: web.Request, body: bytes) -> list[SignedStatement]:
+async def _checked_statements(request: web.Request, body: bytes) -> tuple[SignedStatement, ...]:
     """Parse ``body`` and verify every signature; MalformedRequestError,
     BadSignatureError or WorkersRestartingError otherwise."""
     cfg = request.app[CONFIG_KEY]
     metrics = request.app[METRICS_KEY]
     pool = request.app[VERIFY_POOL_KEY]
+    args = (body, request.content_type, cfg.max_statements)
     if pool is not None and len(body) >= OFFLOAD_BYTES:
         # Large requests: validation and Ed25519 run in a worker process, using
-        # another core; the loop only rebuilds the accepted statements.
+        # another core; the statements come back decoded.
         try:
-            error, bad = await pool.run(
-                api.check_add_request, body, request.content_type, cfg.max_statements
-            )
+            checked = await pool.run(api.check_add_request, *args)
         except WorkersUnavailableError:
             metrics.statements.labels("refused").inc()
             raise
-        statements = (
-            [] if error or bad else api.decode_checked_add_request(body, request.content_type)
-        )
     else:
-        try:
-            statements = api.parse_add_request(body, request.content_type, cfg.max_statements)
-        except FormatError as exc:
-            error, bad = str(exc), []
-        else:
-            error, bad = None, [i for i, s in enumerate(statements) if not s.verify()]
-    if error is not None:
+        checked = api.check_add_request(*args)
+    if checked.error is not None:
         metrics.statements.labels("malformed").inc()
-        raise MalformedRequestError(error)
+        raise MalformedRequestError(checked.error)
+    bad = list(checked.bad_signatures)
     if bad:
         metrics.statements.labels("bad_signature").inc(len(bad))
         raise BadSignatureError(
@@ -535,7 +524,7 @@ async def _checked_statements(request: web.Request, body: bytes) -> list[SignedS
             "(signed with another key, or the statement was changed)",
             {"statements": bad},
         )
-    return statements
+    return checked.statements
 
 
 async def handle_lookup(request: web.Request) -> web.Response:

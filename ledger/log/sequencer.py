@@ -71,6 +71,16 @@ class Published:
     published_at: float  # time.time() of the last (re)publication
 
 
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """Where one submitted statement went: its entry's index and bytes, and whether
+    the entry was logged before this batch (answered with the existing entry)."""
+
+    index: int
+    data: bytes
+    existing: bool
+
+
 @dataclass
 class _Unit:
     statements: Sequence[SignedStatement]
@@ -340,7 +350,7 @@ class Sequencer:
         new_rows: list[EntryRow] = []
         leaves: list[bytes] = []
         batch: dict[BindingKey, BoundEntry] = {}
-        accepted: list[tuple[_Unit, list[tuple[int, bytes, bool]]]] = []
+        accepted: list[tuple[_Unit, list[Placed]]] = []
         since_yield = 0
         for unit, pairs in zip(units, keyed, strict=True):
             since_yield += len(pairs)
@@ -349,7 +359,7 @@ class Sequencer:
                 await asyncio.sleep(0)  # let readers in; nothing shared has changed yet
             staged: dict[BindingKey, BoundEntry] = {}
             rows: list[EntryRow] = []
-            results: list[tuple[int, bytes, bool]] = []
+            results: list[Placed] = []
             conflicts: list[tuple[int, bytes]] = []
             described: list[str] = []
             for key, s in pairs:
@@ -358,7 +368,7 @@ class Sequencer:
                 if priors:
                     same = next((p for p in priors if p.sha256 == s.statement.sha256), None)
                     if same is not None:
-                        results.append((same.index, same.data, key in found))
+                        results.append(Placed(same.index, same.data, key in found))
                     else:
                         prior = priors[0]
                         conflicts.append((prior.index, prior.data))
@@ -372,21 +382,22 @@ class Sequencer:
                 index = base + len(new_rows) + len(rows)
                 data = encode_entry(Entry(s, now_ms))
                 st = s.statement
+                signer, identity = key
                 rows.append(
                     EntryRow(
-                        index,
-                        data,
-                        st.project,
-                        st.version,
-                        st.filename,
-                        st.sha256,
-                        key[0],
-                        now_ms,
-                        key[1],
+                        index=index,
+                        data=data,
+                        project=st.project,
+                        version=st.version,
+                        filename=st.filename,
+                        sha256=st.sha256,
+                        signer=signer,
+                        time_ms=now_ms,
+                        identity=identity,
                     )
                 )
                 staged[key] = BoundEntry(index, st.sha256, data)
-                results.append((index, data, False))
+                results.append(Placed(index, data, False))
             if conflicts:
                 unit.future.set_exception(
                     BindingConflictError(
@@ -429,13 +440,13 @@ class Sequencer:
         # published checkpoint to prove them against. Same answer as the first time.
         provable = []
         for unit, res in accepted:
-            if all(i < pub.size for i, _d, _e in res):
+            if all(p.index < pub.size for p in res):
                 provable.append((unit, res))
             else:
                 unit.future.set_exception(self._unwitnessed(res))
         # Answer in slices, yielding between them: a full batch would otherwise
         # hold the event loop (and every reader) for hundreds of milliseconds.
-        chunk: list[tuple[_Unit, list[tuple[int, bytes, bool]]]] = []
+        chunk: list[tuple[_Unit, list[Placed]]] = []
         count = 0
         for unit, res in provable:
             chunk.append((unit, res))
@@ -449,34 +460,34 @@ class Sequencer:
         if self._on_batch is not None:
             self._on_batch(len(new_rows), time.monotonic() - started)
 
-    async def _answer(
-        self, accepted: list[tuple[_Unit, list[tuple[int, bytes, bool]]]], pub: Published
-    ) -> None:
-        """Receipts against ``pub`` for each unit's (index, entry, existing) results."""
+    async def _answer(self, accepted: list[tuple[_Unit, list[Placed]]], pub: Published) -> None:
+        """Receipts against ``pub`` for each unit's placed statements."""
         # New entries' proof nodes all lie in tiles the tree holds (the edge, or
         # tiles this batch completed); only older, existing entries may need reads.
         get = await self._getter(
             {
                 n
                 for _u, res in accepted
-                for i, _d, existing in res
-                if existing
-                for n in merkle.inclusion_nodes(i, pub.size)
+                for p in res
+                if p.existing
+                for n in merkle.inclusion_nodes(p.index, pub.size)
             }
         )
-        flat = [i for _u, res in accepted for i, _d, _e in res]
+        flat = [p.index for _u, res in accepted for p in res]
         proofs = iter(merkle.prove_inclusions(flat, pub.size, get))
         for unit, res in accepted:
             receipts = [
-                Receipt(i, d, existing, pub.size, pub.root, tuple(next(proofs)), pub.note)
-                for i, d, existing in res
+                Receipt(
+                    p.index, p.data, p.existing, pub.size, pub.root, tuple(next(proofs)), pub.note
+                )
+                for p in res
             ]
             if not unit.future.done():
                 unit.future.set_result(receipts)
 
-    def _unwitnessed(self, results: list[tuple[int, bytes, bool]]) -> NotWitnessedError:
+    def _unwitnessed(self, results: list[Placed]) -> NotWitnessedError:
         return NotWitnessedError(
-            f"logged at index(es) {sorted({i for i, _d, _e in results})} but the "
+            f"logged at index(es) {sorted({p.index for p in results})} but the "
             f"checkpoint is not published yet: {self.last_witness_error}; "
             "submit again later to get the receipt"
         )

@@ -160,6 +160,18 @@ def service_middleware(
     return middleware
 
 
+def service_app(
+    render: ErrorRenderer,
+    max_request_bytes: int,
+    requests: Counter,
+    on_error: Callable[[str, str], None] | None = None,
+) -> web.Application:
+    """An application whose bodies are limited to ``max_request_bytes`` (413
+    beyond) and whose requests pass :func:`service_middleware`."""
+    middleware = service_middleware(render, max_request_bytes, requests, on_error)
+    return web.Application(client_max_size=max_request_bytes, middlewares=[middleware])
+
+
 def metrics_response(registry: CollectorRegistry) -> web.Response:
     """``GET /metrics``: the registry in the Prometheus text format."""
     resp = web.Response(body=generate_latest(registry))

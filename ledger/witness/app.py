@@ -109,7 +109,7 @@ from sigledger.ledger.service.http import (
     TEXT_TYPE,
     health_response,
     metrics_response,
-    service_middleware,
+    service_app,
     text_error,
 )
 from sigledger.ledger.service.keys import read_key_file, write_key_file
@@ -478,10 +478,7 @@ def create_witness_app(cfg: WitnessConfig) -> web.Application:
         if route == "/add-checkpoint":
             metrics.refused.labels(code).inc()
 
-    middleware = service_middleware(
-        _render_error, cfg.max_request_bytes, metrics.requests, count_refusal
-    )
-    app = web.Application(client_max_size=cfg.max_request_bytes, middlewares=[middleware])
+    app = service_app(_render_error, cfg.max_request_bytes, metrics.requests, count_refusal)
     app[CONFIG_KEY] = cfg
     app[METRICS_KEY] = metrics
     app.cleanup_ctx.append(_witness_context)
