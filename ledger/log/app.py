@@ -1,4 +1,7 @@
-"""The log's HTTP service (aiohttp): thin handlers over the sequencer and storage.
+"""The log's HTTP service (aiohttp): thin handlers that parse a request
+(:mod:`sigledger.ledger.wire`), call one domain function (the admission
+:class:`Gate`, the :class:`~sigledger.ledger.log.sequencer.Sequencer`, the
+:class:`~sigledger.ledger.log.reads.LogReads`) and render its answer.
 
 Routes (read side per c2sp.org/tlog-tiles@v0.1.0):
 
@@ -32,21 +35,17 @@ import collections
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sigledger.ledger import merkle
 from sigledger.ledger import wire as api
-from sigledger.ledger.entry import SignedStatement, decode_entry
+from sigledger.ledger.entry import SignedStatement
 from sigledger.ledger.errors import (
     BadQueryError,
     BadSignatureError,
@@ -58,13 +57,12 @@ from sigledger.ledger.errors import (
     OverloadedError,
     RateLimitedError,
     SignerNotAllowedError,
-    StorageInconsistentError,
-    TooManyResultsError,
     UnavailableError,
 )
 from sigledger.ledger.log import explorer
 from sigledger.ledger.log.cosigner import WitnessEndpoint, WitnessPool
-from sigledger.ledger.log.sequencer import Published, Sequencer, SequencerConfig
+from sigledger.ledger.log.reads import LogReads
+from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.log.storage import Storage
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.admission import (
@@ -84,7 +82,8 @@ from sigledger.ledger.service.http import (
 from sigledger.ledger.service.keys import read_key_file, write_key_file
 from sigledger.ledger.service.runner import read_body, run_app
 from sigledger.ledger.service.workers import VerifyPool, WorkersUnavailableError
-from sigledger.ledger.tiles import TILE_WIDTH, encode_entry_bundle, parse_tile_path
+from sigledger.ledger.tiles import parse_tile_path
+from sigledger.ledger.wire import Receipt
 
 log = logging.getLogger("sigledger.server")
 
@@ -186,14 +185,18 @@ SEQUENCER_KEY = web.AppKey("sequencer", Sequencer)
 STORAGE_KEY = web.AppKey("storage", Storage)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 SIGNER_KEY = web.AppKey("signer", Signer)
+READS_KEY = web.AppKey("reads", LogReads)
 VERIFY_POOL_KEY: web.AppKey[VerifyPool | None] = web.AppKey("verify_pool")
 OFFLOAD_BYTES = 4096  # about a dozen statements: below that, a process hop costs more
 
 
 class Gate:
-    """The admission state of ``POST /add`` (see :mod:`sigledger.ledger.service.admission`)."""
+    """The admission of ``POST /add`` (see :mod:`sigledger.ledger.service.admission`):
+    each step refuses with a domain error and counts the refusal."""
 
-    def __init__(self, cfg: ServerConfig) -> None:
+    def __init__(self, cfg: ServerConfig, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
         self.clients = TokenBuckets(cfg.client_rate, cfg.client_burst)
         self.signers = TokenBuckets(cfg.signer_rate, cfg.signer_burst)
         self.backlog = Backlog(cfg.verify_queue_bytes, cfg.verify_queue_requests)
@@ -203,6 +206,57 @@ class Gate:
     def client_of(self, request: web.Request) -> str:
         values = request.headers.getall(self.ip_header, []) if self.ip_header else []
         return client_address(request.remote, values, bool(self.ip_header))
+
+    def admit_client(self, client: str) -> None:
+        """The per-address limit: RateLimitedError beyond it."""
+        wait = self.clients.take(client)
+        if wait:
+            self.metrics.limited.labels("client").inc()
+            raise _rate_limited(
+                "too many requests from this address",
+                self.cfg.client_rate,
+                self.cfg.client_burst,
+                wait,
+                {"limit": "client"},
+            )
+
+    @contextmanager
+    def verifying(self, announced: int | None) -> Iterator[None]:
+        """Room in the verification backlog for a body of ``announced`` bytes while
+        it is read and checked; OverloadedError if there is none."""
+        cap = self.cfg.max_request_bytes
+        reserved = cap if announced is None else min(announced, cap)
+        if not self.backlog.try_enter(reserved):
+            self.metrics.statements.labels("refused").inc()
+            raise OverloadedError(
+                "too many submissions are waiting for verification; retry shortly"
+            )
+        try:
+            yield
+        finally:
+            self.backlog.leave(reserved)
+
+    def admit_signers(self, statements: Sequence[SignedStatement]) -> None:
+        """The submitters list and the per-signer limit: SignerNotAllowedError or
+        RateLimitedError for the first signer refused."""
+        for vkey, count in collections.Counter(s.signer_vkey() for s in statements).items():
+            if not self.submitters.allows(vkey):
+                self.metrics.statements.labels("not_allowed").inc(len(statements))
+                raise SignerNotAllowedError(
+                    f"this log accepts statements only from listed submitters; {vkey} is not "
+                    "one of them (ask the log operator to add it)",
+                    {"signer": vkey},
+                )
+            wait = self.signers.take(vkey, count)
+            if wait:
+                self.metrics.limited.labels("signer").inc()
+                raise _rate_limited(
+                    f"too many statements from signer {vkey}",
+                    self.cfg.signer_rate,
+                    self.cfg.signer_burst,
+                    wait,
+                    {"limit": "signer", "signer": vkey},
+                )
 
 
 GATE_KEY = web.AppKey("gate", Gate)
@@ -268,7 +322,7 @@ def create_app(cfg: ServerConfig) -> web.Application:
     app = service_app(json_error, cfg.max_request_bytes, metrics.requests, count_error)
     app[CONFIG_KEY] = cfg
     app[METRICS_KEY] = metrics
-    app[GATE_KEY] = Gate(cfg)
+    app[GATE_KEY] = Gate(cfg, metrics)
     app.cleanup_ctx.append(_log_context)
     app.router.add_get("/checkpoint", handle_checkpoint)
     app.router.add_get("/tile/{path:.+}", handle_tile)
@@ -336,6 +390,7 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         raise
     app[STORAGE_KEY] = storage
     app[SEQUENCER_KEY] = seq
+    app[READS_KEY] = LogReads(storage, seq)
     await _report_identity_violations(storage, metrics)
     pool_ = VerifyPool(cfg.verify_workers) if cfg.verify_workers > 0 else None
     if pool_ is not None:
@@ -397,81 +452,34 @@ async def handle_tile(request: web.Request) -> web.Response:
         ref = parse_tile_path(path)
     except FormatError as exc:
         raise NotFoundError(f"no such tile: {exc}") from None
-    pub = _sequencer(request).published
-    assert pub is not None
-    level = 0 if ref.is_entries else ref.level
-    available = min(TILE_WIDTH, (pub.size >> (8 * level)) - ref.n * TILE_WIDTH)
-    if available < ref.width:
-        raise NotFoundError(f"{path} is beyond the published tree size {pub.size}")
-    storage = request.app[STORAGE_KEY]
-    headers = {"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"}
-    if ref.is_entries:
-        start = ref.n * TILE_WIDTH
-        entries = await storage.read_entries(start, start + ref.width)
-        if len(entries) != ref.width:
-            raise StorageInconsistentError(f"entries missing for {path}")
-        resp = web.Response(
-            body=encode_entry_bundle(entries),
-            content_type="application/octet-stream",
-            headers=headers,
-        )
-        resp.enable_compression()
-        return resp
-    data = await storage.read_tile(ref.level, ref.n)
-    if data is None or len(data) < ref.width * 32:
-        raise StorageInconsistentError(f"tile data missing for {path}")
-    return web.Response(
-        body=data[: ref.width * 32], content_type="application/octet-stream", headers=headers
+    data = await request.app[READS_KEY].tile(ref, path)
+    resp = web.Response(
+        body=data,
+        content_type="application/octet-stream",
+        headers={"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"},
     )
+    if ref.is_entries:
+        resp.enable_compression()
+    return resp
 
 
 async def handle_add(request: web.Request) -> web.Response:
-    cfg = request.app[CONFIG_KEY]
-    metrics = request.app[METRICS_KEY]
     gate = request.app[GATE_KEY]
-    # Cheapest refusals first, before a byte of the body is read.
-    wait = gate.clients.take(gate.client_of(request))
-    if wait:
-        metrics.limited.labels("client").inc()
-        raise _rate_limited(
-            "too many requests from this address",
-            cfg.client_rate,
-            cfg.client_burst,
-            wait,
-            {"limit": "client"},
-        )
-    announced = request.content_length
-    reserved = cfg.max_request_bytes if announced is None else min(announced, cfg.max_request_bytes)
-    if not gate.backlog.try_enter(reserved):
-        metrics.statements.labels("refused").inc()
-        raise OverloadedError("too many submissions are waiting for verification; retry shortly")
-    try:
-        body = await read_body(request, cfg.request_timeout)
+    gate.admit_client(gate.client_of(request))  # cheapest first, before reading the body
+    with gate.verifying(request.content_length):
+        body = await read_body(request, request.app[CONFIG_KEY].request_timeout)
         statements = await _checked_statements(request, body)
-    finally:
-        gate.backlog.leave(reserved)
-    for vkey, count in collections.Counter(s.signer_vkey() for s in statements).items():
-        if not gate.submitters.allows(vkey):
-            metrics.statements.labels("not_allowed").inc(len(statements))
-            raise SignerNotAllowedError(
-                f"this log accepts statements only from listed submitters; {vkey} is not "
-                "one of them (ask the log operator to add it)",
-                {"signer": vkey},
-            )
-        wait = gate.signers.take(vkey, count)
-        if wait:
-            metrics.limited.labels("signer").inc()
-            raise _rate_limited(
-                f"too many statements from signer {vkey}",
-                cfg.signer_rate,
-                cfg.signer_burst,
-                wait,
-                {"limit": "signer", "signer": vkey},
-            )
+    gate.admit_signers(statements)
+    receipts = await _sequenced(request, statements)
+    return web.json_response(api.encode_add_answer(receipts))
+
+
+async def _sequenced(request: web.Request, statements: Sequence[SignedStatement]) -> list[Receipt]:
+    """The receipts of verified, admitted statements, counted by outcome."""
+    metrics = request.app[METRICS_KEY]
     started = time.monotonic()
-    seq = _sequencer(request)
     try:
-        receipts = await seq.submit(statements)
+        receipts = await _sequencer(request).submit(statements)
     except BindingConflictError:
         metrics.statements.labels("conflict").inc(len(statements))
         raise
@@ -480,8 +488,8 @@ async def handle_add(request: web.Request) -> web.Response:
         raise
     metrics.latency.observe(time.monotonic() - started)
     for r in receipts:
-        metrics.statements.labels("existing" if r.existing else "added").inc()
-    return web.json_response(api.encode_add_answer(receipts))
+        metrics.statements.labels(r.status).inc()
+    return receipts
 
 
 def _rate_limited(
@@ -531,23 +539,11 @@ async def handle_lookup(request: web.Request) -> web.Response:
     """Entries matching a hash or release, each with an inclusion proof against
     the one checkpoint returned alongside (one round trip verifies the answer)."""
     try:
-        q = api.parse_lookup_query(request.query)
+        query = api.parse_lookup_query(request.query)
     except FormatError as exc:
         raise BadQueryError(str(exc)) from None
-    pub = _sequencer(request).published
-    assert pub is not None
-    rows = await request.app[STORAGE_KEY].lookup(
-        below=pub.size,
-        sha256=q.sha256,
-        project=q.project,
-        version=q.version,
-        identity=q.identity,
-        start=q.cursor,
-        limit=q.limit + 1,
-    )
-    more = len(rows) > q.limit
-    rows = rows[: q.limit]
-    return await _lookup_answer(request, pub, rows, rows[-1][0] + 1 if more else None)
+    answer = await request.app[READS_KEY].lookup(query)
+    return web.json_response(answer.to_json(), headers=_LOOKUP_HEADERS)
 
 
 async def handle_batch_lookup(request: web.Request) -> web.Response:
@@ -557,35 +553,11 @@ async def handle_batch_lookup(request: web.Request) -> web.Response:
         hashes, related = api.parse_batch_lookup(body)
     except FormatError as exc:
         raise BadQueryError(str(exc)) from None
-    pub = _sequencer(request).published
-    assert pub is not None
-    storage = request.app[STORAGE_KEY]
-    limit = api.BATCH_MAX_ENTRIES + 1
-    rows = await storage.lookup_hashes(hashes, below=pub.size, limit=limit)
-    if related and rows:
-        files = {decode_entry(data).statement.identity.key for _i, data in rows}
-        rows += await storage.lookup_identities(files, below=pub.size, limit=limit)
-    unique = sorted(dict(rows).items())
-    if len(unique) > api.BATCH_MAX_ENTRIES:
-        raise TooManyResultsError(
-            f"more than {api.BATCH_MAX_ENTRIES} matching entries; ask for fewer "
-            "digests per request",
-        )
-    return await _lookup_answer(request, pub, unique, None)
+    answer = await request.app[READS_KEY].lookup_hashes(hashes, related)
+    return web.json_response(answer.to_json(), headers=_LOOKUP_HEADERS)
 
 
-async def _lookup_answer(
-    request: web.Request, pub: Published, rows: list[tuple[int, bytes]], next_cursor: int | None
-) -> web.Response:
-    proofs = await _sequencer(request).prove_inclusions([i for i, _ in rows], pub.size)
-    entries = tuple(
-        api.LookupEntry(i, data, tuple(proof))
-        for (i, data), proof in zip(rows, proofs, strict=True)
-    )
-    return web.json_response(
-        api.LookupAnswer(pub.size, pub.note, entries, next_cursor).to_json(),
-        headers={"Cache-Control": CHECKPOINT_CACHE, "Access-Control-Allow-Origin": "*"},
-    )
+_LOOKUP_HEADERS = {"Cache-Control": CHECKPOINT_CACHE, "Access-Control-Allow-Origin": "*"}
 
 
 async def handle_consistency(request: web.Request) -> web.Response:
@@ -593,15 +565,9 @@ async def handle_consistency(request: web.Request) -> web.Response:
         old, new = api.parse_consistency_query(request.query)
     except FormatError as exc:
         raise BadQueryError(str(exc)) from None
-    seq = _sequencer(request)
-    pub = seq.published
-    assert pub is not None
-    if new > pub.size:
-        raise BadQueryError(f"new ({new}) is beyond the published tree size {pub.size}")
-    proof = await seq.prove_consistency(old, new)
+    answer = await request.app[READS_KEY].consistency(old, new)
     return web.json_response(
-        api.ConsistencyAnswer(old, new, tuple(proof)).to_json(),
-        headers={"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"},
+        answer.to_json(), headers={"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"}
     )
 
 
