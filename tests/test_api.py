@@ -103,14 +103,15 @@ def test_parser_only_raises_format_error(body: bytes, ctype: str) -> None:
         pass
 
 
-@settings(max_examples=200)
-@given(
-    hs.recursive(
-        hs.none() | hs.booleans() | hs.integers() | hs.text(max_size=5),
-        lambda c: hs.lists(c, max_size=3) | hs.dictionaries(hs.text(max_size=8), c, max_size=8),
-        max_leaves=20,
-    )
+JSON_VALUES = hs.recursive(
+    hs.none() | hs.booleans() | hs.integers() | hs.text(max_size=5),
+    lambda c: hs.lists(c, max_size=3) | hs.dictionaries(hs.text(max_size=8), c, max_size=8),
+    max_leaves=20,
 )
+
+
+@settings(max_examples=200)
+@given(JSON_VALUES)
 def test_json_shapes_only_raise_format_error(doc: object) -> None:
     try:
         parse_add_request(json.dumps(doc).encode(), JSON_TYPE, 5)
@@ -218,26 +219,50 @@ def test_consistency_answer_shape_and_sizes() -> None:
         ConsistencyAnswer.parse(body, 2, 6)
 
 
-@settings(max_examples=200)
-@given(
-    hs.recursive(
-        hs.none() | hs.booleans() | hs.integers() | hs.text(max_size=5),
-        lambda c: hs.lists(c, max_size=3) | hs.dictionaries(hs.text(max_size=8), c, max_size=8),
-        max_leaves=20,
-    )
-)
-def test_answer_parsers_only_raise_format_error(doc: object) -> None:
-    body = json.dumps(doc).encode()
-    for parse in (
-        lambda: Receipt.from_json(doc),
-        lambda: parse_add_answer(body, 1),
-        lambda: LookupAnswer.parse(body),
-        lambda: ConsistencyAnswer.parse(body, 0, 1),
-    ):
-        try:
-            parse()
-        except FormatError:
-            pass
+def _paths(doc: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key path in a JSON object (the places a fuzzer may change)."""
+    if not isinstance(doc, dict):
+        return []
+    return [p for k, v in doc.items() for p in [(*prefix, k), *_paths(v, (*prefix, k))]]
+
+
+def _replaced(doc: dict[str, Any], path: tuple[str, ...], value: object) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(doc))
+    where = out
+    for key in path[:-1]:
+        where = where[key]
+    where[path[-1]] = value
+    return out
+
+
+_VALID_ANSWERS: list[tuple[dict[str, Any], Any]] = [
+    (_RECEIPT.to_file_json("https://x"), Receipt.from_json),
+    (
+        LookupAnswer(5, _NOTE, (LookupEntry(3, b"e", (b"\x01" * 32,)),), 4).to_json(),
+        LookupAnswer.from_json,
+    ),
+    (ConsistencyAnswer(2, 5, (b"\x03" * 32,)).to_json(), ConsistencyAnswer.from_json),
+]
+
+
+@settings(max_examples=300)
+@given(hs.data(), JSON_VALUES)
+def test_answer_parsers_are_strict_on_every_field(data: hs.DataObject, value: object) -> None:
+    """Any one field of a valid answer replaced by any JSON value: a FormatError, or
+    an answer that writes back exactly that JSON (a parser accepts only what it writes)."""
+    doc, parse = data.draw(hs.sampled_from(_VALID_ANSWERS))
+    changed = _replaced(doc, data.draw(hs.sampled_from(_paths(doc))), value)
+    try:
+        parsed = parse(changed)
+    except FormatError:
+        return
+    if isinstance(parsed, Receipt):
+        again = parsed.to_file_json(changed["log"]["url"])
+        assert again["log"]["origin"] == parsed.origin
+        again["log"] = changed["log"]  # the origin there is informational
+    else:
+        again = parsed.to_json()
+    assert again == changed
 
 
 # -- domain errors: one status table, the same class on both sides ------------------
