@@ -52,6 +52,7 @@ from sigledger.ledger.wire import (
     statement_from_json,
     statement_to_json,
 )
+from sigledger.ledger.witness.app import _render_error as witness_errors
 from tests.helpers import signed
 
 ALICE = Signer.from_seed("alice", bytes([7]) * 32)
@@ -327,9 +328,11 @@ def test_client_keeps_unknown_codes_and_maps_bare_statuses() -> None:
     assert "waiting for witness cosignatures" in str(late)
 
 
-@pytest.mark.parametrize("render", [json_error, text_error], ids=["json", "text"])
+@pytest.mark.parametrize(
+    "render", [json_error, text_error, witness_errors], ids=["json", "text", "witness"]
+)
 def test_error_renderers_keep_status_code_and_retry_after(render: ErrorRenderer) -> None:
-    """The contract both services' error spellings meet."""
+    """The contract every service's error spelling meets."""
     for exc in (MalformedRequestError("bad body"), OverloadedError("busy", retry_after=4)):
         resp = error_response(exc, render)
         assert resp.status == http_status(exc)
@@ -350,3 +353,9 @@ def test_check_add_request_decodes_once_and_its_verdict_travels_to_a_worker() ->
     forged = replace(GOOD[1], signature=bytes(64))
     bad = check_add_request(encode_add_request([GOOD[0], forged], JSON_TYPE), JSON_TYPE, 10)
     assert bad == CheckedAdd(bad_signatures=(1,))
+
+
+def test_witness_spells_a_conflict_as_the_size_body() -> None:
+    resp = error_response(CheckpointConflictError("moved on", 42), witness_errors)
+    assert (resp.status, resp.body) == (409, b"42\n")
+    assert resp.headers["Content-Type"] == "text/x.tlog.size"
