@@ -495,7 +495,7 @@ async def _sequenced(request: web.Request, statements: Sequence[SignedStatement]
 def _rate_limited(
     what: str, rate: float, burst: int, wait: float, details: dict[str, Any]
 ) -> RateLimitedError:
-    """429 from a token bucket; ``details`` name the limit."""
+    """A refusal by a token bucket; ``details`` name the limit."""
     after = retry_after(wait)
     return RateLimitedError(
         f"{what} (limit {rate:g}/s, burst {burst}); retry after {after} s",
