@@ -25,16 +25,7 @@ from sigledger.ledger.checkpoint import Checkpoint, open_checkpoint, parse_check
 from sigledger.ledger.entry import Entry, Statement, decode_entry
 from sigledger.ledger.errors import FormatError, VerificationError
 from sigledger.ledger.note import ALG_COSIGNATURE_V1, Verifier, parse_note, verify_cosignature
-from sigledger.ledger.wire import RECEIPT_MEDIA_TYPE, Receipt
-
-__all__ = [
-    "RECEIPT_MEDIA_TYPE",
-    "Receipt",
-    "VerifiedReceipt",
-    "b64_field",
-    "check_witness_quorum",
-    "verify_receipt",
-]
+from sigledger.ledger.wire import Receipt
 
 
 @dataclass(frozen=True, slots=True)
