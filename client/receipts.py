@@ -2,25 +2,18 @@
 
 A **receipt** (``<file>.sigledger.json``, media type
 ``application/vnd.sigledger.receipt.v1+json``) holds the logged entry, its
-index, an inclusion proof and the signed checkpoint it is proven against::
-
-    {"mediaType": "application/vnd.sigledger.receipt.v1+json",
-     "log": {"url": "...", "origin": "..."},
-     "status": "added" | "existing",
-     "log_index": 7, "entry": "<base64 leaf bytes>",
-     "inclusion_proof": {"log_index": 7, "tree_size": 9, "root_hash": "<base64>",
-                         "hashes": ["<base64>", ...], "checkpoint": "<signed note>"}}
+index, an inclusion proof and the signed checkpoint it is proven against; its
+format is :class:`sigledger.ledger.wire.Receipt`.
 
 :func:`verify_receipt` checks that the entry decodes and its signature holds,
-that the proof places its leaf hash under the checkpoint's root, that the
+that the proof places its leaf hash under the checkpoint's root (and that the
+receipt's ``tree_size`` and ``root_hash`` are the checkpoint's), that the
 checkpoint is signed by the expected log key (when one is given), and that
 the entry says what the caller expected.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +23,7 @@ from sigledger.ledger.checkpoint import Checkpoint, open_checkpoint, parse_check
 from sigledger.ledger.entry import Entry, Statement, decode_entry
 from sigledger.ledger.errors import FormatError, VerificationError
 from sigledger.ledger.note import ALG_COSIGNATURE_V1, Verifier, parse_note, verify_cosignature
-
-RECEIPT_MEDIA_TYPE = "application/vnd.sigledger.receipt.v1+json"
+from sigledger.ledger.wire import Receipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +32,6 @@ class VerifiedReceipt:
     entry: Entry
     checkpoint: Checkpoint
     log_signed: bool  # True when the checkpoint signature was checked against a log key
-
-
-def b64_field(value: object, what: str) -> bytes:
-    """Decode a base64 field of a log's answer or a receipt; VerificationError if it is not."""
-    if not isinstance(value, str):
-        raise VerificationError(f"{what} must be base64 text")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise VerificationError(f"{what} is not valid base64") from None
 
 
 def _same_file_and_bytes(logged: Statement, expected: Statement) -> bool:
@@ -64,44 +46,40 @@ def _same_file_and_bytes(logged: Statement, expected: Statement) -> bool:
 
 
 def verify_receipt(
-    receipt: dict[str, Any],
+    receipt: Receipt | dict[str, Any],
     *,
     log_key: Verifier | None = None,
     expect: Statement | None = None,
 ) -> VerifiedReceipt:
-    """Verify a receipt as returned by /add or stored next to a file.
+    """Verify a receipt as returned by /add, or its JSON as stored next to a file.
 
     Raises VerificationError naming the first check that failed.
     """
+    if not isinstance(receipt, Receipt):
+        try:
+            receipt = Receipt.from_json(receipt)
+        except FormatError as exc:
+            raise VerificationError(f"the receipt is malformed: {exc}") from None
+    index = receipt.index
     try:
-        proof = receipt["inclusion_proof"]
-        index = receipt["log_index"]
-        entry_bytes = b64_field(receipt["entry"], "receipt entry")
-        hashes = [b64_field(h, "receipt inclusion_proof.hashes") for h in proof["hashes"]]
-        note_text = proof["checkpoint"]
-    except (KeyError, TypeError):
-        raise VerificationError("receipt is missing required fields") from None
-    if type(index) is not int or proof.get("log_index") != index:
-        raise VerificationError("receipt log_index is missing or inconsistent")
-    if not isinstance(note_text, str):
-        raise VerificationError("receipt checkpoint must be a string")
-    try:
-        entry = decode_entry(entry_bytes)
+        entry = decode_entry(receipt.entry)
     except FormatError as exc:
         raise VerificationError(f"logged entry does not decode: {exc}") from None
     if not entry.signed.verify():
         raise VerificationError("the publisher signature in the logged entry does not verify")
     try:
         if log_key is not None:
-            checkpoint, _note = open_checkpoint(note_text.encode(), log_key)
+            checkpoint, _note = open_checkpoint(receipt.checkpoint, log_key)
         else:
-            checkpoint = parse_checkpoint(parse_note(note_text.encode()).text)
+            checkpoint = parse_checkpoint(parse_note(receipt.checkpoint).text)
     except FormatError as exc:
         raise VerificationError(f"receipt checkpoint is malformed: {exc}") from None
-    if proof.get("tree_size") != checkpoint.size:
+    if receipt.tree_size != checkpoint.size:
         raise VerificationError("receipt tree_size differs from its checkpoint")
+    if receipt.root_hash != checkpoint.root:
+        raise VerificationError("receipt root_hash differs from its checkpoint")
     merkle.check_inclusion(
-        index, checkpoint.size, merkle.leaf_hash(entry_bytes), hashes, checkpoint.root
+        index, checkpoint.size, merkle.leaf_hash(receipt.entry), receipt.hashes, checkpoint.root
     )
     if expect is not None and not _same_file_and_bytes(entry.statement, expect):
         raise VerificationError(

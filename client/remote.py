@@ -2,9 +2,13 @@
 
 Every failure of the transport (DNS, refused connection, timeout, a 5xx, a
 body that is not what the endpoint promises) becomes
-:class:`~sigledger.ledger.errors.NetworkError`; a refusal by the log (4xx with our JSON
-error body) becomes :class:`LogRefusedError` carrying the status and the
-log's own explanation. Nothing returned here is trusted: callers verify
+:class:`~sigledger.ledger.errors.NetworkError`. An error answer with our JSON
+error body becomes the domain error its ``error`` code names
+(:func:`~sigledger.ledger.errors.request_error_class`), carrying the log's own
+explanation and details: a :class:`~sigledger.ledger.errors.RefusedError`
+(:data:`LogRefusedError`) for a refusal, an
+:class:`~sigledger.ledger.errors.UnavailableError` (a NetworkError) for "try
+again later" once the retries are spent. Nothing returned here is trusted: callers verify
 signatures and proofs (:mod:`sigledger.client.receipts`) before using it.
 """
 
@@ -19,46 +23,36 @@ from typing import Any
 import aiohttp
 
 from sigledger.ledger.entry import SignedStatement
-from sigledger.ledger.errors import LedgerError, NetworkError
-from sigledger.ledger.wire import JSON_TYPE, MSGPACK_TYPE, encode_add_request
+from sigledger.ledger.errors import (
+    FormatError,
+    LedgerError,
+    NetworkError,
+    NotFoundError,
+    NotWitnessedError,
+    RefusedError,
+    request_error_class,
+)
+from sigledger.ledger.wire import (
+    JSON_TYPE,
+    MSGPACK_TYPE,
+    ConsistencyAnswer,
+    LookupAnswer,
+    Receipt,
+    encode_add_request,
+    parse_add_answer,
+)
 
 USER_AGENT = "sigledger-client/0.1"
 
 
-class LogRefusedError(LedgerError):
-    """The log understood the request and refused it (HTTP 4xx)."""
+LogRefusedError = RefusedError
+"""The log understood the request and refused it; the class of the error is the
+domain error named by the answer's ``error`` code (e.g.
+:class:`~sigledger.ledger.errors.BindingConflictError`)."""
 
-    def __init__(self, status: int, error_key: str, message: str, body: dict[str, Any]):
-        super().__init__(f"the log refused the request ({status} {error_key}): {message}")
-        self.status = status
-        self.error_key = error_key
-        self.body = body
-
-    @property
-    def hint(self) -> str:  # type: ignore[override]
-        return {
-            400: "The statement is malformed; check the file name, project and version.",
-            403: "The signature did not verify; check that --key is the key you meant.",
-            409: "This key already logged a different hash for this file. A release file "
-            "must never change: publish a new version instead.",
-            413: "Send fewer files per request.",
-        }.get(self.status, "")
-
-
-class NotPublishedError(NetworkError):
-    """The log stored the statements but has not published a checkpoint covering
-    them yet (its witnesses did not cosign in time): HTTP 503 ``not_witnessed``."""
-
-    hint = (
-        "Nothing is wrong with the files: the log keeps them and will publish them "
-        "once enough witnesses cosign its checkpoint. Run the same command again "
-        "later to fetch the receipts (submitting again is safe)."
-    )
-
-    def __init__(self, message: str, body: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.error_key = "not_witnessed"
-        self.body = body
+NotPublishedError = NotWitnessedError
+"""The log stored the statements but has not published a checkpoint covering
+them yet (its witnesses did not cosign in time)."""
 
 
 def normalize_url(url: str) -> str:
@@ -124,19 +118,34 @@ class LogClient:
     def _raise_for(self, status: int, body: bytes, what: str) -> None:
         if status == 200:
             return
+        raise self._error(status, body, what)
+
+    def _error(self, status: int, body: bytes, what: str) -> LedgerError:
+        """The domain error an error answer names (its JSON ``error`` code); for
+        an answer without one (a proxy, a plain tlog-tiles server), by status."""
         try:
             doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
             key, message = str(doc.get("error", status)), str(doc.get("message", ""))
-        except (ValueError, AttributeError):
-            doc, key, message = {}, str(status), body[:200].decode(errors="replace")
-        if 400 <= status < 500 and status != 429:
-            raise LogRefusedError(status, key, message, doc if isinstance(doc, dict) else {})
-        if status == 503 and key == "not_witnessed":
-            raise NotPublishedError(
-                f"logged, waiting for witness cosignatures: {message}",
-                doc if isinstance(doc, dict) else {},
+            details = {k: v for k, v in doc.items() if k not in ("error", "message")}
+        else:
+            key, message, details = str(status), body[:200].decode(errors="replace"), {}
+        cls = request_error_class(key)
+        if cls is None and 400 <= status < 500 and status != 429:
+            cls = NotFoundError if status == 404 else RefusedError
+        if cls is None:
+            return NetworkError(
+                f"{what} failed at {self.url}: HTTP {status} {key} {message}".strip()
             )
-        raise NetworkError(f"{what} failed at {self.url}: HTTP {status} {key} {message}".strip())
+        if issubclass(cls, RefusedError):
+            text = f"the log refused the request ({status} {key}): {message}"
+        elif issubclass(cls, NotWitnessedError):
+            text = f"logged, waiting for witness cosignatures: {message}"
+        else:
+            text = f"{what} failed at {self.url}: HTTP {status} {key} {message}".strip()
+        return cls.from_details(text, details, key)
 
     async def checkpoint(self) -> bytes:
         status, body, _ = await self._request("GET", "/checkpoint")
@@ -150,7 +159,7 @@ class LogClient:
 
     async def add(
         self, statements: Sequence[SignedStatement], *, use_msgpack: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> list[Receipt]:
         """Submit statements; return the log's receipts (unverified) in order."""
         ctype = MSGPACK_TYPE if use_msgpack else JSON_TYPE
         status, body, _ = await self._request(
@@ -161,49 +170,40 @@ class LogClient:
         )
         self._raise_for(status, body, "submitting statements")
         try:
-            receipts = json.loads(body)["receipts"]
-        except (ValueError, KeyError, TypeError):
-            raise NetworkError(
-                f"the log at {self.url} answered /add with a malformed body"
-            ) from None
-        if not isinstance(receipts, list) or len(receipts) != len(statements):
-            raise NetworkError(
-                f"the log at {self.url} returned {len(receipts)} receipts for "
-                f"{len(statements)} statements"
-            )
-        return receipts
+            return parse_add_answer(body, len(statements))
+        except FormatError as exc:
+            raise self._malformed("/add", exc) from None
 
-    async def lookup(self, **params: str) -> dict[str, Any]:
+    async def lookup(self, **params: str) -> LookupAnswer:
         """One page of GET /lookup (unverified)."""
         status, body, _ = await self._request("GET", "/lookup", params=params)
         self._raise_for(status, body, "looking up entries")
-        return _json_object(body, self.url, "/lookup")
+        try:
+            return LookupAnswer.parse(body)
+        except FormatError as exc:
+            raise self._malformed("/lookup", exc) from None
 
-    async def lookup_batch(self, sha256_hex: Sequence[str], *, related: bool) -> dict[str, Any]:
+    async def lookup_batch(self, sha256_hex: Sequence[str], *, related: bool) -> LookupAnswer:
         """POST /lookup: entries for many digests at once (unverified)."""
         status, body, _ = await self._request(
             "POST", "/lookup", json={"sha256": list(sha256_hex), "related": related}
         )
         self._raise_for(status, body, "looking up entries")
-        return _json_object(body, self.url, "/lookup")
+        try:
+            return LookupAnswer.parse(body)
+        except FormatError as exc:
+            raise self._malformed("/lookup", exc) from None
 
-    async def consistency_proof(self, old: int, new: int) -> list[str]:
-        """GET /proof/consistency (unverified base64 hashes)."""
+    async def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        """GET /proof/consistency: the proof's hashes (unverified)."""
         status, body, _ = await self._request(
             "GET", "/proof/consistency", params={"old": str(old), "new": str(new)}
         )
         self._raise_for(status, body, "fetching a consistency proof")
-        hashes = _json_object(body, self.url, "/proof/consistency").get("hashes")
-        if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
-            raise NetworkError(f"the log at {self.url} sent a malformed consistency proof")
-        return hashes
+        try:
+            return list(ConsistencyAnswer.parse(body, old, new).hashes)
+        except FormatError as exc:
+            raise self._malformed("/proof/consistency", exc) from None
 
-
-def _json_object(body: bytes, url: str, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
-        raise NetworkError(f"the log at {url} answered {what} with a malformed body")
-    return doc
+    def _malformed(self, what: str, exc: FormatError) -> NetworkError:
+        return NetworkError(f"the log at {self.url} answered {what} with a malformed body: {exc}")

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol
 
 from sigledger.client.logkey import open_with_log_key
-from sigledger.client.receipts import b64_field, check_witness_quorum
+from sigledger.client.receipts import check_witness_quorum
 from sigledger.client.remote import LogClient, LogRefusedError
 from sigledger.client.tiles import DiskTileCache, TileAuth
 from sigledger.ledger import merkle
@@ -57,9 +58,11 @@ from sigledger.ledger.errors import (
     FormatError,
     LogMisbehaviorError,
     NetworkError,
+    NotFoundError,
     VerificationError,
 )
 from sigledger.ledger.note import Verifier
+from sigledger.ledger.wire import LookupAnswer
 
 __all__ = [
     "Acceptance",
@@ -338,7 +341,7 @@ class VerifiedLog:
                         f"{self.url} served checkpoint {older.checkpoint.size}, older than "
                         f"checkpoint {newer.checkpoint.size} already verified for "
                         f"{self.origin}, and cannot prove it is a prefix of it "
-                        f"({exc.error_key}): a stale mirror or a rollback"
+                        f"({exc.code}): a stale mirror or a rollback"
                     ) from None
             cp = self.acceptor.accept(candidate, proof).checkpoint
             self._accepted[note] = cp
@@ -347,12 +350,8 @@ class VerifiedLog:
     async def _consistency_proof(self, older: Trusted, newer: Trusted) -> list[bytes]:
         old_size, new_size = older.checkpoint.size, newer.checkpoint.size
         if not self.use_tiles:
-            try:
-                raw = await self.client.consistency_proof(old_size, new_size)
-                return [b64_field(h, "consistency proof hash") for h in raw]
-            except LogRefusedError as exc:
-                if exc.status != 404:
-                    raise
+            with contextlib.suppress(NotFoundError):  # no proof endpoint: use tiles
+                return await self.client.consistency_proof(old_size, new_size)
         # A plain tlog-tiles log (e.g. behind a CDN): compute the proof from
         # tiles authenticated against the newer checkpoint.
         auth = self.tiles(newer.checkpoint, newer.note)
@@ -368,12 +367,12 @@ class VerifiedLog:
         out: list[VerifiedEntry] = []
         cursor = "0"
         while True:
-            doc = await self.client.lookup(**query, limit=str(LOOKUP_PAGE), cursor=cursor)
-            out.extend(await self._verify_lookup(doc))
-            nxt = doc.get("next_cursor")
+            answer = await self.client.lookup(**query, limit=str(LOOKUP_PAGE), cursor=cursor)
+            out.extend(await self._verify_lookup(answer))
+            nxt = answer.next_cursor
             if nxt is None:
                 return out
-            if type(nxt) is not int or nxt <= int(cursor):
+            if nxt <= int(cursor):
                 raise NetworkError(f"the log at {self.url} sent a bad lookup cursor")
             cursor = str(nxt)
 
@@ -393,25 +392,12 @@ class VerifiedLog:
                 seen.setdefault(e.index, e)
         return [seen[i] for i in sorted(seen)]
 
-    async def _verify_lookup(self, doc: dict[str, Any]) -> list[VerifiedEntry]:
-        note = doc.get("checkpoint")
-        entries = doc.get("entries")
-        if not isinstance(note, str) or not isinstance(entries, list):
-            raise VerificationError(f"the lookup answer from {self.url} is malformed")
-        cp = await self.accept(note.encode())
+    async def _verify_lookup(self, answer: LookupAnswer) -> list[VerifiedEntry]:
+        cp = await self.accept(answer.checkpoint)
         out = []
-        for item in entries:
-            if not isinstance(item, dict):
-                raise VerificationError("lookup entry is not an object")
-            index = item.get("log_index")
-            if type(index) is not int:
-                raise VerificationError("lookup entry has no log_index")
-            data = b64_field(item.get("entry"), "lookup entry")
-            proof_raw = item.get("inclusion_proof")
-            if not isinstance(proof_raw, list):
-                raise VerificationError("lookup entry has no inclusion_proof")
-            proof = [b64_field(h, "inclusion proof hash") for h in proof_raw]
-            merkle.check_inclusion(index, cp.size, merkle.leaf_hash(data), proof, cp.root)
+        for item in answer.entries:
+            index, data = item.index, item.entry
+            merkle.check_inclusion(index, cp.size, merkle.leaf_hash(data), item.proof, cp.root)
             try:
                 entry = decode_entry(data)
             except FormatError as exc:

@@ -17,7 +17,13 @@ Every malformed or non-canonical request raises
 :class:`~sigledger.ledger.errors.FormatError` naming the statement and field.
 
 The answer (200) is ``{"receipts": [receipt, ...]}`` in request order; see
-:meth:`sigledger.ledger.log.sequencer.Receipt.to_json`.
+:class:`Receipt`. The answers of ``GET``/``POST /lookup`` (:class:`LookupAnswer`)
+and ``GET /proof/consistency`` (:class:`ConsistencyAnswer`) are defined here
+too: the server renders them with ``to_json`` and the client reads them with
+``from_json``, which accepts exactly what ``to_json`` writes (base64 is
+canonical, integers are integers, no key is missing or unknown) and raises
+:class:`~sigledger.ledger.errors.FormatError` otherwise. Nothing here checks a
+signature or a proof; that is the client's trust core.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from sigledger.ledger.entry import (
     file_identity,
 )
 from sigledger.ledger.errors import FormatError
-from sigledger.ledger.note import ALG_ED25519, Verifier
+from sigledger.ledger.note import ALG_ED25519, Verifier, parse_note
 
 JSON_TYPE = "application/json"
 MSGPACK_TYPE = "application/msgpack"
@@ -319,41 +325,306 @@ def parse_batch_lookup(body: bytes) -> tuple[list[bytes], bool]:
 # -- checking /add bodies in another process ------------------------------------------
 
 
-def check_add_request(
-    body: bytes, content_type: str, max_statements: int
-) -> tuple[str | None, list[int]]:
-    """Fully parse and signature-check a /add body; return (format error, bad indexes).
+@dataclass(frozen=True, slots=True)
+class CheckedAdd:
+    """The verdict on a /add body: its statements, or why it is refused.
 
-    Meant to run in a worker process (it is picklable and returns only small
-    verdicts), so the server's event loop does not spend its time on
-    validation and Ed25519.
+    ``error`` is the format error of a body that does not parse;
+    ``bad_signatures`` the indexes of statements whose signature does not
+    verify. ``statements`` is empty unless both are empty.
+    """
+
+    statements: tuple[SignedStatement, ...] = ()
+    error: str | None = None
+    bad_signatures: tuple[int, ...] = ()
+
+
+def check_add_request(body: bytes, content_type: str, max_statements: int) -> CheckedAdd:
+    """Fully parse and signature-check a /add body, once.
+
+    Picklable both ways, so a server can run it in a worker process and keep
+    validation and Ed25519 off its event loop; the statements come back
+    decoded (the body is never parsed a second time).
     """
     try:
         statements = parse_add_request(body, content_type, max_statements)
     except FormatError as exc:
-        return str(exc), []
-    return None, [i for i, s in enumerate(statements) if not s.verify()]
+        return CheckedAdd(error=str(exc))
+    bad = tuple(i for i, s in enumerate(statements) if not s.verify())
+    return CheckedAdd(bad_signatures=bad) if bad else CheckedAdd(tuple(statements))
 
 
-def decode_checked_add_request(body: bytes, content_type: str) -> list[SignedStatement]:
-    """Rebuild the statements of a body that :func:`check_add_request` accepted.
+# -- answers: receipts, lookups, consistency proofs ------------------------------------
 
-    Skips the validation already done on these exact bytes; never use it on a
-    body that was not checked.
-    """
-    if content_type == MSGPACK_TYPE:
-        out = []
-        for item in msgpack.unpackb(body, raw=False):
-            f = msgpack.unpackb(item, raw=False)
-            out.append(SignedStatement(Statement(f[1], f[2], f[3], f[4], f[5]), f[6], f[7], f[8]))
-        return out
-    doc = json.loads(body)
-    objs = doc["statements"] if isinstance(doc, dict) and "statements" in doc else [doc]
-    out = []
-    for o in objs:
-        v = Verifier.from_vkey(o["signer"])
-        st = Statement(
-            o["project"], o["version"], o["filename"], bytes.fromhex(o["sha256"]), o["size"]
-        )
-        out.append(SignedStatement(st, v.name, v.public_key, base64.b64decode(o["signature"])))
+RECEIPT_MEDIA_TYPE = "application/vnd.sigledger.receipt.v1+json"
+HASH_SIZE = 32
+_MAX_INDEX = 2**63 - 1
+_RECEIPT_KEYS = frozenset({"status", "log_index", "entry", "inclusion_proof"})
+_RECEIPT_FILE_KEYS = frozenset({"mediaType", "log"})
+_PROOF_KEYS = frozenset({"log_index", "tree_size", "root_hash", "hashes", "checkpoint"})
+_STATUSES = ("added", "existing")
+
+
+def _b64text(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _object(
+    value: object, keys: frozenset[str], what: str, optional: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise FormatError(f"{what} must be a JSON object")
+    have = set(value)
+    missing, extra = sorted(keys - have), sorted(have - keys - optional)
+    if missing or extra:
+        raise FormatError(f"{what}: missing keys {missing}, unknown keys {extra}")
+    return value
+
+
+def _uint(value: object, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= _MAX_INDEX:
+        raise FormatError(f"{what} must be a non-negative integer")
+    return value
+
+
+def _hashes(value: object, what: str) -> tuple[bytes, ...]:
+    if not isinstance(value, list):
+        raise FormatError(f"{what} must be a list of base64 hashes")
+    out = tuple(_b64(h, f"{what}[{i}]") for i, h in enumerate(value))
+    if any(len(h) != HASH_SIZE for h in out):
+        raise FormatError(f"{what} must hold {HASH_SIZE}-byte hashes")
     return out
+
+
+def _note_text(value: object, what: str) -> bytes:
+    """A signed note carried as a JSON string; only its shape is checked here."""
+    if not isinstance(value, str):
+        raise FormatError(f"{what} must be a signed note string")
+    try:
+        parse_note(value)
+    except FormatError as exc:
+        raise FormatError(f"{what}: {exc}") from None
+    return value.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Where one submitted statement lives in the log: an item of the ``/add`` answer.
+
+    JSON (keys in this order)::
+
+        {"status": "added" | "existing", "log_index": 7,
+         "entry": "<base64 entry bytes (the leaf)>",
+         "inclusion_proof": {"log_index": 7, "tree_size": 9, "root_hash": "<base64>",
+                             "hashes": ["<base64>", ...], "checkpoint": "<signed note>"}}
+
+    ``root_hash`` and ``tree_size`` repeat what the checkpoint says (readers
+    that do not parse notes use them; verifiers must check they agree).
+    A receipt *file* (``<file>.sigledger.json``) is the same object with
+    ``"mediaType": RECEIPT_MEDIA_TYPE`` and ``"log": {"url": ..., "origin": ...}``
+    in front (:meth:`to_file_json`); :meth:`from_json` accepts both forms.
+    """
+
+    index: int
+    entry: bytes
+    existing: bool
+    tree_size: int
+    root_hash: bytes
+    hashes: tuple[bytes, ...]
+    checkpoint: bytes
+
+    @property
+    def status(self) -> str:
+        return "existing" if self.existing else "added"
+
+    @property
+    def origin(self) -> str:
+        """The checkpoint's origin line (its first line)."""
+        return self.checkpoint.decode().split("\n", 1)[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "log_index": self.index,
+            "entry": _b64text(self.entry),
+            "inclusion_proof": {
+                "log_index": self.index,
+                "tree_size": self.tree_size,
+                "root_hash": _b64text(self.root_hash),
+                "hashes": [_b64text(h) for h in self.hashes],
+                "checkpoint": self.checkpoint.decode(),
+            },
+        }
+
+    def to_file_json(self, log_url: str) -> dict[str, Any]:
+        """The receipt file form: the media type and the log first."""
+        return {
+            "mediaType": RECEIPT_MEDIA_TYPE,
+            "log": {"url": log_url, "origin": self.origin},
+            **self.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "receipt") -> Receipt:
+        doc = _object(obj, _RECEIPT_KEYS, where, _RECEIPT_FILE_KEYS)
+        if "mediaType" in doc and doc["mediaType"] != RECEIPT_MEDIA_TYPE:
+            raise FormatError(f"{where}: mediaType must be {RECEIPT_MEDIA_TYPE}")
+        if "log" in doc:
+            log = _object(doc["log"], frozenset({"url", "origin"}), f"{where}: log")
+            if not all(isinstance(v, str) for v in log.values()):
+                raise FormatError(f"{where}: log url and origin must be strings")
+        status = doc["status"]
+        if status not in _STATUSES:
+            raise FormatError(f"{where}: status must be 'added' or 'existing'")
+        index = _uint(doc["log_index"], f"{where}: log_index")
+        entry = _b64(doc["entry"], f"{where}: entry")
+        proof = _object(doc["inclusion_proof"], _PROOF_KEYS, f"{where}: inclusion_proof")
+        if proof["log_index"] != index or type(proof["log_index"]) is not int:
+            raise FormatError(f"{where}: inclusion_proof.log_index differs from log_index")
+        size = _uint(proof["tree_size"], f"{where}: inclusion_proof.tree_size")
+        if index >= size:
+            raise FormatError(f"{where}: log_index {index} is not below tree_size {size}")
+        root = _b64(proof["root_hash"], f"{where}: inclusion_proof.root_hash")
+        if len(root) != HASH_SIZE:
+            raise FormatError(f"{where}: inclusion_proof.root_hash must be {HASH_SIZE} bytes")
+        hashes = _hashes(proof["hashes"], f"{where}: inclusion_proof.hashes")
+        note = _note_text(proof["checkpoint"], f"{where}: inclusion_proof.checkpoint")
+        return cls(index, entry, status == "existing", size, root, hashes, note)
+
+
+def encode_add_answer(receipts: Sequence[Receipt]) -> dict[str, Any]:
+    """The ``/add`` answer: ``{"receipts": [receipt, ...]}``, in request order."""
+    return {"receipts": [r.to_json() for r in receipts]}
+
+
+def parse_add_answer(body: bytes, count: int) -> list[Receipt]:
+    """Read an ``/add`` answer that must hold ``count`` receipts."""
+    doc = _json_body(body)
+    receipts = _object(doc, frozenset({"receipts"}), "answer")["receipts"]
+    if not isinstance(receipts, list) or len(receipts) != count:
+        got = len(receipts) if isinstance(receipts, list) else "no list of"
+        raise FormatError(f"the answer holds {got} receipts for {count} statements")
+    return [Receipt.from_json(r, f"receipt {i}") for i, r in enumerate(receipts)]
+
+
+def _json_body(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise FormatError(f"body is not valid JSON: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class LookupEntry:
+    """One entry of a lookup answer, with its inclusion proof."""
+
+    index: int
+    entry: bytes
+    proof: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "log_index": self.index,
+            "entry": _b64text(self.entry),
+            "inclusion_proof": [_b64text(h) for h in self.proof],
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, where: str) -> LookupEntry:
+        doc = _object(obj, frozenset({"log_index", "entry", "inclusion_proof"}), where)
+        return cls(
+            _uint(doc["log_index"], f"{where}: log_index"),
+            _b64(doc["entry"], f"{where}: entry"),
+            _hashes(doc["inclusion_proof"], f"{where}: inclusion_proof"),
+        )
+
+
+_LOOKUP_ANSWER_KEYS = frozenset({"tree_size", "checkpoint", "entries", "next_cursor"})
+
+
+@dataclass(frozen=True, slots=True)
+class LookupAnswer:
+    """The answer of ``GET /lookup`` and ``POST /lookup``.
+
+    JSON (keys in this order)::
+
+        {"tree_size": 9, "checkpoint": "<signed note>",
+         "entries": [{"log_index": 7, "entry": "<base64>",
+                      "inclusion_proof": ["<base64>", ...]}, ...],
+         "next_cursor": 8 | null}
+
+    Every proof is against the one checkpoint of the answer. ``next_cursor``
+    (``GET`` only) is the ``cursor`` of the next page, larger than every
+    index in this one; null on the last page.
+    """
+
+    tree_size: int
+    checkpoint: bytes
+    entries: tuple[LookupEntry, ...]
+    next_cursor: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tree_size": self.tree_size,
+            "checkpoint": self.checkpoint.decode(),
+            "entries": [e.to_json() for e in self.entries],
+            "next_cursor": self.next_cursor,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> LookupAnswer:
+        doc = _object(obj, _LOOKUP_ANSWER_KEYS, "lookup answer")
+        size = _uint(doc["tree_size"], "lookup answer: tree_size")
+        note = _note_text(doc["checkpoint"], "lookup answer: checkpoint")
+        raw = doc["entries"]
+        if not isinstance(raw, list):
+            raise FormatError("lookup answer: entries must be a list")
+        entries = tuple(LookupEntry.from_json(e, f"lookup entry {i}") for i, e in enumerate(raw))
+        cursor = doc["next_cursor"]
+        if cursor is not None:
+            cursor = _uint(cursor, "lookup answer: next_cursor")
+            if any(e.index >= cursor for e in entries):
+                raise FormatError("lookup answer: next_cursor does not follow its entries")
+        return cls(size, note, entries, cursor)
+
+    @classmethod
+    def parse(cls, body: bytes) -> LookupAnswer:
+        return cls.from_json(_json_body(body))
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyAnswer:
+    """The answer of ``GET /proof/consistency?old=M&new=N``.
+
+    JSON: ``{"old_size": M, "new_size": N, "hashes": ["<base64>", ...]}``
+    (RFC 9162 2.1.4 consistency proof from the M-tree to the N-tree).
+    """
+
+    old_size: int
+    new_size: int
+    hashes: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "old_size": self.old_size,
+            "new_size": self.new_size,
+            "hashes": [_b64text(h) for h in self.hashes],
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> ConsistencyAnswer:
+        doc = _object(obj, frozenset({"old_size", "new_size", "hashes"}), "consistency answer")
+        old = _uint(doc["old_size"], "consistency answer: old_size")
+        new = _uint(doc["new_size"], "consistency answer: new_size")
+        return cls(old, new, _hashes(doc["hashes"], "consistency answer: hashes"))
+
+    @classmethod
+    def parse(cls, body: bytes, old: int, new: int) -> ConsistencyAnswer:
+        """Read an answer that must be for exactly the sizes asked for."""
+        answer = cls.from_json(_json_body(body))
+        if (answer.old_size, answer.new_size) != (old, new):
+            raise FormatError(
+                f"consistency answer is for sizes {answer.old_size} -> {answer.new_size}, "
+                f"not {old} -> {new}"
+            )
+        return answer

@@ -21,6 +21,7 @@ from sigledger.client.remote import LogClient, LogRefusedError
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import open_checkpoint
 from sigledger.ledger.entry import Statement, decode_entry
+from sigledger.ledger.errors import BindingConflictError
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.wire import JSON_TYPE, MSGPACK_TYPE, encode_add_request, statement_to_json
 from tests.helpers import LogProcess, get, make_release, read_log, run_cli, signed
@@ -108,26 +109,27 @@ async def test_binding_rule(log_server: LogProcess) -> None:
     first = signed(alice, content=b"original")
     async with LogClient(url) as log:
         (r1,) = await log.add([first])
-        assert r1["status"] == "added"
+        assert r1.status == "added"
         # same key, same file, different hash: refused with the existing entry
         with pytest.raises(LogRefusedError) as err:
             await log.add([signed(alice, content=b"tampered")])
-        assert err.value.status == 409
-        existing = err.value.body["existing"]
-        assert existing[0]["log_index"] == r1["log_index"]
-        assert decode_entry(base64.b64decode(existing[0]["entry"])).statement == first.statement
+        assert isinstance(err.value, BindingConflictError)
+        assert err.value.code == "binding_conflict" and "409" in str(err.value)
+        ((index, data),) = err.value.existing
+        assert index == r1.index
+        assert decode_entry(data).statement == first.statement
         # another key may attest a different hash: recorded
         (r2,) = await log.add([signed(bob, content=b"tampered")])
-        assert r2["status"] == "added"
+        assert r2.status == "added"
         # a request with one conflicting statement logs none of them
         with pytest.raises(LogRefusedError):
             await log.add([signed(alice, version="2.0.0"), signed(alice, content=b"other")])
         (r3,) = await log.add([signed(alice, version="2.0.0")])
-        assert r3["status"] == "added"
+        assert r3.status == "added"
         # duplicates inside one request map to one entry
         dup = signed(alice, version="3.0.0")
         ra, rb = await log.add([dup, dup])
-        assert ra["log_index"] == rb["log_index"]
+        assert ra.index == rb.index
     size, entries = await read_log(url, log_server.vkey)
     assert size == 4
 

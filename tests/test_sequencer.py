@@ -12,13 +12,8 @@ import pytest
 
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import open_checkpoint
-from sigledger.ledger.log.sequencer import (
-    ConflictError,
-    OverloadedError,
-    Sequencer,
-    SequencerConfig,
-    ShuttingDownError,
-)
+from sigledger.ledger.errors import BindingConflictError, OverloadedError, ShuttingDownError
+from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.log.storage import EntryRow, Storage
 from sigledger.ledger.note import Signer
 from sigledger.ledger.service.sqlite import StorageError, StorageLockedError
@@ -87,7 +82,7 @@ async def test_batches_concurrent_submissions(tmp_path: Path) -> None:
         assert merkle.tree_hash([merkle.leaf_hash(e) for e in entries]) == cp.root
         for (r,) in results:
             merkle.check_inclusion(
-                r.index, r.tree_size, merkle.leaf_hash(r.entry), list(r.proof), cp.root
+                r.index, r.tree_size, merkle.leaf_hash(r.entry), list(r.hashes), cp.root
             )
     finally:
         await seq.stop()
@@ -206,7 +201,7 @@ async def test_conflicts_queue_limits_and_shutdown(tmp_path: Path) -> None:
     seq = await _sequencer(store, queue_max=3)
     try:
         await seq.submit([signed(ALICE, content=b"a")])
-        with pytest.raises(ConflictError) as err:
+        with pytest.raises(BindingConflictError) as err:
             await seq.submit([signed(ALICE, content=b"b")])
         assert err.value.existing[0][0] == 0
         with pytest.raises(OverloadedError, match="queue is full"):

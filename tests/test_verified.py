@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import shutil
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,6 +18,7 @@ from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import open_checkpoint
 from sigledger.ledger.errors import LogMisbehaviorError, VerificationError
 from sigledger.ledger.note import ALG_COSIGNATURE_V1, Signer, Verifier
+from sigledger.ledger.wire import LookupAnswer
 from tests.helpers import LogProcess, signed
 from tests.simulator import MemoryCheckpointStore, SimulatedLog
 
@@ -102,29 +103,25 @@ class TamperingClient(LogClient):
 
     mode = ""
 
-    async def lookup(self, **params: str) -> dict[str, Any]:
-        doc = await super().lookup(**params)
-        e = doc["entries"][0]
+    async def lookup(self, **params: str) -> LookupAnswer:
+        answer = await super().lookup(**params)
+        e = answer.entries[0]
         if self.mode == "entry":
-            raw = bytearray(base64.b64decode(e["entry"]))
-            raw[-1] ^= 1
-            e["entry"] = base64.b64encode(raw).decode()
+            e = replace(e, entry=e.entry[:-1] + bytes([e.entry[-1] ^ 1]))
         elif self.mode == "proof":
-            raw = bytearray(base64.b64decode(e["inclusion_proof"][0]))
-            raw[0] ^= 1
-            e["inclusion_proof"][0] = base64.b64encode(raw).decode()
+            e = replace(e, proof=(bytes([e.proof[0][0] ^ 1]) + e.proof[0][1:], *e.proof[1:]))
         elif self.mode == "index":
-            e["log_index"] += 1
+            e = replace(e, index=e.index + 1)
         elif self.mode == "checkpoint":
-            doc["checkpoint"] = doc["checkpoint"].replace("\n3\n", "\n4\n")
-        return doc
+            answer = replace(answer, checkpoint=answer.checkpoint.replace(b"\n3\n", b"\n4\n"))
+        return replace(answer, entries=(e, *answer.entries[1:]))
 
-    async def consistency_proof(self, old: int, new: int) -> list[str]:
+    async def consistency_proof(self, old: int, new: int) -> list[bytes]:
         hashes = await super().consistency_proof(old, new)
         if self.mode == "consistency":
-            raw = bytearray(base64.b64decode(hashes[-1]))
+            raw = bytearray(hashes[-1])
             raw[5] ^= 0x10
-            hashes[-1] = base64.b64encode(raw).decode()
+            hashes[-1] = bytes(raw)
         return hashes
 
 

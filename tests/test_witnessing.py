@@ -95,14 +95,14 @@ async def test_quorum_of_two_survives_one_dead_witness(
     try:
         async with LogClient(log.url) as c:
             receipts = await c.add([signed(ALICE, version=f"{i}.0") for i in range(10)])
-        note = receipts[0]["inclusion_proof"]["checkpoint"].encode()
+        note = receipts[0].checkpoint
         assert len(check_witness_quorum(note, keys, 2)) >= 2
         verify_receipt(receipts[0], log_key=log_signer.verifier())
 
         ws[0].kill()
         async with LogClient(log.url) as c:
             more = await c.add([signed(ALICE, version=f"{i}.1") for i in range(5)])
-        good = check_witness_quorum(more[0]["inclusion_proof"]["checkpoint"].encode(), keys, 2)
+        good = check_witness_quorum(more[0].checkpoint, keys, 2)
         assert "w0.example" not in good
 
         # two dead: entries are stored but not published; the log says so
@@ -129,10 +129,8 @@ async def test_quorum_of_two_survives_one_dead_witness(
         await _wait_for(log.url, 16, log_signer.vkey)
         async with LogClient(log.url) as c:
             (again,) = await c.add([signed(ALICE, version="9.9")])
-        assert again["status"] == "existing"
-        assert (
-            len(check_witness_quorum(again["inclusion_proof"]["checkpoint"].encode(), keys, 2)) >= 2
-        )
+        assert again.status == "existing"
+        assert len(check_witness_quorum(again.checkpoint, keys, 2)) >= 2
         status, health, _ = await get(log.url + "/healthz")
         assert status == 200
     finally:
@@ -168,7 +166,7 @@ async def test_a_fork_is_cosigned_on_one_branch_only(
         # the honest branch keeps being cosigned
         async with LogClient(a.url) as c:
             (r,) = await c.add([signed(ALICE, "honest", "9.0")])
-        assert len(check_witness_quorum(r["inclusion_proof"]["checkpoint"].encode(), keys, 2)) >= 2
+        assert len(check_witness_quorum(r.checkpoint, keys, 2)) >= 2
     finally:
         a.kill()
 
@@ -290,8 +288,8 @@ async def test_resubmitting_an_unpublished_statement_is_not_a_storage_failure(
         assert "cliproject-1.0-py3-none-any.whl" in r.stderr
         async with LogClient(log.url) as c:
             (again,) = await c.add([first])
-        assert again["status"] == "existing"
-        assert len(check_witness_quorum(again["inclusion_proof"]["checkpoint"].encode(), keys, 2))
+        assert again.status == "existing"
+        assert len(check_witness_quorum(again.checkpoint, keys, 2))
     finally:
         log.kill()
     server_log = (tmp_path / "log.stdout.log").read_text()

@@ -9,7 +9,7 @@ Exit codes (also in ``sigledger --help``): see :data:`EXIT_MEANINGS`. With
     {"version": 1, "error": "<code>", "message": "...", "hint": "...",
      "exit_code": N, "exit_meaning": "...",
      "evidence": {...},   # log_misbehavior only: the signed evidence
-     "details": {...}}    # the log's own error body, when it refused a request
+     "details": {...}}    # extra fields of the log's error body, when it refused
 
 ``error`` is the log's error key when the log refused (``binding_conflict``,
 ``not_witnessed``, ...), else one of ``log_misbehavior``, ``usage``,
@@ -34,6 +34,7 @@ from sigledger.ledger.errors import (
     LedgerError,
     LogMisbehaviorError,
     NetworkError,
+    RequestError,
     VerificationError,
 )
 
@@ -66,9 +67,8 @@ def exit_code_for(exc: LedgerError) -> int:
 
 
 def error_code(exc: LedgerError) -> str:
-    key = getattr(exc, "error_key", None)
-    if isinstance(key, str) and key:
-        return key
+    if isinstance(exc, RequestError):
+        return exc.code
     if isinstance(exc, LogMisbehaviorError):
         return "log_misbehavior"
     if isinstance(exc, ConfigError):
@@ -100,9 +100,8 @@ def error_document_for(exc: LedgerError) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if isinstance(exc, LogMisbehaviorError):
         extra["evidence"] = exc.evidence
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        extra["details"] = body
+    if isinstance(exc, RequestError) and exc.details:
+        extra["details"] = exc.details
     return error_document(error_code(exc), str(exc), exc.hint, exit_code_for(exc), **extra)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from sigledger.client.logkey import open_with_log_key
 from sigledger.client.publish.files import receipt_path, write_receipt
-from sigledger.client.receipts import RECEIPT_MEDIA_TYPE, verify_receipt
+from sigledger.client.receipts import verify_receipt
 from sigledger.client.remote import LogClient
 from sigledger.ledger.entry import SignedStatement, Statement, statement_message
 from sigledger.ledger.errors import FormatError
@@ -122,14 +122,7 @@ async def publish(
                 logged = verify_receipt(receipt, log_key=log_key, expect=s.statement).entry
                 logged_as = logged.statement.filename
                 path = paths[start + offset]
-                doc = {
-                    "mediaType": RECEIPT_MEDIA_TYPE,
-                    "log": {
-                        "url": client.url,
-                        "origin": receipt["inclusion_proof"]["checkpoint"].split("\n", 1)[0],
-                    },
-                    **receipt,
-                }
+                doc = receipt.to_file_json(client.url)
                 rpath = None
                 if write_receipts:
                     rpath = receipt_path(path, receipts_dir)
@@ -138,7 +131,7 @@ async def publish(
                     PublishResult(
                         path,
                         s,
-                        str(receipt["status"]),
+                        receipt.status,
                         doc,
                         rpath,
                         logged_as if logged_as != s.statement.filename else None,

@@ -1,4 +1,7 @@
-"""The log's HTTP service (aiohttp): thin handlers over the sequencer and storage.
+"""The log's HTTP service (aiohttp): thin handlers that parse a request
+(:mod:`sigledger.ledger.wire`), call one domain function (the admission
+:class:`Gate`, the :class:`~sigledger.ledger.log.sequencer.Sequencer`, the
+:class:`~sigledger.ledger.log.reads.LogReads`) and render its answer.
 
 Routes (read side per c2sp.org/tlog-tiles@v0.1.0):
 
@@ -15,8 +18,10 @@ Routes (read side per c2sp.org/tlog-tiles@v0.1.0):
 * ``GET /healthz`` -- 200 while storage works and the checkpoint is fresh.
 * ``GET /metrics`` -- Prometheus text format.
 
-Errors are JSON bodies ``{"error": <stable key>, "message": <text>}`` with the
-status code of the failure (400, 403, 404, 409, 413, 429/503 + Retry-After).
+Handlers raise the domain errors of :mod:`sigledger.ledger.errors`; they are
+answered as JSON bodies ``{"error": <stable code>, "message": <text>, ...}``
+with the status of :mod:`sigledger.ledger.service.http` (400, 403, 404, 409,
+413, 429/503 + Retry-After).
 No request, however malformed, is answered with a 5xx; 503 means "retry
 later" (overload, witnesses missing, workers restarting, shutting down).
 Admission control and spam limits for ``/add`` are described in
@@ -26,40 +31,38 @@ Admission control and spam limits for ``/add`` are described in
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sigledger.ledger import merkle
 from sigledger.ledger import wire as api
-from sigledger.ledger.entry import SignedStatement, decode_entry
-from sigledger.ledger.errors import ConfigError, FormatError, LedgerError
+from sigledger.ledger.entry import SignedStatement
+from sigledger.ledger.errors import (
+    BadQueryError,
+    BadSignatureError,
+    BindingConflictError,
+    ConfigError,
+    FormatError,
+    MalformedRequestError,
+    NotFoundError,
+    OverloadedError,
+    RateLimitedError,
+    SignerNotAllowedError,
+    UnavailableError,
+)
 from sigledger.ledger.log import explorer
 from sigledger.ledger.log.cosigner import WitnessEndpoint, WitnessPool
-from sigledger.ledger.log.sequencer import (
-    ConflictError,
-    OverloadedError,
-    Published,
-    Sequencer,
-    SequencerConfig,
-    SubmissionError,
-)
+from sigledger.ledger.log.reads import LogReads
+from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.log.storage import Storage
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.admission import (
@@ -70,16 +73,17 @@ from sigledger.ledger.service.admission import (
     retry_after,
 )
 from sigledger.ledger.service.config import DEFAULT_ORIGIN, ServerConfig
-from sigledger.ledger.service.keys import read_key_file, write_key_file
-from sigledger.ledger.service.runner import (
-    describe_http_error,
-    finish_error,
-    log_request,
-    read_body,
-    run_app,
+from sigledger.ledger.service.http import (
+    health_response,
+    json_error,
+    metrics_response,
+    service_app,
 )
+from sigledger.ledger.service.keys import read_key_file, write_key_file
+from sigledger.ledger.service.runner import read_body, run_app
 from sigledger.ledger.service.workers import VerifyPool, WorkersUnavailableError
-from sigledger.ledger.tiles import TILE_WIDTH, encode_entry_bundle, parse_tile_path
+from sigledger.ledger.tiles import parse_tile_path
+from sigledger.ledger.wire import Receipt
 
 log = logging.getLogger("sigledger.server")
 
@@ -176,37 +180,23 @@ class Metrics:
         )
 
 
-class APIError(LedgerError):
-    """An error answered to an HTTP client with ``status`` and a stable ``error_key``."""
-
-    def __init__(
-        self,
-        status: int,
-        error_key: str,
-        message: str,
-        extra: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(message)
-        self.status = status
-        self.error_key = error_key
-        self.extra = extra or {}
-        self.headers = headers or {}
-
-
 CONFIG_KEY = web.AppKey("config", ServerConfig)
 SEQUENCER_KEY = web.AppKey("sequencer", Sequencer)
 STORAGE_KEY = web.AppKey("storage", Storage)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 SIGNER_KEY = web.AppKey("signer", Signer)
+READS_KEY = web.AppKey("reads", LogReads)
 VERIFY_POOL_KEY: web.AppKey[VerifyPool | None] = web.AppKey("verify_pool")
 OFFLOAD_BYTES = 4096  # about a dozen statements: below that, a process hop costs more
 
 
 class Gate:
-    """The admission state of ``POST /add`` (see :mod:`sigledger.ledger.service.admission`)."""
+    """The admission of ``POST /add`` (see :mod:`sigledger.ledger.service.admission`):
+    each step refuses with a domain error and counts the refusal."""
 
-    def __init__(self, cfg: ServerConfig) -> None:
+    def __init__(self, cfg: ServerConfig, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
         self.clients = TokenBuckets(cfg.client_rate, cfg.client_burst)
         self.signers = TokenBuckets(cfg.signer_rate, cfg.signer_burst)
         self.backlog = Backlog(cfg.verify_queue_bytes, cfg.verify_queue_requests)
@@ -216,6 +206,57 @@ class Gate:
     def client_of(self, request: web.Request) -> str:
         values = request.headers.getall(self.ip_header, []) if self.ip_header else []
         return client_address(request.remote, values, bool(self.ip_header))
+
+    def admit_client(self, client: str) -> None:
+        """The per-address limit: RateLimitedError beyond it."""
+        wait = self.clients.take(client)
+        if wait:
+            self.metrics.limited.labels("client").inc()
+            raise _rate_limited(
+                "too many requests from this address",
+                self.cfg.client_rate,
+                self.cfg.client_burst,
+                wait,
+                {"limit": "client"},
+            )
+
+    @contextmanager
+    def verifying(self, announced: int | None) -> Iterator[None]:
+        """Room in the verification backlog for a body of ``announced`` bytes while
+        it is read and checked; OverloadedError if there is none."""
+        cap = self.cfg.max_request_bytes
+        reserved = cap if announced is None else min(announced, cap)
+        if not self.backlog.try_enter(reserved):
+            self.metrics.statements.labels("refused").inc()
+            raise OverloadedError(
+                "too many submissions are waiting for verification; retry shortly"
+            )
+        try:
+            yield
+        finally:
+            self.backlog.leave(reserved)
+
+    def admit_signers(self, statements: Sequence[SignedStatement]) -> None:
+        """The submitters list and the per-signer limit: SignerNotAllowedError or
+        RateLimitedError for the first signer refused."""
+        for vkey, count in collections.Counter(s.signer_vkey() for s in statements).items():
+            if not self.submitters.allows(vkey):
+                self.metrics.statements.labels("not_allowed").inc(len(statements))
+                raise SignerNotAllowedError(
+                    f"this log accepts statements only from listed submitters; {vkey} is not "
+                    "one of them (ask the log operator to add it)",
+                    {"signer": vkey},
+                )
+            wait = self.signers.take(vkey, count)
+            if wait:
+                self.metrics.limited.labels("signer").inc()
+                raise _rate_limited(
+                    f"too many statements from signer {vkey}",
+                    self.cfg.signer_rate,
+                    self.cfg.signer_burst,
+                    wait,
+                    {"limit": "signer", "signer": vkey},
+                )
 
 
 GATE_KEY = web.AppKey("gate", Gate)
@@ -273,10 +314,15 @@ async def open_log(cfg: ServerConfig) -> tuple[Storage, Signer, str]:
 
 
 def create_app(cfg: ServerConfig) -> web.Application:
-    app = web.Application(client_max_size=cfg.max_request_bytes, middlewares=[_error_middleware])
+    metrics = Metrics()
+
+    def count_error(_route: str, code: str) -> None:
+        metrics.errors.labels(code).inc()
+
+    app = service_app(json_error, cfg.max_request_bytes, metrics.requests, count_error)
     app[CONFIG_KEY] = cfg
-    app[METRICS_KEY] = Metrics()
-    app[GATE_KEY] = Gate(cfg)
+    app[METRICS_KEY] = metrics
+    app[GATE_KEY] = Gate(cfg, metrics)
     app.cleanup_ctx.append(_log_context)
     app.router.add_get("/checkpoint", handle_checkpoint)
     app.router.add_get("/tile/{path:.+}", handle_tile)
@@ -344,6 +390,7 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         raise
     app[STORAGE_KEY] = storage
     app[SEQUENCER_KEY] = seq
+    app[READS_KEY] = LogReads(storage, seq)
     await _report_identity_violations(storage, metrics)
     pool_ = VerifyPool(cfg.verify_workers) if cfg.verify_workers > 0 else None
     if pool_ is not None:
@@ -384,43 +431,6 @@ async def _watch_loop_lag(metrics: Metrics, period: float = 0.1) -> None:
         metrics.loop_lag.observe(max(0.0, loop.time() - due))
 
 
-@web.middleware
-async def _error_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    metrics = request.app[METRICS_KEY]
-    route = request.match_info.route.resource
-    route_name = route.canonical if route is not None else "unmatched"
-    started = time.monotonic()
-    try:
-        resp = await handler(request)
-    except APIError as exc:
-        resp = _error_response(exc.status, exc.error_key, str(exc), exc.extra, exc.headers)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        key, message = describe_http_error(exc, request.app[CONFIG_KEY].max_request_bytes)
-        resp = _error_response(exc.status, key, message, {}, {})
-    error = ""
-    if resp.status >= 400:
-        finish_error(request, resp)
-        error = getattr(resp, "error_key", str(resp.status))
-        metrics.errors.labels(error).inc()
-    log_request(request, resp.status, started, error)
-    metrics.requests.labels(route_name, str(resp.status)).inc()
-    return resp
-
-
-def _error_response(
-    status: int, key: str, message: str, extra: dict[str, Any], headers: dict[str, str]
-) -> web.Response:
-    resp = web.json_response(
-        {"error": key, "message": message, **extra}, status=status, headers=headers
-    )
-    resp.error_key = key  # type: ignore[attr-defined]
-    return resp
-
-
 def _sequencer(request: web.Request) -> Sequencer:
     return request.app[SEQUENCER_KEY]
 
@@ -441,192 +451,99 @@ async def handle_tile(request: web.Request) -> web.Response:
     try:
         ref = parse_tile_path(path)
     except FormatError as exc:
-        raise APIError(404, "not_found", f"no such tile: {exc}") from None
-    pub = _sequencer(request).published
-    assert pub is not None
-    level = 0 if ref.is_entries else ref.level
-    available = min(TILE_WIDTH, (pub.size >> (8 * level)) - ref.n * TILE_WIDTH)
-    if available < ref.width:
-        raise APIError(404, "not_found", f"{path} is beyond the published tree size {pub.size}")
-    storage = request.app[STORAGE_KEY]
-    headers = {"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"}
-    if ref.is_entries:
-        start = ref.n * TILE_WIDTH
-        entries = await storage.read_entries(start, start + ref.width)
-        if len(entries) != ref.width:
-            raise APIError(500, "storage_inconsistent", f"entries missing for {path}")
-        resp = web.Response(
-            body=encode_entry_bundle(entries),
-            content_type="application/octet-stream",
-            headers=headers,
-        )
-        resp.enable_compression()
-        return resp
-    data = await storage.read_tile(ref.level, ref.n)
-    if data is None or len(data) < ref.width * 32:
-        raise APIError(500, "storage_inconsistent", f"tile data missing for {path}")
-    return web.Response(
-        body=data[: ref.width * 32], content_type="application/octet-stream", headers=headers
+        raise NotFoundError(f"no such tile: {exc}") from None
+    data = await request.app[READS_KEY].tile(ref, path)
+    resp = web.Response(
+        body=data,
+        content_type="application/octet-stream",
+        headers={"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"},
     )
+    if ref.is_entries:
+        resp.enable_compression()
+    return resp
 
 
 async def handle_add(request: web.Request) -> web.Response:
-    cfg = request.app[CONFIG_KEY]
-    metrics = request.app[METRICS_KEY]
     gate = request.app[GATE_KEY]
-    # Cheapest refusals first, before a byte of the body is read.
-    wait = gate.clients.take(gate.client_of(request))
-    if wait:
-        metrics.limited.labels("client").inc()
-        raise _rate_limited(
-            "too many requests from this address",
-            cfg.client_rate,
-            cfg.client_burst,
-            wait,
-            {"limit": "client"},
-        )
-    announced = request.content_length
-    reserved = cfg.max_request_bytes if announced is None else min(announced, cfg.max_request_bytes)
-    if not gate.backlog.try_enter(reserved):
-        metrics.statements.labels("refused").inc()
-        raise APIError(
-            503,
-            "overloaded",
-            "too many submissions are waiting for verification; retry shortly",
-            {},
-            {"Retry-After": "1"},
-        )
-    try:
-        body = await read_body(request, cfg.request_timeout)
+    gate.admit_client(gate.client_of(request))  # cheapest first, before reading the body
+    with gate.verifying(request.content_length):
+        body = await read_body(request, request.app[CONFIG_KEY].request_timeout)
         statements = await _checked_statements(request, body)
-    finally:
-        gate.backlog.leave(reserved)
-    for vkey, count in collections.Counter(s.signer_vkey() for s in statements).items():
-        if not gate.submitters.allows(vkey):
-            metrics.statements.labels("not_allowed").inc(len(statements))
-            raise APIError(
-                403,
-                "signer_not_allowed",
-                f"this log accepts statements only from listed submitters; {vkey} is not "
-                "one of them (ask the log operator to add it)",
-                {"signer": vkey},
-            )
-        wait = gate.signers.take(vkey, count)
-        if wait:
-            metrics.limited.labels("signer").inc()
-            raise _rate_limited(
-                f"too many statements from signer {vkey}",
-                cfg.signer_rate,
-                cfg.signer_burst,
-                wait,
-                {"limit": "signer", "signer": vkey},
-            )
+    gate.admit_signers(statements)
+    receipts = await _sequenced(request, statements)
+    return web.json_response(api.encode_add_answer(receipts))
+
+
+async def _sequenced(request: web.Request, statements: Sequence[SignedStatement]) -> list[Receipt]:
+    """The receipts of verified, admitted statements, counted by outcome."""
+    metrics = request.app[METRICS_KEY]
     started = time.monotonic()
-    seq = _sequencer(request)
     try:
-        receipts = await seq.submit(statements)
-    except ConflictError as exc:
+        receipts = await _sequencer(request).submit(statements)
+    except BindingConflictError:
         metrics.statements.labels("conflict").inc(len(statements))
-        raise APIError(
-            409,
-            exc.error_key,
-            str(exc),
-            {
-                "existing": [
-                    {"log_index": i, "entry": base64.b64encode(d).decode()} for i, d in exc.existing
-                ]
-            },
-        ) from None
-    except OverloadedError as exc:
+        raise
+    except UnavailableError:
         metrics.statements.labels("refused").inc(len(statements))
-        raise APIError(
-            exc.status, exc.error_key, str(exc), headers={"Retry-After": str(exc.retry_after)}
-        ) from None
-    except SubmissionError as exc:
-        raise APIError(exc.status, exc.error_key, str(exc)) from None
+        raise
     metrics.latency.observe(time.monotonic() - started)
     for r in receipts:
-        metrics.statements.labels("existing" if r.existing else "added").inc()
-    return web.json_response({"receipts": [r.to_json() for r in receipts]})
+        metrics.statements.labels(r.status).inc()
+    return receipts
 
 
 def _rate_limited(
-    what: str, rate: float, burst: int, wait: float, extra: dict[str, Any]
-) -> APIError:
-    """429 from a token bucket; ``extra`` names the limit."""
+    what: str, rate: float, burst: int, wait: float, details: dict[str, Any]
+) -> RateLimitedError:
+    """A refusal by a token bucket; ``details`` name the limit."""
     after = retry_after(wait)
-    return APIError(
-        429,
-        "rate_limited",
+    return RateLimitedError(
         f"{what} (limit {rate:g}/s, burst {burst}); retry after {after} s",
-        extra,
-        {"Retry-After": after},
+        details,
+        retry_after=int(after),
     )
 
 
-async def _checked_statements(request: web.Request, body: bytes) -> list[SignedStatement]:
-    """Parse ``body`` and verify every signature; APIError 400/403/503 otherwise."""
+async def _checked_statements(request: web.Request, body: bytes) -> tuple[SignedStatement, ...]:
+    """Parse ``body`` and verify every signature; MalformedRequestError,
+    BadSignatureError or WorkersRestartingError otherwise."""
     cfg = request.app[CONFIG_KEY]
     metrics = request.app[METRICS_KEY]
     pool = request.app[VERIFY_POOL_KEY]
+    args = (body, request.content_type, cfg.max_statements)
     if pool is not None and len(body) >= OFFLOAD_BYTES:
         # Large requests: validation and Ed25519 run in a worker process, using
-        # another core; the loop only rebuilds the accepted statements.
+        # another core; the statements come back decoded.
         try:
-            error, bad = await pool.run(
-                api.check_add_request, body, request.content_type, cfg.max_statements
-            )
-        except WorkersUnavailableError as exc:
+            checked = await pool.run(api.check_add_request, *args)
+        except WorkersUnavailableError:
             metrics.statements.labels("refused").inc()
-            raise APIError(
-                503, "workers_restarting", str(exc), {}, {"Retry-After": str(exc.retry_after)}
-            ) from None
-        statements = (
-            [] if error or bad else api.decode_checked_add_request(body, request.content_type)
-        )
+            raise
     else:
-        try:
-            statements = api.parse_add_request(body, request.content_type, cfg.max_statements)
-        except FormatError as exc:
-            error, bad = str(exc), []
-        else:
-            error, bad = None, [i for i, s in enumerate(statements) if not s.verify()]
-    if error is not None:
+        checked = api.check_add_request(*args)
+    if checked.error is not None:
         metrics.statements.labels("malformed").inc()
-        raise APIError(400, "malformed", error)
+        raise MalformedRequestError(checked.error)
+    bad = list(checked.bad_signatures)
     if bad:
         metrics.statements.labels("bad_signature").inc(len(bad))
-        raise APIError(
-            403,
-            "bad_signature",
+        raise BadSignatureError(
             f"signature does not verify for statement(s) {bad} "
             "(signed with another key, or the statement was changed)",
             {"statements": bad},
         )
-    return statements
+    return checked.statements
 
 
 async def handle_lookup(request: web.Request) -> web.Response:
     """Entries matching a hash or release, each with an inclusion proof against
     the one checkpoint returned alongside (one round trip verifies the answer)."""
     try:
-        q = api.parse_lookup_query(request.query)
+        query = api.parse_lookup_query(request.query)
     except FormatError as exc:
-        raise APIError(400, "bad_query", str(exc)) from None
-    pub = _sequencer(request).published
-    assert pub is not None
-    rows = await request.app[STORAGE_KEY].lookup(
-        below=pub.size,
-        sha256=q.sha256,
-        project=q.project,
-        version=q.version,
-        identity=q.identity,
-        start=q.cursor,
-        limit=q.limit + 1,
-    )
-    more = len(rows) > q.limit
-    rows = rows[: q.limit]
-    return await _lookup_answer(request, pub, rows, rows[-1][0] + 1 if more else None)
+        raise BadQueryError(str(exc)) from None
+    answer = await request.app[READS_KEY].lookup(query)
+    return web.json_response(answer.to_json(), headers=_LOOKUP_HEADERS)
 
 
 async def handle_batch_lookup(request: web.Request) -> web.Response:
@@ -635,65 +552,22 @@ async def handle_batch_lookup(request: web.Request) -> web.Response:
     try:
         hashes, related = api.parse_batch_lookup(body)
     except FormatError as exc:
-        raise APIError(400, "bad_query", str(exc)) from None
-    pub = _sequencer(request).published
-    assert pub is not None
-    storage = request.app[STORAGE_KEY]
-    limit = api.BATCH_MAX_ENTRIES + 1
-    rows = await storage.lookup_hashes(hashes, below=pub.size, limit=limit)
-    if related and rows:
-        files = {decode_entry(data).statement.identity.key for _i, data in rows}
-        rows += await storage.lookup_identities(files, below=pub.size, limit=limit)
-    unique = sorted(dict(rows).items())
-    if len(unique) > api.BATCH_MAX_ENTRIES:
-        raise APIError(
-            400,
-            "too_many_results",
-            f"more than {api.BATCH_MAX_ENTRIES} matching entries; ask for fewer "
-            "digests per request",
-        )
-    return await _lookup_answer(request, pub, unique, None)
+        raise BadQueryError(str(exc)) from None
+    answer = await request.app[READS_KEY].lookup_hashes(hashes, related)
+    return web.json_response(answer.to_json(), headers=_LOOKUP_HEADERS)
 
 
-async def _lookup_answer(
-    request: web.Request, pub: Published, rows: list[tuple[int, bytes]], next_cursor: int | None
-) -> web.Response:
-    proofs = await _sequencer(request).prove_inclusions([i for i, _ in rows], pub.size)
-    b64 = base64.b64encode
-    return web.json_response(
-        {
-            "tree_size": pub.size,
-            "checkpoint": pub.note.decode(),
-            "entries": [
-                {
-                    "log_index": i,
-                    "entry": b64(data).decode(),
-                    "inclusion_proof": [b64(h).decode() for h in proof],
-                }
-                for (i, data), proof in zip(rows, proofs, strict=True)
-            ],
-            "next_cursor": next_cursor,
-        },
-        headers={"Cache-Control": CHECKPOINT_CACHE, "Access-Control-Allow-Origin": "*"},
-    )
+_LOOKUP_HEADERS = {"Cache-Control": CHECKPOINT_CACHE, "Access-Control-Allow-Origin": "*"}
 
 
 async def handle_consistency(request: web.Request) -> web.Response:
     try:
         old, new = api.parse_consistency_query(request.query)
     except FormatError as exc:
-        raise APIError(400, "bad_query", str(exc)) from None
-    seq = _sequencer(request)
-    pub = seq.published
-    assert pub is not None
-    if new > pub.size:
-        raise APIError(
-            400, "bad_query", f"new ({new}) is beyond the published tree size {pub.size}"
-        )
-    proof = await seq.prove_consistency(old, new)
+        raise BadQueryError(str(exc)) from None
+    answer = await request.app[READS_KEY].consistency(old, new)
     return web.json_response(
-        {"old_size": old, "new_size": new, "hashes": [base64.b64encode(h).decode() for h in proof]},
-        headers={"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"},
+        answer.to_json(), headers={"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"}
     )
 
 
@@ -714,15 +588,11 @@ async def handle_healthz(request: web.Request) -> web.Response:
         problems.append(
             f"verification workers: restarting after a worker died ({pool.restarts} restarts)"
         )
-    body = {
-        "status": "fail" if problems else "ok",
-        "problems": problems,
-        "tree_size": pub.size if pub else None,
-        "checkpoint_age_seconds": round(age, 3),
-        "queued": seq.queued,
-    }
-    return web.json_response(
-        body, status=503 if problems else 200, headers={"Cache-Control": "no-store"}
+    return health_response(
+        problems,
+        tree_size=pub.size if pub else None,
+        checkpoint_age_seconds=round(age, 3),
+        queued=seq.queued,
     )
 
 
@@ -746,11 +616,7 @@ async def handle_metrics(request: web.Request) -> web.Response:
     committed = seq.committed_size
     if seq.published is not None and committed is not None:
         metrics.unpublished.set(committed - seq.published.size)
-    resp = web.Response(body=generate_latest(metrics.registry))
-    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    with suppress(Exception):
-        resp.charset = "utf-8"
-    return resp
+    return metrics_response(metrics.registry)
 
 
 # -- running -----------------------------------------------------------------------

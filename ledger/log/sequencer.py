@@ -22,12 +22,16 @@ against the stored root on every start.
 
 A request's statements succeed or fail together: if any conflicts with an
 existing binding, none of them is logged.
+
+Refusals are the domain errors of :mod:`sigledger.ledger.errors`
+(:class:`~sigledger.ledger.errors.BindingConflictError`,
+:class:`~sigledger.ledger.errors.OverloadedError`, ...); how they are answered
+over HTTP is :mod:`sigledger.ledger.service.http`'s business.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -38,53 +42,23 @@ from dataclasses import dataclass, field
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
 from sigledger.ledger.entry import Entry, SignedStatement, decode_entry, encode_entry
-from sigledger.ledger.errors import LedgerError
+from sigledger.ledger.errors import (
+    BindingConflictError,
+    NotWitnessedError,
+    OverloadedError,
+    ShuttingDownError,
+)
 from sigledger.ledger.log.cosigner import WitnessPool
 from sigledger.ledger.log.storage import BindingKey, BoundEntry, EntryRow, Storage
 from sigledger.ledger.log.tiletree import TiledTree
-from sigledger.ledger.note import Signer
+from sigledger.ledger.note import Note, Signer, format_note, parse_note
 from sigledger.ledger.service.sqlite import StorageError
+from sigledger.ledger.wire import Receipt
 
 log = logging.getLogger("sigledger.sequencer")
 
 # Statements handled between two yields to the event loop while integrating a batch.
 YIELD_EVERY = 64
-
-
-class SubmissionError(LedgerError):
-    """A submission the log refuses; ``status`` is the HTTP status to answer with."""
-
-    status = 400
-    error_key = "bad_request"
-
-
-class ConflictError(SubmissionError):
-    """A signer already logged a different hash for the same file."""
-
-    status = 409
-    error_key = "binding_conflict"
-
-    def __init__(self, message: str, existing: list[tuple[int, bytes]]) -> None:
-        super().__init__(message)
-        self.existing = existing  # (index, entry bytes) of the conflicting entries
-
-
-class OverloadedError(SubmissionError):
-    status = 503
-    error_key = "overloaded"
-    retry_after = 1
-
-
-class UnwitnessedError(OverloadedError):
-    """Integrated, but the witnesses did not cosign the checkpoint in time."""
-
-    error_key = "not_witnessed"
-    retry_after = 5
-
-
-class ShuttingDownError(OverloadedError):
-    error_key = "shutting_down"
-    retry_after = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,34 +72,13 @@ class Published:
 
 
 @dataclass(frozen=True, slots=True)
-class Receipt:
-    """Where one submitted statement lives in the log."""
+class Placed:
+    """Where one submitted statement went: its entry's index and bytes, and whether
+    the entry was logged before this batch (answered with the existing entry)."""
 
     index: int
-    entry: bytes
+    data: bytes
     existing: bool
-    tree_size: int
-    proof: tuple[bytes, ...]
-    checkpoint: bytes
-
-    def to_json(self) -> dict[str, object]:
-        b64 = base64.b64encode
-        return {
-            "status": "existing" if self.existing else "added",
-            "log_index": self.index,
-            "entry": b64(self.entry).decode(),
-            "inclusion_proof": {
-                "log_index": self.index,
-                "tree_size": self.tree_size,
-                "root_hash": b64(_root_of(self.checkpoint)).decode(),
-                "hashes": [b64(h).decode() for h in self.proof],
-                "checkpoint": self.checkpoint.decode(),
-            },
-        }
-
-
-def _root_of(note: bytes) -> bytes:
-    return base64.b64decode(note.split(b"\n", 3)[2])
 
 
 @dataclass
@@ -397,7 +350,7 @@ class Sequencer:
         new_rows: list[EntryRow] = []
         leaves: list[bytes] = []
         batch: dict[BindingKey, BoundEntry] = {}
-        accepted: list[tuple[_Unit, list[tuple[int, bytes, bool]]]] = []
+        accepted: list[tuple[_Unit, list[Placed]]] = []
         since_yield = 0
         for unit, pairs in zip(units, keyed, strict=True):
             since_yield += len(pairs)
@@ -406,7 +359,7 @@ class Sequencer:
                 await asyncio.sleep(0)  # let readers in; nothing shared has changed yet
             staged: dict[BindingKey, BoundEntry] = {}
             rows: list[EntryRow] = []
-            results: list[tuple[int, bytes, bool]] = []
+            results: list[Placed] = []
             conflicts: list[tuple[int, bytes]] = []
             described: list[str] = []
             for key, s in pairs:
@@ -415,7 +368,7 @@ class Sequencer:
                 if priors:
                     same = next((p for p in priors if p.sha256 == s.statement.sha256), None)
                     if same is not None:
-                        results.append((same.index, same.data, key in found))
+                        results.append(Placed(same.index, same.data, key in found))
                     else:
                         prior = priors[0]
                         conflicts.append((prior.index, prior.data))
@@ -429,24 +382,25 @@ class Sequencer:
                 index = base + len(new_rows) + len(rows)
                 data = encode_entry(Entry(s, now_ms))
                 st = s.statement
+                signer, identity = key
                 rows.append(
                     EntryRow(
-                        index,
-                        data,
-                        st.project,
-                        st.version,
-                        st.filename,
-                        st.sha256,
-                        key[0],
-                        now_ms,
-                        key[1],
+                        index=index,
+                        data=data,
+                        project=st.project,
+                        version=st.version,
+                        filename=st.filename,
+                        sha256=st.sha256,
+                        signer=signer,
+                        time_ms=now_ms,
+                        identity=identity,
                     )
                 )
                 staged[key] = BoundEntry(index, st.sha256, data)
-                results.append((index, data, False))
+                results.append(Placed(index, data, False))
             if conflicts:
                 unit.future.set_exception(
-                    ConflictError(
+                    BindingConflictError(
                         "this signer already logged a different hash for "
                         + ", ".join(described)
                         + "; nothing in this request was logged",
@@ -486,13 +440,13 @@ class Sequencer:
         # published checkpoint to prove them against. Same answer as the first time.
         provable = []
         for unit, res in accepted:
-            if all(i < pub.size for i, _d, _e in res):
+            if all(p.index < pub.size for p in res):
                 provable.append((unit, res))
             else:
                 unit.future.set_exception(self._unwitnessed(res))
         # Answer in slices, yielding between them: a full batch would otherwise
         # hold the event loop (and every reader) for hundreds of milliseconds.
-        chunk: list[tuple[_Unit, list[tuple[int, bytes, bool]]]] = []
+        chunk: list[tuple[_Unit, list[Placed]]] = []
         count = 0
         for unit, res in provable:
             chunk.append((unit, res))
@@ -506,34 +460,34 @@ class Sequencer:
         if self._on_batch is not None:
             self._on_batch(len(new_rows), time.monotonic() - started)
 
-    async def _answer(
-        self, accepted: list[tuple[_Unit, list[tuple[int, bytes, bool]]]], pub: Published
-    ) -> None:
-        """Receipts against ``pub`` for each unit's (index, entry, existing) results."""
+    async def _answer(self, accepted: list[tuple[_Unit, list[Placed]]], pub: Published) -> None:
+        """Receipts against ``pub`` for each unit's placed statements."""
         # New entries' proof nodes all lie in tiles the tree holds (the edge, or
         # tiles this batch completed); only older, existing entries may need reads.
         get = await self._getter(
             {
                 n
                 for _u, res in accepted
-                for i, _d, existing in res
-                if existing
-                for n in merkle.inclusion_nodes(i, pub.size)
+                for p in res
+                if p.existing
+                for n in merkle.inclusion_nodes(p.index, pub.size)
             }
         )
-        flat = [i for _u, res in accepted for i, _d, _e in res]
+        flat = [p.index for _u, res in accepted for p in res]
         proofs = iter(merkle.prove_inclusions(flat, pub.size, get))
         for unit, res in accepted:
             receipts = [
-                Receipt(i, d, existing, pub.size, tuple(next(proofs)), pub.note)
-                for i, d, existing in res
+                Receipt(
+                    p.index, p.data, p.existing, pub.size, pub.root, tuple(next(proofs)), pub.note
+                )
+                for p in res
             ]
             if not unit.future.done():
                 unit.future.set_result(receipts)
 
-    def _unwitnessed(self, results: list[tuple[int, bytes, bool]]) -> UnwitnessedError:
-        return UnwitnessedError(
-            f"logged at index(es) {sorted({i for i, _d, _e in results})} but the "
+    def _unwitnessed(self, results: list[Placed]) -> NotWitnessedError:
+        return NotWitnessedError(
+            f"logged at index(es) {sorted({p.index for p in results})} but the "
             f"checkpoint is not published yet: {self.last_witness_error}; "
             "submit again later to get the receipt"
         )
@@ -564,10 +518,10 @@ class Sequencer:
 
 
 def _log_part(note: bytes) -> bytes:
-    """A note without any witness cosignature lines: text plus the log's own signature."""
-    text, _, sigs = note.partition(b"\n\n")
-    first = sigs.split(b"\n", 1)[0]
-    return text + b"\n\n" + first + b"\n"
+    """A note without any witness cosignature lines: text plus the log's own signature
+    (always the first line: cosignatures are appended after it)."""
+    parsed = parse_note(note)
+    return format_note(Note(parsed.text, parsed.signatures[:1]))
 
 
 def _binding_key(s: SignedStatement) -> BindingKey:

@@ -26,17 +26,15 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from sigledger.ledger.errors import LedgerError
+from sigledger.ledger.errors import WorkersRestartingError
 
 log = logging.getLogger("sigledger.workers")
 
 T = TypeVar("T")
 
 
-class WorkersUnavailableError(LedgerError):
+class WorkersUnavailableError(WorkersRestartingError):
     """No verification worker could take the call (the pool is being rebuilt)."""
-
-    retry_after = 2
 
 
 def _watch_parent(parent: int) -> None:

@@ -61,24 +61,33 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
-    generate_latest,
 )
 
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, parse_checkpoint
-from sigledger.ledger.errors import ConfigError, FormatError, LedgerError, VerificationError
+from sigledger.ledger.errors import (
+    BadSignatureError,
+    CheckpointConflictError,
+    ConfigError,
+    FormatError,
+    InconsistentCheckpointError,
+    LedgerError,
+    MalformedRequestError,
+    NotFoundError,
+    RefusedError,
+    RequestError,
+    VerificationError,
+)
 from sigledger.ledger.note import (
     ALG_COSIGNATURE_V1,
     ALG_ED25519,
@@ -96,14 +105,15 @@ from sigledger.ledger.service.config import (
     read_config_file,
     settings_from_env,
 )
-from sigledger.ledger.service.keys import read_key_file, write_key_file
-from sigledger.ledger.service.runner import (
-    describe_http_error,
-    finish_error,
-    log_request,
-    read_body,
-    run_app,
+from sigledger.ledger.service.http import (
+    TEXT_TYPE,
+    health_response,
+    metrics_response,
+    service_app,
+    text_error,
 )
+from sigledger.ledger.service.keys import read_key_file, write_key_file
+from sigledger.ledger.service.runner import read_body, run_app
 from sigledger.ledger.witness.store import WitnessHead, WitnessStore
 from sigledger.ledger.witnessproto import (
     SIZE_CONTENT_TYPE,
@@ -128,7 +138,6 @@ log = logging.getLogger("sigledger.witness")
 ENV_PREFIX = "SIGLEDGER_WITNESS_"
 DEFAULT_NAME = "localhost/witness"
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-_TEXT = "text/plain"
 
 
 # -- configuration -------------------------------------------------------------
@@ -395,32 +404,22 @@ METRICS_KEY = web.AppKey("witness_metrics", WitnessMetrics)
 STATE_KEY = web.AppKey("witness_state", WitnessState)
 
 
-class RefusalError(LedgerError):
-    """A request the witness answers with an error ``status`` (never 200)."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        message: str,
-        body: bytes | None = None,
-        content_type: str = _TEXT,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.body = body
-        self.content_type = content_type
-
-
-def _conflict(size: int) -> RefusalError:
-    return RefusalError(
-        409,
-        "conflict",
-        f"the witness's latest checkpoint for this log has size {size}",
-        format_size_body(size),
-        SIZE_CONTENT_TYPE,
+def _conflict(size: int) -> CheckpointConflictError:
+    return CheckpointConflictError(
+        f"the witness's latest checkpoint for this log has size {size}", size
     )
+
+
+def _render_error(status: int, code: str, message: str, exc: RequestError | None) -> web.Response:
+    """Errors are one line of text, but for 409: the size body tlog-witness defines.
+    Its content type carries no parameter (sigsum clients reject one)."""
+    if isinstance(exc, CheckpointConflictError):
+        return web.Response(
+            status=status,
+            body=format_size_body(exc.size),
+            headers={"Content-Type": SIZE_CONTENT_TYPE},
+        )
+    return text_error(status, code, message, exc)
 
 
 def _read_witness_key(path: Path) -> Signer:
@@ -473,9 +472,15 @@ async def open_witness(cfg: WitnessConfig) -> tuple[WitnessStore, Signer]:
 
 def create_witness_app(cfg: WitnessConfig) -> web.Application:
     """The witness's aiohttp application; the state opens on startup."""
-    app = web.Application(client_max_size=cfg.max_request_bytes, middlewares=[_middleware])
+    metrics = WitnessMetrics()
+
+    def count_refusal(route: str, code: str) -> None:
+        if route == "/add-checkpoint":
+            metrics.refused.labels(code).inc()
+
+    app = service_app(_render_error, cfg.max_request_bytes, metrics.requests, count_refusal)
     app[CONFIG_KEY] = cfg
-    app[METRICS_KEY] = WitnessMetrics()
+    app[METRICS_KEY] = metrics
     app.cleanup_ctx.append(_witness_context)
     app.router.add_post("/add-checkpoint", handle_add_checkpoint)
     app.router.add_get("/healthz", handle_healthz)
@@ -509,45 +514,6 @@ async def _witness_context(app: web.Application) -> AsyncIterator[None]:
 
 
 # -- handlers ----------------------------------------------------------------------
-
-
-@web.middleware
-async def _middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    metrics = request.app[METRICS_KEY]
-    route = request.match_info.route.resource
-    route_name = route.canonical if route is not None else "unmatched"
-    started = time.monotonic()
-    reason = ""
-    message = ""
-    try:
-        resp = await handler(request)
-    except RefusalError as exc:
-        reason, message = exc.reason, str(exc)
-        body = exc.body if exc.body is not None else f"{reason}: {message}\n".encode()
-        resp = web.Response(status=exc.status, body=body, headers={"Content-Type": _content(exc)})
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        reason, message = describe_http_error(exc, request.app[CONFIG_KEY].max_request_bytes)
-        resp = web.Response(
-            status=exc.status,
-            body=f"{reason}: {message}\n".encode(),
-            headers={"Content-Type": f"{_TEXT}; charset=utf-8"},
-        )
-    if resp.status >= 400:
-        finish_error(request, resp)
-    if reason and route_name == "/add-checkpoint":
-        metrics.refused.labels(reason).inc()
-    log_request(request, resp.status, started, reason, message)
-    metrics.requests.labels(route_name, str(resp.status)).inc()
-    return resp
-
-
-def _content(exc: RefusalError) -> str:
-    # The 409 content type carries no parameter (sigsum clients reject one).
-    return exc.content_type if exc.body is not None else f"{_TEXT}; charset=utf-8"
 
 
 def _consistency_problem(
@@ -597,21 +563,23 @@ async def handle_add_checkpoint(request: web.Request) -> web.Response:
         req = parse_add_checkpoint(body)
         cp = parse_checkpoint(_note_text(req.checkpoint))
     except FormatError as exc:
-        raise RefusalError(400, "malformed", str(exc)) from None
+        raise MalformedRequestError(str(exc)) from None
     verifiers = state.logs.get(cp.origin)
     if verifiers is None:
-        raise RefusalError(404, "unknown_log", f"this witness does not witness {cp.origin[:200]!r}")
+        raise NotFoundError(
+            f"this witness does not witness {cp.origin[:200]!r}", code="unknown_log"
+        )
     try:
         note, log_signatures = open_note(req.checkpoint, verifiers)
     except VerificationError as exc:
-        raise RefusalError(403, "bad_signature", str(exc)) from None
+        raise BadSignatureError(str(exc)) from None
     except FormatError as exc:
         # The checkpoint is fine but its signature lines are not (e.g. base64
         # that is not canonical): no signature can be checked, so 403.
-        raise RefusalError(403, "bad_signature", f"unverifiable signatures: {exc}") from None
+        raise BadSignatureError(f"unverifiable signatures: {exc}") from None
     if req.old_size > cp.size:
-        raise RefusalError(
-            400, "old_too_large", f"old size {req.old_size} exceeds checkpoint size {cp.size}"
+        raise RefusedError(
+            f"old size {req.old_size} exceeds checkpoint size {cp.size}", code="old_too_large"
         )
     stored = await state.store.get_head(cp.origin)
     stored_size = stored.size if stored is not None else 0
@@ -622,7 +590,7 @@ async def handle_add_checkpoint(request: web.Request) -> web.Response:
     if problem is not None:
         reason, message = problem
         await _keep_evidence(state, cfg, reason, message, cp, note.text, stored, body)
-        raise RefusalError(422, reason, message)
+        raise InconsistentCheckpointError(message, code=reason)
 
     timestamp = max(1, int(time.time()))
     cosignature = sign_cosignature(state.signer, note.text, timestamp)
@@ -645,7 +613,7 @@ async def handle_add_checkpoint(request: web.Request) -> web.Response:
         log.info("cosigned", extra={"origin": cp.origin, "old_size": req.old_size, "size": cp.size})
     return web.Response(
         body=cosignature.line().encode("utf-8"),
-        headers={"Content-Type": f"{_TEXT}; charset=utf-8", "Cache-Control": "no-store"},
+        headers={"Content-Type": TEXT_TYPE, "Cache-Control": "no-store"},
     )
 
 
@@ -687,13 +655,13 @@ async def handle_get_checkpoint(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     origin = state.by_hash.get(request.match_info["origin_hash"])
     if origin is None:
-        raise RefusalError(404, "unknown_log", "this witness does not witness that log")
+        raise NotFoundError("this witness does not witness that log", code="unknown_log")
     head = await state.store.get_head(origin)
     if head is None:
-        raise RefusalError(404, "not_found", "no checkpoint of that log cosigned yet")
+        raise NotFoundError("no checkpoint of that log cosigned yet")
     return web.Response(
         body=head.note,
-        headers={"Content-Type": f"{_TEXT}; charset=utf-8", "Cache-Control": "no-cache"},
+        headers={"Content-Type": TEXT_TYPE, "Cache-Control": "no-cache"},
     )
 
 
@@ -704,25 +672,14 @@ async def handle_healthz(request: web.Request) -> web.Response:
         await state.store.check()
     except LedgerError as exc:
         problems.append(f"storage: {exc}")
-    body = {
-        "status": "fail" if problems else "ok",
-        "problems": problems,
-        "name": state.signer.name,
-        "vkey": state.signer.vkey,
-        "logs": sorted(state.logs),
-    }
-    return web.json_response(
-        body, status=503 if problems else 200, headers={"Cache-Control": "no-store"}
+    return health_response(
+        problems, name=state.signer.name, vkey=state.signer.vkey, logs=sorted(state.logs)
     )
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
     metrics = request.app[METRICS_KEY]
-    resp = web.Response(body=generate_latest(metrics.registry))
-    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    with suppress(Exception):
-        resp.charset = "utf-8"
-    return resp
+    return metrics_response(metrics.registry)
 
 
 # -- running -----------------------------------------------------------------------

@@ -1,0 +1,117 @@
+"""The read side of a log: what ``/tile``, ``/lookup`` and ``/proof/consistency``
+answer, as domain functions (no HTTP).
+
+Everything is served from the published checkpoint only: a tile, an entry or a
+proof beyond its size does not exist for readers. Answers are the formats of
+:mod:`sigledger.ledger.wire` (or tile bytes, c2sp.org/tlog-tiles); refusals are
+the domain errors of :mod:`sigledger.ledger.errors` (``not_found``,
+``bad_query``, ``too_many_results``, ``storage_inconsistent``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sigledger.ledger.entry import decode_entry
+from sigledger.ledger.errors import (
+    BadQueryError,
+    NotFoundError,
+    StorageInconsistentError,
+    TooManyResultsError,
+)
+from sigledger.ledger.log.sequencer import Published, Sequencer
+from sigledger.ledger.log.storage import Storage
+from sigledger.ledger.tiles import TILE_WIDTH, TileRef, encode_entry_bundle
+from sigledger.ledger.wire import (
+    BATCH_MAX_ENTRIES,
+    ConsistencyAnswer,
+    LookupAnswer,
+    LookupEntry,
+    LookupQuery,
+)
+
+HASH_SIZE = 32
+
+
+class LogReads:
+    """Reads of one log, against the checkpoint its sequencer publishes."""
+
+    def __init__(self, storage: Storage, sequencer: Sequencer) -> None:
+        self.storage = storage
+        self.sequencer = sequencer
+
+    @property
+    def published(self) -> Published:
+        pub = self.sequencer.published
+        if pub is None:
+            raise AssertionError("bad math in LogReads: reading a log that was never loaded")
+        return pub
+
+    async def tile(self, ref: TileRef, path: str) -> bytes:
+        """The bytes of a hash tile or an entry bundle (``path`` names it in errors)."""
+        pub = self.published
+        level = 0 if ref.is_entries else ref.level
+        available = min(TILE_WIDTH, (pub.size >> (8 * level)) - ref.n * TILE_WIDTH)
+        if available < ref.width:
+            raise NotFoundError(f"{path} is beyond the published tree size {pub.size}")
+        if ref.is_entries:
+            start = ref.n * TILE_WIDTH
+            entries = await self.storage.read_entries(start, start + ref.width)
+            if len(entries) != ref.width:
+                raise StorageInconsistentError(f"entries missing for {path}")
+            return encode_entry_bundle(entries)
+        data = await self.storage.read_tile(ref.level, ref.n)
+        if data is None or len(data) < ref.width * HASH_SIZE:
+            raise StorageInconsistentError(f"tile data missing for {path}")
+        return data[: ref.width * HASH_SIZE]
+
+    async def lookup(self, q: LookupQuery) -> LookupAnswer:
+        """One page of the entries matching a hash or a release."""
+        pub = self.published
+        rows = await self.storage.lookup(
+            below=pub.size,
+            sha256=q.sha256,
+            project=q.project,
+            version=q.version,
+            identity=q.identity,
+            start=q.cursor,
+            limit=q.limit + 1,
+        )
+        more = len(rows) > q.limit
+        rows = rows[: q.limit]
+        return await self._answer(pub, rows, rows[-1][0] + 1 if more else None)
+
+    async def lookup_hashes(self, hashes: Sequence[bytes], related: bool) -> LookupAnswer:
+        """Every entry with one of ``hashes`` and, with ``related``, every entry for
+        the same file as one of those; all in one answer."""
+        pub = self.published
+        limit = BATCH_MAX_ENTRIES + 1
+        rows = await self.storage.lookup_hashes(hashes, below=pub.size, limit=limit)
+        if related and rows:
+            files = {decode_entry(data).statement.identity.key for _i, data in rows}
+            rows += await self.storage.lookup_identities(files, below=pub.size, limit=limit)
+        unique = sorted(dict(rows).items())
+        if len(unique) > BATCH_MAX_ENTRIES:
+            raise TooManyResultsError(
+                f"more than {BATCH_MAX_ENTRIES} matching entries; ask for fewer "
+                "digests per request",
+            )
+        return await self._answer(pub, unique, None)
+
+    async def _answer(
+        self, pub: Published, rows: list[tuple[int, bytes]], next_cursor: int | None
+    ) -> LookupAnswer:
+        proofs = await self.sequencer.prove_inclusions([i for i, _ in rows], pub.size)
+        entries = tuple(
+            LookupEntry(i, data, tuple(proof))
+            for (i, data), proof in zip(rows, proofs, strict=True)
+        )
+        return LookupAnswer(pub.size, pub.note, entries, next_cursor)
+
+    async def consistency(self, old: int, new: int) -> ConsistencyAnswer:
+        """The proof that the ``old``-tree is a prefix of the ``new``-tree."""
+        size = self.published.size
+        if new > size:
+            raise BadQueryError(f"new ({new}) is beyond the published tree size {size}")
+        proof = await self.sequencer.prove_consistency(old, new)
+        return ConsistencyAnswer(old, new, tuple(proof))
