@@ -133,6 +133,7 @@ __all__ = [
     "HTML",
     "HTML_V1",
     "JSON_V1",
+    "STOP_FLAG",
     "FileCache",
     "IndexFile",
     "ProxyConfig",
