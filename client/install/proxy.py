@@ -75,9 +75,11 @@ Contracts
 Failure behaviour
 -----------------
 
-* Upstream bytes that do not match the log: ``502`` with a plain-text body
-  and HTTP reason phrase saying ``upstream served sha256:X for NAME but the
-  log holds sha256:Y``; nothing is served or cached.
+* Upstream bytes that do not match the log: ``409`` (installers retry 5xx
+  answers, and pip then shows only "too many 502 error responses") with a
+  plain-text body and an HTTP reason phrase (which pip prints) saying
+  ``upstream served sha256:X for NAME but the log holds sha256:Y``; nothing is
+  served or cached.
 * A file the page left out: ``404`` with the reason.
 * The log cannot be reached or its answers do not verify: ``503``/``502``;
   no page is served unchecked.
@@ -1289,7 +1291,7 @@ class Proxy:
             extra={"project": verdict.project, "upstream_url": verdict.upstream.url},
         )
         return RefusedError(
-            502,
+            409,
             reason,
             f"{reason}{signed}.\nThe upstream index, or something between it and this "
             "proxy, is serving other bytes than the ones published to the log; nothing was "
