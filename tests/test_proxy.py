@@ -817,3 +817,42 @@ async def test_forked_log_stops_the_proxy(tmp_path: Path) -> None:
     finally:
         await asyncio.to_thread(proxy.stop)
         await honest.stop()
+
+
+@pytest.mark.timeout(180)
+def test_directory_upstream_with_core_metadata(world: World) -> None:
+    """``--upstream DIR``: PEP 658 metadata beside a wheel is announced, served through
+    the proxy, and pip installs with it."""
+    upstream = world.tmp / "dir-upstream"
+    (upstream / "sub").mkdir(parents=True)
+    filename = "goodpkg-1.0-py3-none-any.whl"
+    data = world.files[filename]
+    (upstream / "sub" / filename).write_bytes(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        metadata = z.read("goodpkg-1.0.dist-info/METADATA")
+    (upstream / "sub" / f"{filename}.metadata").write_bytes(metadata)
+    proxy = ProxyProcess(
+        upstream.as_uri(), world.tmp / "policy.toml", world.tmp / "dir-proxy", "--page-ttl", "0"
+    ).start()
+    try:
+        status, body, _ = http_get(proxy.url + "/simple/goodpkg/", JSON_V1)
+        assert status == 200, body
+        (item,) = json.loads(body)["files"]
+        assert item["hashes"] == {"sha256": hashlib.sha256(data).hexdigest()}
+        assert item["core-metadata"] == {"sha256": hashlib.sha256(metadata).hexdigest()}
+        status, body, _ = http_get(f"{proxy.url}/files/goodpkg/{filename}.metadata")
+        assert status == 200 and body == metadata
+        target = world.tmp / "dir-target"
+        r = pip_install(proxy.url + "/simple/", target, world.tmp, "goodpkg")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (target / "goodpkg" / "__init__.py").exists()
+        # a wheel nobody logged, dropped into the directory, is not shown
+        _, extra = wheel("goodpkg", "3.0")
+        (upstream / "goodpkg-3.0-py3-none-any.whl").write_bytes(extra)
+        status, body, headers = http_get(proxy.url + "/simple/goodpkg/", HTML)
+        assert status == 200 and headers["X-Sigledger-Dropped"] == "1"
+        assert b"goodpkg-3.0" not in body
+        status, body, _ = http_get(proxy.url + "/why/goodpkg/goodpkg-3.0-py3-none-any.whl")
+        assert b"not in the log" in body
+    finally:
+        proxy.stop()

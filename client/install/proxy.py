@@ -168,6 +168,7 @@ _UPSTREAM_ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, {HTML};q=0.1"
 UNLISTED_MODES = ("require-any-signer", "pass-through")
 STOP_FLAG = "STOPPED-log-misbehavior.json"
 _CHUNK = 1 << 16
+_SEND_CHUNK = 1 << 20  # cached files are read in a thread: fewer, larger reads
 _MAX_PAGE = 256 << 20  # an upstream page larger than this is refused
 _MAX_METADATA = 16 << 20
 _VIEWS = 1024  # project pages remembered
@@ -1311,7 +1312,7 @@ class Proxy:
                 }
             )
             await resp.prepare(request)
-            while chunk := await asyncio.to_thread(fh.read, _CHUNK):
+            while chunk := await asyncio.to_thread(fh.read, _SEND_CHUNK):
                 await resp.write(chunk)
             await resp.write_eof()
             return resp
