@@ -60,7 +60,7 @@ from sigledger.ledger.checkpoint import Checkpoint
 from sigledger.ledger.entry import Entry, Statement, encode_entry
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import Signer, Verifier
-from tests.helpers import LogProcess, post_add, sigledger_cmd, tree_env
+from tests.helpers import LogProcess, post_add, run_cli, sigledger_cmd, tree_env
 from tests.simulator import SimulatedLog
 
 ALICE = Signer.from_seed("alice@example.org", hashlib.sha256(b"alice").digest())
@@ -745,7 +745,7 @@ def test_targeted_attack_is_refused(world: World) -> None:
         target = world.tmp / "attack-uv"
         r = uv_install(world.index, target, world.tmp, "victim")
         assert r.returncode != 0, r.stdout + r.stderr
-        assert "409" in r.stdout + r.stderr
+        assert f"409 upstream served sha256:{got} for {filename}" in r.stdout + r.stderr
         assert not (target / "victim").exists()
         status, body, _ = http_get(f"{world.proxy.url}/files/victim/{filename}")
         assert status == 409 and f"the log holds sha256:{want}".encode() in body
@@ -856,3 +856,13 @@ def test_directory_upstream_with_core_metadata(world: World) -> None:
         assert b"not in the log" in body
     finally:
         proxy.stop()
+
+
+def test_cli_refuses_a_bad_upstream(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(dump_policy(Policy((LogTrust("http://127.0.0.1:9", ALICE.verifier(), "x"),))))
+    r = run_cli("proxy", "--upstream", str(tmp_path / "nowhere"), "--policy", str(policy))
+    assert r.returncode == 2
+    assert "is neither an http(s) URL of a simple index" in r.stderr
+    r = run_cli("proxy", "--upstream", str(tmp_path), "--policy", str(tmp_path / "none.toml"))
+    assert r.returncode == 2 and "no trust policy" in r.stderr

@@ -125,6 +125,7 @@ from sigledger.ledger.entry import file_identity, parse_release_filename
 from sigledger.ledger.errors import (
     ConfigError,
     FormatError,
+    LedgerError,
     LogMisbehaviorError,
     NetworkError,
     VerificationError,
@@ -1092,6 +1093,8 @@ class Proxy:
         except VerificationError as exc:
             log.warning("the log's answer did not verify", extra={"err": str(exc)})
             return RefusedError(502, f"the log's answer did not verify: {exc}").response()
+        except LedgerError as exc:  # e.g. the log refused a lookup (LogRefusedError)
+            return RefusedError(502, f"the log {self.cfg.log.url} answered: {exc}").response()
 
     # --- views ------------------------------------------------------------------------
 
