@@ -72,7 +72,7 @@ def test_verbose_and_quiet_before_and_after_the_command(
 
 def test_every_reporting_command_takes_json() -> None:
     commands = _commands()
-    assert set(commands) == REPORTING | {"serve", "witness serve", "completion"}
+    assert set(commands) == REPORTING | {"serve", "witness serve", "proxy", "completion"}
     for name, options in commands.items():
         assert {"-v", "--verbose", "-q", "--quiet"} <= options, name
         assert ("--json" in options) == (name in REPORTING), name

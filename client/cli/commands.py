@@ -171,6 +171,37 @@ def verify(args: argparse.Namespace, ui: Ui) -> int:
     return report_outcomes(ui, outcomes, log.to_json())
 
 
+def proxy(args: argparse.Namespace, ui: Ui) -> int:
+    from sigledger.client.install.inputs import require_policy
+    from sigledger.client.install.policy import default_cache_dir, default_state_dir
+    from sigledger.client.install.proxy import ProxyConfig, run_proxy
+    from sigledger.ledger.service.config import parse_listen
+    from sigledger.ledger.service.diagnostics import configure_logging
+
+    policy = require_policy(args.policy)
+    trust = policy.log_for(args.log) if args.log else policy.logs[0]
+    if trust is None:
+        raise ConfigError(f"the policy does not trust a log at {args.log}")
+    if args.cache_size < 1 or args.page_ttl < 0:
+        raise ConfigError("--cache-size must be at least 1 and --page-ttl at least 0")
+    host, port = parse_listen(args.listen)
+    cfg = ProxyConfig(
+        upstream=args.upstream,
+        policy=policy,
+        log=trust,
+        host=host,
+        port=port,
+        cache_dir=Path(args.cache) if args.cache else default_cache_dir() / "proxy",
+        state_dir=Path(args.state) if args.state else default_state_dir() / "proxy",
+        cache_bytes=args.cache_size << 20,
+        page_ttl=args.page_ttl,
+        unlisted=args.unlisted,
+    )
+    configure_logging("json" if args.json_log else "text")
+    asyncio.run(run_proxy(cfg, announce=ui.error))
+    return EXIT_OK
+
+
 def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
     from sigledger.client.install.inputs import read_pins
     from sigledger.client.install.pin import pin_policy
@@ -305,6 +336,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, Ui], int]] = {
     "keygen": keygen,
     "publish": publish,
     "verify": verify,
+    "proxy": proxy,
     "policy pin": policy_pin,
     "checkpoint": checkpoint,
     "monitor": monitor,

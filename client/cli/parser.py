@@ -94,6 +94,7 @@ def build_parser() -> Parser:
     _keygen(sub)
     _publish(sub)
     _verify(sub)
+    _proxy(sub)
     _policy(sub)
     _witness(sub)
     _checkpoint(sub)
@@ -258,6 +259,79 @@ def _verify(sub: Any) -> None:
         metavar="DIR",
         default=None,
         help="with --offline, look for DIR/<file>.json first",
+    )
+
+
+def _proxy(sub: Any) -> None:
+    px = _command(
+        sub,
+        "proxy",
+        "proxy",
+        reports=False,
+        help="serve an index that shows and serves only logged, trusted files",
+        description="Serve the simple repository API (PEP 503 HTML, PEP 691 JSON) of an "
+        "upstream index, keeping only files the policy's log holds and trusts, with hashes "
+        "from the log; downloads are checked against the logged hash before they are served. "
+        "Point pip, uv, poetry or pdm at http://HOST:PORT/simple/ (--index-url). "
+        "Format and behaviour: client/install/proxy.py.",
+    )
+    px.add_argument(
+        "--upstream",
+        required=True,
+        metavar="URL_OR_DIR",
+        help="the upstream simple index (e.g. https://pypi.org/simple/), or a directory "
+        "(or file:// URL) of release files",
+    )
+    px.add_argument(
+        "--listen", metavar="HOST:PORT", default="127.0.0.1:8090", help="default 127.0.0.1:8090"
+    )
+    px.add_argument(
+        "--policy",
+        metavar="FILE",
+        default=None,
+        help="trust policy (env SIGLEDGER_POLICY; default in your config directory)",
+    )
+    px.add_argument(
+        "--log",
+        metavar="URL",
+        default=_env("LOG"),
+        help="which of the policy's logs to check against (default: the first)",
+    )
+    px.add_argument(
+        "--unlisted",
+        choices=["require-any-signer", "pass-through"],
+        default="require-any-signer",
+        help="projects without a rule (and no [default]) in the policy: require the file "
+        "to be logged by some signer (default), or serve it unverified with a warning",
+    )
+    px.add_argument(
+        "--cache",
+        metavar="DIR",
+        default=None,
+        help="verified files and tiles (default: proxy/ in the user cache directory)",
+    )
+    px.add_argument(
+        "--cache-size",
+        type=int,
+        default=2048,
+        metavar="MB",
+        help="bound of the verified file cache in MiB (default 2048)",
+    )
+    px.add_argument(
+        "--state",
+        metavar="DIR",
+        default=None,
+        help="checkpoint memory and the stop flag (default: proxy/ in the user state directory)",
+    )
+    px.add_argument(
+        "--page-ttl",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="reuse a checked project page this long (default 30; 0: check every request)",
+    )
+    px.add_argument(
+        "--json-log", action="store_true", help="log one JSON object per line (default: text)"
     )
 
 

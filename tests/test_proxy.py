@@ -1,0 +1,868 @@
+"""``sigledger proxy``: page parsing and rendering, the filter, the cache, and real
+installs (pip, uv) through a real proxy in front of a real pypiserver and a real log."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+
+from sigledger.client.checkpoints import FileCheckpointStore
+from sigledger.client.install.policy import (
+    LogTrust,
+    Policy,
+    SignerRule,
+    dump_policy,
+)
+from sigledger.client.install.proxy import (
+    HTML,
+    HTML_V1,
+    JSON_V1,
+    STOP_FLAG,
+    FileCache,
+    IndexFile,
+    ShownFile,
+    judge,
+    negotiate,
+    parse_html_page,
+    parse_html_projects,
+    parse_json_page,
+    parse_json_projects,
+    render_index_html,
+    render_project_html,
+    render_project_json,
+)
+from sigledger.client.publish.submit import sign_statement
+from sigledger.client.trust import VerifiedEntry
+from sigledger.ledger.checkpoint import Checkpoint
+from sigledger.ledger.entry import Entry, Statement, encode_entry
+from sigledger.ledger.errors import FormatError
+from sigledger.ledger.note import Signer, Verifier
+from tests.helpers import LogProcess, post_add, run_cli, sigledger_cmd, tree_env
+from tests.simulator import SimulatedLog
+
+ALICE = Signer.from_seed("alice@example.org", hashlib.sha256(b"alice").digest())
+BOB = Signer.from_seed("bob@example.org", hashlib.sha256(b"bob").digest())
+MALLORY = Signer.from_seed("mallory@example.org", hashlib.sha256(b"mallory").digest())
+
+
+# --- content negotiation -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        (None, HTML),
+        ("", HTML),
+        ("*/*", HTML),
+        ("text/html", HTML),
+        (JSON_V1, JSON_V1),
+        (HTML_V1, HTML_V1),
+        ("application/vnd.pypi.simple.latest+json", JSON_V1),
+        # what pip sends
+        (f"{JSON_V1}, {HTML_V1}; q=0.1, text/html; q=0.01", JSON_V1),
+        (f"text/html, {JSON_V1};q=0.5", HTML),
+        (f"*/*, {JSON_V1}", JSON_V1),  # an exact type beats a wildcard of equal q
+        ("application/json", None),
+        (f"{JSON_V1};q=0", None),
+        ("image/png, text/plain", None),
+    ],
+)
+def test_negotiate(accept: str | None, chosen: str | None) -> None:
+    assert negotiate(accept) == chosen
+
+
+@given(hs.text())
+def test_negotiate_never_raises(accept: str) -> None:
+    assert negotiate(accept) in (None, HTML, HTML_V1, JSON_V1)
+
+
+# --- page parsing and rendering ----------------------------------------------------
+
+PYPISERVER_LIKE = """<html><head><title>Links for demo</title></head><body>
+<h1>Links for demo</h1>
+<a href="../../packages/demo-1.0-py3-none-any.whl#sha256=AB12">demo-1.0-py3-none-any.whl</a><br>
+<a href="https://files.example/demo-1.0.tar.gz#md5=ff" data-requires-python="&gt;=3.8"
+   data-yanked="broken &amp; bad">demo-1.0.tar.gz</a>
+<a href="demo-2.0-py3-none-any.whl" data-dist-info-metadata="sha256=cd">x</a>
+<a href="demo-3.0-py3-none-any.whl" data-core-metadata="true" data-yanked></a>
+<a>no href</a>
+</body></html>"""
+
+
+def test_parse_html_page() -> None:
+    files = parse_html_page(PYPISERVER_LIKE, "http://up.example/simple/demo/")
+    assert [f.filename for f in files] == [
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.0.tar.gz",
+        "demo-2.0-py3-none-any.whl",
+        "demo-3.0-py3-none-any.whl",
+    ]
+    whl, sdist, two, three = files
+    assert whl.url == "http://up.example/packages/demo-1.0-py3-none-any.whl"
+    assert whl.hashes == {"sha256": "ab12"}
+    assert sdist.requires_python == ">=3.8" and sdist.yanked == "broken & bad"
+    assert sdist.hashes == {"md5": "ff"}
+    assert two.url == "http://up.example/simple/demo/demo-2.0-py3-none-any.whl"
+    assert two.core_metadata == {"sha256": "cd"} and two.yanked is False
+    assert three.core_metadata is True and three.yanked is True
+
+
+def test_parse_html_projects_and_base() -> None:
+    page = '<base href="http://other/x/"><a href="/simple/foo-bar/">Foo_Bar</a><a href="baz/"></a>'
+    assert parse_html_projects(page) == ["Foo_Bar", "baz"]
+    files = parse_html_page('<base href="http://cdn/p/"><a href="f-1.0.tar.gz">f</a>', "http://i/")
+    assert files[0].url == "http://cdn/p/f-1.0.tar.gz"
+
+
+def test_parse_json_page() -> None:
+    doc = {
+        "meta": {"api-version": "1.1"},
+        "name": "demo",
+        "files": [
+            {
+                "filename": "demo-1.0.tar.gz",
+                "url": "../../packages/demo-1.0.tar.gz",
+                "hashes": {"sha256": "AA"},
+                "requires-python": ">=3.9",
+                "yanked": "oops",
+                "core-metadata": {"sha256": "bb"},
+                "size": 12,
+            },
+            {"filename": "demo-1.1.tar.gz", "url": "https://f/demo-1.1.tar.gz", "hashes": {}},
+        ],
+    }
+    a, b = parse_json_page(json.dumps(doc), "http://up/simple/demo/")
+    assert a == IndexFile(
+        "demo-1.0.tar.gz",
+        "http://up/packages/demo-1.0.tar.gz",
+        {"sha256": "aa"},
+        ">=3.9",
+        "oops",
+        {"sha256": "bb"},
+        12,
+    )
+    assert b.yanked is False and b.core_metadata is False and b.size is None
+    with pytest.raises(FormatError):
+        parse_json_page(b"[]", "http://up/")
+    with pytest.raises(FormatError):
+        parse_json_page(b'{"files": [{"filename": 1}]}', "http://up/")
+    assert parse_json_projects(b'{"projects": [{"name": "A"}, {"x": 1}]}') == ["A"]
+
+
+def _shown() -> list[ShownFile]:
+    return [
+        ShownFile("demo-1.0-py3-none-any.whl", "ab" * 32, 100, ">=3.8", False, {"sha256": "cd"}),
+        ShownFile("demo-1.0.tar.gz", "ef" * 32, 50, None, "bad <build>", False),
+        ShownFile("demo-0.9.tar.gz", "01" * 32, 10, None, True, True),
+    ]
+
+
+def test_render_html_parses_back() -> None:
+    page = render_project_html("demo", _shown())
+    assert 'name="pypi:repository-version" content="1.1"' in page
+    files = parse_html_page(page, "http://proxy/simple/demo/")
+    assert [f.url for f in files] == [f"http://proxy/files/demo/{f.filename}" for f in _shown()]
+    for parsed, shown in zip(files, _shown(), strict=True):
+        assert parsed.hashes == {"sha256": shown.sha256}
+        assert parsed.requires_python == shown.requires_python
+        assert parsed.yanked == shown.yanked
+        assert parsed.core_metadata == shown.core_metadata
+
+
+def test_render_json_parses_back() -> None:
+    doc = render_project_json("demo", _shown())
+    assert doc["meta"] == {"api-version": "1.1"}
+    assert doc["versions"] == ["0.9", "1.0"]
+    files = parse_json_page(json.dumps(doc), "http://proxy/simple/demo/")
+    for parsed, shown in zip(files, _shown(), strict=True):
+        assert parsed.hashes == {"sha256": shown.sha256}
+        assert parsed.size == shown.size
+        assert parsed.yanked == shown.yanked
+        assert parsed.core_metadata == shown.core_metadata
+    unsized = render_project_json("demo", [ShownFile("demo-1.0.tar.gz", None, None)])
+    assert unsized["meta"] == {"api-version": "1.0"} and "versions" not in unsized
+
+
+def test_render_index() -> None:
+    assert parse_html_projects(render_index_html(["Foo_Bar", "<x>"])) == ["Foo_Bar", "<x>"]
+    assert 'href="/simple/foo-bar/"' in render_index_html(["Foo_Bar"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(hs.text())
+def test_parse_html_never_raises(text: str) -> None:
+    for f in parse_html_page(text, "http://up/simple/p/"):
+        assert f.filename and "/" not in f.filename
+    parse_html_projects(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hs.recursive(
+        hs.none() | hs.booleans() | hs.integers() | hs.text(),
+        _json_extend := (
+            lambda c: hs.lists(c, max_size=3) | hs.dictionaries(hs.text(max_size=12), c, max_size=4)
+        ),
+    )
+)
+def test_parse_json_only_format_errors(doc: object) -> None:
+    for candidate in (doc, {"files": doc}, {"files": [doc]}, {"projects": doc}):
+        data = json.dumps(candidate)
+        try:
+            parse_json_page(data, "http://up/")
+        except FormatError:
+            pass
+        try:
+            parse_json_projects(data)
+        except FormatError:
+            pass
+
+
+_FILENAMES = hs.from_regex(
+    r"[a-z][a-z0-9_]{0,8}-[0-9]{1,3}(\.[0-9]{1,3})?(\.tar\.gz|-py3-none-any\.whl)", fullmatch=True
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    hs.lists(
+        hs.builds(
+            ShownFile,
+            _FILENAMES,
+            hs.binary(min_size=32, max_size=32).map(bytes.hex),
+            hs.integers(min_value=0, max_value=2**40),
+            hs.none() | hs.text(min_size=1).filter(str.strip).map(str.strip),
+            hs.booleans() | hs.text(min_size=1),
+            hs.booleans()
+            | hs.fixed_dictionaries({"sha256": hs.from_regex(r"[0-9a-f]{64}", fullmatch=True)}),
+        ),
+        max_size=5,
+        unique_by=lambda f: f.filename,
+    )
+)
+def test_render_round_trips(files: list[ShownFile]) -> None:
+    for parsed_files in (
+        parse_html_page(render_project_html("p", files), "http://x/simple/p/"),
+        parse_json_page(json.dumps(render_project_json("p", files)), "http://x/simple/p/"),
+    ):
+        assert [f.filename for f in parsed_files] == [f.filename for f in files]
+        for parsed, shown in zip(parsed_files, files, strict=True):
+            assert parsed.hashes == {"sha256": shown.sha256}
+            assert parsed.yanked == shown.yanked
+            assert parsed.core_metadata == shown.core_metadata
+            assert (parsed.requires_python or None) == shown.requires_python
+
+
+# --- the filter ------------------------------------------------------------------------
+
+_CP = Checkpoint("test/log", 100, b"\0" * 32)
+
+
+def _entry(index: int, signer: Signer, filename: str, content: bytes) -> VerifiedEntry:
+    st = Statement.for_file(filename, hashlib.sha256(content).digest(), len(content))
+    entry = Entry(sign_statement(signer, st), 1_700_000_000_000)
+    return VerifiedEntry(index, encode_entry(entry), entry, _CP)
+
+
+def _policy(**projects: SignerRule) -> Policy:
+    return Policy((LogTrust("http://log", ALICE.verifier(), "test/log"),), projects=projects)
+
+
+def _up(filename: str, content: bytes | None = None) -> IndexFile:
+    hashes = {"sha256": hashlib.sha256(content).hexdigest()} if content is not None else {}
+    return IndexFile(filename, f"http://up/{filename}", hashes)
+
+
+def test_judge_filters_by_policy() -> None:
+    policy = _policy(demo=SignerRule(frozenset({ALICE.vkey, BOB.vkey}), 2))
+    files = [
+        _up("demo-1.0.tar.gz", b"evil"),  # the upstream's hash is not used
+        _up("Demo-1.1.tar.gz"),
+        _up("demo-1.2.tar.gz"),
+        _up("demo-1.3.tar.gz"),
+        _up("demo-1.4.exe"),
+    ]
+    entries = [
+        _entry(0, ALICE, "demo-1.0.tar.gz", b"one"),
+        _entry(1, BOB, "demo-1.0.tar.gz", b"one"),
+        _entry(2, ALICE, "demo-1.1.tar.gz", b"eleven"),  # only one of two
+        _entry(3, MALLORY, "demo-1.2.tar.gz", b"twelve"),
+        _entry(4, ALICE, "demo-1.0.tar.gz", b"other"),  # a conflicting hash from a trusted signer
+    ]
+    v = judge(policy, "demo", files, entries[:4])
+    assert v["demo-1.0.tar.gz"].served
+    assert v["demo-1.0.tar.gz"].sha256 == hashlib.sha256(b"one").digest()
+    assert v["demo-1.0.tar.gz"].size == 3 and v["demo-1.0.tar.gz"].verified
+    assert v["demo-1.0.tar.gz"].signers == tuple(sorted([ALICE.vkey, BOB.vkey]))
+    assert not v["Demo-1.1.tar.gz"].served
+    assert "2 of 2 required signers, got 1" in v["Demo-1.1.tar.gz"].reason
+    assert not v["demo-1.2.tar.gz"].served
+    assert "not signed by any trusted signer" in v["demo-1.2.tar.gz"].reason
+    assert MALLORY.vkey in v["demo-1.2.tar.gz"].reason
+    assert v["demo-1.3.tar.gz"].reason == "not in the log (no entry for this file)"
+    assert v["demo-1.4.exe"].reason == "not a wheel or sdist filename"
+    alarm = judge(policy, "demo", files[:1], entries)["demo-1.0.tar.gz"]
+    assert not alarm.served and alarm.alarm and "ALARM" in alarm.reason
+
+
+def test_judge_unlisted_projects() -> None:
+    policy = _policy(other=SignerRule(frozenset({ALICE.vkey}), 1))
+    files = [_up("free-1.0.tar.gz", b"up"), _up("free-2.0.tar.gz", b"up2"), _up("free-3.0.tar.gz")]
+    entries = [_entry(0, MALLORY, "free-1.0.tar.gz", b"logged")]
+    strict = judge(policy, "free", files, entries)
+    assert strict["free-1.0.tar.gz"].served  # any signer
+    assert strict["free-1.0.tar.gz"].sha256 == hashlib.sha256(b"logged").digest()
+    assert not strict["free-2.0.tar.gz"].served
+    loose = judge(policy, "free", files, entries, unlisted="pass-through")
+    assert loose["free-1.0.tar.gz"].verified
+    assert loose["free-2.0.tar.gz"].served and not loose["free-2.0.tar.gz"].verified
+    assert loose["free-2.0.tar.gz"].sha256 == hashlib.sha256(b"up2").digest()
+    assert loose["free-3.0.tar.gz"].served and loose["free-3.0.tar.gz"].sha256 is None
+    # a listed project never passes through
+    assert not judge(policy, "other", [_up("other-1.0.tar.gz")], [], unlisted="pass-through")[
+        "other-1.0.tar.gz"
+    ].served
+
+
+# --- the cache ---------------------------------------------------------------------------
+
+
+def _put(cache: FileCache, data: bytes) -> str:
+    tmp = cache.temp_path()
+    tmp.write_bytes(data)
+    key = hashlib.sha256(data).hexdigest()
+    cache.add(key, tmp)
+    return key
+
+
+def test_cache_evicts_least_recently_used(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path, max_bytes=25)
+    a, b = _put(cache, b"a" * 10), _put(cache, b"b" * 10)
+    assert cache.get(a) is not None  # a is now the most recent
+    c = _put(cache, b"c" * 10)
+    assert cache.get(b) is None and not (cache.dir / b).exists()
+    assert cache.get(a) is not None and cache.get(c) is not None
+    assert cache.total == 20
+    big = _put(cache, b"d" * 100)  # larger than the bound: it alone stays
+    assert cache.get(big) is not None and cache.get(a) is None and cache.total == 100
+    again = FileCache(tmp_path, max_bytes=25)  # a restart keeps what is there, bounded
+    assert again.total == 100 and again.get(big) is not None
+    (tmp_path / "tmp" / "left.part").write_bytes(b"x")
+    FileCache(tmp_path, max_bytes=25)
+    assert not (tmp_path / "tmp" / "left.part").exists()
+
+
+async def test_cache_single_flight(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path, max_bytes=1000)
+    calls = 0
+    gate = asyncio.Event()
+
+    async def produce() -> Path:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        tmp = cache.temp_path()
+        tmp.write_bytes(b"payload")
+        return cache.add(hashlib.sha256(b"payload").hexdigest(), tmp)
+
+    waiters = [asyncio.ensure_future(cache.single_flight("k", produce)) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    waiters[0].cancel()  # one client going away does not cancel the others' download
+    gate.set()
+    results = await asyncio.gather(*waiters[1:])
+    assert calls == 1 and len(set(results)) == 1 and results[0].read_bytes() == b"payload"
+
+    async def fail() -> Path:
+        raise RuntimeError("upstream broke")
+
+    for _ in range(2):  # a failure reaches every waiter and is not remembered
+        with pytest.raises(RuntimeError):
+            await asyncio.gather(cache.single_flight("f", fail), cache.single_flight("f", fail))
+
+
+# --- end to end: real log, real pypiserver, real proxy, real pip and uv ----------------------
+
+
+def wheel(name: str, version: str, body: str = "VALUE = 1\n") -> tuple[str, bytes]:
+    """A minimal pure-Python wheel: one module, METADATA, WHEEL and RECORD."""
+    dist = f"{name.replace('-', '_')}-{version}"
+    files = {
+        f"{name.replace('-', '_')}/__init__.py": body.encode(),
+        f"{dist}.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        ).encode(),
+        f"{dist}.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: sigledger-tests\nRoot-Is-Purelib: true\n"
+            b"Tag: py3-none-any\n"
+        ),
+    }
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{dist}.dist-info/RECORD,,")
+    files[f"{dist}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for path, data in files.items():
+            z.writestr(zipfile.ZipInfo(path, (2024, 1, 1, 0, 0, 0)), data)
+    return f"{dist}-py3-none-any.whl", buf.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, accept: str | None = None) -> tuple[int, bytes, dict[str, str]]:
+    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, e.read(), dict(e.headers)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kw: object) -> None:
+        return None
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{proc.args} exited"
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+class ProxyProcess:
+    """``sigledger proxy`` on a free loopback port; ``lines`` is everything it logged."""
+
+    def __init__(self, upstream: str, policy: Path, work: Path, *extra: str) -> None:
+        self.args = [
+            *sigledger_cmd(),
+            "proxy",
+            "--upstream",
+            upstream,
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            str(policy),
+            "--cache",
+            str(work / "cache"),
+            "--state",
+            str(work / "state"),
+            "--json-log",
+            *extra,
+        ]
+        self.lines: list[str] = []
+        self.url = ""
+
+    def start(self, timeout: float = 30) -> ProxyProcess:
+        self.proc = subprocess.Popen(
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=tree_env(),
+        )
+        found: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert self.proc.stdout is not None
+            with self.proc.stdout as stream:
+                for line in stream:
+                    self.lines.append(line)
+                    found.put(line)
+            found.put(None)
+
+        self.pump = threading.Thread(target=pump, daemon=True)
+        self.pump.start()
+        deadline = time.monotonic() + timeout
+        while not self.url:
+            line = found.get(timeout=max(0.01, deadline - time.monotonic()))
+            if line is None:
+                raise RuntimeError("proxy exited: " + "".join(self.lines))
+            if m := re.search(r"listening on (http://\S+)/simple/", line):
+                self.url = m.group(1)
+        return self
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.pump.join(timeout=10)
+
+    def log(self) -> str:
+        return "".join(self.lines)
+
+
+def installer_env(tmp: Path) -> dict[str, str]:
+    """pip and uv see no configuration of this machine: only the index we give them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        UV_NO_CONFIG="1",
+        UV_CACHE_DIR=str(tmp / "uv-cache"),
+        UV_PYTHON_DOWNLOADS="never",
+        HOME=str(tmp / "home"),
+        XDG_CONFIG_HOME=str(tmp / "home" / ".config"),
+    )
+    return env
+
+
+def pip_install(
+    index: str, target: Path, tmp: Path, *reqs: str
+) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--no-cache-dir"]
+    cmd += ["--index-url", index, "--target", str(target), *reqs]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=installer_env(tmp), timeout=120, check=False
+    )
+
+
+def uv_install(index: str, target: Path, tmp: Path, *reqs: str) -> subprocess.CompletedProcess[str]:
+    uv = Path(sys.executable).parent / "uv"
+    exe = str(uv) if uv.exists() else shutil.which("uv")
+    assert exe, "uv is not installed; install the test extras: pip install -e '.[test]'"
+    cmd = [exe, "pip", "install", "--no-cache", "--python", sys.executable]
+    cmd += ["--index-url", index, "--target", str(target), *reqs]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=installer_env(tmp), timeout=120, check=False
+    )
+
+
+@dataclass
+class World:
+    log: LogProcess
+    packages: Path
+    proxy: ProxyProcess
+    tmp: Path
+    files: dict[str, bytes]
+
+    @property
+    def index(self) -> str:
+        return self.proxy.url + "/simple/"
+
+
+def publish(log_url: str, signer: Signer, filename: str, data: bytes) -> None:
+    st = Statement.for_file(filename, hashlib.sha256(data).digest(), len(data))
+    status, body, _ = asyncio.run(post_add(log_url, [sign_statement(signer, st)]))
+    assert status == 200, body
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("proxy")
+    packages = tmp / "packages"
+    packages.mkdir()
+    log = LogProcess(tmp / "log").start()
+    server: subprocess.Popen[bytes] | None = None
+    proxy: ProxyProcess | None = None
+    try:
+        files: dict[str, bytes] = {}
+        for name, version, signer in [
+            ("goodpkg", "1.0", ALICE),
+            ("goodpkg", "2.0", MALLORY),  # logged, but not by a signer the policy trusts
+            ("victim", "1.0", ALICE),  # the upstream will serve other bytes for it
+            ("free-pkg", "0.1", MALLORY),  # no rule in the policy: any signer will do
+        ]:
+            filename, data = wheel(name, version, f"NAME = {name!r}\nVERSION = {version!r}\n")
+            files[filename] = data
+            (packages / filename).write_bytes(data)
+            publish(log.url, signer, filename, data)
+        unlogged, data = wheel("free-pkg", "0.2")
+        files[unlogged] = data
+        (packages / unlogged).write_bytes(data)
+        port = free_port()
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pypiserver",
+                "run",
+                "-p",
+                str(port),
+                "-i",
+                "127.0.0.1",
+                "-a",
+                ".",
+                "-P",
+                ".",
+                "--disable-fallback",
+                "--backend",
+                "simple-dir",
+                "--log-stream",
+                "none",
+                str(packages),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_http(f"http://127.0.0.1:{port}/simple/", server)
+        policy = Policy(
+            (LogTrust(log.url, Verifier.from_vkey(log.vkey), Verifier.from_vkey(log.vkey).name),),
+            projects={
+                "goodpkg": SignerRule(frozenset({ALICE.vkey}), 1),
+                "victim": SignerRule(frozenset({ALICE.vkey}), 1),
+            },
+        )
+        policy_file = tmp / "policy.toml"
+        policy_file.write_text(dump_policy(policy))
+        proxy = ProxyProcess(
+            f"http://127.0.0.1:{port}/simple/", policy_file, tmp / "proxy", "--page-ttl", "0"
+        ).start()
+        yield World(log, packages, proxy, tmp, files)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+        log.stop()
+
+
+@pytest.mark.timeout(120)
+def test_pages_show_only_trusted_files(world: World) -> None:
+    status, body, headers = http_get(world.index + "goodpkg/", "text/html")
+    assert status == 200, body
+    assert headers["X-Sigledger-Dropped"] == "1"
+    page = parse_html_page(body.decode(), world.index + "goodpkg/")
+    assert [f.filename for f in page] == ["goodpkg-1.0-py3-none-any.whl"]
+    good = world.files["goodpkg-1.0-py3-none-any.whl"]
+    assert page[0].hashes == {"sha256": hashlib.sha256(good).hexdigest()}
+    status, body, headers = http_get(world.index + "goodpkg/", JSON_V1)
+    assert status == 200 and headers["Content-Type"].startswith(JSON_V1)
+    doc = json.loads(body)
+    assert doc["meta"]["api-version"] == "1.1" and doc["versions"] == ["1.0"]
+    assert doc["files"][0]["size"] == len(good)
+    # the file left out is explained
+    status, body, _ = http_get(world.proxy.url + "/why/goodpkg/goodpkg-2.0-py3-none-any.whl")
+    assert status == 200
+    assert b"left out" in body and b"not signed by any trusted signer" in body
+    assert MALLORY.vkey.encode() in body
+    status, body, _ = http_get(
+        world.proxy.url + "/why/goodpkg/goodpkg-2.0-py3-none-any.whl?format=json"
+    )
+    why = json.loads(body)
+    assert why["served"] is False and why["signers"] == [MALLORY.vkey]
+    assert "dropped goodpkg-2.0-py3-none-any.whl" in world.proxy.log()
+    # nor can it be downloaded by guessing its URL
+    status, body, _ = http_get(world.proxy.url + "/files/goodpkg/goodpkg-2.0-py3-none-any.whl")
+    assert status == 404 and b"not signed by any trusted signer" in body
+    # unlisted project: logged by anyone is served, not logged is not
+    status, body, headers = http_get(world.index + "free-pkg/")
+    assert [f.filename for f in parse_html_page(body.decode(), world.index)] == [
+        "free_pkg-0.1-py3-none-any.whl"
+    ]
+    # names are normalized as PyPI does
+    opener = urllib.request.build_opener(_NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        opener.open(world.index + "Free_Pkg/", timeout=10)
+    with redirect.value:
+        assert redirect.value.code == 301
+        assert redirect.value.headers["Location"] == "/simple/free-pkg/"
+    status, body, _ = http_get(world.index, JSON_V1)
+    assert {p["name"] for p in json.loads(body)["projects"]} >= {"goodpkg", "victim"}
+    status, body, _ = http_get(world.proxy.url + "/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    status, _, _ = http_get(world.index + "nosuchproject/")
+    assert status == 404
+
+
+@pytest.mark.timeout(180)
+def test_pip_installs_through_the_proxy(world: World) -> None:
+    target = world.tmp / "pip-target"
+    r = pip_install(world.index, target, world.tmp, "goodpkg", "free-pkg")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (target / "goodpkg" / "__init__.py").read_text() == "NAME = 'goodpkg'\nVERSION = '1.0'\n"
+    assert (target / "free_pkg").is_dir()
+    # the version only an untrusted signer logged is not installable
+    r = pip_install(world.index, world.tmp / "pip-2", world.tmp, "goodpkg==2.0")
+    assert r.returncode != 0 and "No matching distribution" in r.stdout + r.stderr
+
+
+@pytest.mark.timeout(180)
+def test_uv_installs_through_the_proxy(world: World) -> None:
+    target = world.tmp / "uv-target"
+    r = uv_install(world.index, target, world.tmp, "goodpkg", "free-pkg")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (target / "goodpkg" / "__init__.py").read_text() == "NAME = 'goodpkg'\nVERSION = '1.0'\n"
+    r = uv_install(world.index, world.tmp / "uv-2", world.tmp, "goodpkg==2.0")
+    assert r.returncode != 0
+
+
+@pytest.mark.timeout(180)
+def test_targeted_attack_is_refused(world: World) -> None:
+    filename = "victim-1.0-py3-none-any.whl"
+    logged = world.files[filename]
+    _, evil = wheel("victim", "1.0", "import os  # something else\n")
+    (world.packages / filename).write_bytes(evil)
+    try:
+        want = hashlib.sha256(logged).hexdigest()
+        got = hashlib.sha256(evil).hexdigest()
+        target = world.tmp / "attack-pip"
+        r = pip_install(world.index, target, world.tmp, "victim")
+        out = r.stdout + r.stderr
+        assert r.returncode != 0
+        assert f"upstream served sha256:{got} for {filename} but the log holds sha256:{want}" in out
+        assert not (target / "victim").exists()
+        target = world.tmp / "attack-uv"
+        r = uv_install(world.index, target, world.tmp, "victim")
+        assert r.returncode != 0, r.stdout + r.stderr
+        assert f"409 upstream served sha256:{got} for {filename}" in r.stdout + r.stderr
+        assert not (target / "victim").exists()
+        status, body, _ = http_get(f"{world.proxy.url}/files/victim/{filename}")
+        assert status == 409 and f"the log holds sha256:{want}".encode() in body
+        assert f"refused {filename}" in world.proxy.log()
+        assert not (world.tmp / "proxy" / "cache" / "files" / got).exists()
+    finally:
+        (world.packages / filename).write_bytes(logged)
+    # the honest bytes are served again
+    status, body, _ = http_get(f"{world.proxy.url}/files/victim/{filename}")
+    assert status == 200 and body == logged
+
+
+# --- a log showing two histories stops the proxy -----------------------------------------
+
+FORK_KEY = Signer.from_seed("fork.example/log", bytes([21]) * 32)
+
+
+@pytest.mark.timeout(120)
+async def test_forked_log_stops_the_proxy(tmp_path: Path) -> None:
+    honest = SimulatedLog(FORK_KEY)
+    honest.append(b"entry 0", b"entry 1")
+    honest.publish()
+    forked = honest.fork()
+    honest.append(b"entry 2")
+    forked.append(b"another entry 2")
+    honest.publish()
+    forked.publish()
+    await honest.start()
+    upstream = tmp_path / "dir"
+    upstream.mkdir()
+    filename, data = wheel("anything", "1.0")
+    (upstream / filename).write_bytes(data)
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(
+        dump_policy(Policy((LogTrust(honest.url, FORK_KEY.verifier(), FORK_KEY.name),)))
+    )
+    work = tmp_path / "proxy"
+    proxy = ProxyProcess(str(upstream), policy_file, work)
+    try:
+        await asyncio.to_thread(proxy.start)
+        status, body, _ = await asyncio.to_thread(http_get, proxy.url + "/healthz")
+        assert status == 200, body  # the honest checkpoint is now remembered
+        honest_note = honest.note
+        honest.note = forked.note  # the same log key now shows another history
+        for path in ("/simple/anything/", f"/files/anything/{filename}", "/simple/"):
+            status, body, _ = await asyncio.to_thread(http_get, proxy.url + path)
+            assert status == 503, (path, body)
+            assert b"two checkpoints that cannot both be true" in body
+            assert STOP_FLAG.encode() in body and b"remove" in body
+        status, body, _ = await asyncio.to_thread(http_get, proxy.url + "/healthz")
+        assert status == 503
+        health = json.loads(body)
+        assert health["status"] == "stopped"
+        assert health["evidence"]["type"] == "inconsistent_checkpoints"
+        assert health["evidence"]["checkpoints"] == [honest_note.decode(), forked.note.decode()]
+        assert "inconsistent_checkpoints" in proxy.log()
+        # a restart stays stopped, even if the log looks honest again
+        proxy.stop()
+        honest.note = honest_note
+        proxy = ProxyProcess(str(upstream), policy_file, work)
+        await asyncio.to_thread(proxy.start)
+        assert "STOPPED" in proxy.log()
+        status, body, _ = await asyncio.to_thread(http_get, proxy.url + "/simple/anything/")
+        assert status == 503
+        status, body, _ = await asyncio.to_thread(http_get, proxy.url + "/healthz")
+        assert status == 503 and json.loads(body)["evidence"]["type"] == "inconsistent_checkpoints"
+        assert (work / "state" / STOP_FLAG).exists()
+        assert FileCheckpointStore(work / "state").get(FORK_KEY.name) is not None
+    finally:
+        await asyncio.to_thread(proxy.stop)
+        await honest.stop()
+
+
+@pytest.mark.timeout(180)
+def test_directory_upstream_with_core_metadata(world: World) -> None:
+    """``--upstream DIR``: PEP 658 metadata beside a wheel is announced, served through
+    the proxy, and pip installs with it."""
+    upstream = world.tmp / "dir-upstream"
+    (upstream / "sub").mkdir(parents=True)
+    filename = "goodpkg-1.0-py3-none-any.whl"
+    data = world.files[filename]
+    (upstream / "sub" / filename).write_bytes(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        metadata = z.read("goodpkg-1.0.dist-info/METADATA")
+    (upstream / "sub" / f"{filename}.metadata").write_bytes(metadata)
+    proxy = ProxyProcess(
+        upstream.as_uri(), world.tmp / "policy.toml", world.tmp / "dir-proxy", "--page-ttl", "0"
+    ).start()
+    try:
+        status, body, _ = http_get(proxy.url + "/simple/goodpkg/", JSON_V1)
+        assert status == 200, body
+        (item,) = json.loads(body)["files"]
+        assert item["hashes"] == {"sha256": hashlib.sha256(data).hexdigest()}
+        assert item["core-metadata"] == {"sha256": hashlib.sha256(metadata).hexdigest()}
+        status, body, _ = http_get(f"{proxy.url}/files/goodpkg/{filename}.metadata")
+        assert status == 200 and body == metadata
+        target = world.tmp / "dir-target"
+        r = pip_install(proxy.url + "/simple/", target, world.tmp, "goodpkg")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (target / "goodpkg" / "__init__.py").exists()
+        # a wheel nobody logged, dropped into the directory, is not shown
+        _, extra = wheel("goodpkg", "3.0")
+        (upstream / "goodpkg-3.0-py3-none-any.whl").write_bytes(extra)
+        status, body, headers = http_get(proxy.url + "/simple/goodpkg/", HTML)
+        assert status == 200 and headers["X-Sigledger-Dropped"] == "1"
+        assert b"goodpkg-3.0" not in body
+        status, body, _ = http_get(proxy.url + "/why/goodpkg/goodpkg-3.0-py3-none-any.whl")
+        assert b"not in the log" in body
+    finally:
+        proxy.stop()
+
+
+def test_cli_refuses_a_bad_upstream(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(dump_policy(Policy((LogTrust("http://127.0.0.1:9", ALICE.verifier(), "x"),))))
+    r = run_cli("proxy", "--upstream", str(tmp_path / "nowhere"), "--policy", str(policy))
+    assert r.returncode == 2
+    assert "is neither an http(s) URL of a simple index" in r.stderr
+    r = run_cli("proxy", "--upstream", str(tmp_path), "--policy", str(tmp_path / "none.toml"))
+    assert r.returncode == 2 and "no trust policy" in r.stderr
