@@ -47,7 +47,12 @@ from typing import Any
 import aiosqlite
 
 from sigledger.ledger.entry import file_identity
-from sigledger.ledger.service.sqlite import StorageError, open_database
+from sigledger.ledger.service.sqlite import (
+    StorageError,
+    check_schema_version,
+    open_database,
+    transaction,
+)
 
 SCHEMA_VERSION = "2"
 # Indexes on columns that schema 1 lacked: created after the migration adds them.
@@ -142,9 +147,14 @@ class Storage:
     @classmethod
     async def open(cls, path: Path | str) -> Storage:
         path = Path(path)
-        lock_fd, writer = await open_database(path, _SCHEMA, "sigledger process")
+
+        async def setup(db: aiosqlite.Connection) -> None:
+            await _migrate(db)
+            # Schema 1 databases were brought up to date by _migrate.
+            await check_schema_version(db, SCHEMA_VERSION, str(path), migrations={"1": None})
+
+        lock_fd, writer = await open_database(path, _SCHEMA, "sigledger process", setup=setup)
         try:
-            await _migrate(writer)
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute("PRAGMA query_only=ON")
         except BaseException as exc:
@@ -153,14 +163,7 @@ class Storage:
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"cannot open database {path}: {exc}") from exc
             raise
-        store = cls(path, writer, reader, lock_fd)
-        version = await store.get_meta("schema_version")
-        if version is None or version == "1":  # schema 1 was migrated by _migrate
-            await store.set_meta({"schema_version": SCHEMA_VERSION})
-        elif version != SCHEMA_VERSION:
-            await store.close()
-            raise StorageError(f"{path} has schema version {version}, expected {SCHEMA_VERSION}")
-        return store
+        return cls(path, writer, reader, lock_fd)
 
     async def close(self) -> None:
         try:
@@ -246,21 +249,10 @@ class Storage:
         await self._transaction([(_SAVE_NOTE, [(n, int(p), s) for s, n, p in notes])])
 
     async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        db = self._w
-        try:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, rows in statements:
-                    if rows:
-                        await db.executemany(sql, rows)
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"database write failed: {exc}") from exc
+        async with transaction(self._w, _write_failed) as db:
+            for sql, rows in statements:
+                if rows:
+                    await db.executemany(sql, rows)
 
     # -- reads ------------------------------------------------------------------
 
@@ -582,16 +574,11 @@ async def _migrate(db: aiosqlite.Connection) -> None:
         entry_columns = {str(row[1]) for row in await cur.fetchall()}
     if "identity" not in entry_columns:
         # Schema 1 -> 2: the file identity of every entry, computed from its filename.
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with transaction(db):
             await db.execute("ALTER TABLE entries ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
             async with db.execute("SELECT idx, filename FROM entries") as cur:
                 rows = [(file_identity(str(f)).key, int(i)) for i, f in await cur.fetchall()]
             await db.executemany("UPDATE entries SET identity = ? WHERE idx = ?", rows)
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
     await db.executescript(_LATE_INDEXES)
     async with db.execute("PRAGMA table_info(checkpoints)") as cur:
         columns = {str(row[1]) for row in await cur.fetchall()}
@@ -599,6 +586,13 @@ async def _migrate(db: aiosqlite.Connection) -> None:
         # Before witnessing, every checkpoint with a note had been published.
         await db.execute("ALTER TABLE checkpoints ADD COLUMN published INTEGER NOT NULL DEFAULT 0")
         await db.execute("UPDATE checkpoints SET published = 1 WHERE note IS NOT NULL")
+
+
+def _write_failed(exc: sqlite3.Error) -> BaseException:
+    # A constraint violation is the caller's mistake (a reused index), not a broken store.
+    if isinstance(exc, sqlite3.IntegrityError):
+        return exc
+    return StorageError(f"database write failed: {exc}")
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

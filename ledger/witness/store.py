@@ -37,7 +37,12 @@ from pathlib import Path
 
 import aiosqlite
 
-from sigledger.ledger.service.sqlite import StorageError, open_database
+from sigledger.ledger.service.sqlite import (
+    StorageError,
+    check_schema_version,
+    open_database,
+    transaction,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -131,15 +136,12 @@ class WitnessStore:
         it cannot be opened or has another schema version.
         """
         path = Path(path)
-        lock_fd, db = await open_database(path, _SCHEMA, "sigledger witness")
-        store = cls(path, db, lock_fd)
-        version = await store.get_meta("schema_version")
-        if version is None:
-            await store.set_meta({"schema_version": SCHEMA_VERSION})
-        elif version != SCHEMA_VERSION:
-            await store.close()
-            raise StorageError(f"{path} has schema version {version}, expected {SCHEMA_VERSION}")
-        return store
+
+        async def setup(db: aiosqlite.Connection) -> None:
+            await check_schema_version(db, SCHEMA_VERSION, str(path))
+
+        lock_fd, db = await open_database(path, _SCHEMA, "sigledger witness", setup=setup)
+        return cls(path, db, lock_fd)
 
     async def close(self) -> None:
         try:
@@ -155,20 +157,10 @@ class WitnessStore:
 
     async def set_meta(self, values: dict[str, str]) -> None:
         """Insert or replace metadata values, in one transaction."""
-        async with self._write_lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    await self._db.executemany(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                        list(values.items()),
-                    )
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    await self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageError(f"database write failed: {exc}") from exc
+        async with self._write_lock, transaction(self._db, _write_failed) as db:
+            await db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items())
+            )
 
     # -- checkpoints --------------------------------------------------------------
 
@@ -278,41 +270,32 @@ class WitnessStore:
         if now_ms is None:
             now_ms = int(time.time() * 1000)
         digest = hashlib.sha256(checkpoint_text.encode("utf-8")).digest()
-        async with self._write_lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    await self._db.execute(
-                        "INSERT INTO evidence (origin, reason, text_sha256, stored_size,"
-                        " stored_root, stored_note, request, priority, first_seen, last_seen)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                        " ON CONFLICT (origin, reason, text_sha256) DO UPDATE"
-                        " SET count = count + 1, last_seen = excluded.last_seen",
-                        (
-                            origin,
-                            reason,
-                            digest,
-                            stored.size if stored else 0,
-                            stored.root if stored else b"",
-                            stored.note if stored else None,
-                            bytes(request),
-                            priority,
-                            now_ms,
-                            now_ms,
-                        ),
-                    )
-                    await self._db.execute(
-                        "DELETE FROM evidence WHERE id IN (SELECT id FROM evidence"
-                        " ORDER BY priority ASC, id ASC"
-                        " LIMIT max(0, (SELECT count(*) FROM evidence) - ?))",
-                        (max(0, max_rows),),
-                    )
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    await self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageError(f"database write failed: {exc}") from exc
+        async with self._write_lock, transaction(self._db, _write_failed) as db:
+            await db.execute(
+                "INSERT INTO evidence (origin, reason, text_sha256, stored_size,"
+                " stored_root, stored_note, request, priority, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (origin, reason, text_sha256) DO UPDATE"
+                " SET count = count + 1, last_seen = excluded.last_seen",
+                (
+                    origin,
+                    reason,
+                    digest,
+                    stored.size if stored else 0,
+                    stored.root if stored else b"",
+                    stored.note if stored else None,
+                    bytes(request),
+                    priority,
+                    now_ms,
+                    now_ms,
+                ),
+            )
+            await db.execute(
+                "DELETE FROM evidence WHERE id IN (SELECT id FROM evidence"
+                " ORDER BY priority ASC, id ASC"
+                " LIMIT max(0, (SELECT count(*) FROM evidence) - ?))",
+                (max(0, max_rows),),
+            )
 
     async def evidence(self, limit: int = 100) -> list[Evidence]:
         """The most recently first-seen evidence rows, newest first."""
@@ -353,3 +336,7 @@ class WitnessStore:
         except sqlite3.Error as exc:
             raise StorageError(f"database read failed: {exc}") from exc
         return row
+
+
+def _write_failed(exc: sqlite3.Error) -> StorageError:
+    return StorageError(f"database write failed: {exc}")
