@@ -44,7 +44,7 @@ from sigledger.ledger.note import (
     verify_cosignature,
 )
 from sigledger.ledger.service.sqlite import StorageLockedError
-from sigledger.ledger.witness.app import WitnessConfig, load_witness_config
+from sigledger.ledger.witness.config import WitnessConfig, load_witness_config
 from sigledger.ledger.witness.store import WitnessStore
 from sigledger.ledger.witnessproto import (
     SIZE_CONTENT_TYPE,

@@ -402,7 +402,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_witness_serve(args: argparse.Namespace) -> int:
     from sigledger.ledger.service.diagnostics import configure_logging
-    from sigledger.ledger.witness.app import load_witness_config, run_witness
+    from sigledger.ledger.witness.app import run_witness
+    from sigledger.ledger.witness.config import load_witness_config
 
     cfg = load_witness_config(
         args.config,
