@@ -132,6 +132,7 @@ from sigledger.ledger.errors import (
     VerificationError,
 )
 from sigledger.ledger.note import ALG_COSIGNATURE_V1, Verifier, parse_note, verify_cosignature
+from sigledger.ledger.service.retry import Backoff, retrying
 from sigledger.ledger.service.sqlite import check_schema_version, open_database, transaction
 from sigledger.ledger.tiles import TILE_WIDTH
 
@@ -278,25 +279,36 @@ class AlarmSink:
             await self._post(doc)
 
     async def _post(self, doc: dict[str, Any]) -> None:
-        assert self._session is not None
-        assert self.webhook
-        delay = 0.25
-        problem = ""
-        for attempt in range(self.attempts):
-            try:
-                async with self._session.post(self.webhook, json=doc) as resp:
-                    await resp.read()
-                    if resp.status < 300:
-                        return
-                    problem = f"HTTP {resp.status}"
-                    if 400 <= resp.status < 500 and resp.status != 429:
-                        break
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = f"{exc.__class__.__name__}: {exc}"
-            if attempt + 1 < self.attempts:
-                await asyncio.sleep(delay)
-                delay *= 2
-        self.say(f"warning: webhook {self.webhook} did not take a {doc['type']} alarm ({problem})")
+        session, webhook = self._session, self.webhook
+        assert session is not None
+        assert webhook
+
+        async def attempt() -> int:
+            async with session.post(webhook, json=doc) as resp:
+                await resp.read()
+                return resp.status
+
+        try:
+            status = await retrying(
+                attempt,
+                Backoff(self.attempts, first=0.25),
+                again=_webhook_again,
+                transient=(aiohttp.ClientError, TimeoutError),
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            problem = f"{exc.__class__.__name__}: {exc}"
+        else:
+            if status < 300:
+                return
+            problem = f"HTTP {status}"
+        self.say(f"warning: webhook {webhook} did not take a {doc['type']} alarm ({problem})")
+
+
+def _webhook_again(status: int, wait: float) -> float | None:
+    """Taken (2xx) and refused (4xx but 429) are final; anything else is tried again."""
+    if status < 300 or (400 <= status < 500 and status != 429):
+        return None
+    return wait
 
 
 # --- state ----------------------------------------------------------------------
