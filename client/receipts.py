@@ -19,14 +19,13 @@ the entry says what the caller expected.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
+from sigledger.ledger.encoding import b64decode
 from sigledger.ledger.entry import Entry, Statement, decode_entry
 from sigledger.ledger.errors import FormatError, VerificationError
 from sigledger.ledger.note import ALG_COSIGNATURE_V1, Verifier, parse_note, verify_cosignature
@@ -47,9 +46,9 @@ def b64_field(value: object, what: str) -> bytes:
     if not isinstance(value, str):
         raise VerificationError(f"{what} must be base64 text")
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise VerificationError(f"{what} is not valid base64") from None
+        return b64decode(value, what)
+    except FormatError as exc:
+        raise VerificationError(str(exc)) from None
 
 
 def _same_file_and_bytes(logged: Statement, expected: Statement) -> bool:

@@ -110,6 +110,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from sigledger.ledger.encoding import MAX_UINT63
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import ALG_ED25519, check_key_name, key_id
 
@@ -120,12 +121,16 @@ MAX_PROJECT_LEN = 200
 MAX_VERSION_LEN = 128
 MAX_FILENAME_LEN = 255
 MAX_KEY_NAME_LEN = 128
-MAX_UINT63 = 2**63 - 1
 # An entry must fit an entry bundle (u16 length prefix, c2sp.org/tlog-tiles).
 MAX_ENTRY_SIZE = 65535
 
-# PEP 508 names; the canonical form additionally is lower case with single '-'.
-_NAME_RE = re.compile(r"^([a-z0-9]|[a-z0-9][a-z0-9._-]*[a-z0-9])$")
+# PEP 508 names (the canonical form is also lower case with single '-').
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+def is_project_name(name: str) -> bool:
+    """Whether ``name`` is a PEP 508 project name (any spelling) of at most 200 characters."""
+    return len(name) <= MAX_PROJECT_LEN and _PROJECT_NAME.fullmatch(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +277,7 @@ def _check_statement_fields(
 ) -> None:
     if not isinstance(project, str) or not 0 < len(project) <= MAX_PROJECT_LEN:
         raise FormatError("project must be a non-empty string of at most 200 characters")
-    if not _NAME_RE.match(project) or canonicalize_name(project) != project:
+    if not is_project_name(project) or canonicalize_name(project) != project:
         raise FormatError(
             f"project {project!r} is not a PEP 503 canonical name "
             f"(expected {canonicalize_name(project)!r})"

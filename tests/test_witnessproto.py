@@ -311,6 +311,7 @@ def test_module_is_pure() -> None:
         "base64",
         "re",
         "dataclasses",
+        "sigledger.ledger.encoding",
         "sigledger.ledger.errors",
         "sigledger.ledger.note",
     }

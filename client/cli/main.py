@@ -586,24 +586,29 @@ def _read_pins(requirements: list[str], locks: list[str]) -> list[Any]:
 
 async def cmd_verify(args: argparse.Namespace) -> int:
     from sigledger.client.checkpoints import CheckpointStore
-    from sigledger.client.install.checks import Artifact, Outcome, check_artifacts, check_offline
-    from sigledger.client.install.lockfiles import pins_from_args
+    from sigledger.client.install.checks import (
+        Outcome,
+        check_artifacts,
+        check_offline,
+        pin_from_file,
+    )
+    from sigledger.client.install.lockfiles import Pin, pins_from_args
     from sigledger.client.install.policy import default_cache_dir, default_state_dir
     from sigledger.client.trust import VerifiedLog
 
     policy = _policy(args.policy)
-    artifacts: list[Artifact] = []
+    artifacts: list[Pin] = []
     for t in args.targets:
         if t.startswith("sha256:"):
-            artifacts.extend(Artifact.from_pin(p) for p in pins_from_args([t]))
+            artifacts.extend(pins_from_args([t]))
         elif t.endswith(".sigledger.json") and Path(t).is_file():
             continue  # a receipt (e.g. from dist/*), not an artifact
         elif Path(t).is_file():
-            artifacts.append(Artifact.from_file(Path(t)))
+            artifacts.append(pin_from_file(Path(t)))
         else:
             raise ConfigError(f"{t} is neither a file nor sha256:<hex>")
     pins = _read_pins(args.requirement, args.lock)
-    artifacts.extend(Artifact.from_pin(p) for p in pins)
+    artifacts.extend(pins)
     if not artifacts:
         raise ConfigError("nothing to verify: give files, sha256:<hex>, -r FILE or --lock FILE")
 
@@ -721,7 +726,7 @@ def _report(args: argparse.Namespace, outcomes: list[Any], log: dict[str, Any] |
 
 async def cmd_policy_pin(args: argparse.Namespace) -> int:
     from sigledger.client.checkpoints import CheckpointStore
-    from sigledger.client.install.checks import Artifact
+    from sigledger.client.install.checks import matches
     from sigledger.client.install.policy import (
         LogTrust,
         Policy,
@@ -750,12 +755,12 @@ async def cmd_policy_pin(args: argparse.Namespace) -> int:
     ) as log:
         await log.checkpoint()
 
-        artifacts = [Artifact.from_pin(p) for p in pins]
+        artifacts = pins
         entries = await log.lookup_hashes(
             sorted({a.sha256.hex() for a in artifacts}), related=False
         )
         for a in artifacts:
-            found = [e for e in entries if a.matches(e) and e.entry.signed.verify()]
+            found = [e for e in entries if matches(a, e) and e.entry.signed.verify()]
             if not found:
                 missing.append(a.name)
             for e in found:

@@ -94,6 +94,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from sigledger.client.install.tomlpos import TomlPath, line_of, toml_decode_error, toml_lines
+from sigledger.ledger.encoding import sha256_from_hex
 from sigledger.ledger.entry import parse_release_filename
 from sigledger.ledger.errors import FormatError
 
@@ -111,7 +112,6 @@ __all__ = [
 
 # The digest lengths pip accepts for --hash (pip's "strong" hashes), in hex digits.
 _HASH_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
-_SHA256_ARG = re.compile(r"sha256:([0-9a-f]{64})")
 # pip's rule: "#" starts a comment at the start of a line or after white space.
 # pip writes it as (^|\s+)#, which backtracks quadratically over long runs of
 # blanks; a lookbehind finds the same comments in linear time.
@@ -129,14 +129,32 @@ class LockfileError(FormatError):
 
 @dataclass(frozen=True, slots=True)
 class Pin:
-    """One SHA-256 digest an installer will accept for a project."""
+    """One SHA-256 digest an installer will accept, and what is known of its file.
 
-    project: str  # PEP 503 canonical
+    The one record the installer checks (:mod:`sigledger.client.install.checks`),
+    whether it comes from a lock file, a ``sha256:`` argument or a file on disk.
+    """
+
+    project: str | None  # PEP 503 canonical; None when unknown (a bare digest)
     version: str | None  # PEP 440 normalized; None when unknown (direct references)
     sha256: bytes  # 32 bytes
-    filename: str | None  # known for pylock files, None for requirements files
-    size: int | None  # known for pylock files that record it
-    source: str  # "requirements.txt:12" or "pylock.toml:packages[3].wheels[0]"
+    filename: str | None  # known for pylock files and files on disk
+    size: int | None  # known for pylock files that record it and files on disk
+    source: str  # "requirements.txt:12", "pylock.toml:packages[3].wheels[0]", "argument 1"
+    name: str = ""
+    """For display (and, for a file on disk, its path); derived from the rest if empty."""
+
+    def __post_init__(self) -> None:
+        if self.name:
+            return
+        if self.filename is not None:
+            name = f"{self.filename} ({self.source})"
+        elif self.project is not None:
+            digest = self.sha256.hex()[:16]
+            name = f"{self.project}=={self.version} sha256:{digest}… ({self.source})"
+        else:
+            name = f"sha256:{self.sha256.hex()}"
+        object.__setattr__(self, "name", name)
 
 
 # ---------------------------------------------------------------------------
@@ -146,17 +164,17 @@ class Pin:
 def pins_from_args(values: Sequence[str]) -> list[Pin]:
     """Pins for ``sha256:<64 lowercase hex>`` strings (project and version unknown).
 
-    The project is ``""`` (unknown), version, filename and size are None, and
+    The project (unknown), version, filename and size are None, and
     ``source`` is ``"argument N"`` (1-based).
     """
     pins: list[Pin] = []
     for number, value in enumerate(values, start=1):
-        match = _SHA256_ARG.fullmatch(value)
-        if match is None:
+        digest = sha256_from_hex(value[7:]) if value.startswith("sha256:") else None
+        if digest is None:
             raise LockfileError(
                 f"argument {number}: {_short(value)} is not sha256:<64 lowercase hex digits>"
             )
-        pins.append(Pin("", None, bytes.fromhex(match.group(1)), None, None, f"argument {number}"))
+        pins.append(Pin(None, None, digest, None, None, f"argument {number}"))
     return pins
 
 
@@ -416,7 +434,6 @@ def read_requirements(path: str | Path) -> list[Pin]:
 # pylock.toml
 
 _CONTEXT_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _context_path(context: str | None) -> TomlPath:
@@ -497,7 +514,8 @@ class _PylockReader:
                     (*where, "hashes"),
                     f"{dotted}: has only {algs} hashes; the log indexes sha256",
                 )
-            if _SHA256_HEX.fullmatch(digest) is None:
+            sha256 = sha256_from_hex(digest, any_case=True)
+            if sha256 is None:
                 raise self.fail(
                     (*where, "hashes", "sha256"),
                     f"{dotted}: sha256 {_short(digest)} is not 64 hex digits",
@@ -513,7 +531,7 @@ class _PylockReader:
                 Pin(
                     project=str(package.name),
                     version=file_version,
-                    sha256=bytes.fromhex(digest),
+                    sha256=sha256,
                     filename=filename,
                     size=size,
                     source=f"{self.path}:{dotted}",
