@@ -29,14 +29,9 @@ from sigledger.client.remote import LogClient
 from sigledger.ledger import merkle, tiles
 from sigledger.ledger.checkpoint import Checkpoint
 from sigledger.ledger.errors import VerificationError
-from sigledger.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef
+from sigledger.ledger.tiles import TILE_WIDTH, TileRef, tile_width
 
 _HASH = 32
-
-
-def _width_at(level: int, n: int, size: int) -> int:
-    """How many hashes tile (level, n) holds at tree size ``size`` (0 if none)."""
-    return max(0, min(TILE_WIDTH, (size >> (TILE_HEIGHT * level)) - n * TILE_WIDTH))
 
 
 class TileReader:
@@ -92,7 +87,7 @@ class TileReader:
         for start in wanted:
             lv, n = start
             while True:
-                width = _width_at(lv, n, size)
+                width = tile_width(lv, n, size)
                 if width == 0:
                     raise ValueError(f"tile {lv}/{n} does not exist at size {size}")
                 need[(lv, n)] = TileRef(lv, n, width)

@@ -24,11 +24,11 @@ never empty (a zero-width tile is never served).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sigledger.ledger import merkle
 from sigledger.ledger.errors import FormatError
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "new_tiles",
     "parse_tile_path",
     "tile_for_node",
+    "tile_width",
     "tiles_for_size",
 ]
 
@@ -55,7 +56,6 @@ MAX_ENTRY_SIZE = 0xFFFF
 
 _HASH_SIZE = 32
 _UINT64_LIMIT = 1 << 64
-_sha256 = hashlib.sha256
 
 # The longest canonical path is "tile/entries/" + 7 groups + ".p/255" (52
 # characters); anything much longer is rejected before the regex and int().
@@ -145,6 +145,15 @@ def parse_tile_path(path: str) -> TileRef:
     return TileRef(level, n, width)
 
 
+def tile_width(level: int, n: int, size: int) -> int:
+    """How many hashes tile ``(level, n)`` holds at tree ``size`` (0 to 256).
+
+    For entry bundles use level 0: bundle ``n`` holds as many entries as tile ``(0, n)``
+    holds leaf hashes.
+    """
+    return max(0, min(TILE_WIDTH, (size >> (TILE_HEIGHT * level)) - n * TILE_WIDTH))
+
+
 def tile_for_node(level: int, index: int) -> tuple[TileRef, int, int]:
     """Where perfect node ``(level, index)`` lives: ``(tile, offset, count)``.
 
@@ -181,13 +190,9 @@ def hash_from_tile(data: bytes, offset: int, count: int) -> bytes:
         raise FormatError(
             f"tile of {len(data) // _HASH_SIZE} hashes has no hash {offset + count - 1}"
         )
-    hashes = [data[i : i + _HASH_SIZE] for i in range(offset * _HASH_SIZE, end, _HASH_SIZE)]
-    sha = _sha256
-    while len(hashes) > 1:
-        hashes = [
-            sha(b"\x01" + hashes[i] + hashes[i + 1]).digest() for i in range(0, len(hashes), 2)
-        ]
-    return hashes[0]
+    return merkle.tree_hash(
+        [data[i : i + _HASH_SIZE] for i in range(offset * _HASH_SIZE, end, _HASH_SIZE)]
+    )
 
 
 def tiles_for_size(size: int) -> list[TileRef]:

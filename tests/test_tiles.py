@@ -29,6 +29,7 @@ from sigledger.ledger.tiles import (
     new_tiles,
     parse_tile_path,
     tile_for_node,
+    tile_width,
     tiles_for_size,
 )
 
@@ -478,3 +479,23 @@ def test_entry_bundle_for() -> None:
     for index, size in [(0, 0), (5, 5), (-1, 5), (0, 1 << 64)]:
         with pytest.raises(ValueError):
             entry_bundle_for(index, size)
+
+
+@given(st.integers(0, 2**40), st.integers(0, 5))
+def test_tile_width_agrees_with_the_partial_tiles(size: int, level: int) -> None:
+    partial = {(t.level, t.n): t.width for t in tiles_for_size(size)}
+    hashes = size >> (TILE_HEIGHT * level)
+    for n in {0, hashes // TILE_WIDTH - 1, hashes // TILE_WIDTH, hashes // TILE_WIDTH + 1}:
+        if n < 0:
+            continue
+        want = partial.get((level, n), TILE_WIDTH if n < hashes // TILE_WIDTH else 0)
+        assert tile_width(level, n, size) == want
+
+
+def test_tile_width_examples() -> None:
+    assert tile_width(0, 0, 0) == 0
+    assert tile_width(0, 0, 5) == 5
+    assert tile_width(0, 1, 256 + 7) == 7
+    assert tile_width(0, 0, 256 + 7) == 256
+    assert tile_width(1, 0, 256 * 3 + 1) == 3
+    assert tile_width(0, 9, 256) == 0

@@ -50,7 +50,7 @@ from sigledger.ledger import merkle, tiles
 from sigledger.ledger.checkpoint import Checkpoint
 from sigledger.ledger.entry import decode_entry
 from sigledger.ledger.errors import FormatError, VerificationError
-from sigledger.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef
+from sigledger.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef, tile_width
 
 __all__ = [
     "AuditReport",
@@ -64,7 +64,6 @@ __all__ = [
     "node_inclusion_nodes",
     "prove_node_inclusion",
     "verify_range",
-    "width_at",
 ]
 
 HASH_SIZE = 32
@@ -86,11 +85,6 @@ HOW_TO_CHECK_ENTRY = (
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def width_at(level: int, n: int, size: int) -> int:
-    """How many hashes tile ``(level, n)`` holds at tree ``size`` (0 if it does not exist)."""
-    return max(0, min(TILE_WIDTH, (size >> (TILE_HEIGHT * level)) - n * TILE_WIDTH))
 
 
 # --- node inclusion proofs (pure) ---------------------------------------------
@@ -195,7 +189,7 @@ class TileAuth:
         return self.note.decode("utf-8")
 
     def is_edge(self, level: int, n: int) -> bool:
-        return width_at(level, n, self.size) < TILE_WIDTH
+        return tile_width(level, n, self.size) < TILE_WIDTH
 
     async def fetch(self, ref: TileRef) -> bytes:
         """Fetch a tile or bundle by path (unauthenticated); hash tiles must have 32*W bytes."""
@@ -275,7 +269,7 @@ class TileAuth:
             return got
         if key in self._bad:
             raise self._bad[key]
-        if width_at(level, n, self.size) == 0:
+        if tile_width(level, n, self.size) == 0:
             raise ValueError(f"tile {level}/{n} does not exist at tree size {self.size}")
         task = self._loading.get(key)
         if task is None:
@@ -386,7 +380,7 @@ class TileAuth:
         Raises VerificationError if the log serves other bytes.
         """
         n = index // TILE_WIDTH
-        width = width_at(0, n, self.size)
+        width = tile_width(0, n, self.size)
         data = await self.fetch(TileRef(-1, n, width))
         tile = await self.tile(0, n)
         try:
@@ -523,7 +517,7 @@ async def _verify_bundle(
     strict: bool,
 ) -> BundleResult:
     size = auth.size
-    width = width_at(0, n, size)
+    width = tile_width(0, n, size)
     base = n * TILE_WIDTH
     first = max(start, base)
     stop = min(end, base + width)
@@ -823,7 +817,7 @@ async def audit_log(
                         auth, signer, key[1], prior, (res.first + offset, sha, filename), res
                     )
                 )
-        if len(res.leaves) != HASH_SIZE * width_at(0, res.n, size):
+        if len(res.leaves) != HASH_SIZE * tile_width(0, res.n, size):
             complete = False  # a malformed bundle: no root from entries
         elif complete:
             if len(res.leaves) == TILE_WIDTH * HASH_SIZE:

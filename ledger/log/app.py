@@ -79,7 +79,7 @@ from sigledger.ledger.service.runner import (
     run_app,
 )
 from sigledger.ledger.service.workers import VerifyPool, WorkersUnavailableError
-from sigledger.ledger.tiles import TILE_WIDTH, encode_entry_bundle, parse_tile_path
+from sigledger.ledger.tiles import TILE_WIDTH, encode_entry_bundle, parse_tile_path, tile_width
 
 log = logging.getLogger("sigledger.server")
 
@@ -445,8 +445,7 @@ async def handle_tile(request: web.Request) -> web.Response:
     pub = _sequencer(request).published
     assert pub is not None
     level = 0 if ref.is_entries else ref.level
-    available = min(TILE_WIDTH, (pub.size >> (8 * level)) - ref.n * TILE_WIDTH)
-    if available < ref.width:
+    if tile_width(level, ref.n, pub.size) < ref.width:
         raise APIError(404, "not_found", f"{path} is beyond the published tree size {pub.size}")
     storage = request.app[STORAGE_KEY]
     headers = {"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"}
