@@ -49,8 +49,8 @@ from sigledger.ledger.encoding import (
     MAX_UINT63,
     b64decode,
     b64encode,
-    forbidden_control,
     parse_decimal,
+    text_problem,
 )
 from sigledger.ledger.errors import FormatError, VerificationError
 from sigledger.ledger.note import ALG_ED25519, Note, Signer, Verifier, open_note, sign_note
@@ -86,14 +86,7 @@ def _line_problem(line: str) -> str | None:
         return "is empty"
     if "\n" in line:
         return "contains a newline"
-    control = forbidden_control(line)
-    if control is not None:
-        return f"contains control character {control!r}"
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not encodable as UTF-8"
-    return None
+    return text_problem(line)
 
 
 def format_checkpoint(cp: Checkpoint) -> str:
@@ -128,13 +121,9 @@ def parse_checkpoint(text: str) -> Checkpoint:
     """
     if not text.endswith("\n"):
         raise FormatError("checkpoint does not end with a newline")
-    control = forbidden_control(text)
-    if control is not None:
-        raise FormatError(f"checkpoint contains control character {control!r}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise FormatError("checkpoint is not valid UTF-8 (it contains a lone surrogate)") from exc
+    problem = text_problem(text)
+    if problem is not None:
+        raise FormatError(f"checkpoint {problem}")
     lines = text[:-1].split("\n")
     if len(lines) < 3:
         raise FormatError("checkpoint has fewer than three lines (origin, size, root hash)")

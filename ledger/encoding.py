@@ -6,7 +6,7 @@
 * Decimals (tree sizes) are canonical: no sign, no leading zero, at most 2^63-1.
 * SHA-256 digests as text are 64 hex digits, lower case unless a reader of
   hand-written files (lock files, the search box) also takes upper case.
-* Note text may hold no ASCII control character but ``\\n``
+* Note text may hold no ASCII control character but ``\\n``, and no lone surrogate
   (c2sp.org/signed-note@v1.0.0).
 
 Every reader raises :class:`~sigledger.ledger.errors.FormatError` naming ``what``
@@ -59,10 +59,17 @@ def parse_decimal(text: str | bytes, what: str) -> int:
     return value
 
 
-def forbidden_control(text: str) -> str | None:
-    """The first ASCII control character other than ``\\n`` in ``text``, if any."""
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be note text, or None: a control character other than
+    ``\\n``, or a lone surrogate (not UTF-8). Worded to follow what the text is."""
     match = _FORBIDDEN_CONTROL.search(text)
-    return None if match is None else match.group()
+    if match is not None:
+        return f"contains control character {match.group()!r}"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 (it contains a lone surrogate)"
+    return None
 
 
 def sha256_from_hex(text: object, *, any_case: bool = False) -> bytes | None:

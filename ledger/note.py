@@ -66,7 +66,7 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.signing
 
-from sigledger.ledger.encoding import b64decode, b64encode, forbidden_control
+from sigledger.ledger.encoding import b64decode, b64encode, text_problem
 from sigledger.ledger.errors import FormatError, VerificationError
 
 __all__ = [
@@ -173,13 +173,9 @@ def _check_text(text: str, what: str) -> None:
     """Raise ValueError unless ``text`` can be the text of a signed note."""
     if not text.endswith("\n"):
         raise ValueError(f"{what} must end with a newline")
-    control = forbidden_control(text)
-    if control is not None:
-        raise ValueError(f"{what} contains control character {control!r}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{what} is not encodable as UTF-8") from exc
+    problem = text_problem(text)
+    if problem is not None:
+        raise ValueError(f"{what} {problem}")
 
 
 def _check_timestamp(timestamp: int) -> None:
@@ -434,19 +430,15 @@ def parse_note(data: bytes | str) -> Note:
     signature lines are kept once. Raises FormatError.
     """
     if isinstance(data, str):
-        try:
-            data.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise FormatError("note is not valid UTF-8 (it contains a lone surrogate)") from exc
         msg = data
     else:
         try:
             msg = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise FormatError(f"note is not valid UTF-8 at byte {exc.start}") from exc
-    control = forbidden_control(msg)
-    if control is not None:
-        raise FormatError(f"note contains control character {control!r}")
+    problem = text_problem(msg)
+    if problem is not None:
+        raise FormatError(f"note {problem}")
     split = msg.rfind("\n\n")
     if split < 0:
         raise FormatError("note has no empty line before its signatures")

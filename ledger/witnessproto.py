@@ -44,7 +44,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from sigledger.ledger.encoding import MAX_UINT63, b64decode, forbidden_control, parse_decimal
+from sigledger.ledger.encoding import MAX_UINT63, b64decode, parse_decimal, text_problem
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import MAX_SIGNATURES, NoteSignature, check_key_name
 
@@ -210,9 +210,9 @@ def parse_cosignature_lines(body: bytes) -> list[NoteSignature]:
         raise FormatError("cosignature response is empty")
     if not text.endswith("\n"):
         raise FormatError("cosignature response does not end with a newline")
-    control = forbidden_control(text)
-    if control is not None:
-        raise FormatError(f"cosignature response contains control character {control!r}")
+    problem = text_problem(text)
+    if problem is not None:
+        raise FormatError(f"cosignature response {problem}")
     lines = text[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise FormatError(f"cosignature response has more than {MAX_SIGNATURES} lines")

@@ -8,9 +8,9 @@ from sigledger.ledger.encoding import (
     MAX_UINT63,
     b64decode,
     b64encode,
-    forbidden_control,
     parse_decimal,
     sha256_from_hex,
+    text_problem,
 )
 from sigledger.ledger.entry import is_project_name
 from sigledger.ledger.errors import FormatError
@@ -50,10 +50,11 @@ def test_decimals_are_canonical_and_bounded() -> None:
         parse_decimal(str(MAX_UINT63 + 1), "n")
 
 
-def test_control_characters_but_newline_are_found() -> None:
-    assert forbidden_control("a\nb — ü") is None
-    assert forbidden_control("a\tb") == "\t"
-    assert forbidden_control("a\rb\x00") == "\r"
+def test_note_text_problems() -> None:
+    assert text_problem("a\nb — ü") is None
+    assert text_problem("a\tb") == "contains control character '\\t'"
+    assert text_problem("a\rb\x00") == "contains control character '\\r'"
+    assert text_problem("a\ud800") == "is not valid UTF-8 (it contains a lone surrogate)"
 
 
 def test_sha256_hex() -> None:

@@ -93,7 +93,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from sigledger.client.install.tomlpos import TomlPath, line_of, toml_decode_error, toml_lines
+from sigledger.client.install.tomlpos import (
+    TomlPath,
+    TomlPlaces,
+    line_of,
+    short_repr,
+    toml_decode_error,
+    toml_lines,
+)
 from sigledger.ledger.encoding import sha256_from_hex
 from sigledger.ledger.entry import parse_release_filename
 from sigledger.ledger.errors import FormatError
@@ -172,16 +179,10 @@ def pins_from_args(values: Sequence[str]) -> list[Pin]:
         digest = sha256_from_hex(value[7:]) if value.startswith("sha256:") else None
         if digest is None:
             raise LockfileError(
-                f"argument {number}: {_short(value)} is not sha256:<64 lowercase hex digits>"
+                f"argument {number}: {short_repr(value)} is not sha256:<64 lowercase hex digits>"
             )
         pins.append(Pin(None, None, digest, None, None, f"argument {number}"))
     return pins
-
-
-def _short(value: str, limit: int = 80) -> str:
-    """``repr(value)``, shortened: error messages must stay readable."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------------------
@@ -209,10 +210,10 @@ def _read_text(path: Path, where: str) -> str:
         regular = path.is_file()
         data = path.read_bytes() if regular else b""
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        raise LockfileError(f"{where}: cannot read {_short(str(path))}: {exc}") from None
+        raise LockfileError(f"{where}: cannot read {short_repr(str(path))}: {exc}") from None
     if not regular:
         problem = "is not a regular file" if path.exists() else "does not exist"
-        raise LockfileError(f"{where}: {_short(str(path))} {problem}")
+        raise LockfileError(f"{where}: {short_repr(str(path))} {problem}")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
@@ -285,7 +286,7 @@ class _RequirementsReader:
         try:
             resolved = path.resolve()
         except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop
-            raise LockfileError(f"{where}: cannot read {_short(shown)}: {exc}") from None
+            raise LockfileError(f"{where}: cannot read {short_repr(shown)}: {exc}") from None
         open_files = [p for p, _ in self.stack]
         if resolved in open_files:
             names = [name for _, name in self.stack[open_files.index(resolved) :]]
@@ -328,11 +329,11 @@ class _RequirementsReader:
                     "missing on the line above, or a comment in the middle of a requirement?)"
                 )
             else:
-                raise LockfileError(f"{where}: unknown or unsupported option {_short(word)}")
+                raise LockfileError(f"{where}: unknown or unsupported option {short_repr(word)}")
 
     def include(self, path: Path, value: str, where: str) -> None:
         if "://" in value:
-            raise LockfileError(f"{where}: cannot include {_short(value)}: only local files")
+            raise LockfileError(f"{where}: cannot include {short_repr(value)}: only local files")
         target = Path(value)
         if not target.is_absolute():
             target = path.parent / target
@@ -358,7 +359,7 @@ class _RequirementsReader:
                 _, _, index = _option_value(option_words, index, where)
             else:
                 raise LockfileError(
-                    f"{where}: unknown or unsupported option {_short(option_words[index])} "
+                    f"{where}: unknown or unsupported option {short_repr(option_words[index])} "
                     "after a requirement"
                 )
         req = _parse_requirement(spec, where)
@@ -380,11 +381,11 @@ def _parse_hash(value: str, where: str) -> tuple[str, str]:
     alg = alg.lower()
     if not sep or alg not in _HASH_HEX_LENGTHS:
         raise LockfileError(
-            f"{where}: --hash {_short(value)} is not ALG:HEX with ALG sha256, sha384 or sha512"
+            f"{where}: --hash {short_repr(value)} is not ALG:HEX with ALG sha256, sha384 or sha512"
         )
     length = _HASH_HEX_LENGTHS[alg]
     if len(hexdigest) != length or not all(c in "0123456789abcdefABCDEF" for c in hexdigest):
-        raise LockfileError(f"{where}: --hash {_short(value)}: want {length} hex digits")
+        raise LockfileError(f"{where}: --hash {short_repr(value)}: want {length} hex digits")
     return alg, hexdigest.lower()
 
 
@@ -395,7 +396,7 @@ def _parse_requirement(spec: str, where: str) -> Requirement:
         # pip's bare archive URLs and paths end up here: they name no project.
         detail = str(exc).splitlines()[0]
         raise LockfileError(
-            f"{where}: {_short(spec)} is not a PEP 508 requirement ({detail}); "
+            f"{where}: {short_repr(spec)} is not a PEP 508 requirement ({detail}); "
             "a direct URL is written NAME @ URL"
         ) from None
 
@@ -407,13 +408,13 @@ def _pinned_version(req: Requirement, project: str, where: str) -> str | None:
     specs = list(req.specifier)
     if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
         raise LockfileError(
-            f"{where}: {project} is not pinned to one version with == (got {_short(str(req))})"
+            f"{where}: {project} is not pinned to one version with == (got {short_repr(str(req))})"
         )
     try:
         return str(Version(specs[0].version))
     except InvalidVersion:
         raise LockfileError(
-            f"{where}: {project} version {_short(specs[0].version)} is not a PEP 440 version"
+            f"{where}: {project} version {short_repr(specs[0].version)} is not a PEP 440 version"
         ) from None
 
 
@@ -460,12 +461,10 @@ class _PylockReader:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.text = text
-        self._lines: dict[TomlPath, int] | None = None
+        self._places = TomlPlaces(text, str(path))
 
     def fail(self, path: TomlPath, message: str) -> LockfileError:
-        if self._lines is None:
-            self._lines = toml_lines(self.text)
-        return LockfileError(f"{self.path}:{line_of(self._lines, path)}: {message}")
+        return LockfileError(f"{self._places.at(path)}: {message}")
 
     def read(self) -> tuple[list[Pin], list[str]]:
         try:
@@ -518,7 +517,7 @@ class _PylockReader:
             if sha256 is None:
                 raise self.fail(
                     (*where, "hashes", "sha256"),
-                    f"{dotted}: sha256 {_short(digest)} is not 64 hex digits",
+                    f"{dotted}: sha256 {short_repr(digest)} is not 64 hex digits",
                 )
             file_version = version
             if file_version is None and is_release and filename is not None:

@@ -44,10 +44,41 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class ServiceSettings:
+    """What every service's settings have: a data directory holding the database
+    (``DB_FILE``) and, unless ``key_file`` says otherwise, the key (``KEY_FILE``),
+    and a ``listen`` address."""
+
+    DB_FILE: ClassVar[str]
+    KEY_FILE: ClassVar[str]
+    data: str
+    listen: str
+    key_file: str
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / self.DB_FILE
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.key_file) if self.key_file else self.data_dir / self.KEY_FILE
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
 @dataclass
-class ServerConfig:
+class ServerConfig(ServiceSettings):
     """Every setting of ``sigledger serve``. Each field is also a TOML key and an
     environment variable (``SIGLEDGER_`` + the upper-cased name)."""
+
+    DB_FILE = "log.db"
+    KEY_FILE = "log.key"
 
     data: str = "sigledger-data"
     """Data directory: holds ``log.db`` (SQLite) and ``log.key`` (mode 0600)."""
@@ -116,22 +147,6 @@ class ServerConfig:
     """``json`` (one object per line on stdout), ``text``, or ``auto``: text when
     stdout is a terminal, JSON otherwise (journald, containers, files)."""
     log_level: str = "info"
-
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.data)
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "log.db"
-
-    @property
-    def key_path(self) -> Path:
-        return Path(self.key_file) if self.key_file else self.data_dir / "log.key"
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        return parse_listen(self.listen)
 
     def witness_endpoints(self) -> list[tuple[str, str]]:
         """(url, vkey) of each configured witness."""

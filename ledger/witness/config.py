@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sigledger.ledger.errors import ConfigError, FormatError
 from sigledger.ledger.note import ALG_ED25519, Verifier, check_key_name
-from sigledger.ledger.service.config import check_logging, load_settings, parse_listen
+from sigledger.ledger.service.config import ServiceSettings, check_logging, load_settings
 
 __all__ = [
     "DEFAULT_NAME",
@@ -60,10 +59,13 @@ class WitnessedLog:
 
 
 @dataclass
-class WitnessConfig:
+class WitnessConfig(ServiceSettings):
     """Every setting of ``sigledger witness serve``. Scalar fields are also TOML
     keys and environment variables (``SIGLEDGER_WITNESS_`` + the upper-cased
     name); logs come from ``[[log]]`` tables in the file or ``--log`` flags."""
+
+    DB_FILE = "witness.db"
+    KEY_FILE = "witness.key"
 
     data: str = "sigledger-witness"
     """Data directory: holds ``witness.db`` (SQLite) and, by default, ``witness.key``."""
@@ -90,22 +92,6 @@ class WitnessConfig:
     """Most refused-but-correctly-signed checkpoints kept as evidence."""
     request_timeout: float = 10.0
     """Seconds a client may take to send a request body; 408 beyond."""
-
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.data)
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "witness.db"
-
-    @property
-    def key_path(self) -> Path:
-        return Path(self.key_file) if self.key_file else self.data_dir / "witness.key"
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        return parse_listen(self.listen)
 
     def log_verifiers(self) -> dict[str, tuple[Verifier, ...]]:
         """Trusted keys by origin. Raises ConfigError for a bad or ambiguous key."""
