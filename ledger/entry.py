@@ -420,11 +420,6 @@ def decode_entry(data: bytes) -> Entry:
     return Entry(signed, time_ms)
 
 
-def signer_key_id(key_name: str, public_key: bytes) -> int:
-    """Signed-note key ID of a publisher key."""
-    return key_id(key_name, ALG_ED25519, public_key)
-
-
 @functools.lru_cache(maxsize=4096)
 def signer_vkey(key_name: str, public_key: bytes) -> str:
     """Verifier key string (``name+hex8+base64(0x01||key)``) of a publisher key."""

@@ -1,4 +1,4 @@
-"""RFC 6962 Merkle tree hashing, proofs and stored-hash indexing (pure, no I/O).
+"""RFC 6962 Merkle tree hashing and proofs (pure, no I/O).
 
 Hashes (RFC 6962 §2.1, RFC 9162 §2.1.1), all SHA-256 and 32 bytes:
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TypeAlias
 
 from sigledger.ledger.errors import VerificationError
@@ -42,7 +41,6 @@ __all__ = [
     "GetNode",
     "MemoryTree",
     "Node",
-    "TreeHead",
     "check_consistency",
     "check_inclusion",
     "consistency_nodes",
@@ -57,9 +55,6 @@ __all__ = [
     "prove_inclusion",
     "prove_inclusions",
     "root_from",
-    "split_stored_hash_index",
-    "stored_hash_count",
-    "stored_hash_index",
     "subtree_nodes",
     "tree_hash",
     "tree_nodes",
@@ -443,66 +438,7 @@ def check_consistency(
         )
 
 
-# --- Go x/mod stored-hash indexing -----------------------------------------
-# golang.org/x/mod/sumdb/tlog lays out every perfect node hash in one array:
-# appending leaf n stores its leaf hash, then one node per trailing 1-bit of n
-# (each subtree that leaf completes), so nodes come in post-order.
-
-
-def stored_hash_index(level: int, n: int) -> int:
-    """Position of node ``(level, n)`` in the stored-hash array."""
-    if level < 0 or n < 0:
-        raise ValueError(f"invalid node ({level}, {n})")
-    # The node is stored right after its last leaf; that leaf's position is
-    # the number of hashes stored before it: sum(last >> j for j >= 0), which
-    # is 2*last - popcount(last).
-    last = ((n + 1) << level) - 1
-    return 2 * last - last.bit_count() + level
-
-
-def stored_hash_count(size: int) -> int:
-    """Number of hashes stored for a tree of ``size`` leaves (the next leaf's position)."""
-    if size < 0:
-        raise ValueError(f"invalid tree size {size}")
-    return 2 * size - size.bit_count()
-
-
-def split_stored_hash_index(index: int) -> Node:
-    """The node ``(level, n)`` stored at ``index``; inverse of :func:`stored_hash_index`."""
-    if index < 0:
-        raise ValueError(f"invalid stored hash index {index}")
-    # Find the last leaf n stored at or before index. Leaf n sits at
-    # 2n - popcount(n), which lies in [n, 2n], so n >= index // 2 and only
-    # a few (at most log2) steps forward are needed.
-    n = index // 2
-    start = 2 * n - n.bit_count()
-    if start > index:
-        raise AssertionError("bad math in split_stored_hash_index")
-    while True:
-        nxt = 2 * (n + 1) - (n + 1).bit_count()
-        if nxt > index:
-            break
-        n += 1
-        start = nxt
-    level = index - start
-    return level, n >> level
-
-
-# --- tree heads and an in-memory tree --------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TreeHead:
-    """A tree size and its root hash (``ValueError`` if out of range or not 32 bytes)."""
-
-    size: int
-    root: bytes
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.size < _UINT64_LIMIT:
-            raise ValueError(f"tree size {self.size} is outside the uint64 range")
-        if len(self.root) != HASH_SIZE:
-            raise ValueError(f"root hash is {len(self.root)} bytes, not {HASH_SIZE}")
+# --- an in-memory tree ------------------------------------------------------
 
 
 class MemoryTree:

@@ -42,7 +42,6 @@ __all__ = [
     "format_index",
     "format_tile_path",
     "hash_from_tile",
-    "new_tiles",
     "parse_tile_path",
     "tile_for_node",
     "tile_width",
@@ -215,30 +214,6 @@ def tiles_for_size(size: int) -> list[TileRef]:
         if width:
             tiles.append(TileRef(level, n, width))
         s >>= TILE_HEIGHT
-        level += 1
-    return tiles
-
-
-def new_tiles(old_size: int, new_size: int) -> list[TileRef]:
-    """Tiles to (re)publish when the tree grows from ``old_size`` to ``new_size``.
-
-    Per level, lowest first: every full tile completed in between (including
-    one that was partial at ``old_size``), then the new partial tile if any.
-    Levels whose hash count did not change are skipped.
-    """
-    if old_size < 0 or new_size < old_size or new_size >= _UINT64_LIMIT:
-        raise ValueError(f"invalid growth from size {old_size} to {new_size}")
-    tiles: list[TileRef] = []
-    level = 0
-    old, new = old_size, new_size
-    while new:
-        if old != new:
-            tiles.extend(TileRef(level, n, TILE_WIDTH) for n in range(old >> 8, new >> 8))
-            width = new % TILE_WIDTH
-            if width:
-                tiles.append(TileRef(level, new >> 8, width))
-        old >>= TILE_HEIGHT
-        new >>= TILE_HEIGHT
         level += 1
     return tiles
 

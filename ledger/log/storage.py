@@ -268,15 +268,6 @@ class Storage:
             return None
         return StoredHead(int(row[0]), bytes(row[1]), int(row[2]), row[3], bool(row[4]))
 
-    async def checkpoint_history(self, limit: int = 100) -> list[StoredHead]:
-        async with self._r.execute(
-            "SELECT size, root, time_ms, note, published FROM checkpoints"
-            " ORDER BY size DESC LIMIT ?",
-            (limit,),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [StoredHead(int(r[0]), bytes(r[1]), int(r[2]), r[3], bool(r[4])) for r in rows]
-
     async def count_entries(self) -> int:
         async with self._r.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries") as cur:
             row = await cur.fetchone()
