@@ -20,7 +20,6 @@ from sigledger.ledger.errors import VerificationError
 from sigledger.ledger.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
-    MemoryTree,
     check_consistency,
     check_inclusion,
     consistency_nodes,
@@ -38,6 +37,7 @@ from sigledger.ledger.merkle import (
     tree_hash,
     tree_nodes,
 )
+from tests.memtree import MemoryTree
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "merkle.json").read_text())
 UINT64_MAX = (1 << 64) - 1

@@ -17,12 +17,13 @@ from sigledger.ledger.checkpoint import Checkpoint
 from sigledger.ledger.errors import LogMisbehaviorError, VerificationError
 from sigledger.ledger.note import Signer, Verifier
 from tests.helpers import LogProcess, signed
+from tests.memtree import MemoryTree
 
 
 class FakeTiles(LogClient):
     """Serves the hash tiles of an in-memory tree; can corrupt one tile."""
 
-    def __init__(self, tree: merkle.MemoryTree, size: int) -> None:
+    def __init__(self, tree: MemoryTree, size: int) -> None:
         super().__init__("http://127.0.0.1:9")
         self.tree, self.size = tree, size
         self.fetched: list[str] = []
@@ -39,8 +40,8 @@ class FakeTiles(LogClient):
         return data
 
 
-def _tree(n: int) -> merkle.MemoryTree:
-    return merkle.MemoryTree(merkle.leaf_hash(str(i).encode()) for i in range(n))
+def _tree(n: int) -> MemoryTree:
+    return MemoryTree(merkle.leaf_hash(str(i).encode()) for i in range(n))
 
 
 BIG = _tree(65536 + 700)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sigledger.ledger import tiles
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.log.tiletree import TiledTree
-from sigledger.ledger.merkle import MemoryTree, fold_nodes, leaf_hash, tree_nodes
+from sigledger.ledger.merkle import fold_nodes, leaf_hash, tree_nodes
 from sigledger.ledger.tiles import (
     MAX_LEVEL,
     TILE_HEIGHT,
@@ -32,6 +32,7 @@ from sigledger.ledger.tiles import (
     tile_width,
     tiles_for_size,
 )
+from tests.memtree import MemoryTree
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "tiles.json").read_text())
 UINT64_MAX = (1 << 64) - 1
