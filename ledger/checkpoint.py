@@ -49,6 +49,7 @@ from sigledger.ledger.encoding import (
     MAX_UINT63,
     b64decode,
     b64encode,
+    lines_problem,
     parse_decimal,
     text_problem,
 )
@@ -119,9 +120,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
     canonical decimal size in [0, 2^63-1] and a canonical base64 root hash of
     exactly 32 bytes.
     """
-    if not text.endswith("\n"):
-        raise FormatError("checkpoint does not end with a newline")
-    problem = text_problem(text)
+    problem = lines_problem(text)
     if problem is not None:
         raise FormatError(f"checkpoint {problem}")
     lines = text[:-1].split("\n")

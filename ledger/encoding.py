@@ -72,6 +72,14 @@ def text_problem(text: str) -> str | None:
     return None
 
 
+def lines_problem(text: str) -> str | None:
+    """Why ``text`` cannot be note text of whole lines (see :func:`text_problem`; it
+    must also end with a newline), or None."""
+    if not text.endswith("\n"):
+        return "does not end with a newline"
+    return text_problem(text)
+
+
 def sha256_from_hex(text: object, *, any_case: bool = False) -> bytes | None:
     """The 32-byte digest spelled by 64 hex digits (lower case unless ``any_case``), or None."""
     if not isinstance(text, str):

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.signing
 
-from sigledger.ledger.encoding import b64decode, b64encode, text_problem
+from sigledger.ledger.encoding import b64decode, b64encode, lines_problem, text_problem
 from sigledger.ledger.errors import FormatError, VerificationError
 
 __all__ = [
@@ -171,9 +171,7 @@ def _check_alg(alg: int) -> None:
 
 def _check_text(text: str, what: str) -> None:
     """Raise ValueError unless ``text`` can be the text of a signed note."""
-    if not text.endswith("\n"):
-        raise ValueError(f"{what} must end with a newline")
-    problem = text_problem(text)
+    problem = lines_problem(text)
     if problem is not None:
         raise ValueError(f"{what} {problem}")
 

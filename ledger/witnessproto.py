@@ -44,7 +44,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from sigledger.ledger.encoding import MAX_UINT63, b64decode, parse_decimal, text_problem
+from sigledger.ledger.encoding import MAX_UINT63, b64decode, lines_problem, parse_decimal
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import MAX_SIGNATURES, NoteSignature, check_key_name
 
@@ -208,9 +208,7 @@ def parse_cosignature_lines(body: bytes) -> list[NoteSignature]:
         raise FormatError(f"cosignature response is not valid UTF-8 at byte {exc.start}") from exc
     if not text:
         raise FormatError("cosignature response is empty")
-    if not text.endswith("\n"):
-        raise FormatError("cosignature response does not end with a newline")
-    problem = text_problem(text)
+    problem = lines_problem(text)
     if problem is not None:
         raise FormatError(f"cosignature response {problem}")
     lines = text[:-1].split("\n")

@@ -8,6 +8,7 @@ from sigledger.ledger.encoding import (
     MAX_UINT63,
     b64decode,
     b64encode,
+    lines_problem,
     parse_decimal,
     sha256_from_hex,
     text_problem,
@@ -55,6 +56,9 @@ def test_note_text_problems() -> None:
     assert text_problem("a\tb") == "contains control character '\\t'"
     assert text_problem("a\rb\x00") == "contains control character '\\r'"
     assert text_problem("a\ud800") == "is not valid UTF-8 (it contains a lone surrogate)"
+    assert lines_problem("a\n") is None
+    assert lines_problem("a") == "does not end with a newline"
+    assert lines_problem("a\x7f\x01\n") == "contains control character '\\x01'"
 
 
 def test_sha256_hex() -> None:
