@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
@@ -33,7 +32,8 @@ async def _version(db: aiosqlite.Connection) -> str | None:
 
 async def test_second_opener_gets_the_lock_error_its_caller_chose(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
-    fd, db = await open_database(path, SCHEMA, "tester")
+    db = await open_database(path, SCHEMA, "tester")
+    assert (db.path, db.conn.in_transaction) == (path, False)
     try:
         with pytest.raises(StorageLockedError, match="in use by another tester"):
             await open_database(path, SCHEMA, "tester")
@@ -42,12 +42,8 @@ async def test_second_opener_gets_the_lock_error_its_caller_chose(tmp_path: Path
         assert not isinstance(info.value, StorageError)
     finally:
         await db.close()
-
-        os.close(fd)
     # Released: a third opener gets in.
-    fd, db = await open_database(path, SCHEMA, "tester")
-    await db.close()
-    os.close(fd)
+    await (await open_database(path, SCHEMA, "tester")).close()
 
 
 async def test_failed_setup_releases_the_lock(tmp_path: Path) -> None:
@@ -66,10 +62,7 @@ async def test_failed_setup_releases_the_lock(tmp_path: Path) -> None:
         )
     with pytest.raises(StorageError, match="cannot open database"):
         await open_database(path, SCHEMA, "tester", setup=broken)
-    fd, db = await open_database(path, SCHEMA, "tester")
-    await db.close()
-
-    os.close(fd)
+    await (await open_database(path, SCHEMA, "tester")).close()
 
 
 async def test_schema_version_written_checked_and_migrated(tmp_path: Path) -> None:

@@ -102,7 +102,6 @@ import contextlib
 import hashlib
 import json
 import multiprocessing
-import os
 import sqlite3
 import sys
 import time
@@ -133,7 +132,12 @@ from sigledger.ledger.errors import (
 )
 from sigledger.ledger.note import ALG_COSIGNATURE_V1, Verifier, parse_note, verify_cosignature
 from sigledger.ledger.service.retry import Backoff, retrying
-from sigledger.ledger.service.sqlite import check_schema_version, open_database, transaction
+from sigledger.ledger.service.sqlite import (
+    Database,
+    check_schema_version,
+    open_database,
+    transaction,
+)
 from sigledger.ledger.tiles import TILE_WIDTH
 
 __all__ = [
@@ -397,10 +401,10 @@ async def _migrate_identity(db: aiosqlite.Connection) -> None:
 class MonitorState:
     """The monitor's SQLite database. Open with :meth:`open`; one process at a time."""
 
-    def __init__(self, path: Path, db: aiosqlite.Connection, lock_fd: int) -> None:
-        self.path = path
-        self._db = db
-        self._lock_fd = lock_fd
+    def __init__(self, database: Database) -> None:
+        self.path = database.path
+        self._database = database
+        self._db = database.conn
         self._projects: dict[str, int] = {}
         self._signers: dict[str, int] = {}
         self._signer_vkeys: dict[int, str] = {}
@@ -427,7 +431,7 @@ class MonitorState:
             )
             await db.executescript(_LATE_INDEXES)
 
-        lock_fd, db = await open_database(
+        database = await open_database(
             path,
             _SCHEMA,
             "monitor",
@@ -438,7 +442,7 @@ class MonitorState:
             ),
             failed=lambda detail: ConfigError(f"cannot use the monitor state {path}: {detail}"),
         )
-        state = cls(path, db, lock_fd)
+        state = cls(database)
         try:
             await state._load()
         except BaseException as exc:
@@ -459,9 +463,8 @@ class MonitorState:
         try:
             if self._writes:
                 await asyncio.gather(*self._writes, return_exceptions=True)
-            await self._db.close()
         finally:
-            os.close(self._lock_fd)
+            await self._database.close()
 
     async def _write(self, work: Awaitable[None]) -> None:
         """Run ``work`` (one transaction) to completion even if the caller is cancelled."""

@@ -37,7 +37,6 @@ Contracts:
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ import aiosqlite
 
 from sigledger.ledger.entry import file_identity
 from sigledger.ledger.service.sqlite import (
+    Database,
     StorageError,
     check_schema_version,
     open_database,
@@ -136,13 +136,11 @@ class BoundEntry:
 class Storage:
     """A log's SQLite database. Create with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(
-        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, lock_fd: int
-    ) -> None:
-        self.path = path
-        self._w = writer
+    def __init__(self, database: Database, reader: aiosqlite.Connection) -> None:
+        self.path = database.path
+        self._database = database
+        self._w = database.conn
         self._r = reader
-        self._lock_fd = lock_fd
 
     @classmethod
     async def open(cls, path: Path | str) -> Storage:
@@ -153,24 +151,22 @@ class Storage:
             # Schema 1 databases were brought up to date by _migrate.
             await check_schema_version(db, SCHEMA_VERSION, str(path), migrations={"1": None})
 
-        lock_fd, writer = await open_database(path, _SCHEMA, "sigledger process", setup=setup)
+        database = await open_database(path, _SCHEMA, "sigledger process", setup=setup)
         try:
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute("PRAGMA query_only=ON")
         except BaseException as exc:
-            await writer.close()
-            os.close(lock_fd)
+            await database.close()
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"cannot open database {path}: {exc}") from exc
             raise
-        return cls(path, writer, reader, lock_fd)
+        return cls(database, reader)
 
     async def close(self) -> None:
         try:
             await self._r.close()
-            await self._w.close()
         finally:
-            os.close(self._lock_fd)
+            await self._database.close()
 
     # -- metadata ---------------------------------------------------------------
 

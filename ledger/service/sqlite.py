@@ -6,7 +6,8 @@
   interleaving.
 * :func:`open_database` locks, connects in autocommit mode (transactions are explicit),
   turns on WAL, applies the schema script and runs the caller's ``setup`` (migrations,
-  :func:`check_schema_version`); on any failure it closes what it opened.
+  :func:`check_schema_version`); on any failure it closes what it opened. The
+  :class:`Database` it returns closes the connection, then lets the lock go.
 * :func:`check_schema_version` reads ``meta.schema_version``: absent -> written,
   a known older version -> its migration and the new version in one transaction,
   anything else -> an error. Every store keeps a ``meta(key TEXT PRIMARY KEY, value TEXT)``
@@ -23,6 +24,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
@@ -47,6 +49,21 @@ class StorageLockedError(StorageError, ConfigError):
     )
 
 
+@dataclass(eq=False, slots=True)
+class Database:
+    """An open, locked SQLite database: ``conn`` writes; :meth:`close` ends both."""
+
+    path: Path
+    conn: aiosqlite.Connection
+    lock_fd: int
+
+    async def close(self) -> None:
+        try:
+            await self.conn.close()
+        finally:
+            os.close(self.lock_fd)
+
+
 async def open_database(
     path: Path,
     schema: str,
@@ -56,11 +73,11 @@ async def open_database(
     setup: Migration | None = None,
     locked: Exception | None = None,
     failed: Callable[[str], Exception] | None = None,
-) -> tuple[int, aiosqlite.Connection]:
+) -> Database:
     """Lock ``path`` for this process, connect (WAL, ``synchronous``), apply ``schema``.
 
     ``setup`` then runs on the connection (migrations, the schema version check).
-    Returns the lock descriptor and the connection; on failure both are closed.
+    On failure the connection and the lock are closed.
     Raises ``locked`` (default StorageLockedError naming ``who``) when the lock is held,
     ``failed(detail)`` (default StorageError) when the file or SQLite fails, and
     whatever ``setup`` raises.
@@ -93,7 +110,7 @@ async def open_database(
     except BaseException:
         os.close(lock_fd)
         raise
-    return lock_fd, db
+    return Database(path, db, lock_fd)
 
 
 def acquire_lock(

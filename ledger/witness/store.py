@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from pathlib import Path
 import aiosqlite
 
 from sigledger.ledger.service.sqlite import (
+    Database,
     StorageError,
     check_schema_version,
     open_database,
@@ -121,10 +121,10 @@ class Evidence:
 class WitnessStore:
     """A witness's SQLite database. Create with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, path: Path, db: aiosqlite.Connection, lock_fd: int) -> None:
-        self.path = path
-        self._db = db
-        self._lock_fd = lock_fd
+    def __init__(self, database: Database) -> None:
+        self.path = database.path
+        self._database = database
+        self._db = database.conn
         # Multi-statement writes (evidence) must not interleave on the connection.
         self._write_lock = asyncio.Lock()
 
@@ -140,14 +140,10 @@ class WitnessStore:
         async def setup(db: aiosqlite.Connection) -> None:
             await check_schema_version(db, SCHEMA_VERSION, str(path))
 
-        lock_fd, db = await open_database(path, _SCHEMA, "sigledger witness", setup=setup)
-        return cls(path, db, lock_fd)
+        return cls(await open_database(path, _SCHEMA, "sigledger witness", setup=setup))
 
     async def close(self) -> None:
-        try:
-            await self._db.close()
-        finally:
-            os.close(self._lock_fd)
+        await self._database.close()
 
     # -- metadata -----------------------------------------------------------------
 
