@@ -6,7 +6,15 @@ import pytest
 
 from sigledger.client.monitor.watcher import _webhook_again
 from sigledger.client.remote import _busy_wait
+from sigledger.ledger.checkpoint import Checkpoint, format_checkpoint, sign_checkpoint
+from sigledger.ledger.log.cosigner import WitnessEndpoint, WitnessPool
+from sigledger.ledger.note import ALG_COSIGNATURE_V1, Signer, sign_cosignature
 from sigledger.ledger.service.retry import Backoff, retrying
+from sigledger.ledger.witnessproto import (
+    SIZE_CONTENT_TYPE,
+    AddCheckpointRequest,
+    format_size_body,
+)
 
 
 class _Script:
@@ -87,3 +95,57 @@ def test_the_callers_policies() -> None:
     # The alarm webhook: taken and refused are final; 429, 3xx and 5xx are retried.
     assert [_webhook_again(s, 1.0) for s in (200, 204, 400, 404)] == [None] * 4
     assert [_webhook_again(s, 1.0) for s in (302, 429, 500, 503)] == [1.0] * 4
+
+
+# -- the cosigner's resend after a witness's 409 -------------------------------------------
+
+LOG = Signer.from_seed("example.org/log", bytes(32))
+WITNESS = Signer.from_seed("example.org/w", bytes([3]) * 32, ALG_COSIGNATURE_V1)
+CP = Checkpoint("example.org/log", 10, bytes(32))
+NOTE = sign_checkpoint(CP, LOG)
+TEXT = format_checkpoint(CP)
+
+
+class _ScriptedWitness(WitnessPool):
+    """A pool of one witness whose answers the test lists; records the old sizes sent."""
+
+    def __init__(self, *answers: tuple[int, bytes, str]) -> None:
+        async def prove(old: int, new: int) -> list[bytes]:
+            return [bytes(32)]
+
+        super().__init__([WitnessEndpoint("http://w", WITNESS.verifier())], 1, 5.0, prove)
+        self.answers = list(answers)
+        self.sent: list[int] = []
+
+    async def _post(self, w: WitnessEndpoint, req: AddCheckpointRequest) -> tuple[int, bytes, str]:
+        self.sent.append(req.old_size)
+        return self.answers.pop(0)
+
+
+def _size(n: int) -> tuple[int, bytes, str]:
+    return 409, format_size_body(n), SIZE_CONTENT_TYPE
+
+
+def _cosigned() -> tuple[int, bytes, str]:
+    return 200, sign_cosignature(WITNESS, TEXT, 1).line().encode(), "text/plain"
+
+
+async def test_cosigner_resends_once_from_the_witness_size() -> None:
+    pool = _ScriptedWitness(_size(4), _cosigned())
+    got = await pool.cosign(NOTE, CP)
+    assert len(got) == 1 and pool.sent == [0, 4]
+    assert (pool.status["http://w"].size, pool.status["http://w"].last_error) == (10, "")
+
+
+async def test_cosigner_gives_up_on_a_witness_that_keeps_moving_or_is_ahead() -> None:
+    moving = _ScriptedWitness(_size(4), _size(6))
+    assert await moving.cosign(NOTE, CP) == []
+    assert moving.sent == [0, 4]
+    assert moving.status["http://w"].last_error == "witness size kept changing"
+    ahead = _ScriptedWitness(_size(12))
+    assert await ahead.cosign(NOTE, CP) == []
+    assert ahead.sent == [0]  # not asked again from a size beyond ours
+    assert "larger than ours" in ahead.status["http://w"].last_error
+    late = _ScriptedWitness(_size(4), _size(11))
+    assert await late.cosign(NOTE, CP) == []
+    assert "larger than ours" in late.status["http://w"].last_error
