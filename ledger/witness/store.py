@@ -171,22 +171,14 @@ class WitnessStore:
             "SELECT origin, size, root, note, updated FROM checkpoints WHERE origin = ?",
             (origin,),
         )
-        if row is None:
-            return None
-        return WitnessHead(str(row[0]), int(row[1]), bytes(row[2]), bytes(row[3]), int(row[4]))
+        return None if row is None else _head(row)
 
     async def heads(self) -> list[WitnessHead]:
         """Every stored head, by origin."""
-        try:
-            async with self._db.execute(
-                "SELECT origin, size, root, note, updated FROM checkpoints ORDER BY origin"
-            ) as cur:
-                rows = await cur.fetchall()
-        except sqlite3.Error as exc:
-            raise StorageError(f"database read failed: {exc}") from exc
-        return [
-            WitnessHead(str(r[0]), int(r[1]), bytes(r[2]), bytes(r[3]), int(r[4])) for r in rows
-        ]
+        rows = await self._fetchall(
+            "SELECT origin, size, root, note, updated FROM checkpoints ORDER BY origin", ()
+        )
+        return [_head(r) for r in rows]
 
     async def compare_and_swap(
         self,
@@ -295,15 +287,11 @@ class WitnessStore:
 
     async def evidence(self, limit: int = 100) -> list[Evidence]:
         """The most recently first-seen evidence rows, newest first."""
-        try:
-            async with self._db.execute(
-                "SELECT origin, reason, stored_size, stored_root, stored_note, request,"
-                " first_seen, last_seen, count FROM evidence ORDER BY id DESC LIMIT ?",
-                (limit,),
-            ) as cur:
-                rows = await cur.fetchall()
-        except sqlite3.Error as exc:
-            raise StorageError(f"database read failed: {exc}") from exc
+        rows = await self._fetchall(
+            "SELECT origin, reason, stored_size, stored_root, stored_note, request,"
+            " first_seen, last_seen, count FROM evidence ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
         return [
             Evidence(
                 str(r[0]),
@@ -326,12 +314,20 @@ class WitnessStore:
         await self._fetchone("SELECT 1", ())
 
     async def _fetchone(self, sql: str, params: tuple[object, ...]) -> sqlite3.Row | None:
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def _fetchall(self, sql: str, params: tuple[object, ...]) -> list[sqlite3.Row]:
         try:
             async with self._db.execute(sql, params) as cur:
-                row: sqlite3.Row | None = await cur.fetchone()
+                return list(await cur.fetchall())
         except sqlite3.Error as exc:
             raise StorageError(f"database read failed: {exc}") from exc
-        return row
+
+
+def _head(row: sqlite3.Row) -> WitnessHead:
+    """A head from ``origin, size, root, note, updated``."""
+    return WitnessHead(str(row[0]), int(row[1]), bytes(row[2]), bytes(row[3]), int(row[4]))
 
 
 def _write_failed(exc: sqlite3.Error) -> StorageError:
