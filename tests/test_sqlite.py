@@ -15,6 +15,7 @@ from sigledger.ledger.service.sqlite import (
     StorageLockedError,
     check_schema_version,
     open_database,
+    table_columns,
     transaction,
 )
 
@@ -147,3 +148,10 @@ async def test_monitor_state_lock_version_and_schema_1_migration(tmp_path: Path)
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     await (await MonitorState.open(path)).close()
+
+
+async def test_table_columns(tmp_path: Path) -> None:
+    async with aiosqlite.connect(tmp_path / "x.db", isolation_level=None) as db:
+        await db.executescript(SCHEMA)
+        assert await table_columns(db, "meta") == {"key", "value"}
+        assert await table_columns(db, "missing") == set()

@@ -136,6 +136,7 @@ from sigledger.ledger.service.sqlite import (
     Database,
     check_schema_version,
     open_database,
+    table_columns,
     transaction,
 )
 from sigledger.ledger.tiles import TILE_WIDTH
@@ -389,9 +390,7 @@ Prior = tuple[int, bytes, str, str]  # (index, sha256, signer vkey, filename) of
 
 async def _migrate_identity(db: aiosqlite.Connection) -> None:
     """Schema 1 -> 2: the file identity of every indexed entry, from its filename."""
-    async with db.execute("PRAGMA table_info(entries)") as cur:
-        columns = {str(r[1]) for r in await cur.fetchall()}
-    if "identity" not in columns:
+    if "identity" not in await table_columns(db, "entries"):
         await db.execute("ALTER TABLE entries ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
     async with db.execute("SELECT log, idx, filename FROM entries") as cur:
         rows = [(file_identity(str(f)).key, int(log), int(i)) for log, i, f in await cur.fetchall()]

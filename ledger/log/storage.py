@@ -51,6 +51,7 @@ from sigledger.ledger.service.sqlite import (
     StorageError,
     check_schema_version,
     open_database,
+    table_columns,
     transaction,
 )
 
@@ -557,9 +558,7 @@ class Storage:
 
 async def _migrate(db: aiosqlite.Connection) -> None:
     """Bring databases of schema 1 (and its development versions) up to date."""
-    async with db.execute("PRAGMA table_info(entries)") as cur:
-        entry_columns = {str(row[1]) for row in await cur.fetchall()}
-    if "identity" not in entry_columns:
+    if "identity" not in await table_columns(db, "entries"):
         # Schema 1 -> 2: the file identity of every entry, computed from its filename.
         async with transaction(db):
             await db.execute("ALTER TABLE entries ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
@@ -567,12 +566,14 @@ async def _migrate(db: aiosqlite.Connection) -> None:
                 rows = [(file_identity(str(f)).key, int(i)) for i, f in await cur.fetchall()]
             await db.executemany("UPDATE entries SET identity = ? WHERE idx = ?", rows)
     await db.executescript(_LATE_INDEXES)
-    async with db.execute("PRAGMA table_info(checkpoints)") as cur:
-        columns = {str(row[1]) for row in await cur.fetchall()}
-    if "published" not in columns:
-        # Before witnessing, every checkpoint with a note had been published.
-        await db.execute("ALTER TABLE checkpoints ADD COLUMN published INTEGER NOT NULL DEFAULT 0")
-        await db.execute("UPDATE checkpoints SET published = 1 WHERE note IS NOT NULL")
+    if "published" not in await table_columns(db, "checkpoints"):
+        # Before witnessing, every checkpoint with a note had been published. One
+        # transaction: a crash in between must not leave the column without its values.
+        async with transaction(db):
+            await db.execute(
+                "ALTER TABLE checkpoints ADD COLUMN published INTEGER NOT NULL DEFAULT 0"
+            )
+            await db.execute("UPDATE checkpoints SET published = 1 WHERE note IS NOT NULL")
 
 
 def _write_failed(exc: sqlite3.Error) -> BaseException:

@@ -11,7 +11,7 @@
 * :func:`check_schema_version` reads ``meta.schema_version``: absent -> written,
   a known older version -> its migration and the new version in one transaction,
   anything else -> an error. Every store keeps a ``meta(key TEXT PRIMARY KEY, value TEXT)``
-  table for this.
+  table for this; migrations ask :func:`table_columns` what an older schema lacks.
 * :func:`transaction` is ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error;
   ``failed`` maps SQLite errors to the store's own.
 """
@@ -164,6 +164,12 @@ async def check_schema_version(
         await db.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (expected,)
         )
+
+
+async def table_columns(db: aiosqlite.Connection, table: str) -> set[str]:
+    """The column names of ``table`` (migrations add the ones an older schema lacks)."""
+    async with db.execute("SELECT name FROM pragma_table_info(?)", (table,)) as cur:
+        return {str(row[0]) for row in await cur.fetchall()}
 
 
 @asynccontextmanager
