@@ -737,6 +737,7 @@ async def cmd_policy_pin(args: argparse.Namespace) -> int:
         pin_projects,
     )
     from sigledger.client.trust import VerifiedLog
+    from sigledger.ledger.service.files import write_atomically
 
     url = _need(args.log, "--log", "SIGLEDGER_LOG")
     log_key = _log_key(_need(args.log_key, "--log-key", "SIGLEDGER_LOG_KEY"))
@@ -775,9 +776,7 @@ async def cmd_policy_pin(args: argparse.Namespace) -> int:
         )
     new = pin_projects(policy, trust, signers, args.threshold)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dump_policy(new))
-    tmp.replace(path)
+    write_atomically(path, dump_policy(new).encode())
     if args.json:
         _print_json(
             {

@@ -21,6 +21,7 @@ from sigledger.client.remote import LogClient
 from sigledger.ledger.entry import SignedStatement, Statement, statement_message
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import Signer, Verifier
+from sigledger.ledger.service.files import write_atomically
 from sigledger.ledger.service.keys import read_key_file, write_key_file
 from sigledger.ledger.wire import statement_to_json
 
@@ -127,9 +128,7 @@ async def publish(
                 rpath = None
                 if write_receipts:
                     rpath = path.with_name(path.name + RECEIPT_SUFFIX)
-                    tmp = rpath.with_name(rpath.name + ".tmp")
-                    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-                    tmp.replace(rpath)
+                    write_atomically(rpath, (json.dumps(doc, indent=2) + "\n").encode())
                 results.append(
                     PublishResult(
                         path,
