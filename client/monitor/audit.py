@@ -35,7 +35,6 @@ checked by ``merkle.check_inclusion(i, m, node_hash, proof, root)``
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import hashlib
 import json
@@ -48,6 +47,7 @@ from typing import Any, TypeAlias
 from sigledger.client.remote import LogClient
 from sigledger.ledger import merkle, tiles
 from sigledger.ledger.checkpoint import Checkpoint
+from sigledger.ledger.encoding import b64encode as b64
 from sigledger.ledger.entry import decode_entry
 from sigledger.ledger.errors import FormatError, VerificationError
 from sigledger.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef, tile_width
@@ -81,10 +81,6 @@ HOW_TO_CHECK_ENTRY = (
     "merkle.check_inclusion(index, tree_size, leaf_hash, inclusion_proof, root) "
     "(RFC 9162 2.1.3.2) shows leaf_hash is leaf `index` of the signed tree"
 )
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 # --- node inclusion proofs (pure) ---------------------------------------------

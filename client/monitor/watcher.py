@@ -96,7 +96,6 @@ time_ms)``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
 import hashlib
@@ -122,6 +121,7 @@ from sigledger.client.receipts import check_witness_quorum
 from sigledger.client.remote import LogClient, LogRefusedError
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, open_checkpoint
+from sigledger.ledger.encoding import b64encode as _b64
 from sigledger.ledger.entry import file_identity
 from sigledger.ledger.errors import (
     ConfigError,
@@ -184,10 +184,6 @@ def _iso(ms: int | None) -> str | None:
         return None
     t = datetime.fromtimestamp(ms / 1000, UTC)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _digest(*parts: str | bytes) -> str:

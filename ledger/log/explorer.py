@@ -53,6 +53,7 @@ from packaging.version import InvalidVersion, Version
 
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, parse_checkpoint
+from sigledger.ledger.encoding import b64encode as _b64
 from sigledger.ledger.encoding import sha256_from_hex
 from sigledger.ledger.entry import (
     MAX_VERSION_LEN,
@@ -306,10 +307,6 @@ def iso_ms(ms: int) -> str:
 def _time(ms: int) -> str:
     stamp = iso_ms(ms)
     return f'<time datetime="{esc(stamp)}">{esc(stamp.replace("T", " "))}</time>'
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def _short_hash(digest: bytes) -> str:
