@@ -54,6 +54,7 @@ from sigledger.ledger.encoding import (
     text_problem,
 )
 from sigledger.ledger.errors import FormatError, VerificationError
+from sigledger.ledger.merkle import HASH_SIZE
 from sigledger.ledger.note import ALG_ED25519, Note, Signer, Verifier, open_note, sign_note
 
 __all__ = [
@@ -68,8 +69,6 @@ __all__ = [
 # Tree sizes are uint64 on the wire; like every implementation we talk to, we
 # accept only [0, 2^63-1] (see sigledger.ledger.encoding).
 MAX_TREE_SIZE = MAX_UINT63
-
-_HASH_SIZE = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +99,7 @@ def format_checkpoint(cp: Checkpoint) -> str:
         raise ValueError(f"checkpoint origin {problem}")
     if isinstance(cp.size, bool) or not 0 <= cp.size <= MAX_TREE_SIZE:
         raise ValueError(f"tree size {cp.size!r} is not in [0, 2^63-1]")
-    if len(cp.root) != _HASH_SIZE:
+    if len(cp.root) != HASH_SIZE:
         raise ValueError(f"root hash is {len(cp.root)} bytes, want 32")
     for ext in cp.extensions:
         problem = _line_problem(ext)
@@ -131,7 +130,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
         raise FormatError("checkpoint origin is empty")
     size = parse_decimal(size_text, "checkpoint tree size")
     root = b64decode(root_text, "checkpoint root hash")
-    if len(root) != _HASH_SIZE:
+    if len(root) != HASH_SIZE:
         raise FormatError(f"checkpoint root hash is {len(root)} bytes, want 32")
     for ext in extensions:
         if not ext:

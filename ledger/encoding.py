@@ -24,6 +24,9 @@ MAX_UINT63 = 2**63 - 1
 """Sizes are uint64 on the wire, but every implementation we talk to keeps them
 below 2^63 (signed 64-bit integers): accept only that range."""
 
+UINT64_LIMIT = 1 << 64
+"""Tile indexes and node positions are uint64: below this."""
+
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 _MAX_DECIMAL_DIGITS = len(str(MAX_UINT63))
 _FORBIDDEN_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")

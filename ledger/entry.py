@@ -113,6 +113,7 @@ from packaging.version import InvalidVersion, Version
 from sigledger.ledger.encoding import MAX_UINT63
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import ALG_ED25519, check_key_name, key_id
+from sigledger.ledger.tiles import MAX_ENTRY_SIZE  # an entry must fit an entry bundle
 
 FORMAT_VERSION = 1
 STATEMENT_CONTEXT = b"sigledger/statement/v1\n"
@@ -121,8 +122,6 @@ MAX_PROJECT_LEN = 200
 MAX_VERSION_LEN = 128
 MAX_FILENAME_LEN = 255
 MAX_KEY_NAME_LEN = 128
-# An entry must fit an entry bundle (u16 length prefix, c2sp.org/tlog-tiles).
-MAX_ENTRY_SIZE = 65535
 
 # PEP 508 names (the canonical form is also lower case with single '-').
 _PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")

@@ -33,6 +33,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
 
+from sigledger.ledger.encoding import UINT64_LIMIT
 from sigledger.ledger.errors import VerificationError
 
 __all__ = [
@@ -60,7 +61,6 @@ __all__ = [
 ]
 
 HASH_SIZE = 32
-_UINT64_LIMIT = 1 << 64
 
 _sha256 = hashlib.sha256
 
@@ -311,7 +311,7 @@ def consistency_proof_length(old: int, new: int) -> int:
 
 
 def _check_size(name: str, value: int) -> None:
-    if not 0 <= value < _UINT64_LIMIT:
+    if not 0 <= value < UINT64_LIMIT:
         raise VerificationError(f"{name} {value} is outside the uint64 range")
 
 

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.signing
 
-from sigledger.ledger.encoding import b64decode, b64encode, lines_problem, text_problem
+from sigledger.ledger.encoding import MAX_UINT63, b64decode, b64encode, lines_problem, text_problem
 from sigledger.ledger.errors import FormatError, VerificationError
 
 __all__ = [
@@ -104,7 +104,7 @@ _ED25519_SIG_SIZE = 64
 _TIMESTAMP_SIZE = 8
 _COSIGNATURE_SIZE = _TIMESTAMP_SIZE + _ED25519_SIG_SIZE
 # c2sp.org/tlog-cosignature@v1.0.1: timestamps are at most 2^63 - 1.
-_MAX_TIMESTAMP = 2**63 - 1
+_MAX_TIMESTAMP = MAX_UINT63
 
 _SIG_PREFIX = "— "  # U+2014 EM DASH, U+0020 SPACE
 _SKEY_PREFIX = "PRIVATE+KEY+"

@@ -32,7 +32,7 @@ import msgpack
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from sigledger.ledger.encoding import b64decode, sha256_from_hex
+from sigledger.ledger.encoding import MAX_UINT63, b64decode, sha256_from_hex
 from sigledger.ledger.entry import (
     SignedStatement,
     Statement,
@@ -261,7 +261,7 @@ def parse_lookup_query(params: Mapping[str, str]) -> LookupQuery:
     limit = _uint_param(
         params.get("limit", str(LOOKUP_DEFAULT_LIMIT)), "limit", 1, LOOKUP_MAX_LIMIT
     )
-    cursor = _uint_param(params.get("cursor", "0"), "cursor", 0, 2**63 - 1)
+    cursor = _uint_param(params.get("cursor", "0"), "cursor", 0, MAX_UINT63)
     return LookupQuery(digest, project, version, filename, limit, cursor)
 
 
@@ -269,8 +269,8 @@ def parse_consistency_query(params: Mapping[str, str]) -> tuple[int, int]:
     """``GET /proof/consistency?old=M&new=N`` with 0 <= M <= N."""
     if set(params) != {"old", "new"}:
         raise FormatError("give exactly the parameters old and new")
-    old = _uint_param(params["old"], "old", 0, 2**63 - 1)
-    new = _uint_param(params["new"], "new", 0, 2**63 - 1)
+    old = _uint_param(params["old"], "old", 0, MAX_UINT63)
+    new = _uint_param(params["new"], "new", 0, MAX_UINT63)
     if old > new:
         raise FormatError("old must not be larger than new")
     return old, new

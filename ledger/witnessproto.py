@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 from sigledger.ledger.encoding import MAX_UINT63, b64decode, lines_problem, parse_decimal
 from sigledger.ledger.errors import FormatError
+from sigledger.ledger.merkle import HASH_SIZE
 from sigledger.ledger.note import MAX_SIGNATURES, NoteSignature, check_key_name
 
 __all__ = [
@@ -63,7 +64,6 @@ __all__ = [
 MAX_PROOF_LINES = 63
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 
-_HASH_SIZE = 32
 _HASH_B64_LEN = 44  # base64 of 32 bytes, with one "=" of padding
 _SIG_PREFIX = "— "  # U+2014 EM DASH, U+0020 SPACE
 
@@ -98,7 +98,7 @@ def format_add_checkpoint(req: AddCheckpointRequest) -> bytes:
     if len(req.proof) > MAX_PROOF_LINES:
         raise ValueError(f"a request carries at most {MAX_PROOF_LINES} proof hashes")
     for i, h in enumerate(req.proof):
-        if len(h) != _HASH_SIZE:
+        if len(h) != HASH_SIZE:
             raise ValueError(f"proof hash {i} is {len(h)} bytes, want 32")
     if not req.checkpoint:
         raise ValueError("the checkpoint note is empty")
@@ -136,7 +136,7 @@ def parse_add_checkpoint(body: bytes) -> AddCheckpointRequest:
         if len(line) != _HASH_B64_LEN:
             raise FormatError(f"proof line {len(proof) + 1} is not the base64 of a 32-byte hash")
         decoded = b64decode(line, f"proof line {len(proof) + 1}")
-        if len(decoded) != _HASH_SIZE:
+        if len(decoded) != HASH_SIZE:
             raise FormatError(f"proof line {len(proof) + 1} is not the base64 of a 32-byte hash")
         proof.append(decoded)
     checkpoint = body[pos:]

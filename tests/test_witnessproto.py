@@ -313,6 +313,7 @@ def test_module_is_pure() -> None:
         "dataclasses",
         "sigledger.ledger.encoding",
         "sigledger.ledger.errors",
+        "sigledger.ledger.merkle",
         "sigledger.ledger.note",
     }
     assert imported <= allowed, imported - allowed
