@@ -455,19 +455,7 @@ class Storage:
         if version is not None:
             where.append("version = ?")
             params.append(version)
-        if after is not None:
-            where.append(
-                "(version, filename, idx) > (SELECT version, filename, idx FROM entries"
-                " WHERE idx = ?)"
-            )
-            params.append(after)
-        params.append(limit)
-        sql = (
-            f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
-            " ORDER BY version, filename, idx LIMIT ?"
-        )
-        async with self._r.execute(sql, params) as cur:
-            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+        return await self._entry_page(where, params, "version, filename, idx", after, limit)
 
     async def project_versions(
         self, project: str, below: int, limit: int, scan: int
@@ -510,20 +498,24 @@ class Storage:
         self, signer: str, below: int, *, after: int | None = None, limit: int = 100
     ) -> list[tuple[int, bytes]]:
         """A signer's entries ordered by (project, version, filename)."""
-        where = ["signer = ?", "idx < ?"]
-        params: list[Any] = [signer, below]
+        return await self._entry_page(
+            ["signer = ?", "idx < ?"], [signer, below], "project, version, filename", after, limit
+        )
+
+    async def _entry_page(
+        self, where: list[str], params: list[Any], order: str, after: int | None, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """(index, data) of the entries matching ``where``, ordered by the columns
+        ``order``, from just after entry ``after`` (keyset paging), at most ``limit``."""
         if after is not None:
-            where.append(
-                "(project, version, filename) > (SELECT project, version, filename FROM entries"
-                " WHERE idx = ?)"
-            )
-            params.append(after)
-        params.append(limit)
+            after_clause = f"({order}) > (SELECT {order} FROM entries WHERE idx = ?)"  # noqa: S608 (fixed columns)
+            where = [*where, after_clause]
+            params = [*params, after]
         sql = (
             f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
-            " ORDER BY project, version, filename LIMIT ?"
+            f" ORDER BY {order} LIMIT ?"
         )
-        async with self._r.execute(sql, params) as cur:
+        async with self._r.execute(sql, [*params, limit]) as cur:
             return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
 
     async def signer_projects(
