@@ -12,10 +12,10 @@ CLI's :class:`~sigledger.client.trust.CheckpointStore`.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from sigledger.ledger.errors import ConfigError
+from sigledger.ledger.service.files import write_atomically
 
 
 class FileCheckpointStore:
@@ -39,12 +39,7 @@ class FileCheckpointStore:
         path = self._path(origin)
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            with tmp.open("wb") as fh:
-                fh.write(note)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(path)
+            write_atomically(path, note)
         except OSError as exc:
             raise ConfigError(
                 f"cannot write client state {path}: {exc}; set "

@@ -14,7 +14,6 @@ signatures and proofs (:mod:`sigledger.client.receipts`) before using it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from types import TracebackType
@@ -32,6 +31,7 @@ from sigledger.ledger.errors import (
     RefusedError,
     request_error_class,
 )
+from sigledger.ledger.service.retry import Backoff, retrying
 from sigledger.ledger.wire import (
     JSON_TYPE,
     MSGPACK_TYPE,
@@ -64,6 +64,14 @@ def normalize_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def _busy_wait(answer: tuple[int, bytes, str, str], wait: float) -> float | None:
+    """A busy log (429, 503) is asked again, after its ``Retry-After`` when it gives one."""
+    status, _, _, retry_after = answer
+    if status not in (429, 503):
+        return None
+    return float(retry_after) if retry_after.isdigit() else wait
+
+
 class LogClient:
     """A session with one log. Use as ``async with LogClient(url) as log: ...``."""
 
@@ -92,28 +100,25 @@ class LogClient:
         return self._session
 
     async def _request(self, method: str, path: str, **kw: Any) -> tuple[int, bytes, str]:
-        """One request with retries on connection errors, 503 and 429."""
-        delay = 0.5
-        for attempt in range(self._retries + 1):
-            try:
-                async with self.session.request(method, self.url + path, **kw) as resp:
-                    body = await resp.read()
-                    if resp.status in (429, 503) and attempt < self._retries:
-                        retry_after = resp.headers.get("Retry-After", "")
-                        wait = float(retry_after) if retry_after.isdigit() else delay
-                        await asyncio.sleep(min(wait, 30.0))
-                        delay *= 2
-                        continue
-                    return resp.status, body, resp.content_type
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                if attempt < self._retries:
-                    await asyncio.sleep(delay)
-                    delay *= 2
-                    continue
-                raise NetworkError(
-                    f"cannot reach the log at {self.url}: {exc.__class__.__name__}: {exc}"
-                ) from exc
-        raise AssertionError("bad math in LogClient._request: retry loop fell through")
+        """One request with retries on connection errors, 503 and 429 (``Retry-After``)."""
+
+        async def attempt() -> tuple[int, bytes, str, str]:
+            async with self.session.request(method, self.url + path, **kw) as resp:
+                body = await resp.read()
+                return resp.status, body, resp.content_type, resp.headers.get("Retry-After", "")
+
+        try:
+            status, body, ctype, _ = await retrying(
+                attempt,
+                Backoff(self._retries + 1, first=0.5),
+                again=_busy_wait,
+                transient=(aiohttp.ClientError, TimeoutError),
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NetworkError(
+                f"cannot reach the log at {self.url}: {exc.__class__.__name__}: {exc}"
+            ) from exc
+        return status, body, ctype
 
     def _raise_for(self, status: int, body: bytes, what: str) -> None:
         if status == 200:

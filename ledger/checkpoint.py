@@ -43,11 +43,18 @@ TszzRgjTG6xce+z2AG31kAXYKBgQVtCSCE40HmuwBb0=
 
 from __future__ import annotations
 
-import base64
-import re
 from dataclasses import dataclass
 
+from sigledger.ledger.encoding import (
+    MAX_UINT63,
+    b64decode,
+    b64encode,
+    lines_problem,
+    parse_decimal,
+    text_problem,
+)
 from sigledger.ledger.errors import FormatError, VerificationError
+from sigledger.ledger.merkle import HASH_SIZE
 from sigledger.ledger.note import ALG_ED25519, Note, Signer, Verifier, open_note, sign_note
 
 __all__ = [
@@ -59,15 +66,9 @@ __all__ = [
     "sign_checkpoint",
 ]
 
-# Tree sizes are uint64 on the wire, but every implementation we talk to keeps
-# them below 2^63 (signed 64-bit integers); accept only that range.
-MAX_TREE_SIZE = 2**63 - 1
-
-_HASH_SIZE = 32
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
-_MAX_DECIMAL_DIGITS = len(str(MAX_TREE_SIZE))
-# Every ASCII control character except "\n" (c2sp.org/signed-note@v1.0.0).
-_FORBIDDEN_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
+# Tree sizes are uint64 on the wire; like every implementation we talk to, we
+# accept only [0, 2^63-1] (see sigledger.ledger.encoding).
+MAX_TREE_SIZE = MAX_UINT63
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +86,7 @@ def _line_problem(line: str) -> str | None:
         return "is empty"
     if "\n" in line:
         return "contains a newline"
-    match = _FORBIDDEN_CONTROL.search(line)
-    if match is not None:
-        return f"contains control character {match.group()!r}"
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not encodable as UTF-8"
-    return None
+    return text_problem(line)
 
 
 def format_checkpoint(cp: Checkpoint) -> str:
@@ -105,13 +99,13 @@ def format_checkpoint(cp: Checkpoint) -> str:
         raise ValueError(f"checkpoint origin {problem}")
     if isinstance(cp.size, bool) or not 0 <= cp.size <= MAX_TREE_SIZE:
         raise ValueError(f"tree size {cp.size!r} is not in [0, 2^63-1]")
-    if len(cp.root) != _HASH_SIZE:
+    if len(cp.root) != HASH_SIZE:
         raise ValueError(f"root hash is {len(cp.root)} bytes, want 32")
     for ext in cp.extensions:
         problem = _line_problem(ext)
         if problem is not None:
             raise ValueError(f"checkpoint extension line {ext!r} {problem}")
-    root = base64.b64encode(bytes(cp.root)).decode("ascii")
+    root = b64encode(bytes(cp.root))
     extensions = "".join(f"{ext}\n" for ext in cp.extensions)
     return f"{cp.origin}\n{cp.size:d}\n{root}\n{extensions}"
 
@@ -125,33 +119,18 @@ def parse_checkpoint(text: str) -> Checkpoint:
     canonical decimal size in [0, 2^63-1] and a canonical base64 root hash of
     exactly 32 bytes.
     """
-    if not text.endswith("\n"):
-        raise FormatError("checkpoint does not end with a newline")
-    match = _FORBIDDEN_CONTROL.search(text)
-    if match is not None:
-        raise FormatError(f"checkpoint contains control character {match.group()!r}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise FormatError("checkpoint is not valid UTF-8 (it contains a lone surrogate)") from exc
+    problem = lines_problem(text)
+    if problem is not None:
+        raise FormatError(f"checkpoint {problem}")
     lines = text[:-1].split("\n")
     if len(lines) < 3:
         raise FormatError("checkpoint has fewer than three lines (origin, size, root hash)")
     origin, size_text, root_text, *extensions = lines
     if not origin:
         raise FormatError("checkpoint origin is empty")
-    if len(size_text) > _MAX_DECIMAL_DIGITS or _DECIMAL.fullmatch(size_text) is None:
-        raise FormatError(f"checkpoint tree size {size_text[:40]!r} is not a canonical decimal")
-    size = int(size_text)
-    if size > MAX_TREE_SIZE:
-        raise FormatError(f"checkpoint tree size {size} is larger than 2^63-1")
-    try:
-        root = base64.b64decode(root_text, validate=True)
-    except ValueError as exc:
-        raise FormatError("checkpoint root hash is not valid base64") from exc
-    if base64.b64encode(root).decode("ascii") != root_text:
-        raise FormatError("checkpoint root hash is not in canonical base64")
-    if len(root) != _HASH_SIZE:
+    size = parse_decimal(size_text, "checkpoint tree size")
+    root = b64decode(root_text, "checkpoint root hash")
+    if len(root) != HASH_SIZE:
         raise FormatError(f"checkpoint root hash is {len(root)} bytes, want 32")
     for ext in extensions:
         if not ext:

@@ -110,8 +110,10 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from sigledger.ledger.encoding import MAX_UINT63
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import ALG_ED25519, check_key_name, key_id
+from sigledger.ledger.tiles import MAX_ENTRY_SIZE  # an entry must fit an entry bundle
 
 FORMAT_VERSION = 1
 STATEMENT_CONTEXT = b"sigledger/statement/v1\n"
@@ -120,12 +122,14 @@ MAX_PROJECT_LEN = 200
 MAX_VERSION_LEN = 128
 MAX_FILENAME_LEN = 255
 MAX_KEY_NAME_LEN = 128
-MAX_UINT63 = 2**63 - 1
-# An entry must fit an entry bundle (u16 length prefix, c2sp.org/tlog-tiles).
-MAX_ENTRY_SIZE = 65535
 
-# PEP 508 names; the canonical form additionally is lower case with single '-'.
-_NAME_RE = re.compile(r"^([a-z0-9]|[a-z0-9][a-z0-9._-]*[a-z0-9])$")
+# PEP 508 names (the canonical form is also lower case with single '-').
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+def is_project_name(name: str) -> bool:
+    """Whether ``name`` is a PEP 508 project name (any spelling) of at most 200 characters."""
+    return len(name) <= MAX_PROJECT_LEN and _PROJECT_NAME.fullmatch(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +276,7 @@ def _check_statement_fields(
 ) -> None:
     if not isinstance(project, str) or not 0 < len(project) <= MAX_PROJECT_LEN:
         raise FormatError("project must be a non-empty string of at most 200 characters")
-    if not _NAME_RE.match(project) or canonicalize_name(project) != project:
+    if not is_project_name(project) or canonicalize_name(project) != project:
         raise FormatError(
             f"project {project!r} is not a PEP 503 canonical name "
             f"(expected {canonicalize_name(project)!r})"
@@ -413,11 +417,6 @@ def decode_entry(data: bytes) -> Entry:
     if type(time_ms) is not int or not 0 <= time_ms <= MAX_UINT63:
         raise FormatError("entry time must be an integer in [0, 2**63)")
     return Entry(signed, time_ms)
-
-
-def signer_key_id(key_name: str, public_key: bytes) -> int:
-    """Signed-note key ID of a publisher key."""
-    return key_id(key_name, ALG_ED25519, public_key)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,4 +1,4 @@
-"""RFC 6962 Merkle tree hashing, proofs and stored-hash indexing (pure, no I/O).
+"""RFC 6962 Merkle tree hashing and proofs (pure, no I/O).
 
 Hashes (RFC 6962 §2.1, RFC 9162 §2.1.1), all SHA-256 and 32 bytes:
 
@@ -31,18 +31,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TypeAlias
 
+from sigledger.ledger.encoding import UINT64_LIMIT
 from sigledger.ledger.errors import VerificationError
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "GetNode",
-    "MemoryTree",
     "Node",
-    "TreeHead",
     "check_consistency",
     "check_inclusion",
     "consistency_nodes",
@@ -57,16 +55,12 @@ __all__ = [
     "prove_inclusion",
     "prove_inclusions",
     "root_from",
-    "split_stored_hash_index",
-    "stored_hash_count",
-    "stored_hash_index",
     "subtree_nodes",
     "tree_hash",
     "tree_nodes",
 ]
 
 HASH_SIZE = 32
-_UINT64_LIMIT = 1 << 64
 
 _sha256 = hashlib.sha256
 
@@ -317,7 +311,7 @@ def consistency_proof_length(old: int, new: int) -> int:
 
 
 def _check_size(name: str, value: int) -> None:
-    if not 0 <= value < _UINT64_LIMIT:
+    if not 0 <= value < UINT64_LIMIT:
         raise VerificationError(f"{name} {value} is outside the uint64 range")
 
 
@@ -441,137 +435,3 @@ def check_consistency(
         raise VerificationError(
             f"consistency proof from size {old_size} to {new_size} does not match the roots"
         )
-
-
-# --- Go x/mod stored-hash indexing -----------------------------------------
-# golang.org/x/mod/sumdb/tlog lays out every perfect node hash in one array:
-# appending leaf n stores its leaf hash, then one node per trailing 1-bit of n
-# (each subtree that leaf completes), so nodes come in post-order.
-
-
-def stored_hash_index(level: int, n: int) -> int:
-    """Position of node ``(level, n)`` in the stored-hash array."""
-    if level < 0 or n < 0:
-        raise ValueError(f"invalid node ({level}, {n})")
-    # The node is stored right after its last leaf; that leaf's position is
-    # the number of hashes stored before it: sum(last >> j for j >= 0), which
-    # is 2*last - popcount(last).
-    last = ((n + 1) << level) - 1
-    return 2 * last - last.bit_count() + level
-
-
-def stored_hash_count(size: int) -> int:
-    """Number of hashes stored for a tree of ``size`` leaves (the next leaf's position)."""
-    if size < 0:
-        raise ValueError(f"invalid tree size {size}")
-    return 2 * size - size.bit_count()
-
-
-def split_stored_hash_index(index: int) -> Node:
-    """The node ``(level, n)`` stored at ``index``; inverse of :func:`stored_hash_index`."""
-    if index < 0:
-        raise ValueError(f"invalid stored hash index {index}")
-    # Find the last leaf n stored at or before index. Leaf n sits at
-    # 2n - popcount(n), which lies in [n, 2n], so n >= index // 2 and only
-    # a few (at most log2) steps forward are needed.
-    n = index // 2
-    start = 2 * n - n.bit_count()
-    if start > index:
-        raise AssertionError("bad math in split_stored_hash_index")
-    while True:
-        nxt = 2 * (n + 1) - (n + 1).bit_count()
-        if nxt > index:
-            break
-        n += 1
-        start = nxt
-    level = index - start
-    return level, n >> level
-
-
-# --- tree heads and an in-memory tree --------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TreeHead:
-    """A tree size and its root hash (``ValueError`` if out of range or not 32 bytes)."""
-
-    size: int
-    root: bytes
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.size < _UINT64_LIMIT:
-            raise ValueError(f"tree size {self.size} is outside the uint64 range")
-        if len(self.root) != HASH_SIZE:
-            raise ValueError(f"root hash is {len(self.root)} bytes, not {HASH_SIZE}")
-
-
-class MemoryTree:
-    """In-memory log over leaf hashes (tests, simulators, clients).
-
-    Stores every perfect node hash it completes, level by level, so node
-    lookups, roots and proofs for any size up to :attr:`size` are cheap.
-    """
-
-    __slots__ = ("_levels",)
-
-    def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
-        # _levels[l][i] is the hash of node (l, i).
-        self._levels: list[list[bytes]] = [[]]
-        for h in leaf_hashes:
-            self.append(h)
-
-    def append(self, leaf_hash: bytes) -> int:
-        """Add a leaf hash; returns the new leaf's index."""
-        if len(leaf_hash) != HASH_SIZE:
-            raise ValueError(f"leaf hash is {len(leaf_hash)} bytes, not {HASH_SIZE}")
-        levels = self._levels
-        row = levels[0]
-        index = len(row)
-        h = bytes(leaf_hash)
-        row.append(h)
-        # Each trailing 1-bit of the index completes one perfect subtree.
-        i, level = index, 0
-        while i & 1:
-            h = _sha256(b"\x01" + levels[level][i - 1] + h).digest()
-            level += 1
-            i >>= 1
-            if level == len(levels):
-                levels.append([])
-            levels[level].append(h)
-        return index
-
-    @property
-    def size(self) -> int:
-        """Number of leaves."""
-        return len(self._levels[0])
-
-    def node(self, level: int, index: int) -> bytes:
-        """Hash of perfect node ``(level, index)`` (a :data:`GetNode`).
-
-        ``ValueError`` for negative arguments, ``KeyError`` if the node is not
-        complete yet.
-        """
-        if level < 0 or index < 0:
-            raise ValueError(f"invalid node ({level}, {index})")
-        if level >= len(self._levels) or index >= len(self._levels[level]):
-            raise KeyError((level, index))
-        return self._levels[level][index]
-
-    def _size_arg(self, size: int | None) -> int:
-        if size is None:
-            return self.size
-        if not 0 <= size <= self.size:
-            raise ValueError(f"tree size {size} is not in [0, {self.size}]")
-        return size
-
-    def root(self, size: int | None = None) -> bytes:
-        """Root hash of the first ``size`` leaves (default: all)."""
-        return root_from(self._size_arg(size), self.node)
-
-    def prove_inclusion(self, index: int, size: int | None = None) -> list[bytes]:
-        """Inclusion proof for leaf ``index`` in the tree of ``size`` leaves (default: all)."""
-        return prove_inclusion(index, self._size_arg(size), self.node)
-
-    def prove_consistency(self, old_size: int, new_size: int | None = None) -> list[bytes]:
-        """Consistency proof from ``old_size`` to ``new_size`` leaves (default: all)."""
-        return prove_consistency(old_size, self._size_arg(new_size), self.node)

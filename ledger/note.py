@@ -57,7 +57,6 @@ then you don't know what your problem is.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import unicodedata
@@ -67,6 +66,7 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.signing
 
+from sigledger.ledger.encoding import MAX_UINT63, b64decode, b64encode, lines_problem, text_problem
 from sigledger.ledger.errors import FormatError, VerificationError
 
 __all__ = [
@@ -104,13 +104,11 @@ _ED25519_SIG_SIZE = 64
 _TIMESTAMP_SIZE = 8
 _COSIGNATURE_SIZE = _TIMESTAMP_SIZE + _ED25519_SIG_SIZE
 # c2sp.org/tlog-cosignature@v1.0.1: timestamps are at most 2^63 - 1.
-_MAX_TIMESTAMP = 2**63 - 1
+_MAX_TIMESTAMP = MAX_UINT63
 
 _SIG_PREFIX = "— "  # U+2014 EM DASH, U+0020 SPACE
 _SKEY_PREFIX = "PRIVATE+KEY+"
 _HEX_KEY_ID = re.compile(r"[0-9a-f]{8}")
-# Every ASCII control character except "\n" (signed-note@v1.0.0, "Format").
-_FORBIDDEN_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 # Unicode White_Space, which Go's unicode.IsSpace tests; str.isspace() covers
 # all of these too, and a few more (U+001C..U+001F) that are controls anyway.
 _GO_SPACES = frozenset(
@@ -164,21 +162,6 @@ def key_id(name: str, alg: int, public_key: bytes) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def _b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _b64decode(text: str, what: str) -> bytes:
-    """Decode canonical standard base64 with padding, or raise FormatError."""
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except ValueError as exc:  # binascii.Error, or non-ASCII input
-        raise FormatError(f"{what} is not valid base64") from exc
-    if _b64encode(raw) != text:
-        raise FormatError(f"{what} is not in canonical base64 (standard alphabet, '=' padding)")
-    return raw
-
-
 def _check_alg(alg: int) -> None:
     if alg not in _KEY_ALGS:
         raise FormatError(
@@ -188,15 +171,9 @@ def _check_alg(alg: int) -> None:
 
 def _check_text(text: str, what: str) -> None:
     """Raise ValueError unless ``text`` can be the text of a signed note."""
-    if not text.endswith("\n"):
-        raise ValueError(f"{what} must end with a newline")
-    match = _FORBIDDEN_CONTROL.search(text)
-    if match is not None:
-        raise ValueError(f"{what} contains control character {match.group()!r}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{what} is not encodable as UTF-8") from exc
+    problem = lines_problem(text)
+    if problem is not None:
+        raise ValueError(f"{what} {problem}")
 
 
 def _check_timestamp(timestamp: int) -> None:
@@ -272,7 +249,7 @@ class Verifier(_Key):
         check_key_name(name)
         if _HEX_KEY_ID.fullmatch(hex_id) is None:
             raise FormatError(f"verifier key ID {hex_id!r} is not 8 lowercase hex digits")
-        raw = _b64decode(key_b64, "verifier key")
+        raw = b64decode(key_b64, "verifier key")
         if not raw:
             raise FormatError("verifier key is empty")
         # Like Go, check the key ID before looking at the type and length.
@@ -284,7 +261,7 @@ class Verifier(_Key):
     @property
     def vkey(self) -> str:
         """The ``<name>+<hex8>+<base64(type || public key)>`` encoding."""
-        encoded = _b64encode(bytes([self._alg]) + self._public_key)
+        encoded = b64encode(bytes([self._alg]) + self._public_key)
         return f"{self._name}+{self._key_id:08x}+{encoded}"
 
     def verify(self, message: bytes, signature: bytes) -> bool:
@@ -365,7 +342,7 @@ class Signer(_Key):
         check_key_name(name)
         if _HEX_KEY_ID.fullmatch(hex_id) is None:
             raise FormatError("signer key ID is not 8 lowercase hex digits")
-        raw = _b64decode(key_b64, "signer key")
+        raw = b64decode(key_b64, "signer key")
         if len(raw) != 33:
             raise FormatError("signer key is not a type byte and a 32-byte seed")
         _check_alg(raw[0])
@@ -377,7 +354,7 @@ class Signer(_Key):
     @property
     def skey(self) -> str:
         """The secret ``PRIVATE+KEY+...`` encoding. Never publish it."""
-        encoded = _b64encode(bytes([self._alg]) + self._seed)
+        encoded = b64encode(bytes([self._alg]) + self._seed)
         return f"{_SKEY_PREFIX}{self._name}+{self._key_id:08x}+{encoded}"
 
     @property
@@ -417,7 +394,7 @@ class NoteSignature:
             raise ValueError(f"key ID {self.key_id} does not fit in 32 bits")
         if not self.signature:
             raise ValueError("signature is empty")
-        encoded = _b64encode(self.key_id.to_bytes(4, "big") + bytes(self.signature))
+        encoded = b64encode(self.key_id.to_bytes(4, "big") + bytes(self.signature))
         return f"{_SIG_PREFIX}{self.name} {encoded}\n"
 
 
@@ -435,7 +412,7 @@ def _parse_signature_line(line: str) -> NoteSignature:
     # Like Go, the name ends at the first space; the rest must be base64.
     name, _, sig_b64 = line[len(_SIG_PREFIX) :].partition(" ")
     check_key_name(name)
-    raw = _b64decode(sig_b64, f"signature by {name!r}")
+    raw = b64decode(sig_b64, f"signature by {name!r}")
     if len(raw) < 5:
         raise FormatError(f"signature by {name!r} is shorter than a key ID and one byte")
     return NoteSignature(name, int.from_bytes(raw[:4], "big"), raw[4:])
@@ -451,19 +428,15 @@ def parse_note(data: bytes | str) -> Note:
     signature lines are kept once. Raises FormatError.
     """
     if isinstance(data, str):
-        try:
-            data.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise FormatError("note is not valid UTF-8 (it contains a lone surrogate)") from exc
         msg = data
     else:
         try:
             msg = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise FormatError(f"note is not valid UTF-8 at byte {exc.start}") from exc
-    match = _FORBIDDEN_CONTROL.search(msg)
-    if match is not None:
-        raise FormatError(f"note contains control character {match.group()!r}")
+    problem = text_problem(msg)
+    if problem is not None:
+        raise FormatError(f"note {problem}")
     split = msg.rfind("\n\n")
     if split < 0:
         raise FormatError("note has no empty line before its signatures")

@@ -24,12 +24,14 @@ never empty (a zero-width tile is never served).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sigledger.ledger import merkle
+from sigledger.ledger.encoding import UINT64_LIMIT
 from sigledger.ledger.errors import FormatError
+from sigledger.ledger.merkle import HASH_SIZE
 
 __all__ = [
     "MAX_LEVEL",
@@ -42,7 +44,6 @@ __all__ = [
     "format_index",
     "format_tile_path",
     "hash_from_tile",
-    "new_tiles",
     "parse_tile_path",
     "tile_for_node",
     "tile_width",
@@ -54,9 +55,6 @@ TILE_WIDTH = 256
 MAX_LEVEL = 63
 MAX_ENTRY_SIZE = 0xFFFF
 
-_HASH_SIZE = 32
-_UINT64_LIMIT = 1 << 64
-_sha256 = hashlib.sha256
 
 # The longest canonical path is "tile/entries/" + 7 groups + ".p/255" (52
 # characters); anything much longer is rejected before the regex and int().
@@ -82,7 +80,7 @@ class TileRef:
     def __post_init__(self) -> None:
         if not -1 <= self.level <= MAX_LEVEL:
             raise ValueError(f"tile level {self.level} is not in [-1, {MAX_LEVEL}]")
-        if not 0 <= self.n < _UINT64_LIMIT:
+        if not 0 <= self.n < UINT64_LIMIT:
             raise ValueError(f"tile index {self.n} is outside the uint64 range")
         if not 1 <= self.width <= TILE_WIDTH:
             raise ValueError(f"tile width {self.width} is not in [1, {TILE_WIDTH}]")
@@ -100,7 +98,7 @@ class TileRef:
 
 def format_index(n: int) -> str:
     """The tlog-tiles ``<N>`` path element: 1234067 -> ``x001/x234/067``."""
-    if not 0 <= n < _UINT64_LIMIT:
+    if not 0 <= n < UINT64_LIMIT:
         raise ValueError(f"tile index {n} is outside the uint64 range")
     s = f"{n % 1000:03d}"
     n //= 1000
@@ -136,7 +134,7 @@ def parse_tile_path(path: str) -> TileRef:
     if index_s.startswith("x000/"):
         raise FormatError(f"tile index in {path!r} has a leading zero group")
     n = int(index_s.replace("x", "").replace("/", ""))
-    if n >= _UINT64_LIMIT:
+    if n >= UINT64_LIMIT:
         raise FormatError(f"tile index in {path!r} overflows uint64")
     width = TILE_WIDTH
     if width_s is not None:
@@ -164,7 +162,7 @@ def tile_for_node(level: int, index: int) -> tuple[TileRef, int, int]:
     (``offset + count``). The node must be complete in any tree size the tile
     is fetched for.
     """
-    if level < 0 or index < 0 or index << level >= _UINT64_LIMIT:
+    if level < 0 or index < 0 or index << level >= UINT64_LIMIT:
         raise ValueError(f"invalid node ({level}, {index})")
     tile_level, rest = divmod(level, TILE_HEIGHT)
     first = index << rest
@@ -184,20 +182,16 @@ def hash_from_tile(data: bytes, offset: int, count: int) -> bytes:
         raise ValueError(f"hash count {count} is not a power of two in [1, {TILE_WIDTH}]")
     if offset < 0 or offset % count or offset + count > TILE_WIDTH:
         raise ValueError(f"hashes [{offset}, {offset + count}) are not one subtree of a tile")
-    if len(data) % _HASH_SIZE or len(data) > TILE_WIDTH * _HASH_SIZE:
+    if len(data) % HASH_SIZE or len(data) > TILE_WIDTH * HASH_SIZE:
         raise FormatError(f"tile data of {len(data)} bytes is not 1 to {TILE_WIDTH} hashes")
-    end = (offset + count) * _HASH_SIZE
+    end = (offset + count) * HASH_SIZE
     if len(data) < end:
         raise FormatError(
-            f"tile of {len(data) // _HASH_SIZE} hashes has no hash {offset + count - 1}"
+            f"tile of {len(data) // HASH_SIZE} hashes has no hash {offset + count - 1}"
         )
-    hashes = [data[i : i + _HASH_SIZE] for i in range(offset * _HASH_SIZE, end, _HASH_SIZE)]
-    sha = _sha256
-    while len(hashes) > 1:
-        hashes = [
-            sha(b"\x01" + hashes[i] + hashes[i + 1]).digest() for i in range(0, len(hashes), 2)
-        ]
-    return hashes[0]
+    return merkle.tree_hash(
+        [data[i : i + HASH_SIZE] for i in range(offset * HASH_SIZE, end, HASH_SIZE)]
+    )
 
 
 def tiles_for_size(size: int) -> list[TileRef]:
@@ -210,7 +204,7 @@ def tiles_for_size(size: int) -> list[TileRef]:
     exactly the tiles needed to recompute the root (tlog-tiles: clients fetch
     only partial tiles a verified checkpoint requires).
     """
-    if not 0 <= size < _UINT64_LIMIT:
+    if not 0 <= size < UINT64_LIMIT:
         raise ValueError(f"tree size {size} is outside the uint64 range")
     tiles: list[TileRef] = []
     level = 0
@@ -224,33 +218,9 @@ def tiles_for_size(size: int) -> list[TileRef]:
     return tiles
 
 
-def new_tiles(old_size: int, new_size: int) -> list[TileRef]:
-    """Tiles to (re)publish when the tree grows from ``old_size`` to ``new_size``.
-
-    Per level, lowest first: every full tile completed in between (including
-    one that was partial at ``old_size``), then the new partial tile if any.
-    Levels whose hash count did not change are skipped.
-    """
-    if old_size < 0 or new_size < old_size or new_size >= _UINT64_LIMIT:
-        raise ValueError(f"invalid growth from size {old_size} to {new_size}")
-    tiles: list[TileRef] = []
-    level = 0
-    old, new = old_size, new_size
-    while new:
-        if old != new:
-            tiles.extend(TileRef(level, n, TILE_WIDTH) for n in range(old >> 8, new >> 8))
-            width = new % TILE_WIDTH
-            if width:
-                tiles.append(TileRef(level, new >> 8, width))
-        old >>= TILE_HEIGHT
-        new >>= TILE_HEIGHT
-        level += 1
-    return tiles
-
-
 def entry_bundle_for(index: int, size: int) -> TileRef:
     """The entry bundle holding entry ``index`` as published at tree ``size``."""
-    if not 0 <= index < size or size >= _UINT64_LIMIT:
+    if not 0 <= index < size or size >= UINT64_LIMIT:
         raise ValueError(f"entry {index} is not in a tree of size {size}")
     n = index // TILE_WIDTH
     return TileRef(-1, n, min(size - n * TILE_WIDTH, TILE_WIDTH))

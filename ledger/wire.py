@@ -29,9 +29,7 @@ signature or a proof; that is the client's trust core.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,19 +38,20 @@ import msgpack
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from sigledger.ledger.encoding import MAX_UINT63, b64decode, sha256_from_hex
 from sigledger.ledger.entry import (
     SignedStatement,
     Statement,
     decode_signed_statement,
     encode_signed_statement,
     file_identity,
+    is_project_name,
 )
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import ALG_ED25519, Verifier, parse_note
 
 JSON_TYPE = "application/json"
 MSGPACK_TYPE = "application/msgpack"
-_PROJECT_RE = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _KEYS = frozenset({"project", "version", "filename", "sha256", "size", "signer", "signature"})
 
 
@@ -77,12 +76,9 @@ def statement_from_json(obj: object, where: str = "statement") -> SignedStatemen
         missing, extra = sorted(_KEYS - keys), sorted(keys - _KEYS)
         raise FormatError(f"{where}: missing keys {missing}, unknown keys {extra}")
     sha = obj["sha256"]
-    if not isinstance(sha, str) or len(sha) != 64 or sha != sha.lower():
+    digest = sha256_from_hex(sha)
+    if digest is None:
         raise FormatError(f"{where}: sha256 must be 64 lowercase hex digits")
-    try:
-        digest = bytes.fromhex(sha)
-    except ValueError:
-        raise FormatError(f"{where}: sha256 must be 64 lowercase hex digits") from None
     size = obj["size"]
     if type(size) is not int:
         raise FormatError(f"{where}: size must be an integer")
@@ -113,13 +109,7 @@ def statement_from_json(obj: object, where: str = "statement") -> SignedStatemen
 def _b64(value: object, what: str) -> bytes:
     if not isinstance(value, str):
         raise FormatError(f"{what} must be a base64 string")
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise FormatError(f"{what} is not valid base64") from None
-    if base64.b64encode(raw).decode() != value:
-        raise FormatError(f"{what} is not canonical base64")
-    return raw
+    return b64decode(value, what)
 
 
 def encode_add_request(
@@ -251,15 +241,15 @@ def parse_lookup_query(params: Mapping[str, str]) -> LookupQuery:
     if sha is not None:
         if sha.startswith("sha256:"):
             sha = sha[len("sha256:") :]
-        if len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
+        digest = sha256_from_hex(sha)
+        if digest is None:
             raise FormatError("sha256 must be 64 lowercase hex digits")
-        digest = bytes.fromhex(sha)
         if "version" in params or "filename" in params:
             raise FormatError("version and filename go with project, not sha256")
     version = params.get("version")
     filename = params.get("filename")
     if project is not None:
-        if not project or len(project) > 200 or not _PROJECT_RE.match(project):
+        if not is_project_name(project):
             raise FormatError(f"project {project[:50]!r} is not a valid project name")
         project = str(canonicalize_name(project))
         if version is not None:
@@ -277,7 +267,7 @@ def parse_lookup_query(params: Mapping[str, str]) -> LookupQuery:
     limit = _uint_param(
         params.get("limit", str(LOOKUP_DEFAULT_LIMIT)), "limit", 1, LOOKUP_MAX_LIMIT
     )
-    cursor = _uint_param(params.get("cursor", "0"), "cursor", 0, 2**63 - 1)
+    cursor = _uint_param(params.get("cursor", "0"), "cursor", 0, MAX_UINT63)
     return LookupQuery(digest, project, version, filename, limit, cursor)
 
 
@@ -285,8 +275,8 @@ def parse_consistency_query(params: Mapping[str, str]) -> tuple[int, int]:
     """``GET /proof/consistency?old=M&new=N`` with 0 <= M <= N."""
     if set(params) != {"old", "new"}:
         raise FormatError("give exactly the parameters old and new")
-    old = _uint_param(params["old"], "old", 0, 2**63 - 1)
-    new = _uint_param(params["new"], "new", 0, 2**63 - 1)
+    old = _uint_param(params["old"], "old", 0, MAX_UINT63)
+    new = _uint_param(params["new"], "new", 0, MAX_UINT63)
     if old > new:
         raise FormatError("old must not be larger than new")
     return old, new
@@ -316,9 +306,10 @@ def parse_batch_lookup(body: bytes) -> tuple[list[bytes], bool]:
         raise FormatError("related must be true or false")
     out = []
     for h in hexes:
-        if not isinstance(h, str) or len(h) != 64 or not all(c in "0123456789abcdef" for c in h):
+        digest = sha256_from_hex(h)
+        if digest is None:
             raise FormatError("every sha256 must be 64 lowercase hex digits")
-        out.append(bytes.fromhex(h))
+        out.append(digest)
     return out, related
 
 

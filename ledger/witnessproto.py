@@ -42,10 +42,11 @@ True
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass
 
+from sigledger.ledger.encoding import MAX_UINT63, b64decode, lines_problem, parse_decimal
 from sigledger.ledger.errors import FormatError
+from sigledger.ledger.merkle import HASH_SIZE
 from sigledger.ledger.note import MAX_SIGNATURES, NoteSignature, check_key_name
 
 __all__ = [
@@ -63,15 +64,8 @@ __all__ = [
 MAX_PROOF_LINES = 63
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 
-# Sizes are uint64 on the wire; like sigledger.ledger.checkpoint we accept at most 2^63-1.
-_MAX_SIZE = 2**63 - 1
-_MAX_DIGITS = len(str(_MAX_SIZE))
-_DECIMAL = re.compile(rb"0|[1-9][0-9]*")
-_HASH_SIZE = 32
 _HASH_B64_LEN = 44  # base64 of 32 bytes, with one "=" of padding
 _SIG_PREFIX = "— "  # U+2014 EM DASH, U+0020 SPACE
-# Every ASCII control character except "\n" (c2sp.org/signed-note@v1.0.0).
-_FORBIDDEN_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,30 +78,9 @@ class AddCheckpointRequest:
     checkpoint: bytes
 
 
-def _parse_decimal(raw: bytes, what: str) -> int:
-    """A canonical decimal in [0, 2^63-1], or FormatError."""
-    if len(raw) > _MAX_DIGITS or _DECIMAL.fullmatch(raw) is None:
-        raise FormatError(f"{what} {raw[:40]!r} is not a canonical decimal")
-    value = int(raw)
-    if value > _MAX_SIZE:
-        raise FormatError(f"{what} {value} is larger than 2^63-1")
-    return value
-
-
 def _check_size(value: int, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_SIZE:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UINT63:
         raise ValueError(f"{what} {value!r} is not in [0, 2^63-1]")
-
-
-def _decode_canonical_b64(raw: bytes, what: str) -> bytes:
-    """Decode canonical standard base64 with padding, or raise FormatError."""
-    try:
-        decoded = base64.b64decode(raw, validate=True)
-    except ValueError as exc:  # binascii.Error
-        raise FormatError(f"{what} is not valid base64") from exc
-    if base64.b64encode(decoded) != raw:
-        raise FormatError(f"{what} is not in canonical base64 (standard alphabet, '=' padding)")
-    return decoded
 
 
 # ---------------------------------------------------------------------------
@@ -125,7 +98,7 @@ def format_add_checkpoint(req: AddCheckpointRequest) -> bytes:
     if len(req.proof) > MAX_PROOF_LINES:
         raise ValueError(f"a request carries at most {MAX_PROOF_LINES} proof hashes")
     for i, h in enumerate(req.proof):
-        if len(h) != _HASH_SIZE:
+        if len(h) != HASH_SIZE:
             raise ValueError(f"proof hash {i} is {len(h)} bytes, want 32")
     if not req.checkpoint:
         raise ValueError("the checkpoint note is empty")
@@ -147,7 +120,7 @@ def parse_add_checkpoint(body: bytes) -> AddCheckpointRequest:
     first = body[:end]
     if not first.startswith(b"old "):
         raise FormatError(f"request does not start with 'old <size>': {first[:40]!r}")
-    old_size = _parse_decimal(first[4:], "old size")
+    old_size = parse_decimal(first[4:], "old size")
     pos = end + 1
     proof: list[bytes] = []
     while True:
@@ -162,8 +135,8 @@ def parse_add_checkpoint(body: bytes) -> AddCheckpointRequest:
             raise FormatError(f"request has more than {MAX_PROOF_LINES} proof lines")
         if len(line) != _HASH_B64_LEN:
             raise FormatError(f"proof line {len(proof) + 1} is not the base64 of a 32-byte hash")
-        decoded = _decode_canonical_b64(line, f"proof line {len(proof) + 1}")
-        if len(decoded) != _HASH_SIZE:
+        decoded = b64decode(line, f"proof line {len(proof) + 1}")
+        if len(decoded) != HASH_SIZE:
             raise FormatError(f"proof line {len(proof) + 1} is not the base64 of a 32-byte hash")
         proof.append(decoded)
     checkpoint = body[pos:]
@@ -197,7 +170,7 @@ def parse_size_body(body: bytes, content_type: str) -> int:
     body = bytes(body)
     if not body.endswith(b"\n"):
         raise FormatError("409 response body does not end with a newline")
-    return _parse_decimal(body[:-1], "409 response size")
+    return parse_decimal(body[:-1], "409 response size")
 
 
 # ---------------------------------------------------------------------------
@@ -215,7 +188,7 @@ def _parse_signature_line(line: str, number: int) -> NoteSignature:
         raw_b64 = sig_b64.encode("ascii")
     except UnicodeEncodeError:
         raise FormatError(f"cosignature line {number} is not valid base64") from None
-    raw = _decode_canonical_b64(raw_b64, f"cosignature line {number}")
+    raw = b64decode(raw_b64, f"cosignature line {number}")
     if len(raw) < 5:
         raise FormatError(f"cosignature line {number} is shorter than a key ID and one byte")
     return NoteSignature(name, int.from_bytes(raw[:4], "big"), raw[4:])
@@ -235,11 +208,9 @@ def parse_cosignature_lines(body: bytes) -> list[NoteSignature]:
         raise FormatError(f"cosignature response is not valid UTF-8 at byte {exc.start}") from exc
     if not text:
         raise FormatError("cosignature response is empty")
-    if not text.endswith("\n"):
-        raise FormatError("cosignature response does not end with a newline")
-    match = _FORBIDDEN_CONTROL.search(text)
-    if match is not None:
-        raise FormatError(f"cosignature response contains control character {match.group()!r}")
+    problem = lines_problem(text)
+    if problem is not None:
+        raise FormatError(f"cosignature response {problem}")
     lines = text[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise FormatError(f"cosignature response has more than {MAX_SIGNATURES} lines")

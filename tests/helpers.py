@@ -23,6 +23,7 @@ from sigledger.ledger.checkpoint import open_checkpoint
 from sigledger.ledger.entry import SignedStatement, Statement
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.wire import JSON_TYPE, encode_add_request
+from tests.memtree import MemoryTree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -202,7 +203,7 @@ async def read_log(url: str, vkey: str) -> tuple[int, list[bytes]]:
         status, body, _ = await get(f"{url}/{ref.path}")
         assert status == 200, ref.path
         entries.extend(tiles.decode_entry_bundle(body))
-    tree = merkle.MemoryTree(merkle.leaf_hash(e) for e in entries)
+    tree = MemoryTree(merkle.leaf_hash(e) for e in entries)
     assert tree.root() == cp.root
     # the right-edge hash tiles reproduce the root too
     for ref in tiles.tiles_for_size(cp.size):

@@ -34,6 +34,7 @@ from sigledger.ledger import merkle, tiles
 from sigledger.ledger.checkpoint import Checkpoint, format_checkpoint, sign_checkpoint
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import Signer, Verifier, sign_cosignature
+from tests.memtree import MemoryTree
 
 FORGED_LOG_KEY = Signer.from_seed("forged.example/log", bytes([14]) * 32)
 _JSON = "application/json"
@@ -69,7 +70,7 @@ class SimulatedLog:
         self.key = key
         self.cosigners = cosigners  # witnesses (cosignature/v1 keys) cosigning every note
         self.entries: list[bytes] = []
-        self.tree = merkle.MemoryTree()
+        self.tree = MemoryTree()
         self.size = 0
         self.note = b""
         self.overrides: dict[str, bytes] = {}
@@ -80,7 +81,7 @@ class SimulatedLog:
         self._runner: web.AppRunner | None = None
 
     @classmethod
-    def of_tree(cls, tree: merkle.MemoryTree, key: Signer = FORGED_LOG_KEY) -> SimulatedLog:
+    def of_tree(cls, tree: MemoryTree, key: Signer = FORGED_LOG_KEY) -> SimulatedLog:
         """A log serving the hash tiles of ``tree`` (shared, not copied), no entry bundles."""
         log = cls(key)
         log.tree = tree
@@ -145,7 +146,7 @@ class SimulatedLog:
     def rewrite(self, index: int, entry: bytes) -> None:
         """Replace logged entry ``index``: the tree is rebuilt, the next publish signs it."""
         self.entries[index] = entry
-        self.tree = merkle.MemoryTree(merkle.leaf_hash(e) for e in self.entries)
+        self.tree = MemoryTree(merkle.leaf_hash(e) for e in self.entries)
 
     def corrupt(self, path: str) -> bytes:
         """Serve ``path`` with its first byte flipped; returns the bytes served."""

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sigledger.ledger.errors import ConfigError
-from sigledger.ledger.service.config import load_config
+from sigledger.ledger.service.config import load_config, load_settings
 
 
 def test_defaults() -> None:
@@ -44,6 +46,7 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
         ('listen = "nowhere"\n', {}, "HOST:PORT"),
         ('origin = "has space"\n', {}, "origin"),
         ('log_format = "xml"\n', {}, "log_format"),
+        ('log_level = "loud"\n', {}, "log_level"),
         ("not toml [", {}, "invalid TOML"),
         ("", {"SIGLEDGER_QUEUE_MAX": "lots"}, "SIGLEDGER_QUEUE_MAX"),
     ],
@@ -60,3 +63,43 @@ def test_invalid_config_is_refused(
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("/nonexistent/sigledger.toml", environ={})
+
+
+def test_unknown_override_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'listn'"):
+        load_config(overrides={"listn": "x"}, environ={})
+
+
+@dataclass
+class _Toy:
+    """A second settings class: one scalar, one list only the file and flags give."""
+
+    size: int = 1
+    names: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if self.size < 1:
+            raise ConfigError("size must be at least 1")
+
+
+def _names(value: Any, source: str) -> list[str]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: name must be a list")
+    return [f"{source}:{v}" for v in value]
+
+
+def test_load_settings_serves_any_settings_class(tmp_path: Path) -> None:
+    f = tmp_path / "t.toml"
+    f.write_text('size = 2\nname = ["a"]\n')
+    special = {"tables": {"name": ("names", _names)}, "flags": {"names": _names}}
+    toy = load_settings(_Toy(), "TOY_", str(f), environ={}, **special)
+    assert toy == _Toy(2, [f"{f}:a"])
+    # The environment sets scalars only; flags win over both.
+    env = {"TOY_SIZE": "3", "TOY_NAMES": "x"}
+    toy = load_settings(_Toy(), "TOY_", str(f), {"names": ["b"]}, env, **special)
+    assert toy == _Toy(3, ["command line:b"])
+    with pytest.raises(ConfigError, match="unknown setting 'names'"):
+        f.write_text('names = ["a"]\n')
+        load_settings(_Toy(), "TOY_", str(f), environ={}, **special)
+    with pytest.raises(ConfigError, match="size must be at least 1"):
+        load_settings(_Toy(), "TOY_", None, {"size": 0}, {})

@@ -21,6 +21,7 @@ from sigledger.ledger.checkpoint import open_checkpoint
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.wire import JSON_TYPE, MSGPACK_TYPE, encode_add_request
 from tests.helpers import LogProcess, read_log, signed
+from tests.memtree import MemoryTree
 
 ROUNDS = 6
 
@@ -93,7 +94,7 @@ async def test_kill9_loses_nothing_acknowledged(tmp_path: Path) -> None:
     for index, entry in acked.items():
         assert index < size
         assert entries[index] == entry, f"entry {index} changed or was lost"
-    tree = merkle.MemoryTree(merkle.leaf_hash(e) for e in entries)
+    tree = MemoryTree(merkle.leaf_hash(e) for e in entries)
     verifier = Verifier.from_vkey(vkey)
     roots: dict[int, bytes] = {}
     for note in notes:

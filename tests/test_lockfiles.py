@@ -14,6 +14,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sigledger.client.install.checks import pin_from_file
 from sigledger.client.install.lockfiles import (
     LockfileError,
     Pin,
@@ -561,8 +562,8 @@ def test_pylock_error_for_a_single_package_copied_from_the_fixture(tmp_path: Pat
 
 def test_pins_from_args() -> None:
     assert pins_from_args([f"sha256:{H1}", f"sha256:{H2}"]) == [
-        Pin("", None, bytes.fromhex(H1), None, None, "argument 1"),
-        Pin("", None, bytes.fromhex(H2), None, None, "argument 2"),
+        Pin(None, None, bytes.fromhex(H1), None, None, "argument 1"),
+        Pin(None, None, bytes.fromhex(H2), None, None, "argument 2"),
     ]
     assert pins_from_args([]) == []
 
@@ -882,3 +883,21 @@ def test_pin_sources_name_the_path_read(tmp_path: Path) -> None:
     shutil.copy(DATA / "requirements-base.txt", tmp_path)
     pins = read_requirements(tmp_path / "requirements.txt")
     assert pins[0].source == f"{tmp_path / 'requirements-base.txt'}:2"
+
+
+def test_pin_names_say_what_is_checked(tmp_path: Path) -> None:
+    digest = bytes.fromhex(H1)
+    assert Pin(None, None, digest, None, None, "argument 1").name == f"sha256:{H1}"
+    assert (
+        Pin("foo", "1.0", digest, None, None, "r.txt:3").name
+        == f"foo==1.0 sha256:{H1[:16]}… (r.txt:3)"
+    )
+    assert Pin("foo", "1.0", digest, "foo-1.0.tar.gz", 5, "p:x").name == "foo-1.0.tar.gz (p:x)"
+    # A file on disk is named by its path, and known by its release name when it has one.
+    wheel = tmp_path / "Foo-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"wheel")
+    pin = pin_from_file(wheel)
+    assert (pin.name, pin.project, pin.version, pin.size) == (str(wheel), "foo", "1.0", 5)
+    other = tmp_path / "notes.txt"
+    other.write_bytes(b"x")
+    assert (pin_from_file(other).project, pin_from_file(other).filename) == (None, None)

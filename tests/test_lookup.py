@@ -16,6 +16,7 @@ from sigledger.ledger.checkpoint import open_checkpoint
 from sigledger.ledger.entry import decode_entry
 from sigledger.ledger.note import Signer, Verifier
 from tests.helpers import LogProcess, get, signed
+from tests.memtree import MemoryTree
 
 
 def _check_answer(doc: dict[str, Any], vkey: str) -> list[tuple[int, Any]]:
@@ -91,7 +92,7 @@ async def test_lookup_and_consistency(log_server: LogProcess) -> None:
     entries = [base64.b64decode(e["entry"]) for e in doc["entries"]]
     status, doc2 = await _lookup(url, "project=pkg-b")
     entries += [base64.b64decode(e["entry"]) for e in doc2["entries"]]
-    tree = merkle.MemoryTree(merkle.leaf_hash(e) for e in entries)
+    tree = MemoryTree(merkle.leaf_hash(e) for e in entries)
     assert tree.root() == final.root
     for old in [0, 1, *sizes]:
         for new in [s for s in sizes if s >= old]:

@@ -20,8 +20,6 @@ from sigledger.ledger.errors import VerificationError
 from sigledger.ledger.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
-    MemoryTree,
-    TreeHead,
     check_consistency,
     check_inclusion,
     consistency_nodes,
@@ -35,13 +33,11 @@ from sigledger.ledger.merkle import (
     prove_consistency,
     prove_inclusion,
     root_from,
-    split_stored_hash_index,
-    stored_hash_count,
-    stored_hash_index,
     subtree_nodes,
     tree_hash,
     tree_nodes,
 )
+from tests.memtree import MemoryTree
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "merkle.json").read_text())
 UINT64_MAX = (1 << 64) - 1
@@ -317,15 +313,6 @@ def test_consistency_vector_negatives(case: dict[str, Any]) -> None:
         with pytest.raises(VerificationError):
             check_consistency(*args)
             pytest.fail(f"variant {name!r} was accepted")
-
-
-def test_stored_hash_vectors() -> None:
-    v = VECTORS["stored_hash_index"]
-    for level, n, index in v["cases"]:
-        assert stored_hash_index(level, n) == index
-        assert split_stored_hash_index(index) == (level, n)
-    for size, count in v["stored_hash_count"]:
-        assert stored_hash_count(size) == count
 
 
 def test_decimal_tree_vectors(decimal_tree: MemoryTree) -> None:
@@ -678,51 +665,7 @@ def test_check_consistency_only_raises_verification_error(
     assert (old == 0 and r1 == EMPTY_ROOT) or (old == new and r1 == r2)
 
 
-# --- stored-hash indexing --------------------------------------------------
-
-
-def test_stored_hash_layout_exhaustive() -> None:
-    # Replay the x/mod append order: leaf n, then one node per trailing 1-bit.
-    order: list[tuple[int, int]] = []
-    for n in range(1100):
-        order.append((0, n))
-        level, i = 0, n
-        while i & 1:
-            level += 1
-            i >>= 1
-            order.append((level, i))
-        assert stored_hash_count(n + 1) == len(order)
-    for index, node in enumerate(order):
-        assert stored_hash_index(*node) == index
-        assert split_stored_hash_index(index) == node
-    assert stored_hash_count(0) == 0
-
-
-@settings(max_examples=500, deadline=None)
-@given(level=st.integers(0, 63), n=st.integers(0, (1 << 64) - 1))
-def test_stored_hash_index_round_trip(level: int, n: int) -> None:
-    assume((n + 1) << level <= 1 << 64)
-    index = stored_hash_index(level, n)
-    assert split_stored_hash_index(index) == (level, n)
-
-
-@settings(max_examples=500, deadline=None)
-@given(index=st.integers(0, 1 << 66))
-def test_split_stored_hash_index_round_trip(index: int) -> None:
-    assert stored_hash_index(*split_stored_hash_index(index)) == index
-
-
-def test_stored_hash_errors() -> None:
-    for args in [(-1, 0), (0, -1)]:
-        with pytest.raises(ValueError):
-            stored_hash_index(*args)
-    with pytest.raises(ValueError):
-        split_stored_hash_index(-1)
-    with pytest.raises(ValueError):
-        stored_hash_count(-1)
-
-
-# --- MemoryTree and TreeHead -----------------------------------------------
+# --- MemoryTree -----------------------------------------------------------
 
 
 def test_memory_tree_append_and_nodes() -> None:
@@ -750,14 +693,3 @@ def test_memory_tree_append_and_nodes() -> None:
         tree.append(b"short")
     assert tree.prove_inclusion(19) == ref_path(19, 0, 20)
     assert tree.prove_consistency(7) == ref_proof(7, 20)
-
-
-def test_tree_head() -> None:
-    head = TreeHead(5, EMPTY_ROOT)
-    assert (head.size, head.root) == (5, EMPTY_ROOT)
-    assert head == TreeHead(5, EMPTY_ROOT)
-    with pytest.raises(AttributeError):
-        head.size = 6  # type: ignore[misc]
-    for size, root in [(-1, EMPTY_ROOT), (1 << 64, EMPTY_ROOT), (1, b"x" * 31)]:
-        with pytest.raises(ValueError):
-            TreeHead(size, root)

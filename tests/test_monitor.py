@@ -37,6 +37,7 @@ from sigledger.ledger.entry import Entry, SignedStatement, decode_entry, encode_
 from sigledger.ledger.errors import FormatError, VerificationError
 from sigledger.ledger.note import ALG_COSIGNATURE_V1, Signer, Verifier
 from tests.helpers import LogProcess, sigledger_cmd, signed, tree_env
+from tests.memtree import MemoryTree
 from tests.simulator import SimulatedLog
 
 ALICE = Signer.from_seed("alice@example.org", bytes([11]) * 32)
@@ -175,7 +176,7 @@ def servers() -> Iterator[list[LogProcess]]:
 
 def test_node_inclusion_proofs_match_the_tree() -> None:
     for size in [1, 2, 3, 5, 8, 13, 64, 100, 255, 256, 257, 300, 513]:
-        tree = merkle.MemoryTree(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(size))
+        tree = MemoryTree(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(size))
         root = tree.root()
         for level in range(10):
             for index in range(size >> level):

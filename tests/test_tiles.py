@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from sigledger.ledger import tiles
 from sigledger.ledger.errors import FormatError
-from sigledger.ledger.merkle import MemoryTree, fold_nodes, leaf_hash, tree_nodes
+from sigledger.ledger.log.tiletree import TiledTree
+from sigledger.ledger.merkle import fold_nodes, leaf_hash, tree_nodes
 from sigledger.ledger.tiles import (
     MAX_LEVEL,
     TILE_HEIGHT,
@@ -26,11 +27,12 @@ from sigledger.ledger.tiles import (
     format_index,
     format_tile_path,
     hash_from_tile,
-    new_tiles,
     parse_tile_path,
     tile_for_node,
+    tile_width,
     tiles_for_size,
 )
+from tests.memtree import MemoryTree
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "tiles.json").read_text())
 UINT64_MAX = (1 << 64) - 1
@@ -317,46 +319,35 @@ def test_tiles_for_size_vectors() -> None:
             tiles_for_size(bad)
 
 
-def test_new_tiles_vectors() -> None:
+def _grown(old: int, new: int) -> list[TileRef]:
+    """The tiles the log's tile tree rewrites when it grows from ``old`` to ``new``."""
+    tree = TiledTree(0, {})
+    tree.append([leaf_hash(i.to_bytes(8, "big")) for i in range(old)])
+    changed = tree.append([leaf_hash(i.to_bytes(8, "big")) for i in range(old, new)])
+    return sorted(
+        (TileRef(level, n, len(data) // 32) for (level, n), data in changed.items()),
+        key=lambda t: (t.level, t.n),
+    )
+
+
+def test_published_tiles_vectors() -> None:
     a, b = VECTORS["spec_paths"]["new_tiles"]
-    assert [t.path for t in new_tiles(a["old"], a["new"])] == a["tiles"]
-    got = new_tiles(b["old"], b["new"])
+    assert [t.path for t in _grown(a["old"], a["new"])] == a["tiles"]
+    got = _grown(b["old"], b["new"])
     for level, count in enumerate(b["full_tiles_at_level"]):
         full = [t for t in got if t.level == level and t.width == TILE_WIDTH]
         assert [t.n for t in full] == list(range(count))
     assert [t.path for t in got if t.width != TILE_WIDTH] == b["partial"]
-    assert new_tiles(5, 5) == []
-    assert new_tiles(256, 257) == [TileRef(0, 1, 1)]
-    assert new_tiles(255, 256) == [TileRef(0, 0, 256), TileRef(1, 0, 1)]
-    for args in [(-1, 5), (6, 5), (0, 1 << 64)]:
-        with pytest.raises(ValueError):
-            new_tiles(*args)
+    assert _grown(5, 5) == []
+    assert _grown(256, 257) == [TileRef(0, 1, 1)]
+    assert _grown(255, 256) == [TileRef(0, 0, 256), TileRef(1, 0, 1)]
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    old=st.integers(0, 200_000) | st.integers(0, UINT64_MAX),
-    grow=st.integers(0, 70_000),
-)
-def test_new_tiles_property(old: int, grow: int) -> None:
-    new = min(old + grow, UINT64_MAX)
-    got = new_tiles(old, new)
-    assert len(set(got)) == len(got)
-    # Ordered by level, then index; at most one partial tile per level.
-    assert got == sorted(got, key=lambda t: (t.level, t.n))
-    if new < 300_000:
-        assert set(got) == published(new) - published(old)
-    for tile in got:
-        # Every listed tile exists at the new size and did not at the old one.
-        count_new = new >> (TILE_HEIGHT * tile.level)
-        count_old = old >> (TILE_HEIGHT * tile.level)
-        assert tile.n * TILE_WIDTH + tile.width <= count_new
-        assert tile.width == TILE_WIDTH or tile.n * TILE_WIDTH + tile.width == count_new
-        assert tile.n * TILE_WIDTH + tile.width > count_old
-    partial = [t for t in got if t.width != TILE_WIDTH]
-    assert set(partial) <= set(tiles_for_size(new))
-    if old == 0:
-        assert set(tiles_for_size(new)) <= set(got)
+@settings(max_examples=40, deadline=None)
+@given(old=st.integers(0, 3000), grow=st.integers(0, 3000))
+def test_published_tiles_are_exactly_the_new_ones(old: int, grow: int) -> None:
+    new = old + grow
+    assert set(_grown(old, new)) == published(new) - published(old)
 
 
 @settings(max_examples=300, deadline=None)
@@ -399,7 +390,7 @@ DECIMAL = VECTORS["decimal_tree"]
 
 def test_decimal_tree_tiles(decimal_tree: MemoryTree) -> None:
     size = DECIMAL["size"]
-    hash_tiles = new_tiles(0, size)
+    hash_tiles = sorted(published(size), key=lambda t: (t.level, t.n))
     bundles = sorted({entry_bundle_for(i, size) for i in range(size)}, key=lambda t: t.n)
     assert [t.path for t in hash_tiles + bundles] == DECIMAL["served"]
     files = {t.path: tile_data(decimal_tree, t) for t in hash_tiles}
@@ -478,3 +469,23 @@ def test_entry_bundle_for() -> None:
     for index, size in [(0, 0), (5, 5), (-1, 5), (0, 1 << 64)]:
         with pytest.raises(ValueError):
             entry_bundle_for(index, size)
+
+
+@given(st.integers(0, 2**40), st.integers(0, 5))
+def test_tile_width_agrees_with_the_partial_tiles(size: int, level: int) -> None:
+    partial = {(t.level, t.n): t.width for t in tiles_for_size(size)}
+    hashes = size >> (TILE_HEIGHT * level)
+    for n in {0, hashes // TILE_WIDTH - 1, hashes // TILE_WIDTH, hashes // TILE_WIDTH + 1}:
+        if n < 0:
+            continue
+        want = partial.get((level, n), TILE_WIDTH if n < hashes // TILE_WIDTH else 0)
+        assert tile_width(level, n, size) == want
+
+
+def test_tile_width_examples() -> None:
+    assert tile_width(0, 0, 0) == 0
+    assert tile_width(0, 0, 5) == 5
+    assert tile_width(0, 1, 256 + 7) == 7
+    assert tile_width(0, 0, 256 + 7) == 256
+    assert tile_width(1, 0, 256 * 3 + 1) == 3
+    assert tile_width(0, 9, 256) == 0

@@ -7,15 +7,16 @@ from hypothesis import strategies as hs
 
 from sigledger.ledger import merkle, tiles
 from sigledger.ledger.log.tiletree import TiledTree
+from tests.memtree import MemoryTree
 
 
 def _leaves(n: int, start: int = 0) -> list[bytes]:
     return [merkle.leaf_hash(str(start + i).encode()) for i in range(n)]
 
 
-def _grow(batches: list[int]) -> tuple[TiledTree, merkle.MemoryTree, dict[tuple[int, int], bytes]]:
+def _grow(batches: list[int]) -> tuple[TiledTree, MemoryTree, dict[tuple[int, int], bytes]]:
     tree = TiledTree(0, {})
-    ref = merkle.MemoryTree()
+    ref = MemoryTree()
     stored: dict[tuple[int, int], bytes] = {}
     count = 0
     for b in batches:

@@ -44,7 +44,7 @@ from sigledger.ledger.note import (
     verify_cosignature,
 )
 from sigledger.ledger.service.sqlite import StorageLockedError
-from sigledger.ledger.witness.app import WitnessConfig, load_witness_config
+from sigledger.ledger.witness.config import WitnessConfig, load_witness_config
 from sigledger.ledger.witness.store import WitnessStore
 from sigledger.ledger.witnessproto import (
     SIZE_CONTENT_TYPE,
@@ -54,6 +54,7 @@ from sigledger.ledger.witnessproto import (
     parse_size_body,
 )
 from tests.helpers import WitnessProcess, run_cli
+from tests.memtree import MemoryTree
 
 VECTORS = json.loads(
     (Path(__file__).parent / "vectors" / "witness.json").read_text(encoding="utf-8")
@@ -68,9 +69,7 @@ class FakeLog:
     def __init__(self, origin: str, seed: int, key_name: str | None = None) -> None:
         self.origin = origin
         self.signer = Signer.from_seed(key_name or origin, bytes([seed]) * 32)
-        self.tree = merkle.MemoryTree(
-            merkle.leaf_hash(b"%s %d" % (origin.encode(), i)) for i in range(64)
-        )
+        self.tree = MemoryTree(merkle.leaf_hash(b"%s %d" % (origin.encode(), i)) for i in range(64))
 
     @property
     def vkey(self) -> str:
@@ -187,7 +186,7 @@ def test_vectors_are_self_consistent() -> None:
     assert verifier.public_key.hex() == log["public_key_hex"]
     assert f"{verifier.key_id:08x}" == log["key_id"]
     assert verifier.name == log["origin"]
-    tree = merkle.MemoryTree(bytes.fromhex(h) for h in VECTORS["leaf_hashes_hex"])
+    tree = MemoryTree(bytes.fromhex(h) for h in VECTORS["leaf_hashes_hex"])
     for cp in VECTORS["checkpoints"]:
         note, _ = open_note(cp["note"], [verifier])
         parsed = parse_checkpoint(note.text)

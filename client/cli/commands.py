@@ -68,7 +68,8 @@ def serve(args: argparse.Namespace, ui: Ui) -> int:
 
 def witness_serve(args: argparse.Namespace, ui: Ui) -> int:
     from sigledger.ledger.service.diagnostics import configure_logging
-    from sigledger.ledger.witness.app import load_witness_config, run_witness
+    from sigledger.ledger.witness.app import run_witness
+    from sigledger.ledger.witness.config import load_witness_config
 
     cfg = load_witness_config(
         args.config,
@@ -148,13 +149,12 @@ def publish(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def verify(args: argparse.Namespace, ui: Ui) -> int:
-    from sigledger.client.install.checks import Artifact
     from sigledger.client.install.inputs import artifacts_from_targets, read_pins, require_policy
     from sigledger.client.install.verify import verify_offline, verify_online
 
     policy = require_policy(args.policy)
     artifacts = artifacts_from_targets(args.targets)
-    artifacts.extend(Artifact.from_pin(p) for p in read_pins(args.requirement, args.lock))
+    artifacts.extend(read_pins(args.requirement, args.lock))
     if not artifacts:
         raise ConfigError("nothing to verify: give files, sha256:<hex>, -r FILE or --lock FILE")
     if args.offline:

@@ -35,56 +35,36 @@ from sigledger.ledger.errors import FormatError, VerificationError
 RESULT_FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Artifact:
-    """Something to check: a digest and whatever is known about the file."""
+def pin_from_file(path: Path) -> Pin:
+    """The pin of a file on disk: its digest and size, and its project and version
+    when its name is a wheel or sdist name (otherwise it matches by digest only)."""
+    digest, size = hash_file(path)
+    project: str | None
+    version: str | None
+    try:
+        project, version = parse_release_filename(path.name)
+    except FormatError:
+        project = version = None
+    filename = path.name if project else None
+    return Pin(project, version, digest, filename, size, str(path), name=str(path))
 
-    name: str  # for display: a path, "sha256:...", or "requirements.txt:12"
-    sha256: bytes
-    project: str | None = None
-    version: str | None = None
-    filename: str | None = None
-    size: int | None = None
 
-    @classmethod
-    def from_pin(cls, pin: Pin) -> Artifact:
-        if pin.filename is not None:
-            name = f"{pin.filename} ({pin.source})"
-        elif pin.project:
-            name = f"{pin.project}=={pin.version} sha256:{pin.sha256.hex()[:16]}… ({pin.source})"
-        else:
-            name = f"sha256:{pin.sha256.hex()}"
-        project = pin.project or None
-        return cls(name, pin.sha256, project, pin.version, pin.filename, pin.size)
-
-    @classmethod
-    def from_file(cls, path: Path) -> Artifact:
-        digest, size = hash_file(path)
-        project: str | None
-        version: str | None
-        try:
-            project, version = parse_release_filename(path.name)
-        except FormatError:
-            project = version = None  # not a wheel/sdist name: match by hash only
-        filename = path.name if project else None
-        return cls(str(path), digest, project, version, filename, size)
-
-    def matches(self, e: VerifiedEntry) -> bool:
-        """The entry attests this artifact: same bytes, and the same file by its
-        identity (any spelling of the filename, any spelling of an equal version)."""
-        st = e.entry.statement
-        return (
-            st.sha256 == self.sha256
-            and (self.project is None or st.project == self.project)
-            and (self.version is None or _same_version(st.version, self.version))
-            and (self.filename is None or _same_file(st, self.filename))
-            and (self.size is None or st.size == self.size)
-        )
+def matches(pin: Pin, e: VerifiedEntry) -> bool:
+    """The entry attests this pin: same bytes, and the same file by its identity
+    (any spelling of the filename, any spelling of an equal version)."""
+    st = e.entry.statement
+    return (
+        st.sha256 == pin.sha256
+        and (pin.project is None or st.project == pin.project)
+        and (pin.version is None or _same_version(st.version, pin.version))
+        and (pin.filename is None or _same_file(st, pin.filename))
+        and (pin.size is None or st.size == pin.size)
+    )
 
 
 @dataclass
 class Outcome:
-    artifact: Artifact
+    artifact: Pin
     ok: bool
     reason: str
     alarm: bool = False
@@ -156,7 +136,7 @@ class _Verdicts:
 
 def evaluate(
     policy: Policy,
-    a: Artifact,
+    a: Pin,
     found: Sequence[VerifiedEntry],
     same_file: Mapping[FileKey, Sequence[VerifiedEntry]],
     signature_ok: Callable[[VerifiedEntry], bool] | None = None,
@@ -173,7 +153,7 @@ def evaluate(
             alarm=True,
             entries=bad,
         )
-    matching = [e for e in found if a.matches(e)]
+    matching = [e for e in found if matches(a, e)]
     if not matching:
         if found:
             other = found[0].entry.statement
@@ -251,7 +231,7 @@ def _file_key(e: VerifiedEntry) -> FileKey:
 async def check_artifacts(
     log: VerifiedLog,
     policy: Policy,
-    artifacts: Sequence[Artifact],
+    artifacts: Sequence[Pin],
     *,
     progress: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
@@ -280,7 +260,7 @@ async def check_artifacts(
     return outcomes
 
 
-def check_offline(policy: Policy, a: Artifact, receipt: dict[str, Any]) -> Outcome:
+def check_offline(policy: Policy, a: Pin, receipt: dict[str, Any]) -> Outcome:
     """Check an artifact with only its receipt and the policy (no network).
 
     Only the signer recorded in the receipt is known offline, so a rule

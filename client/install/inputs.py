@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from sigledger.client.install.checks import Artifact
+from sigledger.client.install.checks import pin_from_file
 from sigledger.client.install.lockfiles import Pin, pins_from_args, read_pylock, read_requirements
 from sigledger.client.install.policy import (
     Policy,
@@ -50,19 +50,19 @@ def read_pins(requirements: Sequence[str | Path], locks: Sequence[str | Path]) -
     return pins
 
 
-def artifacts_from_targets(targets: Sequence[str]) -> list[Artifact]:
+def artifacts_from_targets(targets: Sequence[str]) -> list[Pin]:
     """Artifacts for release files and ``sha256:<hex>`` arguments, in order.
 
     Receipts among the files (a ``dist/*`` glob from before receipts moved to
     ``dist/.sigledger/``) are skipped: they are evidence, not artifacts.
     """
-    artifacts: list[Artifact] = []
+    artifacts: list[Pin] = []
     for t in targets:
         if t.startswith("sha256:"):
-            artifacts.extend(Artifact.from_pin(p) for p in pins_from_args([t]))
+            artifacts.extend(pins_from_args([t]))
         elif Path(t).is_file():
             if not is_receipt(Path(t)):
-                artifacts.append(Artifact.from_file(Path(t)))
+                artifacts.append(pin_from_file(Path(t)))
         else:
             raise ConfigError(f"{t} is neither a file nor sha256:<hex>")
     return artifacts

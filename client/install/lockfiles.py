@@ -93,7 +93,15 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from sigledger.client.install.tomlpos import TomlPath, line_of, toml_decode_error, toml_lines
+from sigledger.client.install.tomlpos import (
+    TomlPath,
+    TomlPlaces,
+    line_of,
+    short_repr,
+    toml_decode_error,
+    toml_lines,
+)
+from sigledger.ledger.encoding import sha256_from_hex
 from sigledger.ledger.entry import parse_release_filename
 from sigledger.ledger.errors import FormatError
 
@@ -111,7 +119,6 @@ __all__ = [
 
 # The digest lengths pip accepts for --hash (pip's "strong" hashes), in hex digits.
 _HASH_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
-_SHA256_ARG = re.compile(r"sha256:([0-9a-f]{64})")
 # pip's rule: "#" starts a comment at the start of a line or after white space.
 # pip writes it as (^|\s+)#, which backtracks quadratically over long runs of
 # blanks; a lookbehind finds the same comments in linear time.
@@ -129,14 +136,32 @@ class LockfileError(FormatError):
 
 @dataclass(frozen=True, slots=True)
 class Pin:
-    """One SHA-256 digest an installer will accept for a project."""
+    """One SHA-256 digest an installer will accept, and what is known of its file.
 
-    project: str  # PEP 503 canonical
+    The one record the installer checks (:mod:`sigledger.client.install.checks`),
+    whether it comes from a lock file, a ``sha256:`` argument or a file on disk.
+    """
+
+    project: str | None  # PEP 503 canonical; None when unknown (a bare digest)
     version: str | None  # PEP 440 normalized; None when unknown (direct references)
     sha256: bytes  # 32 bytes
-    filename: str | None  # known for pylock files, None for requirements files
-    size: int | None  # known for pylock files that record it
-    source: str  # "requirements.txt:12" or "pylock.toml:packages[3].wheels[0]"
+    filename: str | None  # known for pylock files and files on disk
+    size: int | None  # known for pylock files that record it and files on disk
+    source: str  # "requirements.txt:12", "pylock.toml:packages[3].wheels[0]", "argument 1"
+    name: str = ""
+    """For display (and, for a file on disk, its path); derived from the rest if empty."""
+
+    def __post_init__(self) -> None:
+        if self.name:
+            return
+        if self.filename is not None:
+            name = f"{self.filename} ({self.source})"
+        elif self.project is not None:
+            digest = self.sha256.hex()[:16]
+            name = f"{self.project}=={self.version} sha256:{digest}… ({self.source})"
+        else:
+            name = f"sha256:{self.sha256.hex()}"
+        object.__setattr__(self, "name", name)
 
 
 # ---------------------------------------------------------------------------
@@ -146,24 +171,18 @@ class Pin:
 def pins_from_args(values: Sequence[str]) -> list[Pin]:
     """Pins for ``sha256:<64 lowercase hex>`` strings (project and version unknown).
 
-    The project is ``""`` (unknown), version, filename and size are None, and
+    The project (unknown), version, filename and size are None, and
     ``source`` is ``"argument N"`` (1-based).
     """
     pins: list[Pin] = []
     for number, value in enumerate(values, start=1):
-        match = _SHA256_ARG.fullmatch(value)
-        if match is None:
+        digest = sha256_from_hex(value[7:]) if value.startswith("sha256:") else None
+        if digest is None:
             raise LockfileError(
-                f"argument {number}: {_short(value)} is not sha256:<64 lowercase hex digits>"
+                f"argument {number}: {short_repr(value)} is not sha256:<64 lowercase hex digits>"
             )
-        pins.append(Pin("", None, bytes.fromhex(match.group(1)), None, None, f"argument {number}"))
+        pins.append(Pin(None, None, digest, None, None, f"argument {number}"))
     return pins
-
-
-def _short(value: str, limit: int = 80) -> str:
-    """``repr(value)``, shortened: error messages must stay readable."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------------------
@@ -191,10 +210,10 @@ def _read_text(path: Path, where: str) -> str:
         regular = path.is_file()
         data = path.read_bytes() if regular else b""
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        raise LockfileError(f"{where}: cannot read {_short(str(path))}: {exc}") from None
+        raise LockfileError(f"{where}: cannot read {short_repr(str(path))}: {exc}") from None
     if not regular:
         problem = "is not a regular file" if path.exists() else "does not exist"
-        raise LockfileError(f"{where}: {_short(str(path))} {problem}")
+        raise LockfileError(f"{where}: {short_repr(str(path))} {problem}")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
@@ -267,7 +286,7 @@ class _RequirementsReader:
         try:
             resolved = path.resolve()
         except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop
-            raise LockfileError(f"{where}: cannot read {_short(shown)}: {exc}") from None
+            raise LockfileError(f"{where}: cannot read {short_repr(shown)}: {exc}") from None
         open_files = [p for p, _ in self.stack]
         if resolved in open_files:
             names = [name for _, name in self.stack[open_files.index(resolved) :]]
@@ -310,11 +329,11 @@ class _RequirementsReader:
                     "missing on the line above, or a comment in the middle of a requirement?)"
                 )
             else:
-                raise LockfileError(f"{where}: unknown or unsupported option {_short(word)}")
+                raise LockfileError(f"{where}: unknown or unsupported option {short_repr(word)}")
 
     def include(self, path: Path, value: str, where: str) -> None:
         if "://" in value:
-            raise LockfileError(f"{where}: cannot include {_short(value)}: only local files")
+            raise LockfileError(f"{where}: cannot include {short_repr(value)}: only local files")
         target = Path(value)
         if not target.is_absolute():
             target = path.parent / target
@@ -340,7 +359,7 @@ class _RequirementsReader:
                 _, _, index = _option_value(option_words, index, where)
             else:
                 raise LockfileError(
-                    f"{where}: unknown or unsupported option {_short(option_words[index])} "
+                    f"{where}: unknown or unsupported option {short_repr(option_words[index])} "
                     "after a requirement"
                 )
         req = _parse_requirement(spec, where)
@@ -362,11 +381,11 @@ def _parse_hash(value: str, where: str) -> tuple[str, str]:
     alg = alg.lower()
     if not sep or alg not in _HASH_HEX_LENGTHS:
         raise LockfileError(
-            f"{where}: --hash {_short(value)} is not ALG:HEX with ALG sha256, sha384 or sha512"
+            f"{where}: --hash {short_repr(value)} is not ALG:HEX with ALG sha256, sha384 or sha512"
         )
     length = _HASH_HEX_LENGTHS[alg]
     if len(hexdigest) != length or not all(c in "0123456789abcdefABCDEF" for c in hexdigest):
-        raise LockfileError(f"{where}: --hash {_short(value)}: want {length} hex digits")
+        raise LockfileError(f"{where}: --hash {short_repr(value)}: want {length} hex digits")
     return alg, hexdigest.lower()
 
 
@@ -377,7 +396,7 @@ def _parse_requirement(spec: str, where: str) -> Requirement:
         # pip's bare archive URLs and paths end up here: they name no project.
         detail = str(exc).splitlines()[0]
         raise LockfileError(
-            f"{where}: {_short(spec)} is not a PEP 508 requirement ({detail}); "
+            f"{where}: {short_repr(spec)} is not a PEP 508 requirement ({detail}); "
             "a direct URL is written NAME @ URL"
         ) from None
 
@@ -389,13 +408,13 @@ def _pinned_version(req: Requirement, project: str, where: str) -> str | None:
     specs = list(req.specifier)
     if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
         raise LockfileError(
-            f"{where}: {project} is not pinned to one version with == (got {_short(str(req))})"
+            f"{where}: {project} is not pinned to one version with == (got {short_repr(str(req))})"
         )
     try:
         return str(Version(specs[0].version))
     except InvalidVersion:
         raise LockfileError(
-            f"{where}: {project} version {_short(specs[0].version)} is not a PEP 440 version"
+            f"{where}: {project} version {short_repr(specs[0].version)} is not a PEP 440 version"
         ) from None
 
 
@@ -416,7 +435,6 @@ def read_requirements(path: str | Path) -> list[Pin]:
 # pylock.toml
 
 _CONTEXT_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _context_path(context: str | None) -> TomlPath:
@@ -443,12 +461,10 @@ class _PylockReader:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.text = text
-        self._lines: dict[TomlPath, int] | None = None
+        self._places = TomlPlaces(text, str(path))
 
     def fail(self, path: TomlPath, message: str) -> LockfileError:
-        if self._lines is None:
-            self._lines = toml_lines(self.text)
-        return LockfileError(f"{self.path}:{line_of(self._lines, path)}: {message}")
+        return LockfileError(f"{self._places.at(path)}: {message}")
 
     def read(self) -> tuple[list[Pin], list[str]]:
         try:
@@ -497,10 +513,11 @@ class _PylockReader:
                     (*where, "hashes"),
                     f"{dotted}: has only {algs} hashes; the log indexes sha256",
                 )
-            if _SHA256_HEX.fullmatch(digest) is None:
+            sha256 = sha256_from_hex(digest, any_case=True)
+            if sha256 is None:
                 raise self.fail(
                     (*where, "hashes", "sha256"),
-                    f"{dotted}: sha256 {_short(digest)} is not 64 hex digits",
+                    f"{dotted}: sha256 {short_repr(digest)} is not 64 hex digits",
                 )
             file_version = version
             if file_version is None and is_release and filename is not None:
@@ -513,7 +530,7 @@ class _PylockReader:
                 Pin(
                     project=str(package.name),
                     version=file_version,
-                    sha256=bytes.fromhex(digest),
+                    sha256=sha256,
                     filename=filename,
                     size=size,
                     source=f"{self.path}:{dotted}",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sigledger.client.checkpoints import FileCheckpointStore
-from sigledger.client.install.checks import Artifact
+from sigledger.client.install.checks import matches
 from sigledger.client.install.lockfiles import Pin
 from sigledger.client.install.policy import (
     LogTrust,
@@ -45,12 +45,12 @@ async def logged_signers(
 ) -> tuple[dict[str, set[str]], list[str]]:
     """Per project, the signers of entries that attest exactly the pinned files;
     and the names of the pins no verified entry attests."""
-    artifacts = [Artifact.from_pin(p) for p in pins]
+    artifacts = list(pins)
     entries = await log.lookup_hashes(sorted({a.sha256.hex() for a in artifacts}), related=False)
     signers: dict[str, set[str]] = {}
     missing: list[str] = []
     for a in artifacts:
-        found = [e for e in entries if a.matches(e) and e.entry.signed.verify()]
+        found = [e for e in entries if matches(a, e) and e.entry.signed.verify()]
         if not found:
             missing.append(a.name)
         for e in found:

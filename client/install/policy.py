@@ -63,7 +63,7 @@ import platformdirs
 import tomli_w
 from packaging.utils import InvalidName, canonicalize_name
 
-from sigledger.client.install.tomlpos import TomlPath, line_of, toml_decode_error, toml_lines
+from sigledger.client.install.tomlpos import TomlPath, TomlPlaces, short_repr, toml_decode_error
 from sigledger.ledger.errors import ConfigError, FormatError
 from sigledger.ledger.note import ALG_COSIGNATURE_V1, ALG_ED25519, Verifier
 
@@ -241,29 +241,21 @@ def _is_http_url(url: str) -> bool:
         return False
 
 
-def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 class _Parser:
     """Validates the parsed TOML and builds the Policy, pointing errors at lines."""
 
     def __init__(self, text: str, source: str) -> None:
         self.text = text
         self.source = source
-        self._lines: dict[TomlPath, int] | None = None
+        self._places = TomlPlaces(text, source)
 
     def error(self, path: TomlPath, message: str) -> PolicyError:
-        # Line numbers are only needed on this path, so the text is scanned lazily.
-        if self._lines is None:
-            self._lines = toml_lines(self.text)
         prefix = f"{_display(path)}: " if path else ""
-        return PolicyError(f"{self.source}:{line_of(self._lines, path)}: {prefix}{message}")
+        return PolicyError(f"{self._places.at(path)}: {prefix}{message}")
 
     def table(self, path: TomlPath, value: object, known: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.error(path, f"must be a table, not {_short(value)}")
+            raise self.error(path, f"must be a table, not {short_repr(value)}")
         for key in value:
             if key not in known:
                 raise self.error((*path, key), f"unknown key (expected one of: {', '.join(known)})")
@@ -272,17 +264,17 @@ class _Parser:
     def integer(self, path: TomlPath, value: object) -> int:
         # bool is an int in Python, but `threshold = true` is a mistake.
         if not isinstance(value, int) or isinstance(value, bool):
-            raise self.error(path, f"must be an integer, not {_short(value)}")
+            raise self.error(path, f"must be an integer, not {short_repr(value)}")
         return value
 
     def string(self, path: TomlPath, value: object) -> str:
         if not isinstance(value, str):
-            raise self.error(path, f"must be a string, not {_short(value)}")
+            raise self.error(path, f"must be a string, not {short_repr(value)}")
         return value
 
     def strings(self, path: TomlPath, value: object) -> list[str]:
         if not isinstance(value, list):
-            raise self.error(path, f"must be an array of strings, not {_short(value)}")
+            raise self.error(path, f"must be an array of strings, not {short_repr(value)}")
         return [self.string((*path, i), item) for i, item in enumerate(value)]
 
     def verifier(self, path: TomlPath, value: object, algs: tuple[int, ...], role: str) -> Verifier:
@@ -290,11 +282,11 @@ class _Parser:
         try:
             verifier = Verifier.from_vkey(text)
         except FormatError as exc:
-            raise self.error(path, f"{_short(text)} is not a verifier key: {exc}") from None
+            raise self.error(path, f"{short_repr(text)} is not a verifier key: {exc}") from None
         if verifier.alg not in algs:
             raise self.error(
                 path,
-                f"{_short(text)} is a type 0x{verifier.alg:02x} key; {role} needs "
+                f"{short_repr(text)} is a type 0x{verifier.alg:02x} key; {role} needs "
                 + " or ".join(f"type 0x{alg:02x}" for alg in algs),
             )
         return verifier
@@ -350,7 +342,7 @@ class _Parser:
                     raise self.error(path, f"missing {required}")
             url = self.string((*path, "url"), table["url"])
             if not _is_http_url(url):
-                raise self.error((*path, "url"), f"{_short(url)} is not an http(s) URL")
+                raise self.error((*path, "url"), f"{short_repr(url)} is not an http(s) URL")
             verifier = self.verifier((*path, "key"), table["key"], (ALG_ED25519,), "a log")
             origin = verifier.name
             if "origin" in table:
@@ -363,7 +355,7 @@ class _Parser:
                 if other.url.rstrip("/") == url.rstrip("/"):
                     raise self.error((*path, "url"), "this log URL is listed twice")
                 if other.origin == origin:
-                    raise self.error(path, f"origin {_short(origin)} is listed twice")
+                    raise self.error(path, f"origin {short_repr(origin)} is listed twice")
             logs.append(LogTrust(url, verifier, origin))
         return tuple(logs)
 
@@ -392,7 +384,7 @@ class _Parser:
         any_signer = table.get("any-signer", False)
         if not isinstance(any_signer, bool):
             raise self.error(
-                (*path, "any-signer"), f"must be true or false, not {_short(any_signer)}"
+                (*path, "any-signer"), f"must be true or false, not {short_repr(any_signer)}"
             )
         signers: set[str] = set()
         for index, item in enumerate(self.strings((*path, "signers"), table.get("signers", []))):
@@ -521,7 +513,9 @@ def pin_projects(
         try:
             name = str(canonicalize_name(project, validate=True))
         except InvalidName:
-            raise PolicyError(f"{where}: {_short(project)} is not a valid project name") from None
+            raise PolicyError(
+                f"{where}: {short_repr(project)} is not a valid project name"
+            ) from None
         old = projects.get(name)
         signers = set(old.signers) if old is not None else set()
         for vkey in vkeys:
@@ -529,11 +523,11 @@ def pin_projects(
                 verifier = Verifier.from_vkey(vkey)
             except FormatError as exc:
                 raise PolicyError(
-                    f"{where}: project {name}: {_short(vkey)} is not a verifier key: {exc}"
+                    f"{where}: project {name}: {short_repr(vkey)} is not a verifier key: {exc}"
                 ) from None
             if verifier.alg != ALG_ED25519:
                 raise PolicyError(
-                    f"{where}: project {name}: {_short(vkey)} is not an Ed25519 (0x01) key"
+                    f"{where}: project {name}: {short_repr(vkey)} is not an Ed25519 (0x01) key"
                 )
             signers.add(verifier.vkey)
         any_signer = old.any_signer if old is not None else False

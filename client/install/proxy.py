@@ -118,7 +118,8 @@ from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from sigledger.client.checkpoints import FileCheckpointStore
-from sigledger.client.install.checks import Artifact, Outcome, evaluate
+from sigledger.client.install.checks import Outcome, evaluate
+from sigledger.client.install.lockfiles import Pin
 from sigledger.client.install.policy import LogTrust, Policy, SignerRule
 from sigledger.client.trust import VerifiedEntry, VerifiedLog
 from sigledger.ledger.entry import file_identity, parse_release_filename
@@ -641,7 +642,7 @@ def _judge_file(
         return Verdict(f.filename, project, False, "not in the log (no entry for this file)", f)
     outcomes: list[tuple[bytes, Outcome]] = []
     for digest in sorted({e.entry.statement.sha256 for e in found}):
-        artifact = Artifact(f.filename, digest, project, version, f.filename)
+        artifact = Pin(project, version, digest, f.filename, None, f.filename, name=f.filename)
         same = [e for e in found if e.entry.statement.sha256 == digest]
         outcomes.append((digest, evaluate(policy, artifact, same, by_file)))
     passed = [(d, o) for d, o in outcomes if o.ok]

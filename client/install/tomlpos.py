@@ -227,3 +227,27 @@ def line_of(lines: dict[TomlPath, int], path: TomlPath) -> int:
         if line is not None:
             return line
     return 1
+
+
+class TomlPlaces:
+    """``FILE:LINE`` of key paths in one TOML text, for error messages.
+
+    The text is scanned on first use: only a document with an error needs it.
+    """
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
+        self.source = source
+        self._lines: dict[TomlPath, int] | None = None
+
+    def at(self, path: TomlPath) -> str:
+        """``<source>:<line of path>``."""
+        if self._lines is None:
+            self._lines = toml_lines(self.text)
+        return f"{self.source}:{line_of(self._lines, path)}"
+
+
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)``, shortened: error messages must stay readable."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from sigledger.client.checkpoints import FileCheckpointStore
-from sigledger.client.install.checks import Artifact, Outcome, check_artifacts, check_offline
+from sigledger.client.install.checks import Outcome, check_artifacts, check_offline
+from sigledger.client.install.lockfiles import Pin
 from sigledger.client.install.policy import Policy, default_cache_dir, default_state_dir
 from sigledger.client.publish.files import find_receipt, receipt_candidates
 from sigledger.client.trust import VerifiedLog
@@ -46,7 +47,7 @@ class LogState:
 
 async def verify_online(
     policy: Policy,
-    artifacts: Sequence[Artifact],
+    artifacts: Sequence[Pin],
     *,
     log_url: str | None = None,
     progress: Callable[[Outcome], None] | None = None,
@@ -70,7 +71,7 @@ async def verify_online(
 
 
 def verify_offline(
-    policy: Policy, artifacts: Sequence[Artifact], receipts_dir: Path | None = None
+    policy: Policy, artifacts: Sequence[Pin], receipts_dir: Path | None = None
 ) -> list[Outcome]:
     """Check release files against their receipts and the policy (no network).
 

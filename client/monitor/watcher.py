@@ -101,11 +101,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import fcntl
 import hashlib
 import json
 import multiprocessing
-import os
 import sqlite3
 import sys
 import time
@@ -137,6 +135,14 @@ from sigledger.ledger.errors import (
     VerificationError,
 )
 from sigledger.ledger.note import ALG_COSIGNATURE_V1, Verifier, parse_note, verify_cosignature
+from sigledger.ledger.service.retry import Backoff, retrying
+from sigledger.ledger.service.sqlite import (
+    Database,
+    check_schema_version,
+    open_database,
+    table_columns,
+    transaction,
+)
 from sigledger.ledger.tiles import TILE_WIDTH
 
 __all__ = [
@@ -278,25 +284,36 @@ class AlarmSink:
             await self._post(doc)
 
     async def _post(self, doc: dict[str, Any]) -> None:
-        assert self._session is not None
-        assert self.webhook
-        delay = 0.25
-        problem = ""
-        for attempt in range(self.attempts):
-            try:
-                async with self._session.post(self.webhook, json=doc) as resp:
-                    await resp.read()
-                    if resp.status < 300:
-                        return
-                    problem = f"HTTP {resp.status}"
-                    if 400 <= resp.status < 500 and resp.status != 429:
-                        break
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = f"{exc.__class__.__name__}: {exc}"
-            if attempt + 1 < self.attempts:
-                await asyncio.sleep(delay)
-                delay *= 2
-        self.say(f"warning: webhook {self.webhook} did not take a {doc['type']} alarm ({problem})")
+        session, webhook = self._session, self.webhook
+        assert session is not None
+        assert webhook
+
+        async def attempt() -> int:
+            async with session.post(webhook, json=doc) as resp:
+                await resp.read()
+                return resp.status
+
+        try:
+            status = await retrying(
+                attempt,
+                Backoff(self.attempts, first=0.25),
+                again=_webhook_again,
+                transient=(aiohttp.ClientError, TimeoutError),
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            problem = f"{exc.__class__.__name__}: {exc}"
+        else:
+            if status < 300:
+                return
+            problem = f"HTTP {status}"
+        self.say(f"warning: webhook {webhook} did not take a {doc['type']} alarm ({problem})")
+
+
+def _webhook_again(status: int, wait: float) -> float | None:
+    """Taken (2xx) and refused (4xx but 429) are final; anything else is tried again."""
+    if status < 300 or (400 <= status < 500 and status != 429):
+        return None
+    return wait
 
 
 # --- state ----------------------------------------------------------------------
@@ -371,13 +388,22 @@ class LogRecord:
 Prior = tuple[int, bytes, str, str]  # (index, sha256, signer vkey, filename) of an indexed entry
 
 
+async def _migrate_identity(db: aiosqlite.Connection) -> None:
+    """Schema 1 -> 2: the file identity of every indexed entry, from its filename."""
+    if "identity" not in await table_columns(db, "entries"):
+        await db.execute("ALTER TABLE entries ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
+    async with db.execute("SELECT log, idx, filename FROM entries") as cur:
+        rows = [(file_identity(str(f)).key, int(log), int(i)) for log, i, f in await cur.fetchall()]
+    await db.executemany("UPDATE entries SET identity = ? WHERE log = ? AND idx = ?", rows)
+
+
 class MonitorState:
     """The monitor's SQLite database. Open with :meth:`open`; one process at a time."""
 
-    def __init__(self, path: Path, db: aiosqlite.Connection, lock_fd: int) -> None:
-        self.path = path
-        self._db = db
-        self._lock_fd = lock_fd
+    def __init__(self, database: Database) -> None:
+        self.path = database.path
+        self._database = database
+        self._db = database.conn
         self._projects: dict[str, int] = {}
         self._signers: dict[str, int] = {}
         self._signer_vkeys: dict[int, str] = {}
@@ -392,86 +418,53 @@ class MonitorState:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise ConfigError(f"cannot create the monitor state {path}: {exc}") from None
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(lock_fd)
-            raise ConfigError(
+
+        async def setup(db: aiosqlite.Connection) -> None:
+            await check_schema_version(
+                db,
+                _SCHEMA_VERSION,
+                f"the monitor state {path}",
+                migrations={"1": _migrate_identity},
+                error=ConfigError,
+            )
+            await db.executescript(_LATE_INDEXES)
+
+        database = await open_database(
+            path,
+            _SCHEMA,
+            "monitor",
+            synchronous="NORMAL",
+            setup=setup,
+            locked=ConfigError(
                 f"another monitor is using the state {path}; give each monitor its own --state"
-            ) from None
+            ),
+            failed=lambda detail: ConfigError(f"cannot use the monitor state {path}: {detail}"),
+        )
+        state = cls(database)
         try:
-            db = await aiosqlite.connect(path, isolation_level=None)
-            try:
-                await db.execute("PRAGMA journal_mode=WAL")
-                await db.execute("PRAGMA synchronous=NORMAL")
-                await db.executescript(_SCHEMA)
-                state = cls(path, db, lock_fd)
-                await state._load()
-            except BaseException:
-                await db.close()
-                raise
-        except sqlite3.Error as exc:
-            os.close(lock_fd)
-            raise ConfigError(f"cannot use the monitor state {path}: {exc}") from None
-        except BaseException:
-            os.close(lock_fd)
+            await state._load()
+        except BaseException as exc:
+            await state.close()
+            if isinstance(exc, sqlite3.Error):
+                raise ConfigError(f"cannot use the monitor state {path}: {exc}") from None
             raise
         return state
 
     async def _load(self) -> None:
-        async with self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'") as cur:
-            row = await cur.fetchone()
-        if row is None:
-            await self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (_SCHEMA_VERSION,)
-            )
-        elif row[0] == "1":
-            await self._migrate_identity()
-        elif row[0] != _SCHEMA_VERSION:
-            raise ConfigError(
-                f"the monitor state {self.path} has schema version {row[0]}, "
-                f"expected {_SCHEMA_VERSION}"
-            )
-        await self._db.executescript(_LATE_INDEXES)
         async with self._db.execute("SELECT id, name FROM projects") as cur:
             self._projects = {str(name): int(i) for i, name in await cur.fetchall()}
         async with self._db.execute("SELECT id, vkey FROM signers") as cur:
             self._signers = {str(vkey): int(i) for i, vkey in await cur.fetchall()}
         self._signer_vkeys = {i: v for v, i in self._signers.items()}
 
-    async def _migrate_identity(self) -> None:
-        """Schema 1 -> 2: the file identity of every indexed entry, from its filename."""
-        db = self._db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            async with db.execute("PRAGMA table_info(entries)") as cur:
-                columns = {str(r[1]) for r in await cur.fetchall()}
-            if "identity" not in columns:
-                await db.execute("ALTER TABLE entries ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
-            async with db.execute("SELECT log, idx, filename FROM entries") as cur:
-                rows = [
-                    (file_identity(str(f)).key, int(log), int(i))
-                    for log, i, f in await cur.fetchall()
-                ]
-            await db.executemany("UPDATE entries SET identity = ? WHERE log = ? AND idx = ?", rows)
-            await db.execute(
-                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (_SCHEMA_VERSION,)
-            )
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-
     async def close(self) -> None:
         try:
             if self._writes:
                 await asyncio.gather(*self._writes, return_exceptions=True)
-            await self._db.close()
         finally:
-            os.close(self._lock_fd)
+            await self._database.close()
 
     async def _write(self, work: Awaitable[None]) -> None:
         """Run ``work`` (one transaction) to completion even if the caller is cancelled."""
@@ -618,25 +611,19 @@ class MonitorState:
             (log_id, a.key, a.type, a.time_ms, json.dumps(a.to_json(), separators=(",", ":")))
             for a in alarms
         ]
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    if params:
-                        await self._db.executemany(sql, params)
-                if alarm_rows:
-                    await self._db.executemany(
-                        "INSERT OR IGNORE INTO alarms (log, key, type, time_ms, alarm)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        alarm_rows,
-                    )
-                await self._db.execute("COMMIT")
-            except BaseException as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    await self._db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise ConfigError(f"cannot write the monitor state {self.path}: {exc}") from exc
-                raise
+        async with self._lock, transaction(self._db, self._write_failed) as db:
+            for sql, params in statements:
+                if params:
+                    await db.executemany(sql, params)
+            if alarm_rows:
+                await db.executemany(
+                    "INSERT OR IGNORE INTO alarms (log, key, type, time_ms, alarm)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    alarm_rows,
+                )
+
+    def _write_failed(self, exc: sqlite3.Error) -> ConfigError:
+        return ConfigError(f"cannot write the monitor state {self.path}: {exc}")
 
     async def alarm_known(self, key: str) -> bool:
         async with self._db.execute("SELECT 1 FROM alarms WHERE key = ?", (key,)) as cur:

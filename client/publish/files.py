@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sigledger.ledger.errors import ConfigError
+from sigledger.ledger.service.files import write_atomically
 
 RECEIPTS_FOLDER = ".sigledger"
 RECEIPT_SUFFIX = ".json"
@@ -96,9 +97,7 @@ def is_receipt(path: Path) -> bool:
 def write_receipt(path: Path, doc: dict[str, Any]) -> None:
     """Write a receipt atomically (a reader never sees half of one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(path)
+    write_atomically(path, (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def default_key_path(name: str) -> Path:

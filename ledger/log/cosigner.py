@@ -25,6 +25,7 @@ import aiohttp
 from sigledger.ledger.checkpoint import Checkpoint
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import NoteSignature, Verifier, verify_cosignature
+from sigledger.ledger.service.retry import Backoff, retrying
 from sigledger.ledger.witnessproto import (
     AddCheckpointRequest,
     format_add_checkpoint,
@@ -112,45 +113,49 @@ class WitnessPool:
         self, w: WitnessEndpoint, note: bytes, cp: Checkpoint, text: str
     ) -> NoteSignature | None:
         status = self.status[w.url]
-        try:
-            for _attempt in range(2):
-                old = status.size if status.size <= cp.size else 0
-                proof = await self._prove(old, cp.size) if 0 < old < cp.size else []
-                code, body, ctype = await self._post(
-                    w, AddCheckpointRequest(old, tuple(proof), note)
-                )
-                if code == 409:
-                    status.size = parse_size_body(body, ctype)
-                    if status.size > cp.size:
-                        status.last_error = (
-                            f"witness has cosigned size {status.size}, larger than ours ({cp.size})"
-                        )
-                        log.error(
-                            "witness is ahead of the log",
-                            extra={
-                                "witness": w.url,
-                                "witness_size": status.size,
-                                "tree_size": cp.size,
-                            },
-                        )
-                        return None
-                    continue
-                if code != 200:
-                    status.last_error = f"HTTP {code}: {body[:200].decode(errors='replace')}"
-                    log.warning(
-                        "witness refused checkpoint",
-                        extra={"witness": w.url, "status": code, "tree_size": cp.size},
-                    )
-                    return None
-                for sig in parse_cosignature_lines(body):
-                    if verify_cosignature(w.verifier, text, sig) is not None:
-                        status.size = cp.size
-                        status.last_ok = time.time()
-                        status.last_error = ""
-                        return sig
-                status.last_error = "no valid cosignature in the answer"
+
+        async def attempt() -> tuple[int, bytes, str]:
+            old = status.size if status.size <= cp.size else 0
+            proof = await self._prove(old, cp.size) if 0 < old < cp.size else []
+            return await self._post(w, AddCheckpointRequest(old, tuple(proof), note))
+
+        def resend(answer: tuple[int, bytes, str], _wait: float) -> float | None:
+            # 409 tells the witness's real size: ask once more from there, at once,
+            # unless the witness is ahead of us.
+            code, body, ctype = answer
+            if code != 409:
                 return None
-            status.last_error = "witness size kept changing"
+            status.size = parse_size_body(body, ctype)
+            return 0.0 if status.size <= cp.size else None
+
+        try:
+            code, body, _ = await retrying(attempt, Backoff(2, first=0.0), again=resend)
+            if code == 409 and status.size > cp.size:
+                status.last_error = (
+                    f"witness has cosigned size {status.size}, larger than ours ({cp.size})"
+                )
+                log.error(
+                    "witness is ahead of the log",
+                    extra={"witness": w.url, "witness_size": status.size, "tree_size": cp.size},
+                )
+                return None
+            if code == 409:
+                status.last_error = "witness size kept changing"
+                return None
+            if code != 200:
+                status.last_error = f"HTTP {code}: {body[:200].decode(errors='replace')}"
+                log.warning(
+                    "witness refused checkpoint",
+                    extra={"witness": w.url, "status": code, "tree_size": cp.size},
+                )
+                return None
+            for sig in parse_cosignature_lines(body):
+                if verify_cosignature(w.verifier, text, sig) is not None:
+                    status.size = cp.size
+                    status.last_ok = time.time()
+                    status.last_error = ""
+                    return sig
+            status.last_error = "no valid cosignature in the answer"
             return None
         except (aiohttp.ClientError, TimeoutError, FormatError, OSError) as exc:
             status.last_error = f"{exc.__class__.__name__}: {exc}"

@@ -42,7 +42,6 @@ import base64
 import hashlib
 import html
 import json
-import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,7 +53,15 @@ from packaging.version import InvalidVersion, Version
 
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, parse_checkpoint
-from sigledger.ledger.entry import MAX_PROJECT_LEN, MAX_VERSION_LEN, Entry, Statement, decode_entry
+from sigledger.ledger.encoding import b64encode as _b64
+from sigledger.ledger.encoding import sha256_from_hex
+from sigledger.ledger.entry import (
+    MAX_VERSION_LEN,
+    Entry,
+    Statement,
+    decode_entry,
+    is_project_name,
+)
 from sigledger.ledger.errors import FormatError, LedgerError
 from sigledger.ledger.log.sequencer import Published, Sequencer
 from sigledger.ledger.log.storage import Storage
@@ -87,9 +94,6 @@ PAGE_CACHE = "public, max-age=2"  # pages follow the checkpoint, like GET /check
 ERROR_CACHE = "no-store"
 
 _MAX_INDEX = 2**63 - 1
-_HEX64 = re.compile(r"(?:sha256:)?([0-9a-fA-F]{64})")
-# PEP 508 project names (what canonicalize_name accepts meaningfully).
-_PROJECT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 _CSS = """
 :root { color-scheme: light dark; --fg: #1b1f24; --bg: #fff; --muted: #57606a;
@@ -305,10 +309,6 @@ def _time(ms: int) -> str:
     return f'<time datetime="{esc(stamp)}">{esc(stamp.replace("T", " "))}</time>'
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 def _short_hash(digest: bytes) -> str:
     hexed = digest.hex()
     return f'<code title="{hexed}">{hexed[:16]}…</code>'
@@ -405,7 +405,7 @@ def _parse_index(raw: str, what: str) -> int:
 
 def canonical_project(name: str) -> str | None:
     """The PEP 503 form of a project name, or None if ``name`` is not one."""
-    if len(name) > MAX_PROJECT_LEN or _PROJECT.fullmatch(name) is None:
+    if not is_project_name(name):
         return None
     return str(canonicalize_name(name))
 
@@ -647,8 +647,9 @@ async def handle_search(request: web.Request, view: _View) -> web.Response:
         raise PageError(
             400, "Bad request", "Enter a project name, a file SHA-256 or a signer verifier key."
         )
-    if (m := _HEX64.fullmatch(q)) is not None:
-        return await _search_sha256(request, view, bytes.fromhex(m.group(1)), q)
+    digest = sha256_from_hex(q.removeprefix("sha256:"), any_case=True)
+    if digest is not None:
+        return await _search_sha256(request, view, digest, q)
     vkey = q if "+" in q else q.replace(" ", "+")  # "+" in a typed URL query reads as " "
     if "+" in vkey:
         try:

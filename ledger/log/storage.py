@@ -37,7 +37,6 @@ Contracts:
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,7 +46,14 @@ from typing import Any
 import aiosqlite
 
 from sigledger.ledger.entry import file_identity
-from sigledger.ledger.service.sqlite import StorageError, open_database
+from sigledger.ledger.service.sqlite import (
+    Database,
+    StorageError,
+    check_schema_version,
+    open_database,
+    table_columns,
+    transaction,
+)
 
 SCHEMA_VERSION = "2"
 # Indexes on columns that schema 1 lacked: created after the migration adds them.
@@ -131,43 +137,37 @@ class BoundEntry:
 class Storage:
     """A log's SQLite database. Create with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(
-        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, lock_fd: int
-    ) -> None:
-        self.path = path
-        self._w = writer
+    def __init__(self, database: Database, reader: aiosqlite.Connection) -> None:
+        self.path = database.path
+        self._database = database
+        self._w = database.conn
         self._r = reader
-        self._lock_fd = lock_fd
 
     @classmethod
     async def open(cls, path: Path | str) -> Storage:
         path = Path(path)
-        lock_fd, writer = await open_database(path, _SCHEMA, "sigledger process")
+
+        async def setup(db: aiosqlite.Connection) -> None:
+            await _migrate(db)
+            # Schema 1 databases were brought up to date by _migrate.
+            await check_schema_version(db, SCHEMA_VERSION, str(path), migrations={"1": None})
+
+        database = await open_database(path, _SCHEMA, "sigledger process", setup=setup)
         try:
-            await _migrate(writer)
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute("PRAGMA query_only=ON")
         except BaseException as exc:
-            await writer.close()
-            os.close(lock_fd)
+            await database.close()
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"cannot open database {path}: {exc}") from exc
             raise
-        store = cls(path, writer, reader, lock_fd)
-        version = await store.get_meta("schema_version")
-        if version is None or version == "1":  # schema 1 was migrated by _migrate
-            await store.set_meta({"schema_version": SCHEMA_VERSION})
-        elif version != SCHEMA_VERSION:
-            await store.close()
-            raise StorageError(f"{path} has schema version {version}, expected {SCHEMA_VERSION}")
-        return store
+        return cls(database, reader)
 
     async def close(self) -> None:
         try:
             await self._r.close()
-            await self._w.close()
         finally:
-            os.close(self._lock_fd)
+            await self._database.close()
 
     # -- metadata ---------------------------------------------------------------
 
@@ -246,21 +246,10 @@ class Storage:
         await self._transaction([(_SAVE_NOTE, [(n, int(p), s) for s, n, p in notes])])
 
     async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        db = self._w
-        try:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, rows in statements:
-                    if rows:
-                        await db.executemany(sql, rows)
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"database write failed: {exc}") from exc
+        async with transaction(self._w, _write_failed) as db:
+            for sql, rows in statements:
+                if rows:
+                    await db.executemany(sql, rows)
 
     # -- reads ------------------------------------------------------------------
 
@@ -275,15 +264,6 @@ class Storage:
         if row is None:
             return None
         return StoredHead(int(row[0]), bytes(row[1]), int(row[2]), row[3], bool(row[4]))
-
-    async def checkpoint_history(self, limit: int = 100) -> list[StoredHead]:
-        async with self._r.execute(
-            "SELECT size, root, time_ms, note, published FROM checkpoints"
-            " ORDER BY size DESC LIMIT ?",
-            (limit,),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [StoredHead(int(r[0]), bytes(r[1]), int(r[2]), r[3], bool(r[4])) for r in rows]
 
     async def count_entries(self) -> int:
         async with self._r.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries") as cur:
@@ -475,19 +455,7 @@ class Storage:
         if version is not None:
             where.append("version = ?")
             params.append(version)
-        if after is not None:
-            where.append(
-                "(version, filename, idx) > (SELECT version, filename, idx FROM entries"
-                " WHERE idx = ?)"
-            )
-            params.append(after)
-        params.append(limit)
-        sql = (
-            f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
-            " ORDER BY version, filename, idx LIMIT ?"
-        )
-        async with self._r.execute(sql, params) as cur:
-            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+        return await self._entry_page(where, params, "version, filename, idx", after, limit)
 
     async def project_versions(
         self, project: str, below: int, limit: int, scan: int
@@ -530,20 +498,24 @@ class Storage:
         self, signer: str, below: int, *, after: int | None = None, limit: int = 100
     ) -> list[tuple[int, bytes]]:
         """A signer's entries ordered by (project, version, filename)."""
-        where = ["signer = ?", "idx < ?"]
-        params: list[Any] = [signer, below]
+        return await self._entry_page(
+            ["signer = ?", "idx < ?"], [signer, below], "project, version, filename", after, limit
+        )
+
+    async def _entry_page(
+        self, where: list[str], params: list[Any], order: str, after: int | None, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """(index, data) of the entries matching ``where``, ordered by the columns
+        ``order``, from just after entry ``after`` (keyset paging), at most ``limit``."""
         if after is not None:
-            where.append(
-                "(project, version, filename) > (SELECT project, version, filename FROM entries"
-                " WHERE idx = ?)"
-            )
-            params.append(after)
-        params.append(limit)
+            after_clause = f"({order}) > (SELECT {order} FROM entries WHERE idx = ?)"  # noqa: S608 (fixed columns)
+            where = [*where, after_clause]
+            params = [*params, after]
         sql = (
             f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
-            " ORDER BY project, version, filename LIMIT ?"
+            f" ORDER BY {order} LIMIT ?"
         )
-        async with self._r.execute(sql, params) as cur:
+        async with self._r.execute(sql, [*params, limit]) as cur:
             return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
 
     async def signer_projects(
@@ -578,27 +550,29 @@ class Storage:
 
 async def _migrate(db: aiosqlite.Connection) -> None:
     """Bring databases of schema 1 (and its development versions) up to date."""
-    async with db.execute("PRAGMA table_info(entries)") as cur:
-        entry_columns = {str(row[1]) for row in await cur.fetchall()}
-    if "identity" not in entry_columns:
+    if "identity" not in await table_columns(db, "entries"):
         # Schema 1 -> 2: the file identity of every entry, computed from its filename.
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with transaction(db):
             await db.execute("ALTER TABLE entries ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
             async with db.execute("SELECT idx, filename FROM entries") as cur:
                 rows = [(file_identity(str(f)).key, int(i)) for i, f in await cur.fetchall()]
             await db.executemany("UPDATE entries SET identity = ? WHERE idx = ?", rows)
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
     await db.executescript(_LATE_INDEXES)
-    async with db.execute("PRAGMA table_info(checkpoints)") as cur:
-        columns = {str(row[1]) for row in await cur.fetchall()}
-    if "published" not in columns:
-        # Before witnessing, every checkpoint with a note had been published.
-        await db.execute("ALTER TABLE checkpoints ADD COLUMN published INTEGER NOT NULL DEFAULT 0")
-        await db.execute("UPDATE checkpoints SET published = 1 WHERE note IS NOT NULL")
+    if "published" not in await table_columns(db, "checkpoints"):
+        # Before witnessing, every checkpoint with a note had been published. One
+        # transaction: a crash in between must not leave the column without its values.
+        async with transaction(db):
+            await db.execute(
+                "ALTER TABLE checkpoints ADD COLUMN published INTEGER NOT NULL DEFAULT 0"
+            )
+            await db.execute("UPDATE checkpoints SET published = 1 WHERE note IS NOT NULL")
+
+
+def _write_failed(exc: sqlite3.Error) -> BaseException:
+    # A constraint violation is the caller's mistake (a reused index), not a broken store.
+    if isinstance(exc, sqlite3.IntegrityError):
+        return exc
+    return StorageError(f"database write failed: {exc}")
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

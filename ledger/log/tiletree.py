@@ -16,19 +16,13 @@ then :meth:`add_tile`), so proof generation itself never does I/O.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from sigledger.ledger import merkle
+from sigledger.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, tile_width, tiles_for_size
 
-TILE_HEIGHT = 8
-TILE_WIDTH = 1 << TILE_HEIGHT
 _HASH = 32
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
 
 
 class ExpandedTile:
@@ -58,7 +52,7 @@ class ExpandedTile:
         lv = 0
         while len(levels[lv]) % 2 == 0:
             row = levels[lv]
-            parent = _node(row[-2], row[-1])
+            parent = merkle.node_hash(row[-2], row[-1])
             lv += 1
             if lv == len(levels):
                 levels.append([])
@@ -85,7 +79,7 @@ class TiledTree:
         self._edge: list[ExpandedTile] = []
         level = 0
         while (size >> (TILE_HEIGHT * level)) > 0:
-            width = (size >> (TILE_HEIGHT * level)) % TILE_WIDTH
+            width = tile_width(level, size >> (TILE_HEIGHT * (level + 1)), size)
             data = edge.get(level, b"")[: width * _HASH]
             if len(data) != width * _HASH:
                 raise ValueError(
@@ -99,13 +93,7 @@ class TiledTree:
     @staticmethod
     def edge_refs(size: int) -> list[tuple[int, int]]:
         """The (level, n) of every edge tile with at least one hash at ``size``."""
-        refs = []
-        level = 0
-        while (size >> (TILE_HEIGHT * level)) > 0:
-            if (size >> (TILE_HEIGHT * level)) % TILE_WIDTH:
-                refs.append((level, size >> (TILE_HEIGHT * (level + 1))))
-            level += 1
-        return refs
+        return [(ref.level, ref.n) for ref in tiles_for_size(size)]
 
     def _edge_n(self, level: int) -> int:
         return self.size >> (TILE_HEIGHT * (level + 1))

@@ -1,8 +1,14 @@
-"""Server configuration: a TOML file, ``SIGLEDGER_*`` environment variables, flags.
+"""Service configuration: a TOML file, environment variables, flags.
 
-Precedence, highest first: command-line flags, environment variables, the TOML
-file (``--config``), the defaults below. Unknown keys in the file are an
-error, so a typo never silently falls back to a default.
+:func:`load_settings` is the one loader behind every service's settings (the log's
+:class:`ServerConfig` here, the witness's in :mod:`sigledger.ledger.witness.config`).
+Precedence, highest first: command-line flags (``overrides``; None means "not
+given"), environment variables (``<prefix><NAME>``), the TOML file (``path``, else
+``$<prefix>CONFIG``), the dataclass defaults. Each scalar field is a TOML key
+(``-`` and ``_`` alike) and an environment variable; values are coerced to the
+field's type (lists come from the environment comma-separated). Unknown keys are
+an error, so a typo never silently falls back to a default. The result is
+``validate()``-d before it is returned.
 
 Example ``sigledger.toml``::
 
@@ -17,15 +23,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from sigledger.ledger.errors import ConfigError
 
 ENV_PREFIX = "SIGLEDGER_"
 DEFAULT_ORIGIN = "localhost/sigledger"
+LOG_FORMATS = ("json", "text", "auto")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -36,10 +44,41 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class ServiceSettings:
+    """What every service's settings have: a data directory holding the database
+    (``DB_FILE``) and, unless ``key_file`` says otherwise, the key (``KEY_FILE``),
+    and a ``listen`` address."""
+
+    DB_FILE: ClassVar[str]
+    KEY_FILE: ClassVar[str]
+    data: str
+    listen: str
+    key_file: str
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / self.DB_FILE
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.key_file) if self.key_file else self.data_dir / self.KEY_FILE
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
 @dataclass
-class ServerConfig:
+class ServerConfig(ServiceSettings):
     """Every setting of ``sigledger serve``. Each field is also a TOML key and an
     environment variable (``SIGLEDGER_`` + the upper-cased name)."""
+
+    DB_FILE = "log.db"
+    KEY_FILE = "log.key"
 
     data: str = "sigledger-data"
     """Data directory: holds ``log.db`` (SQLite) and ``log.key`` (mode 0600)."""
@@ -109,22 +148,6 @@ class ServerConfig:
     stdout is a terminal, JSON otherwise (journald, containers, files)."""
     log_level: str = "info"
 
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.data)
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "log.db"
-
-    @property
-    def key_path(self) -> Path:
-        return Path(self.key_file) if self.key_file else self.data_dir / "log.key"
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        return parse_listen(self.listen)
-
     def witness_endpoints(self) -> list[tuple[str, str]]:
         """(url, vkey) of each configured witness."""
         out = []
@@ -166,10 +189,17 @@ class ServerConfig:
         if self.witness_timeout <= 0 or self.witness_refresh <= 0:
             raise ConfigError("witness_timeout and witness_refresh must be positive")
         self.witness_endpoints()
-        if self.log_format not in ("json", "text", "auto"):
-            raise ConfigError("log_format must be 'json', 'text' or 'auto'")
+        check_logging(self.log_format, self.log_level)
         if any(c.isspace() for c in self.origin) or "+" in self.origin:
             raise ConfigError(f"origin {self.origin!r} must not contain spaces or '+'")
+
+
+def check_logging(log_format: str, log_level: str) -> None:
+    """ConfigError unless ``log_format`` and ``log_level`` are ones the services know."""
+    if log_format not in LOG_FORMATS:
+        raise ConfigError("log_format must be 'json', 'text' or 'auto'")
+    if log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
 
 
 def coerce_setting(name: str, kind: Any, value: Any, source: str) -> Any:
@@ -225,26 +255,69 @@ def settings_from_env(
     return out
 
 
-def load_config(
+class Settings(Protocol):
+    """A settings dataclass: defaults in its fields, checks in ``validate``."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    def validate(self) -> None: ...
+
+
+S = TypeVar("S", bound=Settings)
+Parse = Callable[[Any, str], Any]
+"""Converts a non-scalar setting's value, given where it came from, or raises ConfigError."""
+
+
+def load_settings(
+    defaults: S,
+    prefix: str,
     path: str | None = None,
-    overrides: dict[str, Any] | None = None,
-    environ: dict[str, str] | None = None,
-) -> ServerConfig:
-    """Build the effective configuration (file < environment < overrides)."""
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    tables: Mapping[str, tuple[str, Parse]] | None = None,
+    flags: Mapping[str, Parse] | None = None,
+) -> S:
+    """``defaults`` updated from the file, the environment and ``overrides``, validated.
+
+    Fields named in ``tables`` (file key -> (field, parser)) or ``flags`` (field ->
+    parser of its override) are not scalars: they come only from where a parser is
+    given, never from the environment.
+    """
     env = os.environ if environ is None else environ
-    kinds = {f.name: f.type for f in fields(ServerConfig)}
+    special = {target for target, _ in (tables or {}).values()} | set(flags or {})
+    kinds = {f.name: f.type for f in fields(defaults) if f.name not in special}
     values: dict[str, Any] = {}
-    path = path or env.get(ENV_PREFIX + "CONFIG")
+    path = path or env.get(prefix + "CONFIG")
     if path:
         for key, value in read_config_file(path).items():
             name = key.replace("-", "_")
-            if name not in kinds:
+            if name in (tables or {}):
+                target, parse = (tables or {})[name]
+                values[target] = parse(value, path)
+            elif name in kinds:
+                values[name] = coerce_setting(name, kinds[name], value, path)
+            else:
                 raise ConfigError(f"{path}: unknown setting {key!r}")
-            values[name] = coerce_setting(name, kinds[name], value, path)
-    values.update(settings_from_env(env, ENV_PREFIX, kinds))
+    values.update(settings_from_env(env, prefix, kinds))
     for name, value in (overrides or {}).items():
-        if value is not None:
+        if value is None:
+            continue
+        if name in (flags or {}):
+            values[name] = (flags or {})[name](value, "command line")
+        elif name in kinds:
             values[name] = coerce_setting(name, kinds[name], value, "command line")
-    cfg = dataclasses.replace(ServerConfig(), **values)
+        else:
+            raise ConfigError(f"unknown setting {name!r}")
+    cfg = dataclasses.replace(defaults, **values)
     cfg.validate()
     return cfg
+
+
+def load_config(
+    path: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ServerConfig:
+    """The log server's effective configuration (see :func:`load_settings`)."""
+    return load_settings(ServerConfig(), ENV_PREFIX, path, overrides, environ)

@@ -8,11 +8,11 @@ read them. The log, the witness and publishers all use these two functions.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from sigledger.ledger.errors import ConfigError, FormatError
 from sigledger.ledger.note import Signer
+from sigledger.ledger.service.files import write_atomically
 
 
 def write_key_file(path: Path, signer: Signer, *, overwrite: bool = True) -> None:
@@ -20,14 +20,7 @@ def write_key_file(path: Path, signer: Signer, *, overwrite: bool = True) -> Non
     path.parent.mkdir(parents=True, exist_ok=True)
     if not overwrite and path.exists():
         raise ConfigError(f"{path} already exists; choose another --out or pass --force")
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(signer.skey + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o600)  # an existing temporary file keeps its old mode otherwise
-    os.replace(tmp, path)
+    write_atomically(path, (signer.skey + "\n").encode(), mode=0o600)
 
 
 def read_key_file(path: Path, *, create_hint: str = "") -> Signer:

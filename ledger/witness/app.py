@@ -56,15 +56,12 @@ Choices where the spec leaves room, or where v1.0.0 and HEAD differ:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -90,20 +87,12 @@ from sigledger.ledger.errors import (
 )
 from sigledger.ledger.note import (
     ALG_COSIGNATURE_V1,
-    ALG_ED25519,
     Note,
     Signer,
     Verifier,
-    check_key_name,
     format_note,
     open_note,
     sign_cosignature,
-)
-from sigledger.ledger.service.config import (
-    coerce_setting,
-    parse_listen,
-    read_config_file,
-    settings_from_env,
 )
 from sigledger.ledger.service.http import (
     TEXT_TYPE,
@@ -114,6 +103,7 @@ from sigledger.ledger.service.http import (
 )
 from sigledger.ledger.service.keys import read_key_file, write_key_file
 from sigledger.ledger.service.runner import read_body, run_app
+from sigledger.ledger.witness.config import WitnessConfig
 from sigledger.ledger.witness.store import WitnessHead, WitnessStore
 from sigledger.ledger.witnessproto import (
     SIZE_CONTENT_TYPE,
@@ -123,236 +113,12 @@ from sigledger.ledger.witnessproto import (
 )
 
 __all__ = [
-    "DEFAULT_NAME",
-    "ENV_PREFIX",
-    "WitnessConfig",
-    "WitnessedLog",
     "create_witness_app",
-    "load_witness_config",
     "open_witness",
     "run_witness",
 ]
 
 log = logging.getLogger("sigledger.witness")
-
-ENV_PREFIX = "SIGLEDGER_WITNESS_"
-DEFAULT_NAME = "localhost/witness"
-_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-# -- configuration -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WitnessedLog:
-    """One log key the witness trusts. Several entries may share an origin
-    (a log rotating its key): a checkpoint needs a valid signature by one of
-    them, and no invalid signature by any of them."""
-
-    key: str
-    """The log's verifier key, ``<name>+<hex8 key ID>+<base64(0x01 || key)>`` (Ed25519)."""
-    origin: str = ""
-    """The checkpoint origin line. Default: the key name (tlog-checkpoint says
-    the key name SHOULD be the origin)."""
-
-    def verifier(self) -> Verifier:
-        """The parsed key; raises ConfigError unless it is an Ed25519 (0x01) vkey."""
-        try:
-            verifier = Verifier.from_vkey(self.key)
-        except FormatError as exc:
-            raise ConfigError(f"log key {self.key!r} is not a verifier key: {exc}") from None
-        if verifier.alg != ALG_ED25519:
-            raise ConfigError(
-                f"log key {self.key!r} has type 0x{verifier.alg:02x}; "
-                "a log signs checkpoints with an Ed25519 (type 0x01) key"
-            )
-        return verifier
-
-    @property
-    def effective_origin(self) -> str:
-        return self.origin or self.key.partition("+")[0]
-
-
-@dataclass
-class WitnessConfig:
-    """Every setting of ``sigledger witness serve``. Scalar fields are also TOML
-    keys and environment variables (``SIGLEDGER_WITNESS_`` + the upper-cased
-    name); logs come from ``[[log]]`` tables in the file or ``--log`` flags."""
-
-    data: str = "sigledger-witness"
-    """Data directory: holds ``witness.db`` (SQLite) and, by default, ``witness.key``."""
-    listen: str = "127.0.0.1:8081"
-    """HOST:PORT to listen on. Port 0 picks a free port (printed at start)."""
-    name: str = DEFAULT_NAME
-    """Key name of a new witness's key, used only when the key is created (later
-    the key's own name counts). It names the witness in its cosignature lines,
-    e.g. ``witness.example.org/w1``."""
-    key_file: str = ""
-    """Witness cosigning key: Go ``PRIVATE+KEY+...`` format with type 0x04
-    (cosignature/v1), mode 0600. Default ``<data>/witness.key``, created on first start."""
-    logs: list[WitnessedLog] = field(default_factory=list)
-    """The logs to witness. Flags (``--log VKEY``) replace the file's list."""
-    log_format: str = "auto"
-    """``json`` (one object per line on stdout), ``text``, or ``auto``: text when
-    stdout is a terminal, JSON otherwise."""
-    log_level: str = "info"
-    """``debug``, ``info``, ``warning``, ``error`` or ``critical``."""
-    max_request_bytes: int = 64 * 1024
-    """Largest accepted request body (413 beyond). A request is a few hundred
-    bytes plus up to 63 proof lines and the log's signatures."""
-    evidence_max: int = 10000
-    """Most refused-but-correctly-signed checkpoints kept as evidence."""
-    request_timeout: float = 10.0
-    """Seconds a client may take to send a request body; 408 beyond."""
-
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.data)
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "witness.db"
-
-    @property
-    def key_path(self) -> Path:
-        return Path(self.key_file) if self.key_file else self.data_dir / "witness.key"
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        return parse_listen(self.listen)
-
-    def log_verifiers(self) -> dict[str, tuple[Verifier, ...]]:
-        """Trusted keys by origin. Raises ConfigError for a bad or ambiguous key."""
-        out: dict[str, list[Verifier]] = {}
-        for entry in self.logs:
-            verifier = entry.verifier()
-            origin = entry.effective_origin
-            if not origin or any(ch < " " for ch in origin):
-                raise ConfigError(f"log origin {origin!r} is empty or has a control character")
-            keys = out.setdefault(origin, [])
-            if verifier in keys:
-                continue
-            if any((v.name, v.key_id) == (verifier.name, verifier.key_id) for v in keys):
-                raise ConfigError(
-                    f"two different keys named {verifier.name}+{verifier.key_id:08x} for "
-                    f"origin {origin!r}; signatures by them would be ambiguous"
-                )
-            keys.append(verifier)
-        return {origin: tuple(keys) for origin, keys in out.items()}
-
-    def validate(self) -> None:
-        self.host_port  # noqa: B018 (parses and raises)
-        try:
-            check_key_name(self.name)
-        except FormatError as exc:
-            raise ConfigError(f"witness name: {exc}") from None
-        if self.max_request_bytes < 1024:
-            raise ConfigError("max_request_bytes must be at least 1024")
-        if self.evidence_max < 0:
-            raise ConfigError("evidence_max must not be negative")
-        if self.request_timeout <= 0:
-            raise ConfigError("request_timeout must be positive")
-        if self.log_format not in ("json", "text", "auto"):
-            raise ConfigError("log_format must be 'json', 'text' or 'auto'")
-        if self.log_level.lower() not in _LOG_LEVELS:
-            raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
-        self.log_verifiers()
-
-
-_SCALARS: dict[str, type] = {
-    "data": str,
-    "listen": str,
-    "name": str,
-    "key_file": str,
-    "log_format": str,
-    "log_level": str,
-    "max_request_bytes": int,
-    "evidence_max": int,
-    "request_timeout": float,
-}
-
-
-def _parse_log_tables(raw: Any, source: str) -> list[WitnessedLog]:
-    if not isinstance(raw, list):
-        raise ConfigError(f"{source}: 'log' must be an array of tables ([[log]])")
-    out = []
-    for i, table in enumerate(raw, 1):
-        if not isinstance(table, dict):
-            raise ConfigError(f"{source}: log entry {i} is not a table ([[log]])")
-        unknown = set(table) - {"key", "origin"}
-        if unknown:
-            raise ConfigError(f"{source}: log entry {i} has unknown setting(s) {sorted(unknown)}")
-        key, origin = table.get("key"), table.get("origin", "")
-        if not isinstance(key, str) or not key:
-            raise ConfigError(f'{source}: log entry {i} needs key = "<verifier key>"')
-        if not isinstance(origin, str):
-            raise ConfigError(f"{source}: log entry {i}: origin must be a string")
-        out.append(WitnessedLog(key, origin))
-    return out
-
-
-def _logs_override(value: Any) -> list[WitnessedLog]:
-    if not isinstance(value, list | tuple):
-        raise ConfigError(f"command line: logs has an invalid value {value!r}")
-    out = []
-    for item in value:
-        if isinstance(item, WitnessedLog):
-            out.append(item)
-        elif isinstance(item, str):
-            out.append(WitnessedLog(item))
-        else:
-            raise ConfigError(f"command line: log {item!r} is not a verifier key")
-    return out
-
-
-def load_witness_config(
-    path: str | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> WitnessConfig:
-    """Build the effective configuration: defaults < file < environment < overrides.
-
-    The file is ``path``, else ``$SIGLEDGER_WITNESS_CONFIG`` if set. Example::
-
-        data = "/var/lib/sigledger-witness"
-        listen = "0.0.0.0:8081"
-        name = "witness.example.org/w1"
-
-        [[log]]
-        key = "log.example.org/releases+1234abcd+AV...="
-
-        [[log]]                                   # origin other than the key name
-        key = "go.sum database tree+033de0ae+Ac4z...="
-        origin = "go.sum database tree"
-
-    Override keys are the field names (``logs`` takes a list of vkey strings);
-    a value of None means "not given". Unknown keys anywhere are a ConfigError.
-    """
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    path = path or env.get(ENV_PREFIX + "CONFIG")
-    if path:
-        for key, value in read_config_file(path).items():
-            name = key.replace("-", "_")
-            if name == "log":
-                values["logs"] = _parse_log_tables(value, path)
-            elif name in _SCALARS:
-                values[name] = coerce_setting(name, _SCALARS[name], value, path)
-            else:
-                raise ConfigError(f"{path}: unknown setting {key!r}")
-    values.update(settings_from_env(env, ENV_PREFIX, _SCALARS))
-    for name, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if name == "logs":
-            values["logs"] = _logs_override(value)
-        elif name in _SCALARS:
-            values[name] = coerce_setting(name, _SCALARS[name], value, "command line")
-        else:
-            raise ConfigError(f"unknown setting {name!r}")
-    cfg = dataclasses.replace(WitnessConfig(), **values)
-    cfg.validate()
-    return cfg
 
 
 # -- state, key and app ----------------------------------------------------------------

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -37,7 +36,13 @@ from pathlib import Path
 
 import aiosqlite
 
-from sigledger.ledger.service.sqlite import StorageError, open_database
+from sigledger.ledger.service.sqlite import (
+    Database,
+    StorageError,
+    check_schema_version,
+    open_database,
+    transaction,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -116,10 +121,10 @@ class Evidence:
 class WitnessStore:
     """A witness's SQLite database. Create with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, path: Path, db: aiosqlite.Connection, lock_fd: int) -> None:
-        self.path = path
-        self._db = db
-        self._lock_fd = lock_fd
+    def __init__(self, database: Database) -> None:
+        self.path = database.path
+        self._database = database
+        self._db = database.conn
         # Multi-statement writes (evidence) must not interleave on the connection.
         self._write_lock = asyncio.Lock()
 
@@ -131,21 +136,14 @@ class WitnessStore:
         it cannot be opened or has another schema version.
         """
         path = Path(path)
-        lock_fd, db = await open_database(path, _SCHEMA, "sigledger witness")
-        store = cls(path, db, lock_fd)
-        version = await store.get_meta("schema_version")
-        if version is None:
-            await store.set_meta({"schema_version": SCHEMA_VERSION})
-        elif version != SCHEMA_VERSION:
-            await store.close()
-            raise StorageError(f"{path} has schema version {version}, expected {SCHEMA_VERSION}")
-        return store
+
+        async def setup(db: aiosqlite.Connection) -> None:
+            await check_schema_version(db, SCHEMA_VERSION, str(path))
+
+        return cls(await open_database(path, _SCHEMA, "sigledger witness", setup=setup))
 
     async def close(self) -> None:
-        try:
-            await self._db.close()
-        finally:
-            os.close(self._lock_fd)
+        await self._database.close()
 
     # -- metadata -----------------------------------------------------------------
 
@@ -155,20 +153,10 @@ class WitnessStore:
 
     async def set_meta(self, values: dict[str, str]) -> None:
         """Insert or replace metadata values, in one transaction."""
-        async with self._write_lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    await self._db.executemany(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                        list(values.items()),
-                    )
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    await self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageError(f"database write failed: {exc}") from exc
+        async with self._write_lock, transaction(self._db, _write_failed) as db:
+            await db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items())
+            )
 
     # -- checkpoints --------------------------------------------------------------
 
@@ -183,22 +171,14 @@ class WitnessStore:
             "SELECT origin, size, root, note, updated FROM checkpoints WHERE origin = ?",
             (origin,),
         )
-        if row is None:
-            return None
-        return WitnessHead(str(row[0]), int(row[1]), bytes(row[2]), bytes(row[3]), int(row[4]))
+        return None if row is None else _head(row)
 
     async def heads(self) -> list[WitnessHead]:
         """Every stored head, by origin."""
-        try:
-            async with self._db.execute(
-                "SELECT origin, size, root, note, updated FROM checkpoints ORDER BY origin"
-            ) as cur:
-                rows = await cur.fetchall()
-        except sqlite3.Error as exc:
-            raise StorageError(f"database read failed: {exc}") from exc
-        return [
-            WitnessHead(str(r[0]), int(r[1]), bytes(r[2]), bytes(r[3]), int(r[4])) for r in rows
-        ]
+        rows = await self._fetchall(
+            "SELECT origin, size, root, note, updated FROM checkpoints ORDER BY origin", ()
+        )
+        return [_head(r) for r in rows]
 
     async def compare_and_swap(
         self,
@@ -278,53 +258,40 @@ class WitnessStore:
         if now_ms is None:
             now_ms = int(time.time() * 1000)
         digest = hashlib.sha256(checkpoint_text.encode("utf-8")).digest()
-        async with self._write_lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    await self._db.execute(
-                        "INSERT INTO evidence (origin, reason, text_sha256, stored_size,"
-                        " stored_root, stored_note, request, priority, first_seen, last_seen)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                        " ON CONFLICT (origin, reason, text_sha256) DO UPDATE"
-                        " SET count = count + 1, last_seen = excluded.last_seen",
-                        (
-                            origin,
-                            reason,
-                            digest,
-                            stored.size if stored else 0,
-                            stored.root if stored else b"",
-                            stored.note if stored else None,
-                            bytes(request),
-                            priority,
-                            now_ms,
-                            now_ms,
-                        ),
-                    )
-                    await self._db.execute(
-                        "DELETE FROM evidence WHERE id IN (SELECT id FROM evidence"
-                        " ORDER BY priority ASC, id ASC"
-                        " LIMIT max(0, (SELECT count(*) FROM evidence) - ?))",
-                        (max(0, max_rows),),
-                    )
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    await self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageError(f"database write failed: {exc}") from exc
+        async with self._write_lock, transaction(self._db, _write_failed) as db:
+            await db.execute(
+                "INSERT INTO evidence (origin, reason, text_sha256, stored_size,"
+                " stored_root, stored_note, request, priority, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (origin, reason, text_sha256) DO UPDATE"
+                " SET count = count + 1, last_seen = excluded.last_seen",
+                (
+                    origin,
+                    reason,
+                    digest,
+                    stored.size if stored else 0,
+                    stored.root if stored else b"",
+                    stored.note if stored else None,
+                    bytes(request),
+                    priority,
+                    now_ms,
+                    now_ms,
+                ),
+            )
+            await db.execute(
+                "DELETE FROM evidence WHERE id IN (SELECT id FROM evidence"
+                " ORDER BY priority ASC, id ASC"
+                " LIMIT max(0, (SELECT count(*) FROM evidence) - ?))",
+                (max(0, max_rows),),
+            )
 
     async def evidence(self, limit: int = 100) -> list[Evidence]:
         """The most recently first-seen evidence rows, newest first."""
-        try:
-            async with self._db.execute(
-                "SELECT origin, reason, stored_size, stored_root, stored_note, request,"
-                " first_seen, last_seen, count FROM evidence ORDER BY id DESC LIMIT ?",
-                (limit,),
-            ) as cur:
-                rows = await cur.fetchall()
-        except sqlite3.Error as exc:
-            raise StorageError(f"database read failed: {exc}") from exc
+        rows = await self._fetchall(
+            "SELECT origin, reason, stored_size, stored_root, stored_note, request,"
+            " first_seen, last_seen, count FROM evidence ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
         return [
             Evidence(
                 str(r[0]),
@@ -347,9 +314,21 @@ class WitnessStore:
         await self._fetchone("SELECT 1", ())
 
     async def _fetchone(self, sql: str, params: tuple[object, ...]) -> sqlite3.Row | None:
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def _fetchall(self, sql: str, params: tuple[object, ...]) -> list[sqlite3.Row]:
         try:
             async with self._db.execute(sql, params) as cur:
-                row: sqlite3.Row | None = await cur.fetchone()
+                return list(await cur.fetchall())
         except sqlite3.Error as exc:
             raise StorageError(f"database read failed: {exc}") from exc
-        return row
+
+
+def _head(row: sqlite3.Row) -> WitnessHead:
+    """A head from ``origin, size, root, note, updated``."""
+    return WitnessHead(str(row[0]), int(row[1]), bytes(row[2]), bytes(row[3]), int(row[4]))
+
+
+def _write_failed(exc: sqlite3.Error) -> StorageError:
+    return StorageError(f"database write failed: {exc}")
