@@ -87,8 +87,12 @@ import tomli_w  # noqa: E402
 from common import machine_cpu, print_table  # noqa: E402
 
 from sigledger.client.checkpoints import FileCheckpointStore  # noqa: E402
-from sigledger.client.install.checks import Artifact, Outcome, check_artifacts  # noqa: E402
-from sigledger.client.install.lockfiles import read_pylock, read_requirements  # noqa: E402
+from sigledger.client.install.checks import Outcome, check_artifacts  # noqa: E402
+from sigledger.client.install.lockfiles import (  # noqa: E402
+    Pin,
+    read_pylock,
+    read_requirements,
+)
 from sigledger.client.install.policy import LogTrust, Policy, dump_policy, load_policy, pin_projects  # noqa: E402
 from sigledger.client.trust import VerifiedLog  # noqa: E402
 from sigledger.ledger.entry import decode_entry  # noqa: E402
@@ -215,7 +219,7 @@ def write_policy(path: Path, url: str, log_vkey: str, picks: Sequence[Pick]) -> 
     return loaded
 
 
-def check_lock_files(pylock: Path, requirements: Path, picks: Sequence[Pick]) -> list[Artifact]:
+def check_lock_files(pylock: Path, requirements: Path, picks: Sequence[Pick]) -> list[Pin]:
     """Parse both files with the client's readers; return the pylock's artifacts."""
     pins, unhashed = read_pylock(pylock)
     want = {(p.project, p.version, p.filename, p.sha256, p.size) for p in picks}
@@ -227,7 +231,7 @@ def check_lock_files(pylock: Path, requirements: Path, picks: Sequence[Pick]) ->
         (p.project, p.version, p.sha256) for p in picks
     }:
         raise AssertionError(f"{requirements} does not read back as the picked files")
-    return [Artifact.from_pin(x) for x in pins]
+    return list(pins)
 
 
 # -- measuring ---------------------------------------------------------------------
@@ -393,7 +397,7 @@ def time_command(cmd: Sequence[str], repeat: int) -> float:
 
 
 async def _api_check(
-    trust: LogTrust, policy: Policy, artifacts: Sequence[Artifact], state: Path
+    trust: LogTrust, policy: Policy, artifacts: Sequence[Pin], state: Path
 ) -> tuple[float, list[Outcome]]:
     start = time.perf_counter()
     async with VerifiedLog(  # as the CLI opens it
@@ -414,7 +418,7 @@ def api_check(
     server: LogProcess,
     trust: LogTrust,
     policy: Policy,
-    artifacts: Sequence[Artifact],
+    artifacts: Sequence[Pin],
     state: Path,
 ) -> Run:
     """One check through the Python API in this process; every outcome must be ok."""
@@ -505,7 +509,7 @@ def measure(
     pylock: Path,
     requirements: Path,
     policy_path: Path,
-    artifacts: Sequence[Artifact],
+    artifacts: Sequence[Pin],
 ) -> Measurements:
     """Every timed run against the running ``server``."""
     assert server.proc is not None

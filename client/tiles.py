@@ -50,7 +50,6 @@ checked by ``merkle.check_inclusion(i, m, node_hash, proof, root)``
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import os
@@ -62,6 +61,7 @@ from typing import Any, Protocol
 
 from sigledger.ledger import merkle, tiles
 from sigledger.ledger.checkpoint import Checkpoint
+from sigledger.ledger.encoding import b64encode as b64
 from sigledger.ledger.errors import FormatError, VerificationError
 from sigledger.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef, tile_width
 
@@ -89,10 +89,6 @@ class TileSource(Protocol):
     def url(self) -> str: ...
 
     async def tile(self, path: str) -> bytes: ...
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 # --- node inclusion proofs (pure) ---------------------------------------------

@@ -17,7 +17,8 @@ from sigledger.client.cli.completion import command_tree, completion_script
 from sigledger.client.cli.main import main
 from sigledger.client.cli.output import EXIT_MEANINGS
 from sigledger.client.cli.parser import build_parser
-from sigledger.client.install.checks import Artifact
+from sigledger.client.install.checks import pin_from_file
+from sigledger.client.install.lockfiles import Pin
 from sigledger.client.install.policy import Policy
 from sigledger.client.install.verify import verify_offline
 from sigledger.client.logkey import note_signers, open_with_log_key, parse_log_key
@@ -283,9 +284,9 @@ def test_split_distributions(tmp_path: Path) -> None:
 def test_offline_needs_files(tmp_path: Path) -> None:
     policy = Policy(logs=())
     with pytest.raises(ConfigError, match="--offline"):
-        verify_offline(policy, [Artifact("sha256:" + "0" * 64, bytes(32))])
+        verify_offline(policy, [Pin(None, None, bytes(32), None, None, "argument 1")])
     whl = make_release(tmp_path, "demo", "1.0", "whl")
-    [outcome] = verify_offline(policy, [Artifact.from_file(whl)])
+    [outcome] = verify_offline(policy, [pin_from_file(whl)])
     assert not outcome.ok and "no receipt" in outcome.reason and ".sigledger" in outcome.reason
 
 

@@ -17,11 +17,12 @@ from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
 from sigledger.ledger.errors import LogMisbehaviorError, VerificationError
 from sigledger.ledger.note import Signer, Verifier
 from tests.helpers import LogProcess, signed
+from tests.memtree import MemoryTree
 from tests.simulator import SimulatedLog
 
 
-def _tree(n: int) -> merkle.MemoryTree:
-    return merkle.MemoryTree(merkle.leaf_hash(str(i).encode()) for i in range(n))
+def _tree(n: int) -> MemoryTree:
+    return MemoryTree(merkle.leaf_hash(str(i).encode()) for i in range(n))
 
 
 BIG = _tree(65536 + 700)
