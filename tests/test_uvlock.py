@@ -201,8 +201,8 @@ def test_linux_environment_installs_its_wheels(tmp_path: Path) -> None:
     assert result.urls[certifi.source] == (
         "https://files.example/certifi-2024.8.30-py3-none-any.whl"
     )
+    assert result.members == ["app"]
     assert result.not_from_index == [
-        f"app (editable=., {path}:package[0])",
         f"gitdep (git=https://github.com/example/gitdep?rev=main#0123456789abcdef, "
         f"{path}:package[7])",
     ]

@@ -56,7 +56,8 @@ registry or a URL, the file this environment installs is chosen with
 :func:`~sigledger.client.install.environment.choose_file` and becomes one Pin.
 Packages with an ``editable``, ``virtual``, ``directory``, ``git`` or ``path``
 source have no file from an index: they are returned by name as "not from an
-index" and the caller decides. A reached package with no file for this
+index" and the caller decides; the workspace members reached as roots are
+listed apart, as the project's own packages. A reached package with no file for this
 environment is an error.
 """  # noqa: E501 (the example lines are as long as uv writes them)
 
@@ -364,8 +365,9 @@ class EnvironmentPins:
     """The result of :func:`pins_for_environment`."""
 
     pins: list[Pin]  # one per package installed from an index or URL
-    not_from_index: list[str]  # "NAME (editable=., uv.lock:package[0])"
+    not_from_index: list[str]  # "NAME (git=https://..., uv.lock:package[7])"
     urls: dict[str, str]  # Pin.source -> the file's URL, where the lock has one
+    members: list[str]  # the roots with a local source: the project's own packages
 
 
 def _applies(lock: UvLock, env: TargetEnvironment, marker: str, where: TomlPath) -> bool:
@@ -433,8 +435,9 @@ def pins_for_environment(
 
     seen: dict[int, set[str]] = {}  # id of package -> extras already followed
     order: list[LockedPackage] = []
+    roots = _roots(lock)
     todo: list[tuple[LockedPackage, frozenset[str], bool]] = [
-        (root, frozenset(wanted_extras), True) for root in _roots(lock)
+        (root, frozenset(wanted_extras), True) for root in roots
     ]
     while todo:
         package, package_extras, is_root = todo.pop(0)
@@ -465,7 +468,12 @@ def pins_for_environment(
     pins: list[Pin] = []
     local: list[str] = []
     urls: dict[str, str] = {}
+    members: list[str] = []
+    root_ids = {id(root) for root in roots}
     for package in order:
+        if id(package) in root_ids and package.source_kind in LOCAL_SOURCES:
+            members.append(package.name)
+            continue
         if package.source_kind in LOCAL_SOURCES:
             shown = f"{lock.path}:{lock.label(package.where)}"
             local.append(f"{package.name} ({package.source}, {shown})")
@@ -477,7 +485,7 @@ def pins_for_environment(
         )
         if chosen.url is not None:
             urls[source] = chosen.url
-    return EnvironmentPins(pins, local, urls)
+    return EnvironmentPins(pins, local, urls, members)
 
 
 def _choose(lock: UvLock, env: TargetEnvironment, package: LockedPackage) -> LockedFile:
