@@ -64,6 +64,7 @@ one running sigledger; a uv sync for another platform is verified for this one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -651,7 +652,10 @@ def plan_from_pylock(path: Path, env: TargetEnvironment) -> Plan:
         choice = choose_file(env, named)
         if choice.chosen is None:
             raise FormatError(f"{path}: packages[{number}]: {name}: {choice.reason}")
-        plan.pins.append(named[choice.chosen])
+        # The compiled file is temporary: name the pin by what it is, not where it was.
+        chosen = named[choice.chosen]
+        source = f"uv pip compile: {chosen.project}=={chosen.version}"
+        plan.pins.append(dataclasses.replace(chosen, source=source))
     return plan
 
 
