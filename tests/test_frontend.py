@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 from sigledger.client.cli.parser import protect_tool_args
 from sigledger.client.install.frontend import read_pip_report, split_pip_args
@@ -381,14 +383,20 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 """
 
 
+def _local_project(world: IndexWorld) -> Path:
+    local = world.tmp / "localpkg"
+    if not local.exists():
+        local.mkdir()
+        (local / "pyproject.toml").write_text(
+            '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+        )
+        (local / "backend.py").write_text(_BACKEND)
+    return local
+
+
 @pytest.mark.timeout(300)
 def test_local_directories_pass_unless_index_files_are_required(world: IndexWorld) -> None:
-    local = world.tmp / "localpkg"
-    local.mkdir()
-    (local / "pyproject.toml").write_text(
-        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
-    )
-    (local / "backend.py").write_text(_BACKEND)
+    local = _local_project(world)
     policy = ["--policy", str(world.policy_file)]
     strict = world.tmp / "local-strict"
     r = sigledger(
@@ -423,3 +431,65 @@ def test_usage_errors(world: IndexWorld, tmp_path: Path) -> None:
     assert r.returncode == 2 and "no uv.lock" in r.stderr
     r = sigledger(world, "pip", "install", "--policy", str(tmp_path / "none.toml"), "demo")
     assert r.returncode == 2 and "no trust policy" in r.stderr
+
+
+@pytest.mark.timeout(300)
+def test_uv_pip_local_directories(world: IndexWorld) -> None:
+    local = _local_project(world)
+    policy = ["--policy", str(world.policy_file)]
+    strict = world.tmp / "uv-local-strict"
+    args = uv_pip_args(world, strict, str(local))
+    r = sigledger(world, "uv", "pip", "install", *policy, "--require-index-files", *args)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "FAIL: localpkg (directory " in out and "nothing was installed" in out
+    assert not strict.exists()
+    target = world.tmp / "uv-local-pass"
+    r = sigledger(world, "uv", "pip", "install", *policy, *uv_pip_args(world, target, str(local)))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "note: localpkg (directory " in out and "OK: goodpkg-1.0-py3-none-any.whl" in out
+    assert (target / "localpkg" / "__init__.py").exists()
+    assert (target / "goodpkg" / "__init__.py").exists()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hs.recursive(
+        hs.none() | hs.booleans() | hs.integers() | hs.text(max_size=12),
+        lambda c: (
+            hs.lists(c, max_size=3)
+            | hs.dictionaries(
+                hs.sampled_from(
+                    [
+                        "install",
+                        "metadata",
+                        "name",
+                        "version",
+                        "download_info",
+                        "url",
+                        "archive_info",
+                        "hashes",
+                        "hash",
+                        "sha256",
+                        "dir_info",
+                        "editable",
+                        "vcs_info",
+                        "vcs",
+                        "commit_id",
+                        "is_direct",
+                    ]
+                ),
+                c,
+                max_size=4,
+            )
+        ),
+        max_leaves=20,
+    )
+)
+def test_read_pip_report_raises_only_format_errors(doc: Any) -> None:
+    for candidate in (doc, {"install": doc}, {"install": [doc]}):
+        try:
+            read_pip_report(candidate)
+        except FormatError:
+            pass

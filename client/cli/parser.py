@@ -315,7 +315,7 @@ def tool_args(args: argparse.Namespace) -> list[str]:
     return words[1:] if words[:1] == ["--"] else words
 
 
-def _frontend(sub: Any, name: str, handler: str, tool: str, what: str) -> None:
+def _frontend(sub: Any, name: str, handler: str, tool: str, what: str, example: str) -> None:
     f = _command(
         sub,
         name,
@@ -325,9 +325,8 @@ def _frontend(sub: Any, name: str, handler: str, tool: str, what: str) -> None:
         "the policy's log as 'verify' does, then install only those files with their "
         "hashes enforced. Nothing is installed when anything fails. sigledger's options come "
         f"first; every other argument is {tool}'s, e.g. 'sigledger {handler} --json "
-        "--index-url URL demo'. Format and behaviour: client/install/frontend.py.",
-        epilog=_exit_codes(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        f"{example}'. Exit codes as for 'verify'. Format and behaviour: "
+        "client/install/frontend.py.",
     )
     f.add_argument(
         "--policy",
@@ -357,7 +356,14 @@ def _frontends(sub: Any) -> None:
     _chatter(pip, argparse.SUPPRESS)
     pip.set_defaults(command_parser=pip)
     pip_sub = pip.add_subparsers(dest="pip_command", metavar="ACTION", required=True)
-    _frontend(pip_sub, "install", "pip install", "pip", "pip install --dry-run --report")
+    _frontend(
+        pip_sub,
+        "install",
+        "pip install",
+        "pip",
+        "pip install --dry-run --report",
+        "--index-url URL sampleproject",
+    )
     uv = sub.add_parser("uv", help="uv pip install / uv sync, verified against the log first")
     _chatter(uv, argparse.SUPPRESS)
     uv.set_defaults(command_parser=uv)
@@ -366,8 +372,15 @@ def _frontends(sub: Any) -> None:
     _chatter(uv_pip, argparse.SUPPRESS)
     uv_pip.set_defaults(command_parser=uv_pip)
     uv_pip_sub = uv_pip.add_subparsers(dest="uv_pip_command", metavar="ACTION", required=True)
-    _frontend(uv_pip_sub, "install", "uv pip install", "uv", "uv pip compile")
-    _frontend(uv_sub, "sync", "uv sync", "uv", "uv lock, then uv.lock")
+    _frontend(
+        uv_pip_sub,
+        "install",
+        "uv pip install",
+        "uv",
+        "uv pip compile",
+        "--python .venv/bin/python sampleproject",
+    )
+    _frontend(uv_sub, "sync", "uv sync", "uv", "uv lock, then uv.lock", "--no-dev")
 
 
 def _proxy(sub: Any) -> None:
