@@ -86,7 +86,7 @@ def test_split_pip_args() -> None:
         ]
     )
     assert reqs == ["-r", "req.txt", "demo>=1", "-e", "DIR", "-c", "c.txt"]
-    assert options == ["--index-url", "http://i/simple/", "--target=T", "--isolated"]
+    assert options == ["--index-url", "http://i/simple/", "--target=T", "--no-deps", "--isolated"]
 
 
 def _item(name: str, url: str, info: dict[str, Any], *, direct: bool = False) -> dict[str, Any]:

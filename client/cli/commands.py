@@ -222,7 +222,7 @@ def install_frontend(args: argparse.Namespace, ui: Ui) -> int:
             report_outcomes(ui, outcomes, log.to_json(), title=title)
             for name in local:
                 ui.note(f"{name}: not from an index, not checked")
-        frontend.install(plan, Path(work), local=True)
+        frontend.install(plan, Path(work))
     extra["installed"] = True
     if ui.json:
         return report_outcomes(ui, outcomes, log.to_json(), extra=extra, title=title)

@@ -49,7 +49,9 @@ configuration (this is the user's install):
    * uv sync: ``uv sync --locked`` (uv checks every file against the hashes in
      uv.lock, which were the ones verified).
 
-Nothing is installed unless resolving and verifying succeeded. A tool that
+Nothing is installed unless resolving and verifying succeeded. What would turn
+the hash check off is refused (uv's ``--no-verify-hashes``) or left out of the
+install step's environment (``UV_NO_VERIFY_HASHES``). A tool that
 fails raises :class:`InstallerError` with the end of its output; a tool that is
 missing raises :class:`~sigledger.ledger.errors.ConfigError`.
 
@@ -167,7 +169,9 @@ def _run_install(cmd: Sequence[str], what: str, out: IO[str] | None) -> None:
     """Run an install step, its output shown to the user (on ``out``)."""
     sys.stdout.flush()
     try:
-        result = subprocess.run(list(cmd), stdout=out, check=False)  # noqa: S603 (as above)
+        # UV_NO_VERIFY_HASHES would let uv install files without the hash check.
+        env = {k: v for k, v in os.environ.items() if k != "UV_NO_VERIFY_HASHES"}
+        result = subprocess.run(list(cmd), stdout=out, env=env, check=False)  # noqa: S603
     except OSError as exc:
         raise ConfigError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
     if result.returncode != 0:
@@ -189,12 +193,13 @@ def find_uv() -> str:
 
 
 def _hash_lines(plan: Plan) -> str:
-    lines = []
+    """One requirement line per package, with every verified hash for it."""
+    hashes: dict[str, list[str]] = {}
     for pin in plan.pins:
         url = plan.urls.get(pin.source)
         spec = f"{pin.project} @ {url}" if url else f"{pin.project}=={pin.version}"
-        lines.append(f"{spec} --hash=sha256:{pin.sha256.hex()}")
-    return "\n".join(lines) + "\n"
+        hashes.setdefault(spec, []).append(f"--hash=sha256:{pin.sha256.hex()}")
+    return "".join(f"{spec} {' '.join(found)}\n" for spec, found in hashes.items())
 
 
 def _write_hashes(plan: Plan, work: Path) -> Path:
@@ -213,7 +218,8 @@ class _Options:
 
     with_value: frozenset[str]
     requirements: frozenset[str]  # options whose value is a requirement source
-    resolve_only: frozenset[str]  # options that only shape resolution
+    ours: frozenset[str]  # options sigledger sets itself: the user's are dropped
+    refused: frozenset[str] = frozenset()  # options that would undo the hash check
 
 
 def _split(
@@ -308,27 +314,45 @@ _PIP = _Options(
     requirements=frozenset(
         {"-r", "--requirement", "-c", "--constraint", "-e", "--editable", "--group"}
     ),
-    resolve_only=frozenset({"--report", "--dry-run", "--no-deps", "--require-hashes"}),
+    ours=frozenset({"--report", "--dry-run"}),
 )
+
+
+def _kept(options: list[list[str]], syntax: _Options) -> list[list[str]]:
+    """The user's options less those sigledger sets; ConfigError for a refused one."""
+    for group in options:
+        if _name(group[0]) in syntax.refused:
+            raise ConfigError(f"{group[0]} would install files without checking their hashes")
+    return [group for group in options if _name(group[0]) not in syntax.ours]
 
 
 def split_pip_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
     """pip's arguments as (what names requirements, the options for every pip call).
 
     Requirement words keep their options (``-r FILE``, ``-e PATH``, ``-c FILE``,
-    ``--group G``); options sigledger sets itself (``--report``, ``--dry-run``,
-    ``--no-deps``, ``--require-hashes``) are dropped from the options.
+    ``--group G``); the options sigledger sets itself (``--report``,
+    ``--dry-run``) are dropped. Every other option (``--no-deps`` too) applies to
+    resolving and installing alike.
     """
     requirements, options = _split(args, _PIP)
     req_words: list[str] = []
     for option, value in requirements:
         req_words.extend([option, value or ""] if option else [value or ""])
-    kept = [w for group in options if _name(group[0]) not in _PIP.resolve_only for w in group]
-    return req_words, kept
+    return req_words, [w for group in _kept(options, _PIP) for w in group]
 
 
 def _name(word: str) -> str:
     return word.partition("=")[0] if word.startswith("--") else word[:2]
+
+
+def _value(group: Sequence[str], syntax: _Options) -> str:
+    """The value of an option's word group (``--opt V``, ``--opt=V``, ``-oV``); "" for a flag."""
+    if len(group) > 1:
+        return group[1]
+    word = group[0]
+    if _name(word) not in syntax.with_value:
+        return ""
+    return word.partition("=")[2] if word.startswith("--") else word[2:]
 
 
 # ---------------------------------------------------------------------------
@@ -420,8 +444,9 @@ class Frontend:
     def resolve(self, work: Path) -> Plan:
         raise NotImplementedError
 
-    def install(self, plan: Plan, work: Path, *, local: bool) -> None:
-        """Install the verified files, then (``local``) the packages not from an index."""
+    def install(self, plan: Plan, work: Path) -> None:
+        """Install the verified files, then the packages not from an index in the plan
+        (the caller has refused them first where that was asked for)."""
         raise NotImplementedError
 
 
@@ -446,12 +471,12 @@ class PipFrontend(Frontend):
             raise InstallerError(f"pip wrote no readable report: {exc}") from None
         return read_pip_report(doc)
 
-    def install(self, plan: Plan, work: Path, *, local: bool) -> None:
+    def install(self, plan: Plan, work: Path) -> None:
         if plan.pins:
             hashes = _write_hashes(plan, work)
             cmd = [*self.pip, "install", "--require-hashes", "--no-deps", "-r", str(hashes)]
             _run_install([*cmd, *self.options], "pip install", self.out)
-        passed = [w for entry in plan.local if local for w in entry.requirement]
+        passed = [w for entry in plan.local for w in entry.requirement]
         if passed:
             cmd = [*self.pip, "install", "--no-deps", *self.options, *passed]
             _run_install(cmd, "pip install (packages not from an index)", self.out)
@@ -526,7 +551,8 @@ _UV_PIP = _Options(
     requirements=frozenset(
         {"-r", "--requirements", "--requirement", "-e", "--editable", "-c", "--constraints"}
     ),
-    resolve_only=frozenset({"--require-hashes", "--no-deps", "--dry-run"}),
+    ours=frozenset({"--dry-run"}),
+    refused=frozenset({"--no-verify-hashes"}),
 )
 # uv pip install options `uv pip compile` does not take (they say where to install).
 _UV_INSTALL_ONLY = frozenset(
@@ -547,6 +573,7 @@ _UV_INSTALL_ONLY = frozenset(
         "-t",
         "--user",
         "--link-mode",
+        "--require-hashes",
     }
 )
 
@@ -567,7 +594,7 @@ class UvPipFrontend(Frontend):
         if all(option in {"-c", "--constraints"} for option, _ in requirements):
             raise ConfigError("nothing to install: name packages, -r FILE or -e PATH")
         self.requirements = requirements
-        kept = [g for g in options if _name(g[0]) not in _UV_PIP.resolve_only]
+        kept = _kept(options, _UV_PIP)
         self.install_options = [w for g in kept for w in g]
         self.compile_options = [w for g in kept if _name(g[0]) not in _UV_INSTALL_ONLY for w in g]
         self.uv = find_uv()
@@ -603,12 +630,12 @@ class UvPipFrontend(Frontend):
             return Plan(pins=read_requirements(out))
         return plan_from_pylock(out, TargetEnvironment.current())
 
-    def install(self, plan: Plan, work: Path, *, local: bool) -> None:
+    def install(self, plan: Plan, work: Path) -> None:
         if plan.pins:
             hashes = _write_hashes(plan, work)
             cmd = [self.uv, "pip", "install", "--require-hashes", "--no-deps", "-r", str(hashes)]
             _run_install([*cmd, *self.install_options], "uv pip install", self.out)
-        passed = [w for entry in plan.local if local for w in entry.requirement]
+        passed = [w for entry in plan.local for w in entry.requirement]
         if passed:
             cmd = [self.uv, "pip", "install", "--no-deps", *self.install_options, *passed]
             _run_install(cmd, "uv pip install (packages not from an index)", self.out)
@@ -754,18 +781,16 @@ class UvSyncFrontend(Frontend):
     def __init__(self, args: Sequence[str], *, out: IO[str] | None = None) -> None:
         super().__init__(args, out=out)
         syntax = _Options(_UV_SYNC_WITH_VALUE, frozenset(), frozenset())
+        self.syntax = syntax
         positional, self.groups_of_words = _split(self.args, syntax)
         if positional:
             words = " ".join(value or "" for _, value in positional)
             raise ConfigError(f"uv sync takes no packages (got {words}); add them with uv add")
         self.uv = find_uv()
+        # option -> the values given ("" for a flag)
         self.values: dict[str, list[str]] = {}
         for group in self.groups_of_words:
-            name = _name(group[0])
-            value = group[0].partition("=")[2] if "=" in group[0] else group[-1]
-            self.values.setdefault(name, []).append(
-                value if len(group) > 1 or "=" in group[0] else ""
-            )
+            self.values.setdefault(_name(group[0]), []).append(_value(group, syntax))
 
     def _given(self, *names: str) -> bool:
         return any(name in self.values for name in names)
@@ -806,10 +831,11 @@ class UvSyncFrontend(Frontend):
             lock, TargetEnvironment.current(), extras=extras, groups=groups
         )
         plan = Plan(pins=found.pins, members=found.members)
-        plan.local = [LocalEntry(name.split(" ", 1)[0], name, ()) for name in found.not_from_index]
+        # uv sync installs these itself (from the lock): nothing to pass on.
+        plan.local = [LocalEntry(name, what, ()) for name, what in found.not_from_index]
         return plan
 
-    def install(self, plan: Plan, work: Path, *, local: bool) -> None:
+    def install(self, plan: Plan, work: Path) -> None:
         mode = [] if self._given("--locked", "--frozen") else ["--locked"]
         _run_install([self.uv, "sync", *mode, *self.args], "uv sync", self.out)
 

@@ -365,7 +365,7 @@ class EnvironmentPins:
     """The result of :func:`pins_for_environment`."""
 
     pins: list[Pin]  # one per package installed from an index or URL
-    not_from_index: list[str]  # "NAME (git=https://..., uv.lock:package[7])"
+    not_from_index: list[tuple[str, str]]  # (name, "git=https://..., uv.lock:package[7]")
     urls: dict[str, str]  # Pin.source -> the file's URL, where the lock has one
     members: list[str]  # the roots with a local source: the project's own packages
 
@@ -466,7 +466,7 @@ def pins_for_environment(
             todo.append((target(dep, where), frozenset(dep.extras), False))
 
     pins: list[Pin] = []
-    local: list[str] = []
+    local: list[tuple[str, str]] = []
     urls: dict[str, str] = {}
     members: list[str] = []
     root_ids = {id(root) for root in roots}
@@ -476,7 +476,7 @@ def pins_for_environment(
             continue
         if package.source_kind in LOCAL_SOURCES:
             shown = f"{lock.path}:{lock.label(package.where)}"
-            local.append(f"{package.name} ({package.source}, {shown})")
+            local.append((package.name, f"{package.source}, {shown}"))
             continue
         chosen = _choose(lock, env, package)
         source = f"{lock.path}:{lock.label(chosen.where)}"
