@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,8 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from sigledger.client.cli.parser import protect_tool_args
-from sigledger.client.install.frontend import read_pip_report, split_pip_args
-from sigledger.ledger.errors import FormatError
+from sigledger.client.install.frontend import (
+    Plan,
+    UvPipFrontend,
+    hash_requirements,
+    read_pip_report,
+    split_pip_args,
+)
+from sigledger.client.install.lockfiles import Pin
+from sigledger.ledger.errors import ConfigError, FormatError
 from tests.helpers import ROOT, sigledger_cmd
 from tests.index import (
     ALICE,
@@ -493,3 +501,45 @@ def test_read_pip_report_raises_only_format_errors(doc: Any) -> None:
             read_pip_report(candidate)
         except FormatError:
             pass
+
+
+def test_options_that_would_undo_the_hash_check_are_refused() -> None:
+    with pytest.raises(ConfigError, match="--no-verify-hashes would install files without"):
+        UvPipFrontend(["--no-verify-hashes", "demo"])
+
+
+def test_one_requirement_line_per_package() -> None:
+    a, b, c = (hashlib.sha256(x).digest() for x in (b"a", b"b", b"c"))
+    plan = Plan(
+        pins=[
+            Pin("demo", "1.0", a, None, None, "r.txt:1"),
+            Pin("demo", "1.0", b, None, None, "r.txt:1"),
+            Pin("direct", "2.0", c, "direct-2.0.tar.gz", None, "report: direct"),
+        ],
+        urls={"report: direct": "https://f/direct-2.0.tar.gz"},
+    )
+    assert hash_requirements(plan) == (
+        f"demo==1.0 --hash=sha256:{a.hex()} --hash=sha256:{b.hex()}\n"
+        f"direct @ https://f/direct-2.0.tar.gz --hash=sha256:{c.hex()}\n"
+    )
+
+
+@pytest.mark.timeout(300)
+def test_uv_without_pylock_output_verifies_every_listed_hash(
+    world: IndexWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older uv writes requirements with --generate-hashes: every hash is checked."""
+    for key, value in installer_env(world.tmp).items():
+        monkeypatch.setenv(key, value)
+    for key in [k for k in os.environ if k.startswith(("PIP_", "UV_"))]:
+        if key not in installer_env(world.tmp):
+            monkeypatch.delenv(key)
+    frontend = UvPipFrontend(uv_pip_args(world, tmp_path / "t", "withdep"))
+    monkeypatch.setattr(frontend, "_supports_pylock", lambda: False)
+    plan = frontend.resolve(tmp_path)
+    assert sorted((p.project, p.version) for p in plan.pins) == [
+        ("goodpkg", "1.0"),
+        ("withdep", "1.0"),
+    ]
+    good = world.files["goodpkg-1.0-py3-none-any.whl"]
+    assert hashlib.sha256(good).digest() in {p.sha256 for p in plan.pins}

@@ -193,11 +193,9 @@ def install_frontend(args: argparse.Namespace, ui: Ui) -> int:
         if local and args.require_index_files:
             for name in local:
                 ui.error(f"FAIL: {name}: not from an index, cannot be checked against the log")
-            if ui.json:
-                ui.data({"version": 1, "ok": False, "log": None, "results": [], **extra})
             raise VerificationError(
-                f"{len(local)} package(s) are not from an index and --require-index-files "
-                "was given; nothing was installed"
+                f"not from an index, and --require-index-files was given: {', '.join(local)}; "
+                "nothing was installed"
             )
         artifacts = artifacts_for(plan)
         with ui.progress("verifying", len(artifacts), min_total=10) as progress:

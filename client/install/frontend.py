@@ -98,6 +98,7 @@ __all__ = [
     "UvPipFrontend",
     "UvSyncFrontend",
     "artifacts_for",
+    "hash_requirements",
     "read_pip_report",
     "split_pip_args",
 ]
@@ -192,8 +193,10 @@ def find_uv() -> str:
     raise ConfigError("uv is not installed (not on PATH); install it, e.g. `pip install uv`")
 
 
-def _hash_lines(plan: Plan) -> str:
-    """One requirement line per package, with every verified hash for it."""
+def hash_requirements(plan: Plan) -> str:
+    """The requirements file of a plan: one line per package with every verified hash
+    (``name==version --hash=sha256:H``, or ``name @ URL --hash=...`` for a file
+    named by URL)."""
     hashes: dict[str, list[str]] = {}
     for pin in plan.pins:
         url = plan.urls.get(pin.source)
@@ -204,7 +207,7 @@ def _hash_lines(plan: Plan) -> str:
 
 def _write_hashes(plan: Plan, work: Path) -> Path:
     path = work / "verified-requirements.txt"
-    path.write_text(_hash_lines(plan))
+    path.write_text(hash_requirements(plan))
     return path
 
 
