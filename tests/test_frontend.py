@@ -286,6 +286,21 @@ def test_pip_install_refuses_an_untrusted_signer(world: IndexWorld) -> None:
     assert "FAIL: goodpkg-2.0-py3-none-any.whl" in out
     assert "not signed by any trusted signer" in out and MALLORY.vkey in out
     assert not target.exists()
+    r = sigledger(
+        world,
+        "pip",
+        "install",
+        "--json",
+        "--policy",
+        str(world.policy_file),
+        *pip_args(world, target, "goodpkg==2.0"),
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    doc = json.loads(r.stdout)  # the report alone: pip's output went to stderr
+    assert doc["ok"] is False and doc["installed"] is False
+    (result,) = doc["results"]
+    assert result["ok"] is False and result["filename"] == "goodpkg-2.0-py3-none-any.whl"
+    assert "nothing was installed" in r.stderr and not target.exists()
 
 
 @pytest.mark.timeout(300)
@@ -337,6 +352,7 @@ def test_uv_sync_verifies_the_lock_then_syncs(world: IndexWorld) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)
     assert doc["ok"] is True and doc["installed"] is True and doc["tool"] == "uv sync"
+    assert doc["project"] == ["proj"] and doc["not_from_index"] == []
     assert sorted(res["filename"] for res in doc["results"]) == [
         "goodpkg-1.0-py3-none-any.whl",
         "withdep-1.0-py3-none-any.whl",

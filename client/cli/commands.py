@@ -189,7 +189,12 @@ def install_frontend(args: argparse.Namespace, ui: Ui) -> int:
         ui.info(f"resolving with {frontend.tool} ...")
         plan = frontend.resolve(Path(work))
         local = describe_local(plan.local)
-        extra = {"tool": frontend.tool, "installed": False, "not_from_index": local}
+        extra: dict[str, object] = {
+            "tool": frontend.tool,
+            "installed": False,
+            "not_from_index": local,
+            "project": plan.members,  # uv sync: the project's own packages, not checked
+        }
         if local and args.require_index_files:
             for name in local:
                 ui.error(f"FAIL: {name}: not from an index, cannot be checked against the log")
