@@ -22,6 +22,8 @@ from sigledger.client.cli.parser import protect_tool_args
 from sigledger.client.install.frontend import (
     Plan,
     UvPipFrontend,
+    UvSyncFrontend,
+    environment_for_version,
     hash_requirements,
     read_pip_report,
     split_pip_args,
@@ -559,3 +561,12 @@ def test_uv_without_pylock_output_verifies_every_listed_hash(
     ]
     good = world.files["goodpkg-1.0-py3-none-any.whl"]
     assert hashlib.sha256(good).digest() in {p.sha256 for p in plan.pins}
+
+
+def test_uv_sync_verifies_for_the_python_uv_would_use() -> None:
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert environment_for_version(f"{running}.99").is_current
+    other = environment_for_version("3.99.1")
+    assert other.python_version == (3, 99, 1) and not other.is_current
+    assert other.marker_environment["python_full_version"] == "3.99.1"
+    assert UvSyncFrontend(["--python", sys.executable])._target().is_current

@@ -21,11 +21,11 @@ configuration (this is the user's install):
      (with requirements output every listed hash is verified instead).
      ``directory`` and ``vcs`` packages are not from an index.
    * uv sync: ``uv lock`` (skipped with ``--locked`` or ``--frozen``), then
-     uv.lock is read (:mod:`~sigledger.client.install.uvlock`) for this
-     interpreter, the requested extras and the dependency groups (every group
-     unless ``--no-dev``, ``--only-dev``, ``--only-group`` or
-     ``--no-default-groups`` narrow them: verifying more than is installed is
-     safe). The project's own packages (the workspace members) are the user's
+     uv.lock is read (:mod:`~sigledger.client.install.uvlock`) for the
+     Python ``uv python find`` names for the project, the requested extras and
+     the dependency groups (every group unless ``--no-dev``, ``--only-dev``,
+     ``--only-group`` or ``--no-default-groups`` narrow them: verifying more
+     than is installed is safe). The project's own packages (the workspace members) are the user's
      code and always pass; other ``editable``, ``directory``, ``virtual``,
      ``git`` and ``path`` packages are not from an index.
 
@@ -59,9 +59,10 @@ missing raises :class:`~sigledger.ledger.errors.ConfigError`.
 pip installs, also for ``--python``, ``--platform`` or ``--target`` installs.
 uv pip's file choice here is for the interpreter running sigledger; were uv to
 pick another file for its target, the hash-checking install refuses it (the
-install fails, it never installs an unverified file). ``uv sync`` installs into
-the project's environment, which should use the same interpreter kind as the
-one running sigledger; a uv sync for another platform is verified for this one.
+install fails, it never installs an unverified file). ``uv sync`` is verified for the
+Python version ``uv python find`` names for the project, on this machine and
+with this interpreter's implementation; a ``--python-platform`` given to uv sync
+is not taken into account.
 """
 
 from __future__ import annotations
@@ -820,6 +821,17 @@ class UvSyncFrontend(Frontend):
                 groups.append("dev")
         return extras, groups
 
+    def _target(self) -> TargetEnvironment:
+        """The environment uv sync installs for: the Python ``uv python find`` names
+        for the project (its .venv, .python-version, requires-python, ``--python``)."""
+        request = (self.values.get("--python") or self.values.get("-p") or [""])[-1]
+        where = [w for g in self.groups_of_words if _name(g[0]) in _LOCATION for w in g]
+        cmd = [self.uv, "python", "find", "--show-version", *where, *([request] if request else [])]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+        if result.returncode != 0:  # uv sync will say why; verify for this interpreter
+            return TargetEnvironment.current()
+        return environment_for_version(result.stdout.strip())
+
     def resolve(self, work: Path) -> Plan:
         if not self._given("--locked", "--frozen"):
             lock_args = [
@@ -830,9 +842,7 @@ class UvSyncFrontend(Frontend):
         extras, groups = self._selection()
         if "*" in extras:
             extras = sorted({e for p in lock.packages for e in p.optional})
-        found = pins_for_environment(
-            lock, TargetEnvironment.current(), extras=extras, groups=groups
-        )
+        found = pins_for_environment(lock, self._target(), extras=extras, groups=groups)
         plan = Plan(pins=found.pins, members=found.members)
         # uv sync installs these itself (from the lock): nothing to pass on.
         plan.local = [LocalEntry(name, what, ()) for name, what in found.not_from_index]
@@ -841,6 +851,22 @@ class UvSyncFrontend(Frontend):
     def install(self, plan: Plan, work: Path) -> None:
         mode = [] if self._given("--locked", "--frozen") else ["--locked"]
         _run_install([self.uv, "sync", *mode, *self.args], "uv sync", self.out)
+
+
+# Options that say where the project is (uv python find takes them too).
+_LOCATION = frozenset({"--directory", "--project"})
+
+
+def environment_for_version(version: str) -> TargetEnvironment:
+    """This machine and implementation with Python ``version`` ("3.12.4"): this
+    interpreter itself when the minor version is the same."""
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if version.split(".")[:2] == running.split("."):
+        return TargetEnvironment.current()
+    try:
+        return TargetEnvironment.from_pip_options(python_version=version)
+    except ConfigError:
+        return TargetEnvironment.current()
 
 
 def make_frontend(tool: str, args: Sequence[str], *, out: IO[str] | None = None) -> Frontend:
