@@ -35,7 +35,18 @@ from sigledger.ledger.merkle import EMPTY_ROOT
 from sigledger.ledger.note import Signer, sign_note
 from tests.helpers import LogProcess, get, make_release, run_cli, tree_env
 
-REPORTING = {"keygen", "publish", "verify", "policy pin", "checkpoint", "monitor", "fsck"}
+REPORTING = {
+    "keygen",
+    "publish",
+    "verify",
+    "pip install",
+    "uv pip install",
+    "uv sync",
+    "policy pin",
+    "checkpoint",
+    "monitor",
+    "fsck",
+}
 
 
 def _commands() -> dict[str, set[str]]:

@@ -4,18 +4,13 @@ installs (pip, uv) through a real proxy in front of a real pypiserver and a real
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import io
 import json
-import os
 import queue
 import re
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -59,14 +54,20 @@ from sigledger.client.trust import VerifiedEntry
 from sigledger.ledger.checkpoint import Checkpoint
 from sigledger.ledger.entry import Entry, Statement, encode_entry
 from sigledger.ledger.errors import FormatError
-from sigledger.ledger.note import Signer, Verifier
-from tests.helpers import LogProcess, post_add, run_cli, sigledger_cmd, tree_env
+from sigledger.ledger.note import Signer
+from tests.helpers import LogProcess, run_cli, sigledger_cmd, tree_env
+from tests.index import (
+    ALICE,
+    BOB,
+    MALLORY,
+    Release,
+    http_get,
+    index_world,
+    pip_install,
+    uv_install,
+    wheel,
+)
 from tests.simulator import SimulatedLog
-
-ALICE = Signer.from_seed("alice@example.org", hashlib.sha256(b"alice").digest())
-BOB = Signer.from_seed("bob@example.org", hashlib.sha256(b"bob").digest())
-MALLORY = Signer.from_seed("mallory@example.org", hashlib.sha256(b"mallory").digest())
-
 
 # --- content negotiation -----------------------------------------------------------
 
@@ -406,63 +407,9 @@ async def test_cache_single_flight(tmp_path: Path) -> None:
 # --- end to end: real log, real pypiserver, real proxy, real pip and uv ----------------------
 
 
-def wheel(name: str, version: str, body: str = "VALUE = 1\n") -> tuple[str, bytes]:
-    """A minimal pure-Python wheel: one module, METADATA, WHEEL and RECORD."""
-    dist = f"{name.replace('-', '_')}-{version}"
-    files = {
-        f"{name.replace('-', '_')}/__init__.py": body.encode(),
-        f"{dist}.dist-info/METADATA": (
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-        ).encode(),
-        f"{dist}.dist-info/WHEEL": (
-            b"Wheel-Version: 1.0\nGenerator: sigledger-tests\nRoot-Is-Purelib: true\n"
-            b"Tag: py3-none-any\n"
-        ),
-    }
-    record = []
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(data)}")
-    record.append(f"{dist}.dist-info/RECORD,,")
-    files[f"{dist}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for path, data in files.items():
-            z.writestr(zipfile.ZipInfo(path, (2024, 1, 1, 0, 0, 0)), data)
-    return f"{dist}-py3-none-any.whl", buf.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(url: str, accept: str | None = None) -> tuple[int, bytes, dict[str, str]]:
-    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read(), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        with e:
-            return e.code, e.read(), dict(e.headers)
-
-
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: object, **kw: object) -> None:
         return None
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{proc.args} exited"
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
 
 
 class ProxyProcess:
@@ -531,42 +478,6 @@ class ProxyProcess:
         return "".join(self.lines)
 
 
-def installer_env(tmp: Path) -> dict[str, str]:
-    """pip and uv see no configuration of this machine: only the index we give them."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(
-        PIP_CONFIG_FILE=os.devnull,
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        UV_NO_CONFIG="1",
-        UV_CACHE_DIR=str(tmp / "uv-cache"),
-        UV_PYTHON_DOWNLOADS="never",
-        HOME=str(tmp / "home"),
-        XDG_CONFIG_HOME=str(tmp / "home" / ".config"),
-    )
-    return env
-
-
-def pip_install(
-    index: str, target: Path, tmp: Path, *reqs: str
-) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--no-cache-dir"]
-    cmd += ["--index-url", index, "--target", str(target), *reqs]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, env=installer_env(tmp), timeout=120, check=False
-    )
-
-
-def uv_install(index: str, target: Path, tmp: Path, *reqs: str) -> subprocess.CompletedProcess[str]:
-    uv = Path(sys.executable).parent / "uv"
-    exe = str(uv) if uv.exists() else shutil.which("uv")
-    assert exe, "uv is not installed; install the test extras: pip install -e '.[test]'"
-    cmd = [exe, "pip", "install", "--no-cache", "--python", sys.executable]
-    cmd += ["--index-url", index, "--target", str(target), *reqs]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, env=installer_env(tmp), timeout=120, check=False
-    )
-
-
 @dataclass
 class World:
     log: LogProcess
@@ -580,81 +491,22 @@ class World:
         return self.proxy.url + "/simple/"
 
 
-def publish(log_url: str, signer: Signer, filename: str, data: bytes) -> None:
-    st = Statement.for_file(filename, hashlib.sha256(data).digest(), len(data))
-    status, body, _ = asyncio.run(post_add(log_url, [sign_statement(signer, st)]))
-    assert status == 200, body
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("proxy")
-    packages = tmp / "packages"
-    packages.mkdir()
-    log = LogProcess(tmp / "log").start()
-    server: subprocess.Popen[bytes] | None = None
-    proxy: ProxyProcess | None = None
-    try:
-        files: dict[str, bytes] = {}
-        for name, version, signer in [
-            ("goodpkg", "1.0", ALICE),
-            ("goodpkg", "2.0", MALLORY),  # logged, but not by a signer the policy trusts
-            ("victim", "1.0", ALICE),  # the upstream will serve other bytes for it
-            ("free-pkg", "0.1", MALLORY),  # no rule in the policy: any signer will do
-        ]:
-            filename, data = wheel(name, version, f"NAME = {name!r}\nVERSION = {version!r}\n")
-            files[filename] = data
-            (packages / filename).write_bytes(data)
-            publish(log.url, signer, filename, data)
-        unlogged, data = wheel("free-pkg", "0.2")
-        files[unlogged] = data
-        (packages / unlogged).write_bytes(data)
-        port = free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pypiserver",
-                "run",
-                "-p",
-                str(port),
-                "-i",
-                "127.0.0.1",
-                "-a",
-                ".",
-                "-P",
-                ".",
-                "--disable-fallback",
-                "--backend",
-                "simple-dir",
-                "--log-stream",
-                "none",
-                str(packages),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_http(f"http://127.0.0.1:{port}/simple/", server)
-        policy = Policy(
-            (LogTrust(log.url, Verifier.from_vkey(log.vkey), Verifier.from_vkey(log.vkey).name),),
-            projects={
-                "goodpkg": SignerRule(frozenset({ALICE.vkey}), 1),
-                "victim": SignerRule(frozenset({ALICE.vkey}), 1),
-            },
-        )
-        policy_file = tmp / "policy.toml"
-        policy_file.write_text(dump_policy(policy))
-        proxy = ProxyProcess(
-            f"http://127.0.0.1:{port}/simple/", policy_file, tmp / "proxy", "--page-ttl", "0"
-        ).start()
-        yield World(log, packages, proxy, tmp, files)
-    finally:
-        if proxy is not None:
+    releases = [
+        Release("goodpkg", "1.0", ALICE),
+        Release("goodpkg", "2.0", MALLORY),  # logged, but not by a signer the policy trusts
+        Release("victim", "1.0", ALICE),  # the upstream will serve other bytes for it
+        Release("free-pkg", "0.1", MALLORY),  # no rule in the policy: any signer will do
+    ]
+    rules = {"goodpkg": [ALICE], "victim": [ALICE]}
+    with index_world(tmp, releases, rules, unlogged=[("free-pkg", "0.2")]) as iw:
+        proxy = ProxyProcess(iw.index, iw.policy_file, tmp / "proxy", "--page-ttl", "0").start()
+        try:
+            yield World(iw.log, iw.packages, proxy, tmp, iw.files)
+        finally:
             proxy.stop()
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
-        log.stop()
 
 
 @pytest.mark.timeout(120)

@@ -171,6 +171,68 @@ def verify(args: argparse.Namespace, ui: Ui) -> int:
     return report_outcomes(ui, outcomes, log.to_json())
 
 
+def install_frontend(args: argparse.Namespace, ui: Ui) -> int:
+    """``sigledger pip install`` / ``uv pip install`` / ``uv sync``: resolve, verify, install."""
+    import sys
+    import tempfile
+
+    from sigledger.client.cli.parser import tool_args
+    from sigledger.client.install.frontend import artifacts_for, describe_local, make_frontend
+    from sigledger.client.install.inputs import require_policy
+    from sigledger.client.install.verify import verify_online
+
+    tool = {"pip install": "pip", "uv pip install": "uv pip", "uv sync": "uv sync"}[args.handler]
+    policy = require_policy(args.policy)
+    # With --json stdout carries the report alone; the installer's chatter goes to stderr.
+    frontend = make_frontend(tool, tool_args(args), out=sys.stderr if ui.json else None)
+    with tempfile.TemporaryDirectory(prefix="sigledger-install-") as work:
+        ui.info(f"resolving with {frontend.tool} ...")
+        plan = frontend.resolve(Path(work))
+        local = describe_local(plan.local)
+        extra: dict[str, object] = {
+            "tool": frontend.tool,
+            "installed": False,
+            "not_from_index": local,
+            "project": plan.members,  # uv sync: the project's own packages, not checked
+        }
+        if local and args.require_index_files:
+            for name in local:
+                ui.error(f"FAIL: {name}: not from an index, cannot be checked against the log")
+            raise VerificationError(
+                f"not from an index, and --require-index-files was given: {', '.join(local)}; "
+                "nothing was installed"
+            )
+        artifacts = artifacts_for(plan)
+        with ui.progress("verifying", len(artifacts), min_total=10) as progress:
+            outcomes, log = asyncio.run(
+                verify_online(
+                    policy, artifacts, log_url=args.log, progress=lambda _o: progress.advance()
+                )
+            )
+        title = f"sigledger {args.handler}"
+        if not all(o.ok for o in outcomes):
+            code = report_outcomes(ui, outcomes, log.to_json(), extra=extra, title=title)
+            for o in outcomes:
+                if o.reason == "not in the log":
+                    ui.error(
+                        f"  {o.artifact.filename or o.artifact.name}: no log entry holds "
+                        f"sha256:{o.artifact.sha256.hex()}, the file {frontend.tool} would "
+                        "install: nobody published it to the log, or it was replaced"
+                    )
+            ui.error(f"nothing was installed: {frontend.tool} was not run")
+            return code
+        if not ui.json:
+            report_outcomes(ui, outcomes, log.to_json(), title=title)
+            for name in local:
+                ui.note(f"{name}: not from an index, not checked")
+        frontend.install(plan, Path(work))
+    extra["installed"] = True
+    if ui.json:
+        return report_outcomes(ui, outcomes, log.to_json(), extra=extra, title=title)
+    ui.info(f"installed with {frontend.tool}: {len(plan.pins)} verified file(s)")
+    return EXIT_OK
+
+
 def proxy(args: argparse.Namespace, ui: Ui) -> int:
     from sigledger.client.install.inputs import require_policy
     from sigledger.client.install.policy import default_cache_dir, default_state_dir
@@ -337,6 +399,9 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, Ui], int]] = {
     "publish": publish,
     "verify": verify,
     "proxy": proxy,
+    "pip install": install_frontend,
+    "uv pip install": install_frontend,
+    "uv sync": install_frontend,
     "policy pin": policy_pin,
     "checkpoint": checkpoint,
     "monitor": monitor,

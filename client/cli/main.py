@@ -22,12 +22,12 @@ from sigledger.client.cli.output import (
     error_document,
     print_json,
 )
-from sigledger.client.cli.parser import UsageError, build_parser
+from sigledger.client.cli.parser import UsageError, build_parser, protect_tool_args
 from sigledger.ledger.errors import LedgerError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    args_list = protect_tool_args(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(args_list)

@@ -225,17 +225,28 @@ class Progress:
 # --- reports ----------------------------------------------------------------------
 
 
-def report_outcomes(ui: Ui, outcomes: Sequence[Outcome], log: dict[str, Any] | None) -> int:
-    """``verify``'s report: JSON, a table on a terminal, else one line per artifact."""
+def report_outcomes(
+    ui: Ui,
+    outcomes: Sequence[Outcome],
+    log: dict[str, Any] | None,
+    *,
+    extra: dict[str, Any] | None = None,
+    title: str = "sigledger verify",
+) -> int:
+    """``verify``'s report: JSON, a table on a terminal, else one line per artifact.
+
+    ``extra`` adds fields to the JSON document (the install front-ends' ``tool``,
+    ``installed`` and ``not_from_index``)."""
     ok = all(o.ok for o in outcomes)
     if ui.json:
-        ui.data({"version": 1, "ok": ok, "log": log, "results": [o.to_json() for o in outcomes]})
+        results = [o.to_json() for o in outcomes]
+        ui.data({"version": 1, "ok": ok, "log": log, "results": results, **(extra or {})})
         return EXIT_OK if ok else EXIT_FAIL
     if sys.stderr.isatty() and len(outcomes) > 1 and not ui.quiet:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title="sigledger verify", show_lines=False)
+        table = Table(title=title, show_lines=False)
         for col in ("", "artifact", "project", "reason"):
             table.add_column(col, overflow="fold")
         for o in outcomes:

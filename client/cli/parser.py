@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from sigledger.client.cli.output import EXIT_MEANINGS
@@ -95,6 +97,7 @@ def build_parser() -> Parser:
     _publish(sub)
     _verify(sub)
     _proxy(sub)
+    _frontends(sub)
     _policy(sub)
     _witness(sub)
     _checkpoint(sub)
@@ -260,6 +263,124 @@ def _verify(sub: Any) -> None:
         default=None,
         help="with --offline, look for DIR/<file>.json first",
     )
+
+
+# The commands that run an installer, and the words that name them.
+FRONTEND_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("pip", "install"),
+    ("uv", "pip", "install"),
+    ("uv", "sync"),
+)
+# sigledger's own options of those commands; every other word is the installer's.
+_FRONTEND_FLAGS = frozenset({"--json", "--require-index-files", "-v", "--verbose", "-q", "--quiet"})
+_FRONTEND_VALUES = frozenset({"--policy", "--log"})
+
+
+def protect_tool_args(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--`` put where a front-end command's own options end.
+
+    ``sigledger pip install --json --index-url URL demo``: ``--json`` is
+    sigledger's, ``--index-url URL demo`` pip's. Left alone, argparse would take
+    ``--index-url`` for an unknown option of sigledger's; after ``--`` the
+    REMAINDER argument receives every word as it is. A ``--`` the user gave is kept.
+    """
+    words = list(argv)
+    start = 0
+    while start < len(words) and words[start].startswith("-") and words[start] != "--":
+        start += 1  # global -v/-q
+    for command in FRONTEND_COMMANDS:
+        if tuple(words[start : start + len(command)]) != command:
+            continue
+        index = start + len(command)
+        while index < len(words):
+            word = words[index]
+            name = word.partition("=")[0]
+            if word == "--":
+                return words
+            if name in _FRONTEND_VALUES:
+                index += 1 if "=" in word else 2
+            elif word in _FRONTEND_FLAGS or re.fullmatch(r"-[vq]+", word):
+                index += 1
+            elif word in ("-h", "--help"):
+                return words
+            else:
+                break
+        return [*words[:index], "--", *words[index:]]
+    return words
+
+
+def tool_args(args: argparse.Namespace) -> list[str]:
+    """The installer's arguments of a front-end command (without the ``--``)."""
+    words = list(args.tool_args)
+    return words[1:] if words[:1] == ["--"] else words
+
+
+def _frontend(sub: Any, name: str, handler: str, tool: str, what: str, example: str) -> None:
+    f = _command(
+        sub,
+        name,
+        handler,
+        help=f"verify what {tool} would install against the log, then install exactly that",
+        description=f"Resolve with the real {tool} ({what}), verify every chosen file against "
+        "the policy's log as 'verify' does, then install only those files with their "
+        "hashes enforced. Nothing is installed when anything fails. sigledger's options come "
+        f"first; every other argument is {tool}'s, e.g. 'sigledger {handler} --json "
+        f"{example}'. Exit codes as for 'verify'. Format and behaviour: "
+        "client/install/frontend.py.",
+    )
+    f.add_argument(
+        "--policy",
+        metavar="FILE",
+        default=None,
+        help="trust policy (env SIGLEDGER_POLICY; default in your config directory)",
+    )
+    f.add_argument(
+        "--log",
+        metavar="URL",
+        default=_env("LOG"),
+        help="which of the policy's logs to ask (default: the first)",
+    )
+    f.add_argument(
+        "--require-index-files",
+        action="store_true",
+        help="refuse packages not from an index (local directories, editable trees, VCS "
+        "checkouts); by default they are installed unchecked and named in the report",
+    )
+    f.add_argument(
+        "tool_args", nargs=argparse.REMAINDER, metavar="ARGS", help=f"{tool}'s own arguments"
+    )
+
+
+def _frontends(sub: Any) -> None:
+    pip = sub.add_parser("pip", help="pip install, verified against the log first")
+    _chatter(pip, argparse.SUPPRESS)
+    pip.set_defaults(command_parser=pip)
+    pip_sub = pip.add_subparsers(dest="pip_command", metavar="ACTION", required=True)
+    _frontend(
+        pip_sub,
+        "install",
+        "pip install",
+        "pip",
+        "pip install --dry-run --report",
+        "--index-url URL sampleproject",
+    )
+    uv = sub.add_parser("uv", help="uv pip install / uv sync, verified against the log first")
+    _chatter(uv, argparse.SUPPRESS)
+    uv.set_defaults(command_parser=uv)
+    uv_sub = uv.add_subparsers(dest="uv_command", metavar="ACTION", required=True)
+    uv_pip = uv_sub.add_parser("pip", help="uv pip install, verified against the log first")
+    _chatter(uv_pip, argparse.SUPPRESS)
+    uv_pip.set_defaults(command_parser=uv_pip)
+    uv_pip_sub = uv_pip.add_subparsers(dest="uv_pip_command", metavar="ACTION", required=True)
+    _frontend(
+        uv_pip_sub,
+        "install",
+        "uv pip install",
+        "uv",
+        "uv pip compile",
+        "--python .venv/bin/python sampleproject",
+    )
+    _frontend(uv_sub, "sync", "uv sync", "uv", "uv lock, then uv.lock", "--no-dev")
 
 
 def _proxy(sub: Any) -> None:
