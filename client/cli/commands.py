@@ -177,7 +177,7 @@ def install_frontend(args: argparse.Namespace, ui: Ui) -> int:
     import tempfile
 
     from sigledger.client.cli.parser import tool_args
-    from sigledger.client.install.frontend import artifacts_for, describe_local, make_frontend
+    from sigledger.client.install.frontend import describe_local, make_frontend
     from sigledger.client.install.inputs import require_policy
     from sigledger.client.install.verify import verify_online
 
@@ -202,7 +202,7 @@ def install_frontend(args: argparse.Namespace, ui: Ui) -> int:
                 f"not from an index, and --require-index-files was given: {', '.join(local)}; "
                 "nothing was installed"
             )
-        artifacts = artifacts_for(plan)
+        artifacts = plan.pins
         with ui.progress("verifying", len(artifacts), min_total=10) as progress:
             outcomes, log = asyncio.run(
                 verify_online(

@@ -32,7 +32,7 @@ configuration (this is the user's install):
 2. **Verify** every chosen file against the policy's log, exactly as ``sigledger
    verify`` does (the caller does this with
    :func:`~sigledger.client.install.verify.verify_online` on
-   :func:`artifacts_for`). Packages not from an index are refused when asked to
+   the plan's pins). Packages not from an index are refused when asked to
    (``--require-index-files``), else they pass through unchecked, named in the
    report.
 
@@ -84,7 +84,6 @@ from urllib.parse import unquote, urlsplit
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from sigledger.client.install.checks import Artifact
 from sigledger.client.install.environment import TargetEnvironment, choose_file, marker_applies
 from sigledger.client.install.lockfiles import Pin, read_pylock, read_requirements
 from sigledger.client.install.uvlock import pins_for_environment, read_uvlock
@@ -98,7 +97,6 @@ __all__ = [
     "Plan",
     "UvPipFrontend",
     "UvSyncFrontend",
-    "artifacts_for",
     "hash_requirements",
     "read_pip_report",
     "split_pip_args",
@@ -135,11 +133,6 @@ class Plan:
     urls: dict[str, str] = field(default_factory=dict)  # Pin.source -> URL of a direct file
     local: list[LocalEntry] = field(default_factory=list)
     members: list[str] = field(default_factory=list)  # uv sync: the project's own packages
-
-
-def artifacts_for(plan: Plan) -> list[Artifact]:
-    """The artifacts ``verify`` checks for a plan (the one place pins become artifacts)."""
-    return [Artifact.from_pin(pin) for pin in plan.pins]
 
 
 # ---------------------------------------------------------------------------
