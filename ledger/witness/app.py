@@ -64,11 +64,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-)
 
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, parse_checkpoint
@@ -102,6 +97,7 @@ from sigledger.ledger.service.http import (
     text_error,
 )
 from sigledger.ledger.service.keys import read_key_file, write_key_file
+from sigledger.ledger.service.metrics import MetricSet
 from sigledger.ledger.service.runner import read_body, run_app
 from sigledger.ledger.witness.config import WitnessConfig
 from sigledger.ledger.witness.store import WitnessHead, WitnessStore
@@ -124,33 +120,21 @@ log = logging.getLogger("sigledger.witness")
 # -- state, key and app ----------------------------------------------------------------
 
 
-class WitnessMetrics:
+class WitnessMetrics(MetricSet):
+    """The witness's metrics (``sigledger_witness_*``)."""
+
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            "sigledger_witness_http_requests",
-            "HTTP requests by route and status",
-            ["route", "code"],
-            registry=r,
+        super().__init__("sigledger_witness_http_requests")
+        self.cosignatures = self.counter(
+            "sigledger_witness_cosignatures", "Cosignatures issued, by log origin", "origin"
         )
-        self.cosignatures = Counter(
-            "sigledger_witness_cosignatures",
-            "Cosignatures issued, by log origin",
-            ["origin"],
-            registry=r,
+        self.refused = self.counter(
+            "sigledger_witness_refused", "add-checkpoint requests refused, by reason", "reason"
         )
-        self.refused = Counter(
-            "sigledger_witness_refused",
-            "add-checkpoint requests refused, by reason",
-            ["reason"],
-            registry=r,
-        )
-        self.tree_size = Gauge(
+        self.tree_size = self.gauge(
             "sigledger_witness_tree_size",
             "Size of the latest checkpoint cosigned, by log origin",
-            ["origin"],
-            registry=r,
+            "origin",
         )
 
 
