@@ -78,7 +78,7 @@ from sigledger.ledger.service.http import (
     metrics_response,
     service_app,
 )
-from sigledger.ledger.service.keys import read_key_file, write_key_file
+from sigledger.ledger.service.keys import service_key
 from sigledger.ledger.service.metrics import SECONDS_BUCKETS, MetricSet
 from sigledger.ledger.service.runner import read_body, run_app
 from sigledger.ledger.service.workers import VerifyPool, WorkersUnavailableError
@@ -249,36 +249,28 @@ async def open_log(cfg: ServerConfig) -> tuple[Storage, Signer, str]:
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     storage = await Storage.open(cfg.db_path)
     try:
-        origin = await storage.get_meta("origin")
-        if origin is None:
-            origin = cfg.origin or DEFAULT_ORIGIN
-            if cfg.key_path.exists():
-                signer = read_key_file(cfg.key_path)
-            else:
-                signer = Signer.generate(origin)
-                write_key_file(cfg.key_path, signer)
-                log.info("generated log key", extra={"key_file": str(cfg.key_path)})
+        stored_origin = await storage.get_meta("origin")
+        new = stored_origin is None
+        origin = (cfg.origin or DEFAULT_ORIGIN) if stored_origin is None else stored_origin
+        signer = service_key(
+            "log",
+            cfg.data_dir,
+            cfg.key_path,
+            new=new,
+            vkey=None if new else await storage.get_meta("vkey"),
+            generate=lambda: Signer.generate(origin),
+            lost="a new key would be a different log",
+            log=log,
+        )
+        if new:
             await storage.initialize(
                 {"origin": origin, "vkey": signer.vkey}, merkle.EMPTY_ROOT, int(time.time() * 1000)
             )
             log.info("created new log", extra={"origin": origin, "vkey": signer.vkey})
-        else:
-            if not cfg.key_path.exists():
-                raise ConfigError(
-                    f"the log in {cfg.data_dir} exists but its key {cfg.key_path} is missing; "
-                    "restore the key file (a new key would be a different log)"
-                )
-            signer = read_key_file(cfg.key_path)
-            vkey = await storage.get_meta("vkey")
-            if signer.vkey != vkey:
-                raise ConfigError(
-                    f"key {cfg.key_path} ({signer.vkey}) is not the key of the log in "
-                    f"{cfg.data_dir} ({vkey}); refusing to start"
-                )
-            if cfg.origin and cfg.origin != origin:
-                raise ConfigError(
-                    f"the log in {cfg.data_dir} has origin {origin!r}, not {cfg.origin!r}"
-                )
+        elif cfg.origin and cfg.origin != origin:
+            raise ConfigError(
+                f"the log in {cfg.data_dir} has origin {origin!r}, not {cfg.origin!r}"
+            )
     except BaseException:
         await storage.close()
         raise

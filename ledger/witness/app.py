@@ -96,7 +96,7 @@ from sigledger.ledger.service.http import (
     service_app,
     text_error,
 )
-from sigledger.ledger.service.keys import read_key_file, write_key_file
+from sigledger.ledger.service.keys import read_key_file, service_key
 from sigledger.ledger.service.metrics import MetricSet
 from sigledger.ledger.service.runner import read_body, run_app
 from sigledger.ledger.witness.config import WitnessConfig
@@ -193,27 +193,20 @@ async def open_witness(cfg: WitnessConfig) -> tuple[WitnessStore, Signer]:
     store = await WitnessStore.open(cfg.db_path)
     try:
         vkey = await store.get_meta("vkey")
+        signer = service_key(
+            "witness",
+            cfg.data_dir,
+            cfg.key_path,
+            new=vkey is None,
+            vkey=vkey,
+            generate=lambda: Signer.generate(cfg.name, ALG_COSIGNATURE_V1),
+            read=_read_witness_key,
+            lost="a new key needs a new data directory",
+            log=log,
+        )
         if vkey is None:
-            if cfg.key_path.exists():
-                signer = _read_witness_key(cfg.key_path)
-            else:
-                signer = Signer.generate(cfg.name, ALG_COSIGNATURE_V1)
-                write_key_file(cfg.key_path, signer)
-                log.info("generated witness key", extra={"key_file": str(cfg.key_path)})
             await store.set_meta({"vkey": signer.vkey})
             log.info("created new witness", extra={"vkey": signer.vkey})
-        else:
-            if not cfg.key_path.exists():
-                raise ConfigError(
-                    f"the witness in {cfg.data_dir} exists but its key {cfg.key_path} is "
-                    "missing; restore the key file (a new key needs a new data directory)"
-                )
-            signer = _read_witness_key(cfg.key_path)
-            if signer.vkey != vkey:
-                raise ConfigError(
-                    f"key {cfg.key_path} ({signer.vkey}) is not the key of the witness in "
-                    f"{cfg.data_dir} ({vkey}); refusing to start"
-                )
     except BaseException:
         await store.close()
         raise
