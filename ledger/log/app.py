@@ -335,14 +335,7 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         storage,
         signer,
         origin,
-        SequencerConfig(
-            batch_max_size=cfg.batch_max_size,
-            batch_max_age=cfg.batch_max_age,
-            queue_max=cfg.queue_max,
-            checkpoint_period=cfg.checkpoint_period,
-            tile_cache=cfg.tile_cache,
-            cosign_refresh=cfg.witness_refresh,
-        ),
+        SequencerConfig.of(cfg),
         on_batch=on_batch,
         witnesses=pool,
     )
