@@ -870,7 +870,7 @@ class DirUpstream:
             raise RefusedError(502, f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def open_upstream(spec: str) -> HttpUpstream | DirUpstream:
+def open_upstream(spec: str) -> Upstream:
     """``--upstream``: an http(s) simple index URL, a ``file://`` URL or a directory."""
     if spec.startswith(("http://", "https://")):
         return HttpUpstream(spec)
@@ -986,7 +986,7 @@ def _text(status: int, body: str, **headers: str) -> web.Response:
 class Proxy:
     """The proxy's state and HTTP handlers (see the module docstring)."""
 
-    def __init__(self, cfg: ProxyConfig, upstream: HttpUpstream | DirUpstream) -> None:
+    def __init__(self, cfg: ProxyConfig, upstream: Upstream) -> None:
         if cfg.unlisted not in UNLISTED_MODES:
             raise ConfigError(f"--unlisted must be one of {', '.join(UNLISTED_MODES)}")
         self.cfg = cfg
