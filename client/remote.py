@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -31,6 +30,7 @@ from sigledger.ledger.errors import (
     RefusedError,
     request_error_class,
 )
+from sigledger.ledger.service.httpclient import HttpClient
 from sigledger.ledger.service.retry import Backoff, retrying
 from sigledger.ledger.wire import (
     JSON_TYPE,
@@ -72,32 +72,15 @@ def _busy_wait(answer: tuple[int, bytes, str, str], wait: float) -> float | None
     return float(retry_after) if retry_after.isdigit() else wait
 
 
-class LogClient:
+class LogClient(HttpClient):
     """A session with one log. Use as ``async with LogClient(url) as log: ...``."""
 
+    user_agent = USER_AGENT
+
     def __init__(self, url: str, *, timeout: float = 60.0, retries: int = 3) -> None:
+        super().__init__(timeout)
         self.url = normalize_url(url)
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retries = retries
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> LogClient:
-        self._session = aiohttp.ClientSession(
-            timeout=self._timeout, headers={"User-Agent": USER_AGENT}
-        )
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("LogClient used outside 'async with'")
-        return self._session
 
     async def _request(self, method: str, path: str, **kw: Any) -> tuple[int, bytes, str]:
         """One request with retries on connection errors, 503 and 429 (``Retry-After``)."""

@@ -36,9 +36,19 @@ from typing import Any, ClassVar
 
 
 class LedgerError(Exception):
-    """Base class for every error sigledger reports to a user."""
+    """Base class for every error sigledger reports to a user.
+
+    A subclass declares what it adds in its class line: ``hint=`` (the advice
+    :meth:`diagnostics` appends) and, below :class:`RequestError`, ``code=`` and
+    ``retry_after=``; what it leaves out it inherits.
+    """
 
     hint: str = ""
+
+    def __init_subclass__(cls, *, hint: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if hint is not None:
+            cls.hint = hint
 
     def diagnostics(self) -> str:
         text = str(self) or self.__class__.__name__
@@ -47,16 +57,18 @@ class LedgerError(Exception):
         return text
 
 
-class FormatError(LedgerError, ValueError):
+class FormatError(
+    LedgerError,
+    ValueError,
+    hint="The input is not in the exact format sigledger accepts; nothing was changed.",
+):
     """Untrusted bytes are malformed or not in canonical form."""
 
-    hint = "The input is not in the exact format sigledger accepts; nothing was changed."
 
-
-class VerificationError(LedgerError):
+class VerificationError(
+    LedgerError, hint="Do not trust or install this artifact until the failure is understood."
+):
     """A signature, proof or policy check failed."""
-
-    hint = "Do not trust or install this artifact until the failure is understood."
 
 
 class LogMisbehaviorError(VerificationError):
@@ -78,16 +90,12 @@ class LogMisbehaviorError(VerificationError):
         self.evidence = evidence
 
 
-class NetworkError(LedgerError):
+class NetworkError(LedgerError, hint="Check the URL and your network connection, then try again."):
     """The log (or another service) could not be reached or answered badly."""
 
-    hint = "Check the URL and your network connection, then try again."
 
-
-class ConfigError(LedgerError):
+class ConfigError(LedgerError, hint="Fix the configuration named above and run the command again."):
     """A configuration file, key file or command-line usage problem."""
-
-    hint = "Fix the configuration named above and run the command again."
 
 
 # -- refusals by a service -------------------------------------------------------------
@@ -128,10 +136,17 @@ class RequestError(LedgerError):
         """The error as a client rebuilds it from an error body's fields."""
         return cls(message, details, code=code)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls, *, code: str | None = None, retry_after: int | None = None, **kwargs: Any
+    ) -> None:
+        """``code=`` names the subclass's own code (the first class to name a code
+        owns it for :func:`request_error_class`); ``retry_after=`` its wait."""
         super().__init_subclass__(**kwargs)
-        if "code" in cls.__dict__:
-            RequestError._by_code.setdefault(cls.code, cls)
+        if retry_after is not None:
+            cls.retry_after = retry_after
+        if code is not None:
+            cls.code = code
+            RequestError._by_code.setdefault(code, cls)
 
 
 RequestError._by_code[RequestError.code] = RequestError
@@ -142,67 +157,65 @@ def request_error_class(code: str) -> type[RequestError] | None:
     return RequestError._by_code.get(code)
 
 
-class RefusedError(RequestError):
+class RefusedError(RequestError, code="refused"):
     """The service refused the request itself; the same request gets the same answer."""
 
-    code = "refused"
 
-
-class MalformedRequestError(RefusedError):
+class MalformedRequestError(
+    RefusedError,
+    code="malformed",
+    hint="The statement is malformed; check the file name, project and version.",
+):
     """A request body that does not parse (see :mod:`sigledger.ledger.wire`)."""
 
-    code = "malformed"
-    hint = "The statement is malformed; check the file name, project and version."
 
-
-class BadQueryError(RefusedError):
+class BadQueryError(RefusedError, code="bad_query"):
     """Query parameters (or a lookup body) that do not parse or ask the impossible."""
 
-    code = "bad_query"
+
+class TooManyResultsError(
+    RefusedError, code="too_many_results", hint="Ask for fewer digests per request."
+):
+    """A lookup asked for more digests than one request may."""
 
 
-class TooManyResultsError(RefusedError):
-    code = "too_many_results"
-    hint = "Ask for fewer digests per request."
-
-
-class TooLargeError(RefusedError):
+class TooLargeError(RefusedError, code="too_large", hint="Send fewer files per request."):
     """The request body is larger than the service accepts."""
 
-    code = "too_large"
-    hint = "Send fewer files per request."
 
-
-class BadSignatureError(RefusedError):
+class BadSignatureError(
+    RefusedError,
+    code="bad_signature",
+    hint="The signature did not verify; check that --key is the key you meant.",
+):
     """A statement's signature does not verify; ``details["statements"]``: their indexes."""
 
-    code = "bad_signature"
-    hint = "The signature did not verify; check that --key is the key you meant."
 
-
-class SignerNotAllowedError(RefusedError):
+class SignerNotAllowedError(
+    RefusedError,
+    code="signer_not_allowed",
+    hint="Ask the log operator to add your verifier key to the log's submitters.",
+):
     """The log accepts statements only from listed submitters."""
 
-    code = "signer_not_allowed"
-    hint = "Ask the log operator to add your verifier key to the log's submitters."
+
+class NotFoundError(RefusedError, code="not_found"):
+    """What the request names (a tile, an entry, a log) does not exist."""
 
 
-class NotFoundError(RefusedError):
-    code = "not_found"
-
-
-class BindingConflictError(RefusedError):
+class BindingConflictError(
+    RefusedError,
+    code="binding_conflict",
+    hint=(
+        "This key already logged a different hash for this file. A release file "
+        "must never change: publish a new version instead."
+    ),
+):
     """A signer already logged a different hash for the same file.
 
     ``existing`` holds the (index, entry bytes) of the conflicting entries;
     in the error body they are ``"existing": [{"log_index", "entry"}]``.
     """
-
-    code = "binding_conflict"
-    hint = (
-        "This key already logged a different hash for this file. A release file "
-        "must never change: publish a new version instead."
-    )
 
     def __init__(
         self,
@@ -241,11 +254,9 @@ def _existing_from(value: object) -> list[tuple[int, bytes]]:
     return out
 
 
-class CheckpointConflictError(RefusedError):
+class CheckpointConflictError(RefusedError, code="conflict"):
     """The request's old size is not the size a witness last cosigned for the log
     (``size``): the client must resend from that size (tlog-witness)."""
-
-    code = "conflict"
 
     def __init__(self, message: str, size: int, **kw: Any) -> None:
         self.size = size
@@ -257,63 +268,56 @@ class CheckpointConflictError(RefusedError):
         return cls(message, size if type(size) is int else -1, code=code)
 
 
-class InconsistentCheckpointError(RefusedError):
+class InconsistentCheckpointError(RefusedError, code="inconsistent"):
     """A correctly signed checkpoint that does not extend the one cosigned before.
 
     The instance ``code`` says how: ``empty_tree_root``, ``proof_not_empty``,
     ``root_mismatch`` or ``bad_proof``.
     """
 
-    code = "inconsistent"
 
-
-class UnavailableError(RequestError, NetworkError):
+class UnavailableError(
+    RequestError,
+    NetworkError,
+    code="unavailable",
+    retry_after=1,
+    hint="The service is busy or restarting; try again in a moment.",
+):
     """The service cannot do it now; try again after ``retry_after`` seconds."""
 
-    code = "unavailable"
-    retry_after = 1
-    hint = "The service is busy or restarting; try again in a moment."
+
+class OverloadedError(UnavailableError, code="overloaded"):
+    """The service cannot take on the request now (a full queue, a storage failure)."""
 
 
-class OverloadedError(UnavailableError):
-    code = "overloaded"
+class ShuttingDownError(UnavailableError, code="shutting_down", retry_after=5):
+    """The service is stopping; another instance (or this one, restarted) answers."""
 
 
-class ShuttingDownError(UnavailableError):
-    code = "shutting_down"
-    retry_after = 5
-
-
-class NotWitnessedError(UnavailableError):
-    """Integrated, but the witnesses did not cosign the checkpoint in time."""
-
-    code = "not_witnessed"
-    retry_after = 5
-    hint = (
+class NotWitnessedError(
+    UnavailableError,
+    code="not_witnessed",
+    retry_after=5,
+    hint=(
         "Nothing is wrong with the files: the log keeps them and will publish them "
         "once enough witnesses cosign its checkpoint. Run the same command again "
         "later to fetch the receipts (submitting again is safe)."
-    )
+    ),
+):
+    """Integrated, but the witnesses did not cosign the checkpoint in time."""
 
 
-class WorkersRestartingError(UnavailableError):
+class WorkersRestartingError(UnavailableError, code="workers_restarting", retry_after=2):
     """No verification worker could take the request (the pool is being rebuilt)."""
 
-    code = "workers_restarting"
-    retry_after = 2
 
-
-class RateLimitedError(UnavailableError):
+class RateLimitedError(UnavailableError, code="rate_limited"):
     """A rate limit; ``details["limit"]`` names it."""
 
-    code = "rate_limited"
 
-
-class ServiceFaultError(RequestError, NetworkError):
+class ServiceFaultError(RequestError, NetworkError, code="internal"):
     """The service found its own state broken (a bug or a damaged database)."""
 
-    code = "internal"
 
-
-class StorageInconsistentError(ServiceFaultError):
-    code = "storage_inconsistent"
+class StorageInconsistentError(ServiceFaultError, code="storage_inconsistent"):
+    """The log's stored data contradicts itself (rows or tiles missing)."""

@@ -30,7 +30,7 @@ Sizes and indexes are uint64 on the wire; the checks reject anything outside
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeAlias
 
 from sigledger.ledger.encoding import UINT64_LIMIT
@@ -328,6 +328,37 @@ def _check_proof_hashes(proof: Sequence[bytes], want: int) -> None:
             raise VerificationError(f"proof hash {i} is {len(p)} bytes, not {HASH_SIZE}")
 
 
+def _rfc9162_path(
+    fn: int, sn: int, proof: Sequence[bytes], too_long: str, mismatch: str
+) -> Iterator[tuple[bytes, bool]]:
+    """The proof walk both RFC 9162 verifications share (§2.1.3.2 and §2.1.4.2):
+    each proof hash with True when it is the left sibling of the path so far
+    (hash it in front), False when the right one (hash it behind).
+
+    ``fn``/``sn`` are the RFC's starting node and last node. Raises
+    VerificationError(``too_long``) at a hash past the root, and
+    VerificationError(``mismatch``) when the proof ends before the root (the
+    caller raises the same on a root that differs: one answer for both).
+    """
+    for p in proof:
+        if sn == 0:
+            raise VerificationError(too_long)
+        left = bool(fn & 1) or fn == sn
+        yield p, left
+        if left:
+            # If fn was a right-edge node (fn == sn, even), skip the levels where
+            # it has no right sibling. The loop must stop at fn == 0, or it never ends.
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        fn >>= 1
+        sn >>= 1
+    # In the bare RFC algorithm sn == 0 is what rejects a short proof that
+    # reaches the root of a smaller tree.
+    if sn != 0:
+        raise VerificationError(mismatch)
+
+
 def check_inclusion(
     index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes], root: bytes
 ) -> None:
@@ -349,26 +380,12 @@ def check_inclusion(
     # "proof too long" and final sn == 0 conditions unreachable; they stay as
     # the RFC's own guards.
     sha = _sha256
-    fn, sn, r = index, size - 1, leaf_hash
-    for p in proof:
-        if sn == 0:
-            raise VerificationError("inclusion proof is too long")
-        if fn & 1 or fn == sn:
-            r = sha(b"\x01" + p + r).digest()
-            # Step 4.2: if fn was a right-edge node (fn == sn, even), skip
-            # the levels where it has no right sibling. The loop must stop at
-            # fn == 0, or it never ends.
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = sha(b"\x01" + r + p).digest()
-        fn >>= 1
-        sn >>= 1
-    # In the bare RFC algorithm both conditions matter: sn == 0 is what
-    # rejects a short proof that reaches the root of a smaller tree.
-    if sn != 0 or r != root:
-        raise VerificationError(f"inclusion proof for leaf {index} does not match the root")
+    mismatch = f"inclusion proof for leaf {index} does not match the root"
+    r = leaf_hash
+    for p, left in _rfc9162_path(index, size - 1, proof, "inclusion proof is too long", mismatch):
+        r = sha(b"\x01" + p + r).digest() if left else sha(b"\x01" + r + p).digest()
+    if r != root:
+        raise VerificationError(mismatch)
 
 
 def check_consistency(
@@ -418,20 +435,12 @@ def check_consistency(
         fn >>= 1
         sn >>= 1
     sha = _sha256
-    for c in rest:
-        if sn == 0:
-            raise VerificationError("consistency proof is too long")
-        if fn & 1 or fn == sn:
+    mismatch = f"consistency proof from size {old_size} to {new_size} does not match the roots"
+    for c, left in _rfc9162_path(fn, sn, rest, "consistency proof is too long", mismatch):
+        if left:
             fr = sha(b"\x01" + c + fr).digest()
             sr = sha(b"\x01" + c + sr).digest()
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
         else:
             sr = sha(b"\x01" + sr + c).digest()
-        fn >>= 1
-        sn >>= 1
-    if sn != 0 or fr != old_root or sr != new_root:
-        raise VerificationError(
-            f"consistency proof from size {old_size} to {new_size} does not match the roots"
-        )
+    if fr != old_root or sr != new_root:
+        raise VerificationError(mismatch)

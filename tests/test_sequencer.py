@@ -16,6 +16,7 @@ from sigledger.ledger.errors import BindingConflictError, OverloadedError, Shutt
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.log.storage import EntryRow, Storage
 from sigledger.ledger.note import Signer
+from sigledger.ledger.service.config import ServerConfig
 from sigledger.ledger.service.sqlite import StorageError, StorageLockedError
 from tests.helpers import signed
 
@@ -230,3 +231,16 @@ async def test_databases_without_the_published_column_are_migrated(tmp_path: Pat
         assert head.note == b"note"
     finally:
         await store.close()
+
+
+def test_sequencer_config_is_the_servers_settings_of_the_same_names() -> None:
+    cfg = ServerConfig(
+        batch_max_size=7,
+        batch_max_age=0.5,
+        queue_max=9,
+        checkpoint_period=2.0,
+        tile_cache=3,
+        witness_refresh=11.0,
+    )
+    assert SequencerConfig.of(cfg) == SequencerConfig(7, 0.5, 9, 2.0, 3, 11.0)
+    assert SequencerConfig.of(ServerConfig()) == SequencerConfig()

@@ -131,6 +131,7 @@ from sigledger.ledger.errors import (
     NetworkError,
     VerificationError,
 )
+from sigledger.ledger.service.httpclient import HttpClient
 from sigledger.ledger.service.runner import run_app
 
 __all__ = [
@@ -721,28 +722,17 @@ class Upstream(Protocol):
     async def metadata(self, f: IndexFile) -> bytes: ...
 
 
-class HttpUpstream:
-    """A simple repository API over HTTP (``BASE/`` and ``BASE/<project>/``)."""
+class HttpUpstream(HttpClient):
+    """A simple repository API over HTTP (``BASE/`` and ``BASE/<project>/``).
+
+    ``timeout`` bounds connecting and each read, not a whole download."""
+
+    user_agent = "sigledger-proxy/0.1"
 
     def __init__(self, base: str, *, timeout: float = 60.0) -> None:
+        super().__init__(aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout))
         self.base = base.rstrip("/")
         self.description = self.base + "/"
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=self._timeout, headers={"User-Agent": "sigledger-proxy/0.1"}
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        assert self._session is not None, "HttpUpstream used before start()"
-        return self._session
 
     async def _page(self, url: str) -> tuple[int, bytes, str, str]:
         try:
@@ -880,7 +870,7 @@ class DirUpstream:
             raise RefusedError(502, f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def open_upstream(spec: str) -> HttpUpstream | DirUpstream:
+def open_upstream(spec: str) -> Upstream:
     """``--upstream``: an http(s) simple index URL, a ``file://`` URL or a directory."""
     if spec.startswith(("http://", "https://")):
         return HttpUpstream(spec)
@@ -996,7 +986,7 @@ def _text(status: int, body: str, **headers: str) -> web.Response:
 class Proxy:
     """The proxy's state and HTTP handlers (see the module docstring)."""
 
-    def __init__(self, cfg: ProxyConfig, upstream: HttpUpstream | DirUpstream) -> None:
+    def __init__(self, cfg: ProxyConfig, upstream: Upstream) -> None:
         if cfg.unlisted not in UNLISTED_MODES:
             raise ConfigError(f"--unlisted must be one of {', '.join(UNLISTED_MODES)}")
         self.cfg = cfg

@@ -282,64 +282,59 @@ async def _verify_bundle(
             findings.append(exc.finding)
             return None
 
+    async def entry_finding(
+        pos: int, hashes: bytes, reason: str, message: str, why: str, detail: str | None = None
+    ) -> Finding:
+        """A bad_entry finding on the bundle's entry ``pos``, whose committed leaf
+        hash is in ``hashes``; ``why`` ends the how_to_check recipe."""
+        index = base + pos
+        evidence: dict[str, Any] = {
+            "reason": reason,
+            "checkpoint": auth.note_text,
+            "tree_size": size,
+            "index": index,
+            "entry": b64(entries[pos]),
+            "leaf_hash": b64(hashes[pos * HASH_SIZE : (pos + 1) * HASH_SIZE]),
+            "inclusion_proof": await proof_of(index),
+        }
+        if detail is not None:
+            evidence["detail"] = detail
+        evidence["bundle"] = bundle_ref.path
+        evidence["how_to_check"] = HOW_TO_CHECK_ENTRY + why
+        return Finding("bad_entry", message, evidence, index=index)
+
     infos = list(infos)
     for i in mismatched:
         index = base + i
         assert tile is not None
-        findings.append(
-            Finding(
-                "bad_entry",
-                f"entry {index} from {auth.url} does not hash to the leaf hash its "
-                f"signed checkpoint {size} commits to",
-                {
-                    "reason": "leaf_hash_mismatch",
-                    "checkpoint": auth.note_text,
-                    "tree_size": size,
-                    "index": index,
-                    "entry": b64(entries[i]),
-                    "leaf_hash": b64(tile[i * HASH_SIZE : (i + 1) * HASH_SIZE]),
-                    "inclusion_proof": await proof_of(index),
-                    "bundle": bundle_ref.path,
-                    "how_to_check": HOW_TO_CHECK_ENTRY + "; SHA-256(0x00 || entry) differs "
-                    "from leaf_hash, so the log serves bytes it never committed to",
-                },
-                index=index,
-            )
+        message = (
+            f"entry {index} from {auth.url} does not hash to the leaf hash its "
+            f"signed checkpoint {size} commits to"
         )
+        why = (
+            "; SHA-256(0x00 || entry) differs from leaf_hash, "
+            "so the log serves bytes it never committed to"
+        )
+        findings.append(await entry_finding(i, tile, "leaf_hash_mismatch", message, why))
         if index >= first:
             infos[index - first] = None
     for pos, (reason, detail) in sorted(bad.items()):
         index = base + pos
         if not first <= index < stop or pos in mismatched:
             continue
-        what = "does not decode" if reason == "does_not_decode" else "has a bad signature"
-        findings.append(
-            Finding(
-                "bad_entry",
-                f"entry {index} of checkpoint {size} {what}: {detail}",
-                {
-                    "reason": reason,
-                    "checkpoint": auth.note_text,
-                    "tree_size": size,
-                    "index": index,
-                    "entry": b64(entries[pos]),
-                    "leaf_hash": b64(leaves[pos * HASH_SIZE : (pos + 1) * HASH_SIZE]),
-                    "inclusion_proof": await proof_of(index),
-                    "detail": detail,
-                    "bundle": bundle_ref.path,
-                    "how_to_check": HOW_TO_CHECK_ENTRY
-                    + "; leaf_hash is SHA-256(0x00 || entry), and "
-                    + "sigledger.ledger.entry.decode_entry"
-                    + (
-                        "(entry) fails"
-                        if reason == "does_not_decode"
-                        else "(entry) succeeds but SignedStatement.verify() is False"
-                    )
-                    + ": the log committed to an entry it must have refused",
-                },
-                index=index,
-            )
+        undecodable = reason == "does_not_decode"
+        what = "does not decode" if undecodable else "has a bad signature"
+        outcome = (
+            "(entry) fails"
+            if undecodable
+            else "(entry) succeeds but SignedStatement.verify() is False"
         )
+        why = (
+            "; leaf_hash is SHA-256(0x00 || entry), and sigledger.ledger.entry.decode_entry"
+            f"{outcome}: the log committed to an entry it must have refused"
+        )
+        message = f"entry {index} of checkpoint {size} {what}: {detail}"
+        findings.append(await entry_finding(pos, leaves, reason, message, why, detail))
     return BundleResult(
         n, first, stop, entries, leaves, infos[: stop - first], sorted_findings(findings)
     )

@@ -135,6 +135,7 @@ from sigledger.ledger.errors import (
     VerificationError,
 )
 from sigledger.ledger.note import ALG_COSIGNATURE_V1, Verifier, parse_note, verify_cosignature
+from sigledger.ledger.service.httpclient import HttpClient
 from sigledger.ledger.service.retry import Backoff, retrying
 from sigledger.ledger.service.sqlite import (
     Database,
@@ -240,8 +241,10 @@ class Alarm:
         }
 
 
-class AlarmSink:
+class AlarmSink(HttpClient):
     """Writes alarms as JSON lines and POSTs them to a webhook (bounded, never fatal)."""
+
+    user_agent = "sigledger-monitor/0.1"
 
     def __init__(
         self,
@@ -252,27 +255,18 @@ class AlarmSink:
         timeout: float = 5.0,
         attempts: int = 3,
     ) -> None:
+        super().__init__(timeout)
         self.webhook = webhook
         self.out = out
         self.say = say or (lambda msg: print(msg, file=sys.stderr))
         self.timeout = timeout
         self.attempts = attempts
         self.emitted = 0
-        self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> AlarmSink:
+    async def start(self) -> None:
+        """Open a session only when there is a webhook to post to."""
         if self.webhook:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                headers={"User-Agent": "sigledger-monitor/0.1"},
-            )
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._session is not None:
-            await self._session.close()
+            await super().start()
 
     async def emit(self, alarm: Alarm) -> None:
         doc = alarm.to_json()
@@ -284,8 +278,7 @@ class AlarmSink:
             await self._post(doc)
 
     async def _post(self, doc: dict[str, Any]) -> None:
-        session, webhook = self._session, self.webhook
-        assert session is not None
+        session, webhook = self.session, self.webhook
         assert webhook
 
         async def attempt() -> int:

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sigledger.ledger import merkle
 from sigledger.ledger import wire as api
@@ -79,7 +78,8 @@ from sigledger.ledger.service.http import (
     metrics_response,
     service_app,
 )
-from sigledger.ledger.service.keys import read_key_file, write_key_file
+from sigledger.ledger.service.keys import service_key
+from sigledger.ledger.service.metrics import SECONDS_BUCKETS, MetricSet
 from sigledger.ledger.service.runner import read_body, run_app
 from sigledger.ledger.service.workers import VerifyPool, WorkersUnavailableError
 from sigledger.ledger.tiles import parse_tile_path
@@ -91,92 +91,67 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 CHECKPOINT_CACHE = "public, max-age=2"
 
 
-class Metrics:
+class Metrics(MetricSet):
+    """The log's metrics (``sigledger_*``)."""
+
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.tree_size = Gauge("sigledger_tree_size", "Entries in the published tree", registry=r)
-        self.checkpoint_time = Gauge(
-            "sigledger_checkpoint_timestamp_seconds",
-            "When the checkpoint was last (re)published",
-            registry=r,
+        super().__init__("sigledger_http_requests")
+        self.tree_size = self.gauge("sigledger_tree_size", "Entries in the published tree")
+        self.checkpoint_time = self.gauge(
+            "sigledger_checkpoint_timestamp_seconds", "When the checkpoint was last (re)published"
         )
-        self.queued = Gauge(
-            "sigledger_queue_statements", "Statements awaiting integration", registry=r
-        )
-        self.batch_size = Histogram(
+        self.queued = self.gauge("sigledger_queue_statements", "Statements awaiting integration")
+        self.batch_size = self.histogram(
             "sigledger_batch_entries",
             "New entries per integrated batch",
-            buckets=(0, 1, 4, 16, 64, 256, 1024, 4096, 16384),
-            registry=r,
+            (0, 1, 4, 16, 64, 256, 1024, 4096, 16384),
         )
-        self.batch_seconds = Histogram(
-            "sigledger_batch_seconds",
-            "Time to integrate one batch",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=r,
+        self.batch_seconds = self.histogram(
+            "sigledger_batch_seconds", "Time to integrate one batch", SECONDS_BUCKETS
         )
-        self.latency = Histogram(
+        self.latency = self.histogram(
             "sigledger_integration_latency_seconds",
             "Time from submission to receipt",
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=r,
+            (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.requests = Counter(
-            "sigledger_http_requests",
-            "HTTP requests by route and status",
-            ["route", "code"],
-            registry=r,
+        self.errors = self.counter("sigledger_errors", "Errors by category", "error")
+        self.witnessed = self.gauge(
+            "sigledger_witnessed", "1 when the newest commit is published with a witness quorum"
         )
-        self.errors = Counter("sigledger_errors", "Errors by category", ["error"], registry=r)
-        self.witnessed = Gauge(
-            "sigledger_witnessed",
-            "1 when the newest commit is published with a witness quorum",
-            registry=r,
-        )
-        self.witness_ok = Gauge(
+        self.witness_ok = self.gauge(
             "sigledger_witness_last_cosignature_timestamp_seconds",
             "When each witness last cosigned",
-            ["witness"],
-            registry=r,
+            "witness",
         )
-        self.unpublished = Gauge(
+        self.unpublished = self.gauge(
             "sigledger_unpublished_entries",
             "Entries committed but not yet in a published checkpoint",
-            registry=r,
         )
-        self.statements = Counter(
-            "sigledger_statements", "Submitted statements by outcome", ["outcome"], registry=r
+        self.statements = self.counter(
+            "sigledger_statements", "Submitted statements by outcome", "outcome"
         )
-        self.worker_restarts = Gauge(
+        self.worker_restarts = self.gauge(
             "sigledger_verify_worker_restarts",
             "Times the verification worker pool was rebuilt after a worker died",
-            registry=r,
         )
-        self.backlog_bytes = Gauge(
-            "sigledger_verify_backlog_bytes",
-            "Request-body bytes admitted but not yet verified",
-            registry=r,
+        self.backlog_bytes = self.gauge(
+            "sigledger_verify_backlog_bytes", "Request-body bytes admitted but not yet verified"
         )
-        self.backlog_requests = Gauge(
-            "sigledger_verify_backlog_requests",
-            "/add requests admitted but not yet verified",
-            registry=r,
+        self.backlog_requests = self.gauge(
+            "sigledger_verify_backlog_requests", "/add requests admitted but not yet verified"
         )
-        self.identity_violations = Gauge(
+        self.identity_violations = self.gauge(
             "sigledger_identity_violations",
             "(signer, file identity) pairs with more than one hash, logged before the "
             "identity rule (entries are immutable; monitors and fsck report each)",
-            registry=r,
         )
-        self.loop_lag = Histogram(
+        self.loop_lag = self.histogram(
             "sigledger_event_loop_lag_seconds",
             "How late a 100 ms timer fires: time the event loop was busy with other work",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=r,
+            SECONDS_BUCKETS,
         )
-        self.limited = Counter(
-            "sigledger_rate_limited", "/add requests refused by a limit", ["limit"], registry=r
+        self.limited = self.counter(
+            "sigledger_rate_limited", "/add requests refused by a limit", "limit"
         )
 
 
@@ -274,36 +249,28 @@ async def open_log(cfg: ServerConfig) -> tuple[Storage, Signer, str]:
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     storage = await Storage.open(cfg.db_path)
     try:
-        origin = await storage.get_meta("origin")
-        if origin is None:
-            origin = cfg.origin or DEFAULT_ORIGIN
-            if cfg.key_path.exists():
-                signer = read_key_file(cfg.key_path)
-            else:
-                signer = Signer.generate(origin)
-                write_key_file(cfg.key_path, signer)
-                log.info("generated log key", extra={"key_file": str(cfg.key_path)})
+        stored_origin = await storage.get_meta("origin")
+        new = stored_origin is None
+        origin = (cfg.origin or DEFAULT_ORIGIN) if stored_origin is None else stored_origin
+        signer = service_key(
+            "log",
+            cfg.data_dir,
+            cfg.key_path,
+            new=new,
+            vkey=None if new else await storage.get_meta("vkey"),
+            generate=lambda: Signer.generate(origin),
+            lost="a new key would be a different log",
+            log=log,
+        )
+        if new:
             await storage.initialize(
                 {"origin": origin, "vkey": signer.vkey}, merkle.EMPTY_ROOT, int(time.time() * 1000)
             )
             log.info("created new log", extra={"origin": origin, "vkey": signer.vkey})
-        else:
-            if not cfg.key_path.exists():
-                raise ConfigError(
-                    f"the log in {cfg.data_dir} exists but its key {cfg.key_path} is missing; "
-                    "restore the key file (a new key would be a different log)"
-                )
-            signer = read_key_file(cfg.key_path)
-            vkey = await storage.get_meta("vkey")
-            if signer.vkey != vkey:
-                raise ConfigError(
-                    f"key {cfg.key_path} ({signer.vkey}) is not the key of the log in "
-                    f"{cfg.data_dir} ({vkey}); refusing to start"
-                )
-            if cfg.origin and cfg.origin != origin:
-                raise ConfigError(
-                    f"the log in {cfg.data_dir} has origin {origin!r}, not {cfg.origin!r}"
-                )
+        elif cfg.origin and cfg.origin != origin:
+            raise ConfigError(
+                f"the log in {cfg.data_dir} has origin {origin!r}, not {cfg.origin!r}"
+            )
     except BaseException:
         await storage.close()
         raise
@@ -368,14 +335,7 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         storage,
         signer,
         origin,
-        SequencerConfig(
-            batch_max_size=cfg.batch_max_size,
-            batch_max_age=cfg.batch_max_age,
-            queue_max=cfg.queue_max,
-            checkpoint_period=cfg.checkpoint_period,
-            tile_cache=cfg.tile_cache,
-            cosign_refresh=cfg.witness_refresh,
-        ),
+        SequencerConfig.of(cfg),
         on_batch=on_batch,
         witnesses=pool,
     )

@@ -25,6 +25,7 @@ import aiohttp
 from sigledger.ledger.checkpoint import Checkpoint
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import NoteSignature, Verifier, verify_cosignature
+from sigledger.ledger.service.httpclient import HttpClient
 from sigledger.ledger.service.retry import Backoff, retrying
 from sigledger.ledger.witnessproto import (
     AddCheckpointRequest,
@@ -55,7 +56,12 @@ class WitnessStatus:
     last_error: str = ""
 
 
-class WitnessPool:
+class WitnessPool(HttpClient):
+    """The log's witnesses: asks each to cosign a checkpoint (:meth:`cosign`) over
+    one session, opened by :meth:`start` and closed by :meth:`close`."""
+
+    user_agent = "sigledger-log/0.1"
+
     def __init__(
         self,
         witnesses: Sequence[WitnessEndpoint],
@@ -63,22 +69,12 @@ class WitnessPool:
         timeout: float,
         prove: ProveConsistency,
     ) -> None:
+        super().__init__(timeout)
         self.witnesses = list(witnesses)
         self.quorum = quorum
         self.timeout = timeout
         self._prove = prove
         self.status = {w.url: WitnessStatus() for w in self.witnesses}
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
-            headers={"User-Agent": "sigledger-log/0.1"},
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
     async def cosign(self, note: bytes, cp: Checkpoint) -> list[NoteSignature]:
         """Cosignatures on ``cp`` from as many witnesses as answer in time (verified)."""
@@ -162,8 +158,7 @@ class WitnessPool:
             return None
 
     async def _post(self, w: WitnessEndpoint, req: AddCheckpointRequest) -> tuple[int, bytes, str]:
-        assert self._session is not None, "WitnessPool.start() was not called"
-        async with self._session.post(
+        async with self.session.post(
             w.url.rstrip("/") + "/add-checkpoint", data=format_add_checkpoint(req)
         ) as resp:
             return resp.status, await resp.read(), resp.headers.get("Content-Type", "")

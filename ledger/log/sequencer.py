@@ -37,7 +37,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -52,6 +52,7 @@ from sigledger.ledger.log.cosigner import WitnessPool
 from sigledger.ledger.log.storage import BindingKey, BoundEntry, EntryRow, Storage
 from sigledger.ledger.log.tiletree import TiledTree
 from sigledger.ledger.note import Note, Signer, format_note, parse_note
+from sigledger.ledger.service.config import ServerConfig
 from sigledger.ledger.service.sqlite import StorageError
 from sigledger.ledger.wire import Receipt
 
@@ -90,12 +91,22 @@ class _Unit:
 
 @dataclass
 class SequencerConfig:
+    """The sequencer's settings; each is the server setting of the same name
+    (:class:`~sigledger.ledger.service.config.ServerConfig`), but
+    ``cosign_refresh``, which is ``witness_refresh`` there."""
+
     batch_max_size: int = 4096
     batch_max_age: float = 0.05
     queue_max: int = 65536
     checkpoint_period: float = 1.0
     tile_cache: int = 1024
     cosign_refresh: float = 300.0
+
+    @classmethod
+    def of(cls, cfg: ServerConfig) -> SequencerConfig:
+        """The sequencer's part of the server configuration ``cfg``."""
+        same = {f.name: getattr(cfg, f.name) for f in fields(cls) if f.name != "cosign_refresh"}
+        return cls(**same, cosign_refresh=cfg.witness_refresh)
 
 
 class Sequencer:

@@ -10,8 +10,8 @@ tree"; Go ``tlog.TreeHash`` over ``TileHashReader``).
 Each tile is held *expanded*: all eight levels of hashes inside it, so that
 the hash of any perfect subtree (``level``, ``index``) is one lookup rather than
 a fold of up to 128 hashes. Full tiles that proofs needed stay in a bounded
-LRU cache; the caller loads missing ones from storage (:meth:`missing_tiles`,
-then :meth:`add_tile`), so proof generation itself never does I/O.
+LRU cache; the caller reads missing ones from storage (:meth:`missing_tiles`)
+and proves over :meth:`getter`, so proof generation itself never does I/O.
 """
 
 from __future__ import annotations
@@ -167,10 +167,6 @@ class TiledTree:
                 out.add((tl, n))
         return out
 
-    def add_tile(self, level: int, n: int, data: bytes) -> None:
-        """Cache a full tile read from storage."""
-        self._remember((level, n), _full_tile(level, n, data))
-
     def getter(self, tiles: dict[tuple[int, int], bytes] | None = None) -> merkle.GetNode:
         """A ``get_node`` over the tree plus ``tiles`` (full tiles read from storage).
 
@@ -186,12 +182,6 @@ class TiledTree:
 
     def root(self) -> bytes:
         return merkle.root_from(self.size, self.node)
-
-    def prove_inclusion(self, index: int, size: int) -> list[bytes]:
-        return merkle.prove_inclusion(index, size, self.node)
-
-    def prove_consistency(self, old_size: int, new_size: int) -> list[bytes]:
-        return merkle.prove_consistency(old_size, new_size, self.node)
 
 
 def _full_tile(level: int, n: int, data: bytes) -> ExpandedTile:

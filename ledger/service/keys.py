@@ -3,11 +3,14 @@
 A key file holds the Go-compatible signer key string (``PRIVATE+KEY+name+hexid+base64``)
 and a newline. Files are written atomically (temporary file, fsync, rename), so a
 crash leaves either no key or the whole key, and are refused when other users can
-read them. The log, the witness and publishers all use these two functions.
+read them. The log, the witness and publishers all use these two functions;
+:func:`service_key` is how a service finds (or makes) the key its state was made with.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from sigledger.ledger.errors import ConfigError, FormatError
@@ -41,3 +44,44 @@ def read_key_file(path: Path, *, create_hint: str = "") -> Signer:
         return Signer.from_skey(text)
     except FormatError as exc:
         raise ConfigError(f"key file {path} does not hold a signer key: {exc}") from None
+
+
+def service_key(
+    what: str,
+    data_dir: Path,
+    key_path: Path,
+    *,
+    new: bool,
+    vkey: str | None,
+    generate: Callable[[], Signer],
+    read: Callable[[Path], Signer] = read_key_file,
+    lost: str,
+    log: logging.Logger,
+) -> Signer:
+    """The key of the service ``what`` (``"log"``, ``"witness"``) whose state is in ``data_dir``.
+
+    A ``new`` state takes the key in ``key_path`` (as ``read`` reads it), or
+    ``generate()``'s, written
+    there (and logged). An existing one, which recorded the verifier key ``vkey``,
+    needs that very key back: a missing key file is a ConfigError that says to
+    restore it (``lost``: what a new key would mean), another key one that says so.
+    """
+    if new:
+        if key_path.exists():
+            return read(key_path)
+        signer = generate()
+        write_key_file(key_path, signer)
+        log.info(f"generated {what} key", extra={"key_file": str(key_path)})
+        return signer
+    if not key_path.exists():
+        raise ConfigError(
+            f"the {what} in {data_dir} exists but its key {key_path} is missing; "
+            f"restore the key file ({lost})"
+        )
+    signer = read(key_path)
+    if signer.vkey != vkey:
+        raise ConfigError(
+            f"key {key_path} ({signer.vkey}) is not the key of the {what} in "
+            f"{data_dir} ({vkey}); refusing to start"
+        )
+    return signer

@@ -75,11 +75,6 @@ class VerifyPool:
     def start(self) -> None:
         self._watchdog = asyncio.create_task(self._watch(), name="sigledger-verify-watchdog")
 
-    def pids(self) -> list[int]:
-        """Process ids of the current workers (for tests and diagnostics)."""
-        procs = getattr(self._executor, "_processes", None) or {}
-        return [p.pid for p in list(procs.values()) if p.pid is not None]
-
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker; once more on a fresh pool if a worker died."""
         loop = asyncio.get_running_loop()

@@ -64,11 +64,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-)
 
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, parse_checkpoint
@@ -101,7 +96,8 @@ from sigledger.ledger.service.http import (
     service_app,
     text_error,
 )
-from sigledger.ledger.service.keys import read_key_file, write_key_file
+from sigledger.ledger.service.keys import read_key_file, service_key
+from sigledger.ledger.service.metrics import MetricSet
 from sigledger.ledger.service.runner import read_body, run_app
 from sigledger.ledger.witness.config import WitnessConfig
 from sigledger.ledger.witness.store import WitnessHead, WitnessStore
@@ -124,33 +120,21 @@ log = logging.getLogger("sigledger.witness")
 # -- state, key and app ----------------------------------------------------------------
 
 
-class WitnessMetrics:
+class WitnessMetrics(MetricSet):
+    """The witness's metrics (``sigledger_witness_*``)."""
+
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            "sigledger_witness_http_requests",
-            "HTTP requests by route and status",
-            ["route", "code"],
-            registry=r,
+        super().__init__("sigledger_witness_http_requests")
+        self.cosignatures = self.counter(
+            "sigledger_witness_cosignatures", "Cosignatures issued, by log origin", "origin"
         )
-        self.cosignatures = Counter(
-            "sigledger_witness_cosignatures",
-            "Cosignatures issued, by log origin",
-            ["origin"],
-            registry=r,
+        self.refused = self.counter(
+            "sigledger_witness_refused", "add-checkpoint requests refused, by reason", "reason"
         )
-        self.refused = Counter(
-            "sigledger_witness_refused",
-            "add-checkpoint requests refused, by reason",
-            ["reason"],
-            registry=r,
-        )
-        self.tree_size = Gauge(
+        self.tree_size = self.gauge(
             "sigledger_witness_tree_size",
             "Size of the latest checkpoint cosigned, by log origin",
-            ["origin"],
-            registry=r,
+            "origin",
         )
 
 
@@ -209,27 +193,20 @@ async def open_witness(cfg: WitnessConfig) -> tuple[WitnessStore, Signer]:
     store = await WitnessStore.open(cfg.db_path)
     try:
         vkey = await store.get_meta("vkey")
+        signer = service_key(
+            "witness",
+            cfg.data_dir,
+            cfg.key_path,
+            new=vkey is None,
+            vkey=vkey,
+            generate=lambda: Signer.generate(cfg.name, ALG_COSIGNATURE_V1),
+            read=_read_witness_key,
+            lost="a new key needs a new data directory",
+            log=log,
+        )
         if vkey is None:
-            if cfg.key_path.exists():
-                signer = _read_witness_key(cfg.key_path)
-            else:
-                signer = Signer.generate(cfg.name, ALG_COSIGNATURE_V1)
-                write_key_file(cfg.key_path, signer)
-                log.info("generated witness key", extra={"key_file": str(cfg.key_path)})
             await store.set_meta({"vkey": signer.vkey})
             log.info("created new witness", extra={"vkey": signer.vkey})
-        else:
-            if not cfg.key_path.exists():
-                raise ConfigError(
-                    f"the witness in {cfg.data_dir} exists but its key {cfg.key_path} is "
-                    "missing; restore the key file (a new key needs a new data directory)"
-                )
-            signer = _read_witness_key(cfg.key_path)
-            if signer.vkey != vkey:
-                raise ConfigError(
-                    f"key {cfg.key_path} ({signer.vkey}) is not the key of the witness in "
-                    f"{cfg.data_dir} ({vkey}); refusing to start"
-                )
     except BaseException:
         await store.close()
         raise
