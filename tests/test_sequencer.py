@@ -14,10 +14,15 @@ from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import open_checkpoint
 from sigledger.ledger.errors import BindingConflictError, OverloadedError, ShuttingDownError
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
-from sigledger.ledger.log.storage import EntryRow, Storage
+from sigledger.ledger.log.storage import Storage
+from sigledger.ledger.log.store import EntryRow
 from sigledger.ledger.note import Signer
 from sigledger.ledger.service.config import ServerConfig
-from sigledger.ledger.service.sqlite import StorageError, StorageLockedError
+from sigledger.ledger.service.sqlite import (
+    StorageConflictError,
+    StorageError,
+    StorageLockedError,
+)
 from tests.helpers import signed
 
 LOG = Signer.from_seed("example.org/log", bytes(32))
@@ -158,7 +163,7 @@ async def test_commit_without_note_is_resigned_identically(tmp_path: Path) -> No
 async def test_two_roots_for_one_size_are_impossible(tmp_path: Path) -> None:
     store = await _open(tmp_path / "log.db")
     try:
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(StorageConflictError):
             await store.commit_batch([], {}, 0, b"\x01" * 32, 0)
         head = await store.latest_head()
         assert head is not None and head.root == merkle.EMPTY_ROOT

@@ -63,6 +63,7 @@ from sigledger.ledger.log.cosigner import WitnessEndpoint, WitnessPool
 from sigledger.ledger.log.reads import LogReads
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.log.storage import Storage
+from sigledger.ledger.log.store import LogStorage
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.admission import (
     Backlog,
@@ -157,7 +158,7 @@ class Metrics(MetricSet):
 
 CONFIG_KEY = web.AppKey("config", ServerConfig)
 SEQUENCER_KEY = web.AppKey("sequencer", Sequencer)
-STORAGE_KEY = web.AppKey("storage", Storage)
+STORAGE_KEY: web.AppKey[LogStorage] = web.AppKey("storage")
 METRICS_KEY = web.AppKey("metrics", Metrics)
 SIGNER_KEY = web.AppKey("signer", Signer)
 READS_KEY = web.AppKey("reads", LogReads)
@@ -240,14 +241,15 @@ GATE_KEY = web.AppKey("gate", Gate)
 # -- opening a log ---------------------------------------------------------------
 
 
-async def open_log(cfg: ServerConfig) -> tuple[Storage, Signer, str]:
+async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
     """Open (or create, on first start) the log in ``cfg.data``.
 
     Returns storage, the log signer and the origin. Refuses to run a log with
     a key or origin other than the one it was created with.
     """
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    storage = await Storage.open(cfg.db_path)
+    # The embedded engine; another engine implements the same LogStorage protocol.
+    storage: LogStorage = await Storage.open(cfg.db_path)
     try:
         stored_origin = await storage.get_meta("origin")
         new = stored_origin is None
@@ -370,7 +372,7 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         await storage.close()
 
 
-async def _report_identity_violations(storage: Storage, metrics: Metrics) -> None:
+async def _report_identity_violations(storage: LogStorage, metrics: Metrics) -> None:
     """Entries written before the identity rule may break it: keep serving (entries are
     immutable) and say so once per start, in the log and in /metrics."""
     violations = await storage.identity_violations()

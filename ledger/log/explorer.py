@@ -64,7 +64,7 @@ from sigledger.ledger.entry import (
 )
 from sigledger.ledger.errors import FormatError, LedgerError
 from sigledger.ledger.log.sequencer import Published, Sequencer
-from sigledger.ledger.log.storage import Storage
+from sigledger.ledger.log.store import LogStorage
 from sigledger.ledger.note import (
     ALG_COSIGNATURE_V1,
     ALG_ED25519,
@@ -199,7 +199,7 @@ CONTENT_SECURITY_POLICY = (
 class LogAccess:
     """Where the explorer finds the running log in the application."""
 
-    storage: web.AppKey[Storage]
+    storage: web.AppKey[LogStorage]
     sequencer: web.AppKey[Sequencer]
     signer: web.AppKey[Signer]
 
@@ -222,7 +222,7 @@ def add_routes(app: web.Application, access: LogAccess) -> None:
 class _View:
     """What one page needs: the log, its published checkpoint, and link base."""
 
-    storage: Storage
+    storage: LogStorage
     seq: Sequencer
     signer: Signer
     pub: Published

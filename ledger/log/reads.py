@@ -20,7 +20,7 @@ from sigledger.ledger.errors import (
     TooManyResultsError,
 )
 from sigledger.ledger.log.sequencer import Published, Sequencer
-from sigledger.ledger.log.storage import Storage
+from sigledger.ledger.log.store import LogStorage
 from sigledger.ledger.tiles import TILE_WIDTH, TileRef, encode_entry_bundle
 from sigledger.ledger.wire import (
     BATCH_MAX_ENTRIES,
@@ -36,7 +36,7 @@ HASH_SIZE = 32
 class LogReads:
     """Reads of one log, against the checkpoint its sequencer publishes."""
 
-    def __init__(self, storage: Storage, sequencer: Sequencer) -> None:
+    def __init__(self, storage: LogStorage, sequencer: Sequencer) -> None:
         self.storage = storage
         self.sequencer = sequencer
 

@@ -49,7 +49,7 @@ from sigledger.ledger.errors import (
     ShuttingDownError,
 )
 from sigledger.ledger.log.cosigner import WitnessPool
-from sigledger.ledger.log.storage import BindingKey, BoundEntry, EntryRow, Storage
+from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryRow, LogStorage
 from sigledger.ledger.log.tiletree import TiledTree
 from sigledger.ledger.note import Note, Signer, format_note, parse_note
 from sigledger.ledger.service.config import ServerConfig
@@ -114,7 +114,7 @@ class Sequencer:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: LogStorage,
         signer: Signer,
         origin: str,
         config: SequencerConfig,

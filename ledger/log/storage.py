@@ -1,5 +1,7 @@
 """Durable storage of a log in one SQLite file: the only module that knows SQL.
 
+:class:`Storage` implements :class:`~sigledger.ledger.log.store.LogStorage`.
+
 Layout (schema version 2)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)           origin, log vkey, schema version
@@ -39,15 +41,16 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from sigledger.ledger.entry import file_identity
+from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryRow, StoredHead
 from sigledger.ledger.service.sqlite import (
     Database,
+    StorageConflictError,
     StorageError,
     check_schema_version,
     open_database,
@@ -98,40 +101,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 _SAVE_NOTE = (
     "UPDATE checkpoints SET note = ?1, published = ?2 WHERE size = ?3 AND (published = 0 OR ?2 = 1)"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class EntryRow:
-    """One new entry as it is stored."""
-
-    index: int
-    data: bytes
-    project: str
-    version: str
-    filename: str
-    sha256: bytes
-    signer: str
-    time_ms: int
-    identity: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoredHead:
-    size: int
-    root: bytes
-    time_ms: int
-    note: bytes | None
-    published: bool = False
-
-
-BindingKey = tuple[str, str]  # (signer vkey, file identity key)
-
-
-@dataclass(frozen=True, slots=True)
-class BoundEntry:
-    index: int
-    sha256: bytes
-    data: bytes
 
 
 class Storage:
@@ -571,7 +540,7 @@ async def _migrate(db: aiosqlite.Connection) -> None:
 def _write_failed(exc: sqlite3.Error) -> BaseException:
     # A constraint violation is the caller's mistake (a reused index), not a broken store.
     if isinstance(exc, sqlite3.IntegrityError):
-        return exc
+        return StorageConflictError(f"write refused: {exc}")
     return StorageError(f"database write failed: {exc}")
 
 

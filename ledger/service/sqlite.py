@@ -40,6 +40,11 @@ class StorageError(LedgerError):
     hint = "Check the data directory and the server log; restore from a backup if needed."
 
 
+class StorageConflictError(StorageError):
+    """A write contradicts what is stored (a second root for one tree size, a reused
+    entry index): the caller's mistake, and nothing of the write was kept."""
+
+
 class StorageLockedError(StorageError, ConfigError):
     """Another process already runs this log."""
 

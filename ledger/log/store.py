@@ -1,0 +1,219 @@
+"""What a log keeps durably, independent of the database engine.
+
+:class:`LogStorage` is the seam between the log's services (the sequencer, the read
+handlers, the explorer) and a database: :class:`~sigledger.ledger.log.storage.Storage`
+implements it on one SQLite file. The records below are what crosses it.
+
+Contracts every implementation keeps:
+
+* :meth:`LogStorage.commit_batch` is atomic and durable when it returns: the new
+  entries, the changed tiles, the new tree head (and any notes given) are all
+  there, or none of them. One root per tree size, ever.
+* A note saved as published is never replaced by an unpublished one
+  (:meth:`LogStorage.save_notes`).
+* Only one process writes a log at a time; a second writer is refused at open.
+* Reads see the last committed state and never wait behind a commit.
+* Entries are immutable: ``index`` is the leaf index; ``data`` the leaf bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["BindingKey", "BoundEntry", "EntryRow", "LogStorage", "StoredHead"]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """One new entry as it is stored."""
+
+    index: int
+    data: bytes
+    project: str
+    version: str
+    filename: str
+    sha256: bytes
+    signer: str
+    time_ms: int
+    identity: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHead:
+    size: int
+    root: bytes
+    time_ms: int
+    note: bytes | None
+    published: bool = False
+
+
+BindingKey = tuple[str, str]  # (signer vkey, file identity key)
+
+
+@dataclass(frozen=True, slots=True)
+class BoundEntry:
+    index: int
+    sha256: bytes
+    data: bytes
+
+
+class LogStorage(Protocol):
+    """A log's durable state: entries, hash tiles, tree heads, bindings and lookups.
+
+    Index arguments named ``below`` bound every read to a tree size, so that an
+    answer never includes entries a reader's checkpoint does not cover.
+    """
+
+    async def close(self) -> None: ...
+
+    async def get_meta(self, key: str) -> str | None: ...
+
+    async def set_meta(self, values: dict[str, str]) -> None: ...
+
+    async def initialize(self, meta: dict[str, str], empty_root: bytes, time_ms: int) -> None:
+        """Create a new, empty log: metadata plus the size-0 tree head, atomically."""
+        ...
+
+    async def commit_batch(
+        self,
+        entries: Sequence[EntryRow],
+        tiles: dict[tuple[int, int], bytes],
+        size: int,
+        root: bytes,
+        time_ms: int,
+        notes: Iterable[tuple[int, bytes, bool]] = (),
+    ) -> None:
+        """Durably store new entries, changed tiles and the new tree head, atomically.
+
+        ``notes`` are (size, signed note, published) for earlier tree heads, persisted in
+        the same transaction (signing happens after a head's commit).
+        """
+        ...
+
+    async def save_notes(self, notes: Iterable[tuple[int, bytes, bool]]) -> None:
+        """Persist (size, signed note, published) for committed tree heads."""
+        ...
+
+    async def latest_head(self, *, published: bool = False) -> StoredHead | None:
+        """The newest committed tree head (or the newest one shown to readers)."""
+        ...
+
+    async def count_entries(self) -> int: ...
+
+    async def read_tile(self, level: int, n: int) -> bytes | None: ...
+
+    async def read_tiles(self, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
+
+    async def read_entries(self, start: int, end: int) -> list[bytes]:
+        """Entries with start <= index < end, in order."""
+        ...
+
+    async def lookup(
+        self,
+        *,
+        below: int,
+        sha256: bytes | None = None,
+        project: str | None = None,
+        version: str | None = None,
+        identity: str | None = None,
+        start: int = 0,
+        limit: int = 100,
+    ) -> list[tuple[int, bytes]]:
+        """Entries matching every given field with start <= index < below, by index.
+
+        At most ``limit`` rows; ``sha256`` or ``project`` must be given, so every
+        query uses an index.
+        """
+        ...
+
+    async def lookup_hashes(
+        self, hashes: Sequence[bytes], *, below: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """Entries (index < below) whose sha256 is any of ``hashes``; at most ``limit``."""
+        ...
+
+    async def lookup_identities(
+        self, identities: Iterable[str], *, below: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """Entries (index < below) of any of these file identities, whatever their spelling."""
+        ...
+
+    async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, list[BoundEntry]]:
+        """The existing entries for each (signer, file identity) that has some, by index.
+
+        More than one only in logs written before the identity rule. One query for
+        the whole batch: the keys travel as one JSON parameter.
+        """
+        ...
+
+    async def identity_violations(self, limit: int = 1000) -> list[tuple[str, str, list[int]]]:
+        """(signer, identity, entry indexes) where a signer logged more than one hash for
+        one file identity: possible only in logs written before the identity rule."""
+        ...
+
+    async def entries_before(self, before: int, limit: int) -> list[tuple[int, bytes]]:
+        """Entries with index < before, newest first."""
+        ...
+
+    async def checkpoint_time(self, size: int) -> int | None:
+        """When the tree head of ``size`` was committed (ms since the epoch)."""
+        ...
+
+    async def growth(self, below: int, points: int) -> list[tuple[int, int]]:
+        """(tree size, commit time ms) of at most ``points`` + 1 tree heads up to ``below``.
+
+        Samples evenly by size: for each target size the first tree head at or
+        above it, plus the newest, so idle stretches keep their two end points.
+        """
+        ...
+
+    async def project_entries(
+        self,
+        project: str,
+        below: int,
+        *,
+        version: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[tuple[int, bytes]]:
+        """A project's entries ordered by (version, filename, index); one version if given."""
+        ...
+
+    async def project_versions(
+        self, project: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, int, int, int]]:
+        """(version, entries, first index, first time ms), newest first seen first."""
+        ...
+
+    async def project_signers(
+        self, project: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, int, int]]:
+        """(signer vkey, entries, first index) of a project's signers, earliest first."""
+        ...
+
+    async def project_conflicts(
+        self, project: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, str, int, int]]:
+        """(version, a filename, distinct hashes, entries) of files (by identity, any
+        spelling) logged with more than one hash."""
+        ...
+
+    async def signer_entries(
+        self, signer: str, below: int, *, after: int | None = None, limit: int = 100
+    ) -> list[tuple[int, bytes]]:
+        """A signer's entries ordered by (project, version, filename)."""
+        ...
+
+    async def signer_projects(
+        self, signer: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, int, int]]:
+        """(project, entries, first index) of the projects a signer signed, by name."""
+        ...
+
+    async def file_hash_counts(
+        self, identities: Iterable[str], below: int
+    ) -> dict[str, tuple[int, int, int]]:
+        """Per file identity: (distinct hashes, entries, distinct signers)."""
+        ...
