@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sigledger.client.cli.output import (
     EXIT_OK,
@@ -45,45 +45,35 @@ def _workers(value: int | None) -> int:
 # --- services ---------------------------------------------------------------------
 
 
+def _given(args: argparse.Namespace, **settings: str) -> dict[str, Any]:
+    """Setting name -> the value of the flag that sets it (None when not given)."""
+    return {setting: getattr(args, flag) for setting, flag in settings.items()}
+
+
+def _run_service(cfg: Any, run: Callable[..., Coroutine[Any, Any, None]], ui: Ui) -> int:
+    from sigledger.ledger.service.diagnostics import configure_logging
+
+    configure_logging(cfg.log_format, cfg.log_level)
+    asyncio.run(run(cfg, announce=ui.error))
+    return EXIT_OK
+
+
 def serve(args: argparse.Namespace, ui: Ui) -> int:
     from sigledger.ledger.log.app import run_server
     from sigledger.ledger.service.config import load_config
-    from sigledger.ledger.service.diagnostics import configure_logging
 
-    cfg = load_config(
-        args.config,
-        {
-            "data": args.data,
-            "listen": args.listen,
-            "origin": args.origin,
-            "witnesses": args.witness,
-            "witness_quorum": args.witness_quorum,
-            "log_format": args.log_format,
-        },
-    )
-    configure_logging(cfg.log_format, cfg.log_level)
-    asyncio.run(run_server(cfg, announce=ui.error))
-    return EXIT_OK
+    flags = _given(args, data="data", listen="listen", origin="origin", witnesses="witness")
+    flags |= _given(args, witness_quorum="witness_quorum", log_format="log_format")
+    return _run_service(load_config(args.config, flags), run_server, ui)
 
 
 def witness_serve(args: argparse.Namespace, ui: Ui) -> int:
-    from sigledger.ledger.service.diagnostics import configure_logging
     from sigledger.ledger.witness.app import run_witness
     from sigledger.ledger.witness.config import load_witness_config
 
-    cfg = load_witness_config(
-        args.config,
-        {
-            "data": args.data,
-            "listen": args.listen,
-            "name": args.name,
-            "logs": args.log,
-            "log_format": args.log_format,
-        },
-    )
-    configure_logging(cfg.log_format, cfg.log_level)
-    asyncio.run(run_witness(cfg, announce=ui.error))
-    return EXIT_OK
+    flags = _given(args, data="data", listen="listen", name="name", logs="log")
+    flags |= _given(args, log_format="log_format")
+    return _run_service(load_witness_config(args.config, flags), run_witness, ui)
 
 
 # --- publishers -------------------------------------------------------------------

@@ -104,7 +104,8 @@ _SAVE_NOTE = (
 
 
 class Storage:
-    """A log's SQLite database. Create with :meth:`open`; close with :meth:`close`."""
+    """A log's SQLite database (:class:`~sigledger.ledger.log.store.LogStorage` documents
+    each method). Create with :meth:`open`; close with :meth:`close`."""
 
     def __init__(self, database: Database, reader: aiosqlite.Connection) -> None:
         self.path = database.path
@@ -151,7 +152,6 @@ class Storage:
         )
 
     async def initialize(self, meta: dict[str, str], empty_root: bytes, time_ms: int) -> None:
-        """Create a new, empty log: metadata plus the size-0 tree head, atomically."""
         await self._transaction(
             [
                 ("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items())),
@@ -173,11 +173,6 @@ class Storage:
         time_ms: int,
         notes: Iterable[tuple[int, bytes, bool]] = (),
     ) -> None:
-        """Durably store new entries, changed tiles and the new tree head, atomically.
-
-        ``notes`` are (size, signed note, published) for earlier tree heads, persisted in
-        the same transaction (signing happens after a head's commit).
-        """
         await self._transaction(
             [
                 (
@@ -211,7 +206,6 @@ class Storage:
         )
 
     async def save_notes(self, notes: Iterable[tuple[int, bytes, bool]]) -> None:
-        """Persist (size, signed note, published) for committed tree heads."""
         await self._transaction([(_SAVE_NOTE, [(n, int(p), s) for s, n, p in notes])])
 
     async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
@@ -223,7 +217,6 @@ class Storage:
     # -- reads ------------------------------------------------------------------
 
     async def latest_head(self, *, published: bool = False) -> StoredHead | None:
-        """The newest committed tree head (or the newest one shown to readers)."""
         where = "WHERE published = 1 " if published else ""
         async with self._w.execute(
             "SELECT size, root, time_ms, note, published FROM checkpoints "  # noqa: S608
@@ -261,7 +254,6 @@ class Storage:
         return out
 
     async def read_entries(self, start: int, end: int) -> list[bytes]:
-        """Entries with start <= index < end, in order."""
         async with self._r.execute(
             "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
         ) as cur:
@@ -278,11 +270,6 @@ class Storage:
         start: int = 0,
         limit: int = 100,
     ) -> list[tuple[int, bytes]]:
-        """Entries matching every given field with start <= index < below, by index.
-
-        At most ``limit`` rows; ``sha256`` or ``project`` must be given, so every
-        query uses an index.
-        """
         where = ["idx >= ?", "idx < ?"]
         params: list[Any] = [start, below]
         for column, value in (
@@ -304,7 +291,6 @@ class Storage:
     async def lookup_hashes(
         self, hashes: Sequence[bytes], *, below: int, limit: int
     ) -> list[tuple[int, bytes]]:
-        """Entries (index < below) whose sha256 is any of ``hashes``; at most ``limit``."""
         out: list[tuple[int, bytes]] = []
         for chunk in _chunks(sorted(set(hashes)), 500):
             marks = ",".join("?" * len(chunk))
@@ -318,7 +304,6 @@ class Storage:
     async def lookup_identities(
         self, identities: Iterable[str], *, below: int, limit: int
     ) -> list[tuple[int, bytes]]:
-        """Entries (index < below) of any of these file identities, whatever their spelling."""
         wanted = sorted(set(identities))
         if not wanted:
             return []
@@ -330,11 +315,7 @@ class Storage:
             return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
 
     async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, list[BoundEntry]]:
-        """The existing entries for each (signer, file identity) that has some, by index.
-
-        More than one only in logs written before the identity rule. One query for
-        the whole batch: the keys travel as one JSON parameter.
-        """
+        # One query for the whole batch: the keys travel as one JSON parameter.
         wanted = sorted(set(keys))
         if not wanted:
             return {}
@@ -354,8 +335,6 @@ class Storage:
         return out
 
     async def identity_violations(self, limit: int = 1000) -> list[tuple[str, str, list[int]]]:
-        """(signer, identity, entry indexes) where a signer logged more than one hash for
-        one file identity: possible only in logs written before the identity rule."""
         sql = (
             "SELECT signer, identity, group_concat(idx) FROM entries INDEXED BY"
             " entries_signer_identity GROUP BY signer, identity"
@@ -377,7 +356,6 @@ class Storage:
     # the last entry of the previous page.
 
     async def entries_before(self, before: int, limit: int) -> list[tuple[int, bytes]]:
-        """Entries with index < before, newest first."""
         async with self._r.execute(
             "SELECT idx, data FROM entries WHERE idx < ? ORDER BY idx DESC LIMIT ?",
             (before, limit),
@@ -385,7 +363,6 @@ class Storage:
             return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
 
     async def checkpoint_time(self, size: int) -> int | None:
-        """When the tree head of ``size`` was committed (ms since the epoch)."""
         async with self._r.execute(
             "SELECT time_ms FROM checkpoints WHERE size = ?", (size,)
         ) as cur:
@@ -393,11 +370,6 @@ class Storage:
         return None if row is None else int(row[0])
 
     async def growth(self, below: int, points: int) -> list[tuple[int, int]]:
-        """(tree size, commit time ms) of at most ``points`` + 1 tree heads up to ``below``.
-
-        Samples evenly by size: for each target size the first tree head at or
-        above it, plus the newest, so idle stretches keep their two end points.
-        """
         step = max(1, -(-below // max(1, points)))
         targets = [*range(0, below, step), below]
         async with self._r.execute(
@@ -418,7 +390,6 @@ class Storage:
         after: int | None = None,
         limit: int = 100,
     ) -> list[tuple[int, bytes]]:
-        """A project's entries ordered by (version, filename, index); one version if given."""
         where = ["project = ?", "idx < ?"]
         params: list[Any] = [project, below]
         if version is not None:
@@ -429,7 +400,6 @@ class Storage:
     async def project_versions(
         self, project: str, below: int, limit: int, scan: int
     ) -> list[tuple[str, int, int, int]]:
-        """(version, entries, first index, first time ms), newest first seen first."""
         async with self._r.execute(
             "SELECT version, COUNT(*), MIN(idx), MIN(time_ms) FROM (SELECT version, idx,"
             " time_ms FROM entries WHERE project = ? AND idx < ? LIMIT ?)"
@@ -441,7 +411,6 @@ class Storage:
     async def project_signers(
         self, project: str, below: int, limit: int, scan: int
     ) -> list[tuple[str, int, int]]:
-        """(signer vkey, entries, first index) of a project's signers, earliest first."""
         async with self._r.execute(
             "SELECT signer, COUNT(*), MIN(idx) FROM (SELECT signer, idx FROM entries"
             " WHERE project = ? AND idx < ? LIMIT ?) GROUP BY signer ORDER BY MIN(idx) LIMIT ?",
@@ -452,8 +421,6 @@ class Storage:
     async def project_conflicts(
         self, project: str, below: int, limit: int, scan: int
     ) -> list[tuple[str, str, int, int]]:
-        """(version, a filename, distinct hashes, entries) of files (by identity, any
-        spelling) logged with more than one hash."""
         async with self._r.execute(
             "SELECT MIN(version), MIN(filename), COUNT(DISTINCT sha256), COUNT(*) FROM"
             " (SELECT version, filename, sha256, identity FROM entries WHERE project = ?"
@@ -466,7 +433,6 @@ class Storage:
     async def signer_entries(
         self, signer: str, below: int, *, after: int | None = None, limit: int = 100
     ) -> list[tuple[int, bytes]]:
-        """A signer's entries ordered by (project, version, filename)."""
         return await self._entry_page(
             ["signer = ?", "idx < ?"], [signer, below], "project, version, filename", after, limit
         )
@@ -490,7 +456,6 @@ class Storage:
     async def signer_projects(
         self, signer: str, below: int, limit: int, scan: int
     ) -> list[tuple[str, int, int]]:
-        """(project, entries, first index) of the projects a signer signed, by name."""
         async with self._r.execute(
             "SELECT project, COUNT(*), MIN(idx) FROM (SELECT project, idx FROM entries"
             " WHERE signer = ? AND idx < ? LIMIT ?) GROUP BY project ORDER BY project LIMIT ?",
@@ -501,7 +466,6 @@ class Storage:
     async def file_hash_counts(
         self, identities: Iterable[str], below: int
     ) -> dict[str, tuple[int, int, int]]:
-        """Per file identity: (distinct hashes, entries, distinct signers)."""
         wanted = sorted(set(identities))
         if not wanted:
             return {}

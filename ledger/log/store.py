@@ -143,8 +143,7 @@ class LogStorage(Protocol):
     async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, list[BoundEntry]]:
         """The existing entries for each (signer, file identity) that has some, by index.
 
-        More than one only in logs written before the identity rule. One query for
-        the whole batch: the keys travel as one JSON parameter.
+        More than one only in logs written before the identity rule.
         """
         ...
 
