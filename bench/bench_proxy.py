@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/bench_proxy.py                     # a few minutes
+    .venv/bin/python bench/bench_proxy.py                     # about 3 minutes
     .venv/bin/python bench/bench_proxy.py --packages 5 --repeat 1 --duration 2   # smoke test
 
 The targets: installing through the proxy, warm, takes at most 1.3 times as long
@@ -33,6 +33,14 @@ as installing straight from the upstream index; the proxy answers at least
    ``--no-uv``. pip and uv see no configuration of this machine
    (``PIP_CONFIG_FILE`` is the null device, ``--isolated``, no ``PIP_*`` or
    ``UV_*`` variables, ``UV_NO_CONFIG=1``, a private ``HOME``).
+
+   pypiserver runs with its default server, which without waitress (or another
+   server it knows) installed is wsgiref: one request at a time, a listen
+   backlog of 5. pip asks for one thing at a time and is served well; uv opens
+   many connections at once, so its *direct* times are mostly spent waiting
+   for pypiserver (connections retried), and its ratios say more about
+   pypiserver than about the proxy. The pip ratios are the ones the target is
+   about; for uv, the absolute times through the proxy are the useful figures.
 3. **Pages under load.** A proxy with every project page cached (each fetched
    once before; its page TTL longer than the phase) is sent ``GET
    /simple/<project>/`` for all the projects in turn, HTML then JSON, for
