@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import io
 import json
 import queue
@@ -14,6 +15,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -577,6 +579,27 @@ def test_uv_installs_through_the_proxy(world: World) -> None:
     assert (target / "goodpkg" / "__init__.py").read_text() == "NAME = 'goodpkg'\nVERSION = '1.0'\n"
     r = uv_install(world.index, world.tmp / "uv-2", world.tmp, "goodpkg==2.0")
     assert r.returncode != 0
+
+
+@pytest.mark.timeout(60)
+def test_head_then_get_on_one_connection(world: World) -> None:
+    """A HEAD answers headers only, so the next answer on the same keep-alive connection
+    is intact (uv sends HEAD before GET); a GET sends the verified bytes."""
+    filename = "goodpkg-1.0-py3-none-any.whl"
+    data = world.files[filename]
+    url = urllib.parse.urlsplit(world.proxy.url)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    try:
+        for _ in range(2):  # whether or not the file is in the cache yet
+            conn.request("HEAD", f"/files/goodpkg/{filename}")
+            r = conn.getresponse()
+            assert r.status == 200 and r.read() == b""
+            assert r.headers["Content-Length"] == str(len(data))
+            conn.request("GET", f"/files/goodpkg/{filename}")
+            r = conn.getresponse()
+            assert r.status == 200 and r.read() == data
+    finally:
+        conn.close()
 
 
 @pytest.mark.timeout(180)

@@ -69,8 +69,10 @@ Contracts
   than the logged size is read). Verified files are kept in the cache under
   their hash, bounded in total size, least recently used first out (a file
   larger than the bound stays until the next one arrives). Requests for a file
-  being downloaded wait for that download (single flight). Project pages are
-  reused for ``--page-ttl`` seconds.
+  being downloaded wait for that download (single flight). Cached files are
+  sent with ``sendfile`` (a ``HEAD`` gets the headers only). Project pages are
+  reused for ``--page-ttl`` seconds: within it a request neither asks the log
+  nor judges nor renders again (each format is rendered once per page).
 
 Failure behaviour
 -----------------
@@ -171,7 +173,6 @@ _UPSTREAM_ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, {HTML};q=0.1"
 UNLISTED_MODES = ("require-any-signer", "pass-through")
 STOP_FLAG = "STOPPED-log-misbehavior.json"
 _CHUNK = 1 << 16
-_SEND_CHUNK = 1 << 20  # cached files are read in a thread: fewer, larger reads
 _MAX_PAGE = 256 << 20  # an upstream page larger than this is refused
 _MAX_METADATA = 16 << 20
 _VIEWS = 1024  # project pages remembered
@@ -689,6 +690,21 @@ class ProjectView:
     tree_size: int
     origin: str
     built: float  # time.monotonic()
+    # Rendered page bodies by format: a view never changes, so each is rendered once.
+    bodies: dict[str, bytes] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def body(self, chosen: str) -> bytes:
+        """The page in the negotiated format (JSON, or HTML for either HTML type)."""
+        kind = "json" if chosen == JSON_V1 else "html"
+        body = self.bodies.get(kind)
+        if body is None:
+            shown = self.shown
+            if kind == "json":
+                body = json.dumps(render_project_json(self.project, shown)).encode()
+            else:
+                body = render_project_html(self.project, shown).encode()
+            self.bodies[kind] = body
+        return body
 
     @property
     def shown(self) -> list[ShownFile]:
@@ -1144,13 +1160,11 @@ class Proxy:
         return chosen
 
     @staticmethod
-    def _page(chosen: str, html_text: str, doc: dict[str, Any], **headers: str) -> web.Response:
+    def _page(chosen: str, body: bytes, **headers: str) -> web.Response:
         headers["Vary"] = "Accept"
         if chosen == JSON_V1:
-            return web.Response(
-                body=json.dumps(doc).encode(), content_type=JSON_V1, headers=headers
-            )
-        return web.Response(text=html_text, content_type=chosen, charset="utf-8", headers=headers)
+            return web.Response(body=body, content_type=JSON_V1, headers=headers)
+        return web.Response(body=body, content_type=chosen, charset="utf-8", headers=headers)
 
     async def index(self, request: web.Request) -> web.Response:
         chosen = self._format(request)
@@ -1158,7 +1172,9 @@ class Proxy:
         if self._projects is None or now - self._projects[0] >= self.cfg.page_ttl:
             self._projects = (now, await self.upstream.projects())
         names = self._projects[1]
-        return self._page(chosen, render_index_html(names), render_index_json(names))
+        if chosen == JSON_V1:
+            return self._page(chosen, json.dumps(render_index_json(names)).encode())
+        return self._page(chosen, render_index_html(names).encode())
 
     async def project(self, request: web.Request) -> web.StreamResponse:
         raw = request.match_info["project"]
@@ -1173,11 +1189,9 @@ class Proxy:
             raise web.HTTPMovedPermanently(location)
         chosen = self._format(request)
         view = await self.view(name)
-        shown = view.shown
         return self._page(
             chosen,
-            render_project_html(name, shown),
-            render_project_json(name, shown),
+            view.body(chosen),
             **{
                 "X-Sigledger-Dropped": str(view.dropped),
                 "X-Sigledger-Log": view.origin,
@@ -1305,9 +1319,14 @@ class Proxy:
                     "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
                 }
             )
-            await resp.prepare(request)
-            while chunk := await asyncio.to_thread(fh.read, _SEND_CHUNK):
-                await resp.write(chunk)
+            await resp.prepare(request)  # sends the headers
+            if request.method != "HEAD" and size:
+                transport = request.transport
+                if transport is None:
+                    raise ConnectionResetError("the client went away")
+                # sendfile(2) from the verified file, or asyncio's own copy where the
+                # transport cannot (the bytes are read in a thread then).
+                await asyncio.get_running_loop().sendfile(transport, fh, 0, size)
             await resp.write_eof()
             return resp
         finally:
