@@ -247,7 +247,7 @@ def install_frontend(args: argparse.Namespace, ui: Ui) -> int:
         if not all(o.ok for o in outcomes):
             code = report_outcomes(ui, outcomes, log.to_json(), extra=extra, title=title)
             for o in outcomes:
-                if o.reason == "not in the log":
+                if o.reason.startswith("not in the log"):
                     ui.error(
                         f"  {o.artifact.filename or o.artifact.name}: no log entry holds "
                         f"sha256:{o.artifact.sha256.hex()}, the file {frontend.tool} would "

@@ -152,13 +152,6 @@ def select(
         if all_files:
             result.pins.extend(entry.pins)
             continue
-        if entry.marker and not _applies(env, entry):
-            reason = f"marker {entry.marker!r} does not hold for {env.describe()}"
-            result.skipped.extend(Skipped(p, NOT_FOR_ENVIRONMENT, reason) for p in entry.pins)
-            continue
-        if all(p.filename is not None for p in entry.pins):
-            _select_named(env, entry, list(entry.pins), [], result)
-            continue
         attributed: list[Pin] = []
         unknown: list[Pin] = []
         for pin in entry.pins:
@@ -176,6 +169,12 @@ def select(
                 attributed.extend(_with_filename(pin, name) for name in names)
             else:
                 unknown.append(pin)
+        if entry.marker and not _applies(env, entry):
+            reason = f"marker {entry.marker!r} does not hold for {env.describe()}"
+            result.skipped.extend(
+                Skipped(p, NOT_FOR_ENVIRONMENT, reason) for p in (*attributed, *unknown)
+            )
+            continue
         _select_named(env, entry, attributed, unknown, result)
     return result
 

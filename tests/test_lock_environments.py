@@ -1,0 +1,277 @@
+"""Lock files made by the real tools, verified per environment.
+
+A test project depends on ``platpkg`` (wheels for Windows, macOS, manylinux x86_64
+and aarch64, a ``py3-none-any`` wheel and an sdist), ``common`` (one pure wheel)
+and, behind ``sys_platform == 'win32'``, ``winonly``. Every file is served by a
+real pypiserver and published to a real log; ``pip lock``, ``uv export`` (both
+formats) and ``uv lock`` lock the project against that index, isolated from this
+machine's configuration; ``sigledger verify`` and ``sigledger policy pin`` then
+check only what this environment (or a Windows target) installs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sigledger.client.install.environment import TargetEnvironment, choose_file
+from sigledger.client.install.policy import LogTrust, Policy, SignerRule, dump_policy
+from sigledger.ledger.note import Verifier
+from tests.helpers import ROOT, LogProcess, sigledger_cmd
+from tests.index import ALICE, MALLORY, PyPIServer, installer_env, publish, uv_exe
+
+PLATPKG_TAGS = (
+    "cp311-cp311-win_amd64",
+    "cp311-cp311-macosx_11_0_arm64",
+    "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64",
+    "cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64",
+    "py3-none-any",
+)
+WINDOWS_WHEEL = "platpkg-1.0-cp311-cp311-win_amd64.whl"
+
+
+def tagged_wheel(name: str, version: str, tag: str) -> tuple[str, bytes]:
+    """A minimal wheel for ``tag`` (one module, METADATA, WHEEL, RECORD)."""
+    dist = f"{name}-{version}"
+    interpreter, abi, platforms = tag.split("-")
+    wheel_tags = "".join(
+        f"Tag: {i}-{a}-{p}\n"
+        for i in interpreter.split(".")
+        for a in abi.split(".")
+        for p in platforms.split(".")
+    )
+    purelib = "true" if tag == "py3-none-any" else "false"
+    files = {
+        f"{name}/__init__.py": f"TAG = {tag!r}\n".encode(),
+        f"{dist}.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        ).encode(),
+        f"{dist}.dist-info/WHEEL": (
+            f"Wheel-Version: 1.0\nGenerator: sigledger-tests\nRoot-Is-Purelib: {purelib}\n"
+            + wheel_tags
+        ).encode(),
+    }
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{dist}.dist-info/RECORD,,")
+    files[f"{dist}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for path, data in files.items():
+            z.writestr(zipfile.ZipInfo(path, (2024, 1, 1, 0, 0, 0)), data)
+    return f"{dist}-{tag}.whl", buf.getvalue()
+
+
+def sdist(name: str, version: str) -> tuple[str, bytes]:
+    """A minimal sdist: PKG-INFO, pyproject.toml and the module."""
+    base = f"{name}-{version}"
+    files = {
+        f"{base}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{base}/pyproject.toml": (
+            f'[project]\nname = "{name}"\nversion = "{version}"\n'
+            '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        ).encode(),
+        f"{base}/{name}/__init__.py": b"TAG = 'sdist'\n",
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            info.mtime = 1704067200
+            tar.addfile(info, io.BytesIO(data))
+    return f"{base}.tar.gz", buf.getvalue()
+
+
+@dataclass
+class World:
+    tmp: Path
+    log: LogProcess
+    server: PyPIServer
+    policy: Path
+    project: Path
+    files: dict[str, bytes]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("locks")
+    packages = tmp / "packages"
+    packages.mkdir()
+    built = [tagged_wheel("platpkg", "1.0", tag) for tag in PLATPKG_TAGS]
+    built += [sdist("platpkg", "1.0"), sdist("winonly", "1.0")]
+    built += [tagged_wheel("common", "1.0", "py3-none-any")]
+    built += [tagged_wheel("winonly", "1.0", "py3-none-any")]
+    files = dict(built)
+    for filename, data in files.items():
+        (packages / filename).write_bytes(data)
+    log = LogProcess(tmp / "log").start()
+    server = PyPIServer(packages)
+    try:
+        for filename, data in files.items():
+            publish(log.url, ALICE, filename, data)
+        server.start()
+        verifier = Verifier.from_vkey(log.vkey)
+        policy = Policy(
+            (LogTrust(log.url, verifier, verifier.name),),
+            projects={
+                p: SignerRule(frozenset({ALICE.vkey}), 1) for p in ("platpkg", "common", "winonly")
+            },
+        )
+        policy_file = tmp / "policy.toml"
+        policy_file.write_text(dump_policy(policy))
+        project = tmp / "app"
+        project.mkdir()
+        (project / "pyproject.toml").write_text(
+            '[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
+            'dependencies = ["platpkg==1.0", "common", "winonly; sys_platform == \'win32\'"]\n'
+            '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        )
+        yield World(tmp, log, server, policy_file, project, files)
+    finally:
+        server.stop()
+        log.stop()
+
+
+def tool(world: World, *args: str, cwd: Path | None = None) -> str:
+    r = subprocess.run(
+        list(args),
+        capture_output=True,
+        text=True,
+        env=installer_env(world.tmp),
+        cwd=cwd or world.project,
+        timeout=240,
+        check=False,
+    )
+    assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def sigledger(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    env = installer_env(world.tmp)
+    env.update(
+        PYTHONPATH=str(ROOT),
+        SIGLEDGER_STATE_DIR=str(world.tmp / "state"),
+        SIGLEDGER_CACHE_DIR=str(world.tmp / "cache"),
+    )
+    return subprocess.run(
+        [*sigledger_cmd(), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def uv_lock(world: World) -> Path:
+    lock = world.project / "uv.lock"
+    if not lock.exists():
+        tool(world, uv_exe(), "lock", "--default-index", world.server.url, "--no-cache")
+    return lock
+
+
+def uv_export(world: World, fmt: str, out: str) -> Path:
+    uv_lock(world)
+    path = world.tmp / out
+    tool(
+        world,
+        uv_exe(),
+        "export",
+        "--frozen",
+        "--format",
+        fmt,
+        "--output-file",
+        str(path),
+        "--no-cache",
+    )
+    return path
+
+
+def pip_lock(world: World) -> Path:
+    path = world.tmp / "pip-lock" / "pylock.toml"
+    path.parent.mkdir(exist_ok=True)
+    tool(
+        world,
+        sys.executable,
+        "-m",
+        "pip",
+        "lock",
+        "--isolated",
+        "--no-cache-dir",
+        "--index-url",
+        world.server.url,
+        "-o",
+        str(path),
+        "platpkg==1.0",
+        "common",
+        "winonly; sys_platform == 'win32'",
+    )
+    return path
+
+
+def verify(world: World, *args: str) -> tuple[int, dict[str, object], str]:
+    r = sigledger(world, "verify", "--policy", str(world.policy), "--json", *args)
+    return r.returncode, json.loads(r.stdout), r.stderr
+
+
+def here_platpkg() -> str:
+    names = [f"platpkg-1.0-{t}.whl" for t in PLATPKG_TAGS] + ["platpkg-1.0.tar.gz"]
+    chosen = choose_file(TargetEnvironment.current(), names).chosen
+    assert chosen is not None
+    return chosen
+
+
+WINDOWS = ("--platform", "win_amd64", "--python-version", "3.11")
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("maker", ["uv-requirements", "uv-pylock", "uv-lock"])
+def test_uv_locks_verify_per_environment(world: World, maker: str) -> None:
+    if maker == "uv-requirements":
+        lock = uv_export(world, "requirements-txt", "requirements.txt")
+        source = ["-r", str(lock)]
+    elif maker == "uv-pylock":
+        lock = uv_export(world, "pylock.toml", "pylock.toml")
+        source = ["--lock", str(lock)]
+    else:
+        source = ["--lock", str(uv_lock(world))]
+    code, doc, err = verify(world, *source)
+    assert code == 0, (doc, err)
+    checked = sorted(str(r["filename"]) for r in doc["results"])  # type: ignore[union-attr]
+    assert checked == ["common-1.0-py3-none-any.whl", here_platpkg()]
+    skipped = {str(s["filename"]) for s in doc["not_for_environment"]}  # type: ignore[union-attr]
+    assert WINDOWS_WHEEL in skipped and "winonly-1.0-py3-none-any.whl" in skipped
+    assert len(doc["not_from_index"]) == 1, doc["not_from_index"]  # type: ignore[arg-type]  # the project itself (-e .)
+
+    code, doc, err = verify(world, *source, *WINDOWS)
+    assert code == 0, (doc, err)
+    checked = sorted(str(r["filename"]) for r in doc["results"])  # type: ignore[union-attr]
+    assert checked == ["common-1.0-py3-none-any.whl", WINDOWS_WHEEL, "winonly-1.0-py3-none-any.whl"]
+    assert doc["environment"] == "cp311-win_amd64"
+
+    code, doc, err = verify(world, *source, "--all-files")
+    assert code == 0, (doc, err)
+    assert len(doc["results"]) == len(world.files)  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(600)
+def test_pip_lock_verifies_here(world: World) -> None:
+    lock = pip_lock(world)
+    code, doc, err = verify(world, "--lock", str(lock))
+    assert code == 0, (doc, err)
+    checked = sorted(str(r["filename"]) for r in doc["results"])  # type: ignore[union-attr]
+    assert checked == ["common-1.0-py3-none-any.whl", here_platpkg()]
