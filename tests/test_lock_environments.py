@@ -275,3 +275,117 @@ def test_pip_lock_verifies_here(world: World) -> None:
     assert code == 0, (doc, err)
     checked = sorted(str(r["filename"]) for r in doc["results"])  # type: ignore[union-attr]
     assert checked == ["common-1.0-py3-none-any.whl", here_platpkg()]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.timeout(300)
+def test_requirements_text_report_editable_and_require_index_files(world: World) -> None:
+    lock = uv_export(world, "requirements-txt", "requirements.txt")
+    r = sigledger(world, "verify", "--policy", str(world.policy), "-v", "-r", str(lock))
+    assert r.returncode == 0, r.stderr
+    assert f"OK: {here_platpkg()}" in r.stderr
+    assert "note: . (editable ., " in r.stderr and "not from an index, not checked" in r.stderr
+    assert f"SKIP (not for this environment): {WINDOWS_WHEEL}" in r.stderr
+    assert 'marker sys_platform == "win32" does not hold for cp311-' in r.stderr
+    assert "2 of 2 verified (7 not for this environment, 1 not from an index" in r.stderr
+    r = sigledger(
+        world, "verify", "--policy", str(world.policy), "-r", str(lock), "--require-index-files"
+    )
+    assert r.returncode == 1 and "--require-index-files" in r.stderr, r.stderr
+
+
+@pytest.mark.timeout(300)
+def test_hashes_the_log_does_not_know(world: World) -> None:
+    here = here_platpkg()
+    stranger = "ab" * 32
+    reqs = world.tmp / "handwritten.txt"
+    reqs.write_text(
+        f"platpkg==1.0 --hash=sha256:{sha(world.files[here])} "
+        f"--hash=sha256:{sha(world.files[WINDOWS_WHEEL])} --hash=sha256:{stranger}\n"
+        "./vendored/lib\n"
+        "mylib @ git+https://example.org/mylib.git@v1\n"
+    )
+    code, doc, err = verify(world, "-r", str(reqs))
+    assert code == 0, (doc, err)
+    assert [r["filename"] for r in doc["results"]] == [here]  # type: ignore[index]
+    kinds = {(s["filename"], s["kind"]) for s in doc["not_for_environment"]}  # type: ignore[index, union-attr]
+    assert kinds == {(WINDOWS_WHEEL, "not_for_environment"), (None, "not_attributable")}
+    assert len(doc["not_from_index"]) == 2  # type: ignore[arg-type]
+
+    # nothing listed is logged: every hash is checked, and fails
+    reqs.write_text(f"platpkg==1.0 --hash=sha256:{stranger} --hash=sha256:{'cd' * 32}\n")
+    code, doc, _ = verify(world, "-r", str(reqs))
+    assert code == 1
+    assert [r["reason"] for r in doc["results"]] == ["not in the log"] * 2  # type: ignore[index]
+
+    # only other platforms' files are logged: nothing for this environment
+    reqs.write_text(f"platpkg==1.0 --hash=sha256:{sha(world.files[WINDOWS_WHEEL])}\n")
+    code, doc, _ = verify(world, "-r", str(reqs))
+    assert code == 1
+    assert "no wheel for" in str(doc["results"][0]["reason"])  # type: ignore[index]
+    code, doc, _ = verify(world, "-r", str(reqs), *WINDOWS)
+    assert code == 0, doc
+
+
+@pytest.mark.timeout(300)
+def test_undecidable_marker_is_a_usage_error(world: World) -> None:
+    reqs = world.tmp / "release-marker.txt"
+    reqs.write_text(
+        f"common==1.0 ; platform_release >= '5' "
+        f"--hash=sha256:{sha(world.files['common-1.0-py3-none-any.whl'])}\n"
+    )
+    r = sigledger(world, "verify", "--policy", str(world.policy), "-r", str(reqs), *WINDOWS)
+    assert r.returncode == 2, r.stderr
+    assert f"{reqs}:1: cannot decide" in r.stderr and 'platform_release >= "5"' in r.stderr
+    assert "platform_release is not known for this target" in r.stderr
+    r = sigledger(world, "verify", "--policy", str(world.policy), "-r", str(reqs))
+    assert r.returncode == 0, r.stderr  # known on this machine
+
+
+@pytest.mark.timeout(300)
+def test_policy_pin_per_environment_and_partial(world: World) -> None:
+    state = world.tmp / "pin-policy.toml"
+    base = ("policy", "pin", "--log", world.log.url, "--log-key", world.log.vkey)
+    r = sigledger(world, *base, "--policy", str(state), "--lock", str(uv_lock(world)), "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert sorted(doc["projects"]) == ["common", "platpkg"] and doc["written"] is True
+    r = sigledger(world, *base, "--policy", str(state), "--lock", str(uv_lock(world)), *WINDOWS)
+    assert r.returncode == 0, r.stderr
+    assert "pinned winonly" in r.stderr
+
+    reqs = world.tmp / "partial.txt"
+    reqs.write_text(
+        f"common==1.0 --hash=sha256:{sha(world.files['common-1.0-py3-none-any.whl'])}\n"
+        f"ghost==1.0 --hash=sha256:{'ef' * 32}\n"
+    )
+    partial = world.tmp / "partial-policy.toml"
+    r = sigledger(world, *base, "--policy", str(partial), "-r", str(reqs), "--strict")
+    assert r.returncode == 1 and "was not written (--strict)" in r.stderr, r.stderr
+    assert not partial.exists()
+    r = sigledger(world, *base, "--policy", str(partial), "-r", str(reqs))
+    assert r.returncode == 1, r.stderr
+    assert "FAIL: ghost==1.0 sha256:efefefefefefefef… (" in r.stderr
+    assert "pinned common" in r.stderr and "the policy was written for the rest" in r.stderr
+    assert "[project.common]" in partial.read_text() and "ghost" not in partial.read_text()
+
+
+@pytest.mark.timeout(300)
+def test_warning_for_another_hash_by_an_untrusted_signer(world: World) -> None:
+    """Mallory logs other bytes under the Windows wheel's name: the real one still
+    verifies, with a WARN line naming Mallory's entry."""
+    publish(world.log.url, MALLORY, WINDOWS_WHEEL, b"other bytes")
+    wheel_file = world.tmp / WINDOWS_WHEEL
+    wheel_file.write_bytes(world.files[WINDOWS_WHEEL])
+    r = sigledger(world, "verify", "--policy", str(world.policy), str(wheel_file))
+    assert r.returncode == 0, r.stderr
+    assert f"WARN: {wheel_file}: entry #" in r.stderr
+    assert f"{MALLORY.vkey} (not trusted for platpkg) logged a different hash" in r.stderr
+    assert "1 of 1 verified (1 with warnings)" in r.stderr
+    code, doc, _ = verify(world, str(wheel_file))
+    assert code == 0
+    warning = doc["results"][0]["warnings"][0]  # type: ignore[index]
+    assert warning["signer"] == MALLORY.vkey and warning["sha256"] == sha(b"other bytes")

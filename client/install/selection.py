@@ -145,9 +145,8 @@ def select(
     result = Selection()
     for entry in entries:
         if entry.local is not None:
-            result.not_from_index.append(
-                f"{entry.project or entry.local} ({entry.local}, {entry.source})"
-            )
+            name = entry.project or entry.local.split(" ", 1)[-1]
+            result.not_from_index.append(f"{name} ({entry.local}, {entry.source})")
             continue
         if all_files:
             result.pins.extend(entry.pins)
@@ -170,7 +169,7 @@ def select(
             else:
                 unknown.append(pin)
         if entry.marker and not _applies(env, entry):
-            reason = f"marker {entry.marker!r} does not hold for {env.describe()}"
+            reason = f"marker {entry.marker} does not hold for {env.describe()}"
             result.skipped.extend(
                 Skipped(p, NOT_FOR_ENVIRONMENT, reason) for p in (*attributed, *unknown)
             )
