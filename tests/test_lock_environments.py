@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,7 +224,7 @@ def pip_lock(world: World) -> Path:
     return path
 
 
-def verify(world: World, *args: str) -> tuple[int, dict[str, object], str]:
+def verify(world: World, *args: str) -> tuple[int, dict[str, Any], str]:
     r = sigledger(world, "verify", "--policy", str(world.policy), "--json", *args)
     return r.returncode, json.loads(r.stdout), r.stderr
 
@@ -251,21 +252,21 @@ def test_uv_locks_verify_per_environment(world: World, maker: str) -> None:
         source = ["--lock", str(uv_lock(world))]
     code, doc, err = verify(world, *source)
     assert code == 0, (doc, err)
-    checked = sorted(str(r["filename"]) for r in doc["results"])  # type: ignore[union-attr]
+    checked = sorted(str(r["filename"]) for r in doc["results"])
     assert checked == ["common-1.0-py3-none-any.whl", here_platpkg()]
-    skipped = {str(s["filename"]) for s in doc["not_for_environment"]}  # type: ignore[union-attr]
+    skipped = {str(s["filename"]) for s in doc["not_for_environment"]}
     assert WINDOWS_WHEEL in skipped and "winonly-1.0-py3-none-any.whl" in skipped
-    assert len(doc["not_from_index"]) == 1, doc["not_from_index"]  # type: ignore[arg-type]  # the project itself (-e .)
+    assert len(doc["not_from_index"]) == 1, doc["not_from_index"]  # the project itself (-e .)
 
     code, doc, err = verify(world, *source, *WINDOWS)
     assert code == 0, (doc, err)
-    checked = sorted(str(r["filename"]) for r in doc["results"])  # type: ignore[union-attr]
+    checked = sorted(str(r["filename"]) for r in doc["results"])
     assert checked == ["common-1.0-py3-none-any.whl", WINDOWS_WHEEL, "winonly-1.0-py3-none-any.whl"]
     assert doc["environment"] == "cp311-win_amd64"
 
     code, doc, err = verify(world, *source, "--all-files")
     assert code == 0, (doc, err)
-    assert len(doc["results"]) == len(world.files)  # type: ignore[arg-type]
+    assert len(doc["results"]) == len(world.files)
 
 
 @pytest.mark.timeout(600)
@@ -273,7 +274,7 @@ def test_pip_lock_verifies_here(world: World) -> None:
     lock = pip_lock(world)
     code, doc, err = verify(world, "--lock", str(lock))
     assert code == 0, (doc, err)
-    checked = sorted(str(r["filename"]) for r in doc["results"])  # type: ignore[union-attr]
+    checked = sorted(str(r["filename"]) for r in doc["results"])
     assert checked == ["common-1.0-py3-none-any.whl", here_platpkg()]
 
 
@@ -310,22 +311,22 @@ def test_hashes_the_log_does_not_know(world: World) -> None:
     )
     code, doc, err = verify(world, "-r", str(reqs))
     assert code == 0, (doc, err)
-    assert [r["filename"] for r in doc["results"]] == [here]  # type: ignore[index]
-    kinds = {(s["filename"], s["kind"]) for s in doc["not_for_environment"]}  # type: ignore[index, union-attr]
+    assert [r["filename"] for r in doc["results"]] == [here]
+    kinds = {(s["filename"], s["kind"]) for s in doc["not_for_environment"]}
     assert kinds == {(WINDOWS_WHEEL, "not_for_environment"), (None, "not_attributable")}
-    assert len(doc["not_from_index"]) == 2  # type: ignore[arg-type]
+    assert len(doc["not_from_index"]) == 2
 
     # nothing listed is logged: every hash is checked, and fails
     reqs.write_text(f"platpkg==1.0 --hash=sha256:{stranger} --hash=sha256:{'cd' * 32}\n")
     code, doc, _ = verify(world, "-r", str(reqs))
     assert code == 1
-    assert [r["reason"] for r in doc["results"]] == ["not in the log"] * 2  # type: ignore[index]
+    assert [r["reason"] for r in doc["results"]] == ["not in the log"] * 2
 
     # only other platforms' files are logged: nothing for this environment
     reqs.write_text(f"platpkg==1.0 --hash=sha256:{sha(world.files[WINDOWS_WHEEL])}\n")
     code, doc, _ = verify(world, "-r", str(reqs))
     assert code == 1
-    assert "no wheel for" in str(doc["results"][0]["reason"])  # type: ignore[index]
+    assert "no wheel for" in str(doc["results"][0]["reason"])
     code, doc, _ = verify(world, "-r", str(reqs), *WINDOWS)
     assert code == 0, doc
 
@@ -387,5 +388,5 @@ def test_warning_for_another_hash_by_an_untrusted_signer(world: World) -> None:
     assert "1 of 1 verified (1 with warnings)" in r.stderr
     code, doc, _ = verify(world, str(wheel_file))
     assert code == 0
-    warning = doc["results"][0]["warnings"][0]  # type: ignore[index]
+    warning = doc["results"][0]["warnings"][0]
     assert warning["signer"] == MALLORY.vkey and warning["sha256"] == sha(b"other bytes")
