@@ -358,7 +358,7 @@ def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
         if result.written:
             ui.info(
                 f"wrote {path} ({len(projects)} projects; {len(skipped)} files not for "
-                f"{env.describe()})"
+                f"this environment, {env.describe()})"
             )
     if result.missing:
         if result.written:

@@ -245,7 +245,10 @@ def _verify(sub: Any) -> None:
         help="check files, hashes or lock files against the log and your policy",
         description="Check that every artifact is in the log, signed by the signers your "
         "policy requires, under a checkpoint consistent with every one seen before. "
-        "All-or-nothing: any failure fails the run.",
+        "Lock files are checked for one environment (this interpreter, or the target "
+        "options): the file pip would install for each requirement whose marker holds; "
+        "the other listed files are reported as not for this environment, entries not "
+        "from an index as not checked. Any failure fails the run.",
     )
     v.add_argument(
         "targets",
@@ -500,8 +503,11 @@ def _policy(sub: Any) -> None:
         "pin",
         "policy pin",
         help="trust, per project, the signers the log shows for your locked hashes",
-        description="Look up every locked hash in the log and write a policy that requires, "
-        "for each project, the signers that logged exactly those hashes.",
+        description="Look up the locked files in scope for the target environment (as "
+        "'verify' chooses them) and write a policy that requires, for each project, the "
+        "signers that logged exactly those hashes. Files the log does not show are "
+        "reported and not pinned; the policy is written for the rest (exit 1), or not at "
+        "all with --strict.",
     )
     pin.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE")
     pin.add_argument(
