@@ -390,3 +390,27 @@ def test_warning_for_another_hash_by_an_untrusted_signer(world: World) -> None:
     assert code == 0
     warning = doc["results"][0]["warnings"][0]
     assert warning["signer"] == MALLORY.vkey and warning["sha256"] == sha(b"other bytes")
+
+
+@pytest.mark.timeout(300)
+def test_front_end_says_warn_too(world: World) -> None:
+    common = "common-1.0-py3-none-any.whl"
+    publish(world.log.url, MALLORY, common, b"someone else's common")
+    target = world.tmp / "installed"
+    r = sigledger(
+        world,
+        "pip",
+        "install",
+        "--policy",
+        str(world.policy),
+        "--isolated",
+        "--no-cache-dir",
+        "--index-url",
+        world.server.url,
+        "--target",
+        str(target),
+        "common",
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"WARN: {common}" in r.stderr and "(not trusted for common)" in r.stderr
+    assert (target / "common" / "__init__.py").exists()

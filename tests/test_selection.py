@@ -25,6 +25,7 @@ from sigledger.client.install.lockfiles import (
     read_requirements_entries,
 )
 from sigledger.client.install.policy import LogTrust, Policy, SignerRule
+from sigledger.client.install.proxy import IndexFile, judge
 from sigledger.client.install.selection import (
     NOT_ATTRIBUTABLE,
     NOT_FOR_ENVIRONMENT,
@@ -254,3 +255,18 @@ def test_warnings_name_other_hashes_of_a_verified_file() -> None:
         f"not in the log: the log holds sha256:{digest(FILES[3]).hex()}"
     )
     assert outcome.reason.endswith(f"for this file, you have sha256:{digest('changed').hex()}")
+
+
+def test_proxy_verdict_carries_the_warning() -> None:
+    policy = Policy(
+        (LogTrust("http://log", ALICE.verifier(), "test/log"),),
+        projects={"demo": SignerRule(frozenset({ALICE.vkey}), 1)},
+    )
+    entries = [*logged([FILES[3]])[digest(FILES[3])]]
+    st = Statement.for_file(FILES[3], digest("other bytes"), 100)
+    entry = Entry(sign_statement(MALLORY, st), 1)
+    entries.append(VerifiedEntry(5, encode_entry(entry), entry, _CP))
+    verdict = judge(policy, "demo", [IndexFile(FILES[3], f"http://up/{FILES[3]}", {})], entries)
+    served = verdict[FILES[3]]
+    assert served.served and served.sha256 == digest(FILES[3])
+    assert len(served.warnings) == 1 and served.warnings[0].startswith("entry #5: ")
