@@ -270,3 +270,26 @@ def test_proxy_verdict_carries_the_warning() -> None:
     served = verdict[FILES[3]]
     assert served.served and served.sha256 == digest(FILES[3])
     assert len(served.warnings) == 1 and served.warnings[0].startswith("entry #5: ")
+
+
+def test_pylock_environments_and_requires_python(tmp_path: Path) -> None:
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n'
+        "environments = [\"sys_platform == 'win32'\", \"sys_platform == 'darwin'\"]\n"
+        'requires-python = ">=3.11"\n'
+        '[[packages]]\nname = "demo"\nversion = "1.0"\nrequires-python = "<3.13"\n'
+        f'wheels = [{{ url = "https://x.example/{FILES[3]}", '
+        f'hashes = {{ sha256 = "{"ab" * 32}" }} }}]\n'
+    )
+    entries = read_pylock_entries(lock)
+    assert [p.filename for p in select(WINDOWS, entries).pins] == [FILES[3]]
+    with pytest.raises(LockfileError, match=r"the lock is for the environments .*; cp311-man"):
+        select(LINUX, entries)
+    old = TargetEnvironment.from_pip_options(python_version="3.10", platforms=["win_amd64"])
+    with pytest.raises(LockfileError, match=r"requires Python >=3.11; .* is Python 3.10.0"):
+        select(old, entries)
+    new = TargetEnvironment.from_pip_options(python_version="3.13", platforms=["win_amd64"])
+    with pytest.raises(LockfileError, match=r"demo==1.0 \(.*\) requires Python <3.13"):
+        select(new, entries)
+    assert len(select(LINUX, entries, all_files=True).pins) == 1

@@ -25,9 +25,7 @@ from sigledger.client.install.lockfiles import (
     LockedRequirement,
     Pin,
     pins_from_args,
-    read_pylock,
     read_pylock_entries,
-    read_requirements,
     read_requirements_entries,
 )
 from sigledger.client.install.policy import (
@@ -38,7 +36,7 @@ from sigledger.client.install.policy import (
 )
 from sigledger.client.install.uvlock import UvLock, read_uvlock
 from sigledger.client.publish.files import is_receipt
-from sigledger.ledger.errors import ConfigError, FormatError
+from sigledger.ledger.errors import ConfigError
 
 
 def require_policy(path: str | Path | None) -> Policy:
@@ -50,23 +48,6 @@ def require_policy(path: str | Path | None) -> Policy:
             "--log URL --log-key VKEY' or pass --policy FILE"
         )
     return load_policy(p)
-
-
-def read_pins(requirements: Sequence[str | Path], locks: Sequence[str | Path]) -> list[Pin]:
-    """Every hash pin of the requirements and lock files; a lock file entry without a
-    hash is an error (it cannot be checked against a log)."""
-    pins: list[Pin] = []
-    for r in requirements:
-        pins.extend(read_requirements(r))
-    for lock in locks:
-        found, unhashed = read_pylock(lock)
-        if unhashed:
-            raise FormatError(
-                f"{lock}: packages without a file hash cannot be checked against "
-                f"the log: {', '.join(unhashed)}"
-            )
-        pins.extend(found)
-    return pins
 
 
 def artifacts_from_targets(targets: Sequence[str]) -> list[Pin]:

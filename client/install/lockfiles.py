@@ -88,7 +88,10 @@ Packages from a VCS checkout or a directory have no file hash: they are not
 errors, :func:`read_pylock` returns them separately and the caller decides
 (:func:`read_pylock_entries` marks them "not from an index"). A package's
 ``marker`` is kept for the selection, evaluated with the lock's
-``default-groups`` as the dependency groups asked for.
+``default-groups`` as the dependency groups asked for; so are the lock's
+``environments`` (one of which must hold for the target, else the lock is not
+for it: an error) and the ``requires-python`` of the lock and of the package
+(each must hold).
 Beyond what ``packaging.pylock`` checks, the sha256 value must be 64 hex digits
 (either case) and ``size`` must not be negative.
 
@@ -201,6 +204,10 @@ class LockedRequirement:
     source: str  # "requirements.txt:12", "pylock.toml:packages[3]"
     local: str | None = None
     dependency_groups: tuple[str, ...] = ()  # what "... in dependency_groups" tests
+    # pylock.toml's lock-wide ``environments`` (one must hold) and ``requires-python``
+    # of the lock and the package (each must hold), as written.
+    environments: tuple[str, ...] = ()
+    requires_python: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -579,9 +586,21 @@ class _PylockReader:
             prefix = f"{exc.context}: " if exc.context else ""
             raise self.fail(_context_path(exc.context), f"{prefix}{exc.message}") from None
         groups = tuple(str(g) for g in lock.default_groups or ())
-        return [self.package(n, package, groups) for n, package in enumerate(lock.packages)]
+        environments = tuple(str(m) for m in lock.environments or ())
+        python = (str(lock.requires_python),) if lock.requires_python else ()
+        return [
+            self.package(n, package, groups, environments, python)
+            for n, package in enumerate(lock.packages)
+        ]
 
-    def package(self, number: int, package: Package, groups: tuple[str, ...]) -> LockedRequirement:
+    def package(
+        self,
+        number: int,
+        package: Package,
+        groups: tuple[str, ...],
+        environments: tuple[str, ...],
+        python: tuple[str, ...],
+    ) -> LockedRequirement:
         base: TomlPath = ("packages", number)
         label = f"packages[{number}]"
         version = str(package.version) if package.version is not None else None
@@ -647,6 +666,9 @@ class _PylockReader:
             f"{self.path}:{label}",
             local=local if not pins else None,
             dependency_groups=groups,
+            environments=environments,
+            requires_python=python
+            + ((str(package.requires_python),) if package.requires_python else ()),
         )
 
 

@@ -43,8 +43,10 @@ or ``"not_attributable"`` and a reason; the JSON of a verify run lists them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from sigledger.client.install.checks import Outcome, matches
 from sigledger.client.install.environment import (
@@ -125,6 +127,28 @@ def _applies(env: TargetEnvironment, entry: LockedRequirement) -> bool:
         raise LockfileError(f"{entry.source}: {exc}") from None
 
 
+def _check_lock_environment(env: TargetEnvironment, entry: LockedRequirement) -> None:
+    """pylock.toml's ``environments`` and ``requires-python``: the lock must be for ``env``."""
+    if entry.environments and not any(
+        _applies(env, replace(entry, marker=m)) for m in entry.environments
+    ):
+        raise LockfileError(
+            f"{entry.source}: the lock is for the environments {', '.join(entry.environments)}; "
+            f"{env.describe()} is not one of them (lock for it, or give another target)"
+        )
+    version = env.marker_environment.get("python_full_version")
+    for spec in entry.requires_python:
+        try:
+            wanted = SpecifierSet(spec)
+        except InvalidSpecifier:
+            raise LockfileError(f"{entry.source}: requires-python {spec!r} is invalid") from None
+        if version is not None and not wanted.contains(version, prereleases=True):
+            raise LockfileError(
+                f"{entry.source}: {entry.label} requires Python {spec}; {env.describe()} is "
+                f"Python {version}"
+            )
+
+
 def _with_filename(pin: Pin, filename: str) -> Pin:
     """The pin, now known to be ``filename`` (attributed by the log)."""
     return Pin(pin.project, pin.version, pin.sha256, filename, pin.size, pin.source)
@@ -151,6 +175,7 @@ def select(
         if all_files:
             result.pins.extend(entry.pins)
             continue
+        _check_lock_environment(env, entry)
         attributed: list[Pin] = []
         unknown: list[Pin] = []
         for pin in entry.pins:
