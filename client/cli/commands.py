@@ -188,6 +188,12 @@ def verify(args: argparse.Namespace, ui: Ui) -> int:
         )
     chosen: list[Selection] = []
     with ui.progress("verifying", len(artifacts) + len(selection.pins), min_total=10) as progress:
+
+        def selected(final: Selection) -> None:
+            # The log has said which file each bare hash is: fewer files to check.
+            chosen.append(final)
+            progress.update(0, len(artifacts) + len(final.pins))
+
         outcomes, log = asyncio.run(
             verify_online(
                 policy,
@@ -197,7 +203,7 @@ def verify(args: argparse.Namespace, ui: Ui) -> int:
                 locks=locks,
                 env=env,
                 all_files=args.all_files,
-                selected=chosen.append,
+                selected=selected,
             )
         )
     return report_outcomes(

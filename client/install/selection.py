@@ -23,7 +23,10 @@ verify for a :class:`~sigledger.client.install.environment.TargetEnvironment`:
 * **Bare hashes** (requirements files carry no filenames): the log says which
   file each hash is. ``logged`` maps each digest to the proven entries the log
   holds for it; a hash is attributed to the filenames of the entries for the
-  requirement's project (and version). The installer's choice among the
+  requirement's project (and version), whoever signed them: a name only adds a
+  candidate file, so a false name cannot hide the file of a true entry, and the
+  chosen file's signers are judged by the policy afterwards. The installer's
+  choice among the
   attributed files is verified; the other attributed files are "not for this
   environment". A hash the log does not hold for the requirement cannot be
   attributed: when a chosen file exists it is reported as "not attributable"
