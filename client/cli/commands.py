@@ -366,6 +366,8 @@ def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
                 f"wrote {path} ({len(projects)} projects; {len(skipped)} files not for "
                 f"this environment, {env.describe()})"
             )
+        elif not result.missing:
+            ui.note(f"nothing to pin for {env.describe()}; {path} was not changed")
     if result.missing:
         if result.written:
             raise VerificationError(
