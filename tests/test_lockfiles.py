@@ -257,7 +257,10 @@ def test_include_cycle_through_a_symlink(tmp_path: Path) -> None:
             f"https://example.org/foo-1.0.tar.gz --hash=sha256:{H1}\n",
             "a direct URL is written NAME @ URL",
         ),
-        (f"./foo-1.0-py3-none-any.whl --hash=sha256:{H1}\n", "is not a PEP 508 requirement"),
+        (
+            f"./foo-1.0-py3-none-any.whl --hash=sha256:{H1}\n",
+            "file ./foo-1.0-py3-none-any.whl is not",
+        ),
         ("--frobnicate\n", "unknown or unsupported option '--frobnicate'"),
         ("--pre=yes\n", "unknown or unsupported option '--pre=yes'"),
         ("--index-url https://x.example/s extra\n", "unknown or unsupported option 'extra'"),

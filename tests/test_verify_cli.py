@@ -87,8 +87,16 @@ async def test_pin_then_verify(log_server: LogProcess, tmp_path: Path, env: dict
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["version"] == 1 and doc["ok"] is True
-    assert len(doc["results"]) == 3
+    # pip installs the wheel here: the sdist's hash is not for this environment
+    assert [r["filename"] for r in doc["results"]] == [req_whl.name, flask_whl.name]
+    assert [s["filename"] for s in doc["not_for_environment"]] == [req_sdist.name]
+    assert doc["not_for_environment"][0]["kind"] == "not_for_environment"
     assert doc["log"]["tree_size"] == 5
+    r = await asyncio.to_thread(
+        run_cli, "verify", "-r", str(reqs), "--all-files", "--json", env=env
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["results"]) == 3
 
     # files, digests and pylock.toml
     r = await asyncio.to_thread(run_cli, "verify", str(req_whl), str(flask_whl), env=env)
@@ -150,7 +158,17 @@ async def test_pin_then_verify(log_server: LogProcess, tmp_path: Path, env: dict
     tampered.write_bytes(b"tampered")
     shutil.copy(receipt, str(tampered) + ".sigledger.json")  # where receipts used to be
     r = await asyncio.to_thread(run_cli, "verify", "--offline", str(tampered), env=env)
-    assert r.returncode == 1 and "not this file" in r.stderr
+    assert r.returncode == 1
+    logged = hashlib.sha256(flask_whl.read_bytes()).hexdigest()
+    you = hashlib.sha256(b"tampered").hexdigest()
+    assert f"the log holds sha256:{logged} for this file (entry #" in r.stderr
+    assert f"from the receipt), you have sha256:{you}" in r.stderr
+    # online: the log is asked by filename
+    r = await asyncio.to_thread(run_cli, "verify", "--json", str(tampered), env=env)
+    assert r.returncode == 1
+    reason = json.loads(r.stdout)["results"][0]["reason"]
+    assert reason.startswith(f"not in the log: the log holds sha256:{logged} (entry #"), reason
+    assert reason.endswith(f"for this file, you have sha256:{you}"), reason
     # the receipt location of earlier releases is still read; --receipts DIR first
     legacy = dist / "legacy" / flask_whl.name
     legacy.parent.mkdir()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sigledger.client.cli.output import (
+    EXIT_FAIL,
     EXIT_OK,
     Ui,
     report_fsck,
@@ -26,6 +27,7 @@ from sigledger.client.cli.output import (
 from sigledger.ledger.errors import ConfigError, VerificationError
 
 if TYPE_CHECKING:  # only for types: commands import the library when they run
+    from sigledger.client.install.environment import TargetEnvironment
     from sigledger.client.install.policy import Policy
     from sigledger.client.monitor.watcher import MonitorTarget
 
@@ -138,27 +140,65 @@ def publish(args: argparse.Namespace, ui: Ui) -> int:
 # --- installers -------------------------------------------------------------------
 
 
+def _target(args: argparse.Namespace) -> TargetEnvironment:
+    from sigledger.client.install.inputs import target_environment
+
+    return target_environment(args.python_version, args.platform, args.implementation, args.abi)
+
+
 def verify(args: argparse.Namespace, ui: Ui) -> int:
-    from sigledger.client.install.inputs import artifacts_from_targets, read_pins, require_policy
-    from sigledger.client.install.verify import verify_offline, verify_online
+    from sigledger.client.install.inputs import artifacts_from_targets, read_locks, require_policy
+    from sigledger.client.install.selection import Selection
+    from sigledger.client.install.verify import select_inputs, verify_offline, verify_online
 
     policy = require_policy(args.policy)
     artifacts = artifacts_from_targets(args.targets)
-    artifacts.extend(read_pins(args.requirement, args.lock))
-    if not artifacts:
+    locks = read_locks(args.requirement, args.lock)
+    if not artifacts and not locks:
         raise ConfigError("nothing to verify: give files, sha256:<hex>, -r FILE or --lock FILE")
     if args.offline:
+        if locks:
+            raise ConfigError(
+                "--offline checks files against their receipts; hashes and lock files need the log"
+            )
         receipts = Path(args.receipts) if args.receipts else None
         return report_outcomes(ui, verify_offline(policy, artifacts, receipts), None)
     if args.receipts:
         raise ConfigError("--receipts is for --offline; online checks ask the log")
-    with ui.progress("verifying", len(artifacts), min_total=10) as progress:
+    env = _target(args)
+    # Markers and lock entries are checked before any network I/O: a usage error
+    # (an undecidable marker) should not wait for the log.
+    selection = select_inputs(env, locks, {}, args.all_files) if locks else Selection()
+    if selection.not_from_index and args.require_index_files:
+        for name in selection.not_from_index:
+            ui.error(f"FAIL: {name}: not from an index, cannot be checked against the log")
+        raise VerificationError(
+            "not from an index, and --require-index-files was given: "
+            + ", ".join(selection.not_from_index)
+        )
+    chosen: list[Selection] = []
+    with ui.progress("verifying", len(artifacts) + len(selection.pins), min_total=10) as progress:
+
+        def selected(final: Selection) -> None:
+            # The log has said which file each bare hash is: fewer files to check.
+            chosen.append(final)
+            progress.update(0, len(artifacts) + len(final.pins))
+
         outcomes, log = asyncio.run(
             verify_online(
-                policy, artifacts, log_url=args.log, progress=lambda _o: progress.advance()
+                policy,
+                artifacts,
+                log_url=args.log,
+                progress=lambda _o: progress.advance(),
+                locks=locks,
+                env=env,
+                all_files=args.all_files,
+                selected=selected,
             )
         )
-    return report_outcomes(ui, outcomes, log.to_json())
+    return report_outcomes(
+        ui, outcomes, log.to_json(), selection=chosen[0] if chosen else None, env=env
+    )
 
 
 def install_frontend(args: argparse.Namespace, ui: Ui) -> int:
@@ -203,7 +243,7 @@ def install_frontend(args: argparse.Namespace, ui: Ui) -> int:
         if not all(o.ok for o in outcomes):
             code = report_outcomes(ui, outcomes, log.to_json(), extra=extra, title=title)
             for o in outcomes:
-                if o.reason == "not in the log":
+                if o.reason.startswith("not in the log"):
                     ui.error(
                         f"  {o.artifact.filename or o.artifact.name}: no log entry holds "
                         f"sha256:{o.artifact.sha256.hex()}, the file {frontend.tool} would "
@@ -255,31 +295,79 @@ def proxy(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
-    from sigledger.client.install.inputs import read_pins
+    from sigledger.client.install.inputs import read_locks
     from sigledger.client.install.pin import pin_policy
     from sigledger.client.install.policy import default_policy_path
+    from sigledger.client.install.verify import select_inputs
     from sigledger.client.logkey import parse_log_key
 
     url = _need(args.log, "--log", "SIGLEDGER_LOG")
     log_key = parse_log_key(_need(args.log_key, "--log-key", "SIGLEDGER_LOG_KEY"))
-    pins = read_pins(args.requirement, args.lock)
-    if not pins:
+    locks = read_locks(args.requirement, args.lock)
+    if not locks:
         raise ConfigError("nothing to pin: give -r FILE or --lock FILE")
+    env = _target(args)
+    select_inputs(env, locks, {}, args.all_files)  # usage errors before any network I/O
     path = Path(args.policy) if args.policy else default_policy_path()
-    result = asyncio.run(pin_policy(url, log_key, pins, path, threshold=args.threshold))
-    if result.missing:
-        for name in result.missing:
-            ui.error(f"FAIL: {name}: not in the log")
-        raise VerificationError(
-            f"{len(result.missing)} locked hash(es) are not in the log; the policy was not written"
+    result = asyncio.run(
+        pin_policy(
+            url,
+            log_key,
+            [],
+            path,
+            threshold=args.threshold,
+            locks=locks,
+            env=env,
+            all_files=args.all_files,
+            strict=args.strict,
         )
+    )
     projects = {p: sorted(v) for p, v in sorted(result.signers.items())}
+    selection = result.selection
+    skipped = selection.skipped if selection is not None else []
+    local = selection.not_from_index if selection is not None else []
     if ui.json:
-        ui.data({"version": 1, "policy": str(path), "projects": projects})
+        ui.data(
+            {
+                "version": 1,
+                "ok": not result.missing,
+                "policy": str(path),
+                "written": result.written,
+                "projects": projects,
+                "not_pinned": result.missing,
+                "environment": env.describe(),
+                "not_for_environment": [s.to_json() for s in skipped],
+                "not_from_index": local,
+            }
+        )
+        return EXIT_FAIL if result.missing else EXIT_OK
     else:
+        for name in result.missing:
+            ui.error(f"FAIL: {name}: not in the log, not pinned")
+        for name in local:
+            ui.note(f"{name}: not from an index, not pinned")
+        if ui.verbose:
+            for s in skipped:
+                ui.info(f"SKIP: {s.pin.name}: {s.reason}")
         for project, keys in projects.items():
             ui.info(f"pinned {project}: {', '.join(keys)}")
-        ui.info(f"wrote {path} ({len(projects)} projects)")
+        if result.written:
+            ui.info(
+                f"wrote {path} ({len(projects)} projects; {len(skipped)} files not for "
+                f"this environment, {env.describe()})"
+            )
+        elif not result.missing:
+            ui.note(f"nothing to pin for {env.describe()}; {path} was not changed")
+    if result.missing:
+        if result.written:
+            raise VerificationError(
+                f"{len(result.missing)} locked file(s) are not in the log and were not "
+                f"pinned; the policy was written for the rest ({path})"
+            )
+        raise VerificationError(
+            f"{len(result.missing)} locked file(s) are not in the log; the policy was not "
+            "written" + (" (--strict)" if args.strict else "")
+        )
     return EXIT_OK
 
 

@@ -40,6 +40,8 @@ from sigledger.ledger.errors import (
 
 if TYPE_CHECKING:  # only for types: importing them would slow down every command
     from sigledger.client.install.checks import Outcome
+    from sigledger.client.install.environment import TargetEnvironment
+    from sigledger.client.install.selection import Selection
     from sigledger.client.monitor.fsck import FsckResult
     from sigledger.client.publish.submit import PublishResult
 
@@ -232,15 +234,29 @@ def report_outcomes(
     *,
     extra: dict[str, Any] | None = None,
     title: str = "sigledger verify",
+    selection: Selection | None = None,
+    env: TargetEnvironment | None = None,
 ) -> int:
     """``verify``'s report: JSON, a table on a terminal, else one line per artifact.
 
     ``extra`` adds fields to the JSON document (the install front-ends' ``tool``,
-    ``installed`` and ``not_from_index``)."""
+    ``installed`` and ``not_from_index``). ``selection`` (lock files) adds the
+    files not for this environment (``not_for_environment``, each with its
+    ``kind``: ``not_for_environment`` or ``not_attributable``; listed with
+    ``-v``), the entries not from an index (``not_from_index``) and the target
+    (``environment``). Every verified file that someone else logged with another
+    hash gets a ``WARN`` line (``warnings`` in each JSON result)."""
     ok = all(o.ok for o in outcomes)
+    skipped = selection.skipped if selection is not None else []
+    local = selection.not_from_index if selection is not None else []
     if ui.json:
         results = [o.to_json() for o in outcomes]
-        ui.data({"version": 1, "ok": ok, "log": log, "results": results, **(extra or {})})
+        doc: dict[str, Any] = {"version": 1, "ok": ok, "log": log, "results": results}
+        if selection is not None:
+            doc["environment"] = env.describe() if env is not None else None
+            doc["not_for_environment"] = [s.to_json() for s in skipped]
+            doc["not_from_index"] = local
+        ui.data({**doc, **(extra or {})})
         return EXIT_OK if ok else EXIT_FAIL
     if sys.stderr.isatty() and len(outcomes) > 1 and not ui.quiet:
         from rich.console import Console
@@ -263,12 +279,36 @@ def report_outcomes(
             (ui.info if o.ok else ui.error)(
                 f"{'OK' if o.ok else 'FAIL'}: {o.artifact.name}: {o.reason}"
             )
+    for o in outcomes:
+        for line in o.warning_lines():
+            ui.error(f"WARN: {o.artifact.name}: {line}")
+    for name in local:
+        ui.note(f"{name}: not from an index, not checked")
+    if ui.verbose:
+        for s in skipped:
+            label = (
+                "not for this environment"
+                if s.kind == "not_for_environment"
+                else "not attributable"
+            )
+            ui.info(f"SKIP ({label}): {s.pin.name}: {s.reason}")
     failed = sum(not o.ok for o in outcomes)
     alarms = sum(o.alarm for o in outcomes)
+    warned = sum(bool(o.warnings) for o in outcomes)
+    attributable = sum(s.kind == "not_for_environment" for s in skipped)
+    counts = [
+        f"{attributable} not for this environment" if attributable else "",
+        f"{len(skipped) - attributable} not attributable" if len(skipped) > attributable else "",
+        f"{len(local)} not from an index" if local else "",
+        f"{warned} with warnings" if warned else "",
+    ]
+    shown = ", ".join(c for c in counts if c)
     ui.info(
         f"{len(outcomes) - failed} of {len(outcomes)} verified"
         + (f", {alarms} ALARM(S)" if alarms else "")
+        + (f" ({shown}; -v lists them)" if shown and skipped else f" ({shown})" if shown else "")
         + (f" against {log['origin']} at tree size {log['tree_size']}" if log else "")
+        + (f" for {env.describe()}" if env is not None and selection is not None else "")
     )
     return EXIT_OK if ok else EXIT_FAIL
 

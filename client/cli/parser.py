@@ -209,6 +209,34 @@ def _publish(sub: Any) -> None:
     )
 
 
+def _lock_options(p: argparse.ArgumentParser) -> None:
+    """The target environment of lock files (pip's options) and ``--all-files``."""
+    g = p.add_argument_group(
+        "target environment",
+        "Lock files are checked for the environment they are installed on: markers are "
+        "evaluated for it, and of each requirement's files only the one pip would install "
+        "there is checked; the others are reported as not for this environment. Default: "
+        "this interpreter. The options are pip's.",
+    )
+    g.add_argument("--python-version", metavar="X.Y[.Z]", default=None, help="Python version")
+    g.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="platform tag, e.g. win_amd64 or manylinux2014_x86_64 (repeatable)",
+    )
+    g.add_argument(
+        "--implementation", metavar="IMPL", default=None, help="cp, pp, ... (as in wheel tags)"
+    )
+    g.add_argument("--abi", action="append", default=[], metavar="ABI", help="ABI tag (repeatable)")
+    g.add_argument(
+        "--all-files",
+        action="store_true",
+        help="check every hash a lock file lists, for every environment, markers ignored",
+    )
+
+
 def _verify(sub: Any) -> None:
     v = _command(
         sub,
@@ -217,7 +245,10 @@ def _verify(sub: Any) -> None:
         help="check files, hashes or lock files against the log and your policy",
         description="Check that every artifact is in the log, signed by the signers your "
         "policy requires, under a checkpoint consistent with every one seen before. "
-        "All-or-nothing: any failure fails the run.",
+        "Lock files are checked for one environment (this interpreter, or the target "
+        "options): the file pip would install for each requirement whose marker holds; "
+        "the other listed files are reported as not for this environment, entries not "
+        "from an index as not checked. Any failure fails the run.",
     )
     v.add_argument(
         "targets",
@@ -238,7 +269,12 @@ def _verify(sub: Any) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="a pylock.toml lock file (repeatable)",
+        help="a pylock.toml or uv.lock lock file (repeatable)",
+    )
+    v.add_argument(
+        "--require-index-files",
+        action="store_true",
+        help="fail on lock entries not from an index (editable trees, directories, VCS)",
     )
     v.add_argument(
         "--policy",
@@ -263,6 +299,7 @@ def _verify(sub: Any) -> None:
         default=None,
         help="with --offline, look for DIR/<file>.json first",
     )
+    _lock_options(v)
 
 
 # The commands that run an installer, and the words that name them.
@@ -466,11 +503,16 @@ def _policy(sub: Any) -> None:
         "pin",
         "policy pin",
         help="trust, per project, the signers the log shows for your locked hashes",
-        description="Look up every locked hash in the log and write a policy that requires, "
-        "for each project, the signers that logged exactly those hashes.",
+        description="Look up the locked files in scope for the target environment (as "
+        "'verify' chooses them) and write a policy that requires, for each project, the "
+        "signers that logged exactly those hashes. Files the log does not show are "
+        "reported and not pinned; the policy is written for the rest (exit 1), or not at "
+        "all with --strict.",
     )
     pin.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE")
-    pin.add_argument("--lock", action="append", default=[], metavar="FILE")
+    pin.add_argument(
+        "--lock", action="append", default=[], metavar="FILE", help="pylock.toml or uv.lock"
+    )
     pin.add_argument("--log", metavar="URL", default=_env("LOG"), help="log URL")
     pin.add_argument(
         "--log-key", metavar="VKEY", default=_env("LOG_KEY"), help="the log's verifier key"
@@ -482,6 +524,12 @@ def _policy(sub: Any) -> None:
         default=None,
         help="signers required per project (default: keep, else 1)",
     )
+    pin.add_argument(
+        "--strict",
+        action="store_true",
+        help="write nothing unless every file in scope is in the log",
+    )
+    _lock_options(pin)
 
 
 def _witness(sub: Any) -> None:

@@ -11,12 +11,20 @@ pylock.toml pin) :func:`check_artifacts` asks the log, through
    the project (n of m trusted signers);
 4. whether any signer the rule trusts logged a *different* hash for the same
    file -- an alarm: someone is being shown another file.
+5. whether anyone else (a signer the rule does not trust) logged a different
+   hash for the same file: the file still verifies, but each such entry is a
+   warning (:attr:`Outcome.warnings`, ``WARN`` lines, ``"warnings"`` in JSON).
+
+A file that is not in the log but whose filename is (someone changed the bytes)
+is reported as ``not in the log: the log holds sha256:X for this file (entry
+#N), you have sha256:Y``; :func:`check_artifacts` looks such files up by name.
 
 The outcome of each artifact is an :class:`Outcome` with a one-line reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +80,17 @@ class Outcome:
     entries: list[VerifiedEntry] = field(default_factory=list)
     trusted: tuple[str, ...] = ()
     conflicts: list[VerifiedEntry] = field(default_factory=list)
+    warnings: list[VerifiedEntry] = field(default_factory=list)
+
+    def warning_lines(self) -> list[str]:
+        """One sentence per warning entry, naming its index."""
+        project = self.project or self.artifact.project
+        return [
+            f"entry #{e.index}: {e.entry.signed.signer_vkey()} (not trusted for {project}) "
+            f"logged a different hash sha256:{e.entry.statement.sha256.hex()} for "
+            f"{e.entry.statement.filename}"
+            for e in self.warnings
+        ]
 
     def to_json(self) -> dict[str, Any]:
         def entry_json(e: VerifiedEntry) -> dict[str, Any]:
@@ -101,6 +120,10 @@ class Outcome:
             "trusted_signers": list(self.trusted),
             "entries": [entry_json(e) for e in self.entries],
             "conflicting_entries": [entry_json(e) for e in self.conflicts],
+            "warnings": [
+                {**entry_json(e), "message": line}
+                for e, line in zip(self.warnings, self.warning_lines(), strict=True)
+            ],
         }
 
 
@@ -163,6 +186,18 @@ def evaluate(
                 f"not logged for this release; the log has this hash "
                 f"only as {other.project} {other.version} {other.filename}",
             )
+        held = _held_for_file(a, same_file)
+        if held:
+            digests = ", ".join(
+                f"sha256:{e.entry.statement.sha256.hex()} (entry #{e.index})" for e in held
+            )
+            return Outcome(
+                a,
+                False,
+                f"not in the log: the log holds {digests} for this file, "
+                f"you have sha256:{a.sha256.hex()}",
+                entries=held,
+            )
         return Outcome(a, False, "not in the log")
     by_project: dict[str, list[VerifiedEntry]] = {}
     for e in matching:
@@ -198,7 +233,36 @@ def evaluate(
             trusted=outcome.trusted,
             conflicts=conflicts,
         )
+    outcome.warnings = _others(outcome, same_file, verified)
     return outcome
+
+
+def _held_for_file(
+    a: Pin, same_file: Mapping[FileKey, Sequence[VerifiedEntry]]
+) -> list[VerifiedEntry]:
+    """The entries for the file ``a`` names (by its filename), whatever their hash."""
+    if a.filename is None:
+        return []
+    try:
+        key = file_identity(a.filename).key
+    except FormatError:
+        return []
+    return [e for e in same_file.get(key, ()) if e.entry.statement.sha256 != a.sha256]
+
+
+def _others(
+    outcome: Outcome,
+    same_file: Mapping[FileKey, Sequence[VerifiedEntry]],
+    verified: Callable[[VerifiedEntry], bool],
+) -> list[VerifiedEntry]:
+    """Entries by any other signer that give another hash for the same file."""
+    files = {_file_key(e) for e in outcome.entries}
+    return [
+        e
+        for key in sorted(files)
+        for e in same_file.get(key, ())
+        if e.entry.statement.sha256 != outcome.artifact.sha256 and verified(e)
+    ]
 
 
 def _conflicts(
@@ -250,6 +314,24 @@ async def check_artifacts(
     for e in entries:
         by_hash.setdefault(e.entry.statement.sha256, []).append(e)
         same_file.setdefault(_file_key(e), []).append(e)
+    # A file whose bytes are not in the log may still be there by name: ask, so
+    # the report can say which hash the log holds for it.
+    unknown = {
+        (a.project, a.version, a.filename)
+        for a in artifacts
+        if a.sha256 not in by_hash and a.filename and a.project and a.version
+    }
+    queries = [
+        {"project": p, "version": v, "filename": f}
+        for p, v, f in sorted(unknown, key=str)
+        if p is not None and v is not None and f is not None
+    ]
+    known = {e.index for e in entries}
+    for found in await asyncio.gather(*(log.lookup(**q) for q in queries)):
+        for e in found:
+            if e.index not in known:
+                known.add(e.index)
+                same_file.setdefault(_file_key(e), []).append(e)
     verdicts = _Verdicts()
     outcomes = []
     for a in artifacts:
@@ -282,6 +364,13 @@ def check_offline(policy: Policy, a: Pin, receipt: dict[str, Any]) -> Outcome:
     except VerificationError as exc:
         return Outcome(a, False, f"the receipt does not verify: {exc}")
     st = v.entry.statement
+    if st.sha256 != a.sha256 and a.filename is not None and _same_file(st, a.filename):
+        return Outcome(
+            a,
+            False,
+            f"not in the log: the log holds sha256:{st.sha256.hex()} for this file "
+            f"(entry #{v.index}, from the receipt), you have sha256:{a.sha256.hex()}",
+        )
     if st.sha256 != a.sha256 or (a.filename is not None and not _same_file(st, a.filename)):
         return Outcome(
             a, False, f"the receipt is for {st.filename} sha256:{st.sha256.hex()}, not this file"

@@ -1,5 +1,12 @@
 """What an installer command is asked to check: the trust policy, and artifacts from
-files, ``sha256:<hex>`` digests, requirements files and ``pylock.toml`` lock files.
+files, ``sha256:<hex>`` digests, requirements files and lock files (``pylock.toml``
+and ``uv.lock``).
+
+A ``--lock`` file is read as a uv.lock when it is named ``uv.lock`` or its TOML
+has a top-level ``version`` and ``package`` array but no ``lock-version``;
+otherwise as a PEP 751 pylock.toml. The target environment is this
+interpreter, or the one pip's ``--python-version``, ``--platform``,
+``--implementation`` and ``--abi`` options describe (:func:`target_environment`).
 
 Every problem with the inputs is a :class:`~sigledger.ledger.errors.ConfigError`
 or :class:`~sigledger.ledger.errors.FormatError` raised before any network I/O.
@@ -7,19 +14,29 @@ or :class:`~sigledger.ledger.errors.FormatError` raised before any network I/O.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sigledger.client.install.checks import pin_from_file
-from sigledger.client.install.lockfiles import Pin, pins_from_args, read_pylock, read_requirements
+from sigledger.client.install.environment import TargetEnvironment
+from sigledger.client.install.lockfiles import (
+    LockedRequirement,
+    Pin,
+    pins_from_args,
+    read_pylock_entries,
+    read_requirements_entries,
+)
 from sigledger.client.install.policy import (
     Policy,
     PolicyError,
     default_policy_path,
     load_policy,
 )
+from sigledger.client.install.uvlock import UvLock, read_uvlock
 from sigledger.client.publish.files import is_receipt
-from sigledger.ledger.errors import ConfigError, FormatError
+from sigledger.ledger.errors import ConfigError
 
 
 def require_policy(path: str | Path | None) -> Policy:
@@ -31,23 +48,6 @@ def require_policy(path: str | Path | None) -> Policy:
             "--log URL --log-key VKEY' or pass --policy FILE"
         )
     return load_policy(p)
-
-
-def read_pins(requirements: Sequence[str | Path], locks: Sequence[str | Path]) -> list[Pin]:
-    """Every hash pin of the requirements and lock files; a lock file entry without a
-    hash is an error (it cannot be checked against a log)."""
-    pins: list[Pin] = []
-    for r in requirements:
-        pins.extend(read_requirements(r))
-    for lock in locks:
-        found, unhashed = read_pylock(lock)
-        if unhashed:
-            raise FormatError(
-                f"{lock}: packages without a file hash cannot be checked against "
-                f"the log: {', '.join(unhashed)}"
-            )
-        pins.extend(found)
-    return pins
 
 
 def artifacts_from_targets(targets: Sequence[str]) -> list[Pin]:
@@ -66,3 +66,56 @@ def artifacts_from_targets(targets: Sequence[str]) -> list[Pin]:
         else:
             raise ConfigError(f"{t} is neither a file nor sha256:<hex>")
     return artifacts
+
+
+@dataclass
+class LockInputs:
+    """The requirements and lock files of one command, read."""
+
+    entries: list[LockedRequirement] = field(default_factory=list)  # requirements, pylock
+    uvlocks: list[UvLock] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries or self.uvlocks)
+
+
+def is_uvlock(path: Path) -> bool:
+    """Whether ``path`` is a uv.lock (by its name, else by its top-level keys)."""
+    if path.name == "uv.lock":
+        return True
+    if path.name.startswith("pylock.") or not path.is_file():
+        return False
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False  # the pylock reader reports the problem with its line
+    return "lock-version" not in data and "version" in data and "package" in data
+
+
+def read_locks(requirements: Sequence[str | Path], locks: Sequence[str | Path]) -> LockInputs:
+    """Every requirement of the requirements files and lock files, markers and
+    entries not from an index included (the selection decides what to check)."""
+    found = LockInputs()
+    for r in requirements:
+        found.entries.extend(read_requirements_entries(r))
+    for lock in locks:
+        if is_uvlock(Path(lock)):
+            found.uvlocks.append(read_uvlock(lock))
+        else:
+            found.entries.extend(read_pylock_entries(lock))
+    return found
+
+
+def target_environment(
+    python_version: str | None,
+    platforms: Sequence[str] | None,
+    implementation: str | None,
+    abis: Sequence[str] | None,
+) -> TargetEnvironment:
+    """This interpreter, or the target pip's options describe (ConfigError if malformed)."""
+    return TargetEnvironment.from_pip_options(
+        python_version=python_version,
+        platforms=platforms or None,
+        implementation=implementation,
+        abis=abis or None,
+    )

@@ -1,9 +1,13 @@
 r"""Where installers keep the hashes they will accept: requirements files and pylock.toml.
 
-Every reader returns :class:`Pin` records, one per (requirement or file, SHA-256
-digest). SHA-256 is the only digest the log indexes; sha384/sha512-only entries are
-errors. Every problem raises :class:`LockfileError` with a message that starts
-``FILE:LINE:``.
+The readers return :class:`Pin` records, one per (requirement or file, SHA-256
+digest), grouped by requirement in :class:`LockedRequirement` records
+(:func:`read_requirements_entries`, :func:`read_pylock_entries`) that keep each
+requirement's environment marker and say which entries are not from an index.
+:mod:`sigledger.client.install.selection` decides, per target environment, which
+of a requirement's files is installed and therefore checked. SHA-256 is the only
+digest the log indexes; sha384/sha512-only entries are errors. Every problem
+raises :class:`LockfileError` with a message that starts ``FILE:LINE:``.
 
 **requirements.txt** (pip's format, the hash-pinned subset written by
 ``pip-compile --generate-hashes``, ``uv pip compile --generate-hashes`` and
@@ -19,6 +23,8 @@ errors. Every problem raises :class:`LockfileError` with a message that starts
         # via requests
     colorama==0.4.6 ; sys_platform == "win32" --hash sha256:08695f...
     sampleproject @ https://example.org/sampleproject-4.0.0.tar.gz --hash=sha256:...
+    -e .                                    # not from an index: reported, not checked
+    mylib @ git+https://example.org/mylib.git@v1   # likewise
 
 The rules, as pip applies them:
 
@@ -35,17 +41,25 @@ The rules, as pip applies them:
   lines. ``-i``/``--index-url``, ``--extra-index-url``, ``--no-index``,
   ``-f``/``--find-links``, ``--require-hashes``, ``--only-binary``,
   ``--no-binary``, ``--prefer-binary``, ``--pre``, ``--trusted-host`` and
-  ``--use-feature`` are ignored; ``-e``/``--editable`` is an error (an editable
-  tree has no file hash); any other option is an error.
+  ``--use-feature`` are ignored; ``-e``/``--editable`` names a source tree or
+  checkout, which has no file hash: it is a requirement "not from an index"
+  (:attr:`LockedRequirement.local`); any other option is an error.
 * Otherwise the words up to the first one starting with ``-`` are a PEP 508
   requirement (parsed by ``packaging.requirements.Requirement``), and the rest
   are its options: ``--hash=ALG:HEX`` or ``--hash ALG:HEX`` (ALG sha256, sha384
   or sha512; hex digits in either case), and the ignored ``--config-settings``/
   ``-C`` and ``--global-option``.
-* Every requirement needs at least one ``--hash`` and must be pinned with a
-  single ``==`` (or ``===``) version, or be a direct reference ``NAME @ URL``
-  (whose version is then unknown). Environment markers are not evaluated:
-  every line counts.
+* Local directories and files (a requirement that starts with ``.``, ``/`` or
+  ``~``, or a ``file:`` URL, with or without ``NAME @``) and VCS references
+  (``NAME @ git+...``, also ``hg+``, ``svn+``, ``bzr+``) are "not from an index"
+  too; they need no hash.
+* Every other requirement needs at least one ``--hash`` and must be pinned with
+  a single ``==`` (or ``===``) version, or be a direct reference ``NAME @ URL``
+  (whose version is then unknown). The environment marker is kept
+  (:attr:`LockedRequirement.marker`) and evaluated per target by the selection;
+  :func:`read_requirements` (every hash of every line, markers ignored, local
+  entries an error) is for files whose every line is installed, such as the
+  ones the pip front-end writes.
 * The file is UTF-8 (an initial BOM is allowed). Lines are split as
   ``str.splitlines`` splits them, as pip does.
 
@@ -71,7 +85,13 @@ the version in a wheel or sdist filename)::
     directory = { path = ".", editable = true }
 
 Packages from a VCS checkout or a directory have no file hash: they are not
-errors, :func:`read_pylock` returns them separately and the caller decides.
+errors, :func:`read_pylock` returns them separately and the caller decides
+(:func:`read_pylock_entries` marks them "not from an index"). A package's
+``marker`` is kept for the selection, evaluated with the lock's
+``default-groups`` as the dependency groups asked for; so are the lock's
+``environments`` (one of which must hold for the target, else the lock is not
+for it: an error) and the ``requires-python`` of the lock and of the package
+(each must hold).
 Beyond what ``packaging.pylock`` checks, the sha256 value must be 64 hex digits
 (either case) and ``size`` must not be negative.
 
@@ -106,13 +126,16 @@ from sigledger.ledger.entry import parse_release_filename
 from sigledger.ledger.errors import FormatError
 
 __all__ = [
+    "LockedRequirement",
     "LockfileError",
     "Pin",
     "TomlPath",
     "line_of",
     "pins_from_args",
     "read_pylock",
+    "read_pylock_entries",
     "read_requirements",
+    "read_requirements_entries",
     "toml_decode_error",
     "toml_lines",
 ]
@@ -164,6 +187,40 @@ class Pin:
         object.__setattr__(self, "name", name)
 
 
+@dataclass(frozen=True, slots=True)
+class LockedRequirement:
+    """One requirement line of a requirements file, or one package of a lock file.
+
+    ``pins`` are the files (pylock: with their filenames) or hashes (requirements
+    files: no filenames) it accepts, one of which the installer installs.
+    ``local`` says why an entry is not from an index (``"editable ."``,
+    ``"vcs git+https://..."``, ``"directory ./lib"``); such an entry has no pins.
+    """
+
+    project: str | None  # PEP 503 canonical; None for a bare path or an editable tree
+    version: str | None
+    marker: str  # "" when the requirement has none
+    pins: tuple[Pin, ...]
+    source: str  # "requirements.txt:12", "pylock.toml:packages[3]"
+    local: str | None = None
+    dependency_groups: tuple[str, ...] = ()  # what "... in dependency_groups" tests
+    # pylock.toml's lock-wide ``environments`` (one must hold) and ``requires-python``
+    # of the lock and the package (each must hold), as written.
+    environments: tuple[str, ...] = ()
+    requires_python: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """For display: ``certifi==2024.8.30 (requirements.txt:3)``, ``. (requirements.txt:9)``."""
+        if self.project is None:
+            what = self.local or "?"
+        elif self.version is None:
+            what = self.project
+        else:
+            what = f"{self.project}=={self.version}"
+        return f"{what} ({self.source})"
+
+
 # ---------------------------------------------------------------------------
 # Command-line hashes
 
@@ -201,6 +258,18 @@ _GLOBAL_WITH_VALUE = {
 }
 _GLOBAL_FLAGS = {"--no-index", "--require-hashes", "--pre", "--prefer-binary"}
 _REQ_OPTIONS_WITH_VALUE = {"-C", "--config-settings", "--global-option"}
+_VCS_SCHEMES = ("git+", "hg+", "svn+", "bzr+")
+
+
+def _local_kind(location: str) -> str | None:
+    """``"vcs"``/``"directory"``/``"file"`` for a location not served by an index."""
+    if location.startswith(_VCS_SCHEMES):
+        return "vcs"
+    if location.startswith("file:"):
+        return "file"
+    if location.startswith((".", "/", "~")) or re.match(r"[A-Za-z]:[\\/]", location):
+        return "directory" if not location.endswith((".whl", ".tar.gz", ".zip")) else "file"
+    return None
 
 
 def _read_text(path: Path, where: str) -> str:
@@ -277,7 +346,7 @@ def _option_name(word: str) -> str:
 
 class _RequirementsReader:
     def __init__(self) -> None:
-        self.pins: list[Pin] = []
+        self.entries: list[LockedRequirement] = []
         # The files being read, outermost first: (resolved path, name as shown).
         self.stack: list[tuple[Path, str]] = []
 
@@ -315,10 +384,8 @@ class _RequirementsReader:
             elif name in ("-c", "--constraint"):
                 _, _, index = _option_value(words, index, where)
             elif name in ("-e", "--editable"):
-                raise LockfileError(
-                    f"{where}: editable requirement is not pinned by hash "
-                    "(an editable source tree has no file hash)"
-                )
+                _, value, index = _option_value(words, index, where)
+                self.local_line(value, f"editable {value}", where)
             elif name in _GLOBAL_WITH_VALUE:
                 _, _, index = _option_value(words, index, where)
             elif word in _GLOBAL_FLAGS:
@@ -339,12 +406,25 @@ class _RequirementsReader:
             target = path.parent / target
         self.read(target, where)
 
+    def local_line(self, location: str, kind: str, where: str) -> None:
+        """An entry not from an index: a source tree, a checkout or a local file."""
+        spec, _, marker = location.partition(";")
+        project = None
+        egg = re.search(r"#egg=([A-Za-z0-9._-]+)", spec)
+        if egg:
+            project = str(canonicalize_name(egg[1]))
+        self.entries.append(LockedRequirement(project, None, marker.strip(), (), where, local=kind))
+
     def requirement_line(self, line: str, where: str) -> None:
         # pip's split: the words before the first one that starts with "-" are
         # the requirement, the rest are its options.
         words = line.split(" ")
         cut = next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
         spec = " ".join(words[:cut]).strip()
+        kind = _local_kind(spec)
+        if kind is not None:  # pip's bare paths and file: URLs
+            self.local_line(spec, f"{kind} {spec.partition(';')[0].strip()}", where)
+            return
         option_words = _split_words(" ".join(words[cut:]), where)
         hashes: dict[str, list[str]] = {}
         index = 0
@@ -364,6 +444,12 @@ class _RequirementsReader:
                 )
         req = _parse_requirement(spec, where)
         project = str(canonicalize_name(req.name))
+        marker = str(req.marker) if req.marker is not None else ""
+        if req.url is not None and (kind := _local_kind(req.url)) is not None:
+            self.entries.append(
+                LockedRequirement(project, None, marker, (), where, local=f"{kind} {req.url}")
+            )
+            return
         if not hashes:
             raise LockfileError(f"{where}: {project} is not pinned by hash (no --hash option)")
         if "sha256" not in hashes:
@@ -372,8 +458,11 @@ class _RequirementsReader:
                 "the log indexes sha256, add --hash=sha256:..."
             )
         version = _pinned_version(req, project, where)
-        for hexdigest in hashes["sha256"]:
-            self.pins.append(Pin(project, version, bytes.fromhex(hexdigest), None, None, where))
+        pins = tuple(
+            Pin(project, version, bytes.fromhex(hexdigest), None, None, where)
+            for hexdigest in hashes["sha256"]
+        )
+        self.entries.append(LockedRequirement(project, version, marker, pins, where))
 
 
 def _parse_hash(value: str, where: str) -> tuple[str, str]:
@@ -418,17 +507,36 @@ def _pinned_version(req: Requirement, project: str, where: str) -> str | None:
         ) from None
 
 
-def read_requirements(path: str | Path) -> list[Pin]:
-    """One Pin per (requirement, sha256 digest) of a hash-pinned requirements file.
+def read_requirements_entries(path: str | Path) -> list[LockedRequirement]:
+    """One LockedRequirement per requirement line of a requirements file.
 
-    Includes (``-r``) are read in place, in file order. Raises LockfileError
-    (``FILE:LINE: ...``) for anything that cannot be checked against the log:
-    see the module docstring for the exact rules.
+    Includes (``-r``) are read in place, in file order. Entries not from an index
+    (editable trees, local paths, ``file:`` URLs, VCS references) are returned
+    with ``local`` set. Raises LockfileError (``FILE:LINE: ...``) for anything
+    else that cannot be checked against the log: see the module docstring.
     """
     reader = _RequirementsReader()
     path = Path(path)
     reader.read(path, str(path))
-    return reader.pins
+    return reader.entries
+
+
+def read_requirements(path: str | Path) -> list[Pin]:
+    """One Pin per (requirement, sha256 digest) of a hash-pinned requirements file,
+    markers ignored: for a file whose every line is installed.
+
+    An entry not from an index is an error here (it has no file hash).
+    """
+    pins: list[Pin] = []
+    for entry in read_requirements_entries(path):
+        if entry.local is not None:
+            what = "editable requirement" if entry.local.startswith("editable") else entry.local
+            raise LockfileError(
+                f"{entry.source}: {what} is not pinned by hash "
+                "(a source tree, checkout or local file has no file hash from an index)"
+            )
+        pins.extend(entry.pins)
+    return pins
 
 
 # ---------------------------------------------------------------------------
@@ -466,7 +574,7 @@ class _PylockReader:
     def fail(self, path: TomlPath, message: str) -> LockfileError:
         return LockfileError(f"{self._places.at(path)}: {message}")
 
-    def read(self) -> tuple[list[Pin], list[str]]:
+    def read(self) -> list[LockedRequirement]:
         try:
             data = tomllib.loads(self.text)
         except tomllib.TOMLDecodeError as exc:
@@ -477,16 +585,27 @@ class _PylockReader:
         except PylockValidationError as exc:
             prefix = f"{exc.context}: " if exc.context else ""
             raise self.fail(_context_path(exc.context), f"{prefix}{exc.message}") from None
-        pins: list[Pin] = []
-        unhashed: list[str] = []
-        for number, package in enumerate(lock.packages):
-            self.package(number, package, pins, unhashed)
-        return pins, unhashed
+        groups = tuple(str(g) for g in lock.default_groups or ())
+        environments = tuple(str(m) for m in lock.environments or ())
+        python = (str(lock.requires_python),) if lock.requires_python else ()
+        return [
+            self.package(n, package, groups, environments, python)
+            for n, package in enumerate(lock.packages)
+        ]
 
-    def package(self, number: int, package: Package, pins: list[Pin], unhashed: list[str]) -> None:
+    def package(
+        self,
+        number: int,
+        package: Package,
+        groups: tuple[str, ...],
+        environments: tuple[str, ...],
+        python: tuple[str, ...],
+    ) -> LockedRequirement:
         base: TomlPath = ("packages", number)
         label = f"packages[{number}]"
         version = str(package.version) if package.version is not None else None
+        marker = str(package.marker) if package.marker is not None else ""
+        pins: list[Pin] = []
         files: list[tuple[TomlPath, str | None, int | None, Mapping[str, str], bool]] = []
         for index, wheel in enumerate(package.wheels or ()):
             files.append(((*base, "wheels", index), wheel.filename, wheel.size, wheel.hashes, True))
@@ -497,9 +616,12 @@ class _PylockReader:
             archive = package.archive
             name = _basename(archive.url, archive.path)
             files.append(((*base, "archive"), name, archive.size, archive.hashes, False))
-        if package.vcs is not None or package.directory is not None:
-            kind = "vcs" if package.vcs is not None else "directory"
-            unhashed.append(f"{package.name} ({kind}, {self.path}:{label})")
+        local: str | None = None
+        if package.vcs is not None:
+            local = f"vcs {package.vcs.url or package.vcs.path}"
+        elif package.directory is not None:
+            editable = "editable" if package.directory.editable else "directory"
+            local = f"{editable} {package.directory.path}"
         for where, filename, size, hashes, is_release in files:
             dotted = label + "".join(
                 f"[{part}]" if isinstance(part, int) else f".{part}" for part in where[2:]
@@ -536,6 +658,18 @@ class _PylockReader:
                     source=f"{self.path}:{dotted}",
                 )
             )
+        return LockedRequirement(
+            str(package.name),
+            version,
+            marker,
+            tuple(pins),
+            f"{self.path}:{label}",
+            local=local if not pins else None,
+            dependency_groups=groups,
+            environments=environments,
+            requires_python=python
+            + ((str(package.requires_python),) if package.requires_python else ()),
+        )
 
 
 def read_pylock(path: str | Path) -> tuple[list[Pin], list[str]]:
@@ -545,6 +679,23 @@ def read_pylock(path: str | Path) -> tuple[list[Pin], list[str]]:
     list names each VCS or directory package as ``"NAME (vcs|directory,
     FILE:packages[N])"``; whether those are acceptable is the caller's choice.
     Raises LockfileError (``FILE:LINE: ...``).
+    """
+    pins: list[Pin] = []
+    unhashed: list[str] = []
+    for entry in read_pylock_entries(path):
+        pins.extend(entry.pins)
+        if entry.local is not None:
+            kind = "vcs" if entry.local.startswith("vcs") else "directory"
+            unhashed.append(f"{entry.project} ({kind}, {entry.source})")
+    return pins, unhashed
+
+
+def read_pylock_entries(path: str | Path) -> list[LockedRequirement]:
+    """One LockedRequirement per package of a PEP 751 lock file, in file order.
+
+    VCS and directory packages come with ``local`` set (``"vcs URL"``,
+    ``"editable PATH"``, ``"directory PATH"``) and no pins. Raises LockfileError
+    (``FILE:LINE: ...``).
     """
     path = Path(path)
     text = _read_text(path, str(path))

@@ -3,10 +3,18 @@ shows for the locked hashes.
 
 :func:`pin_policy` verifies the log's checkpoint against the given key (a wrong
 key names the key the log signs with, see :mod:`sigledger.client.logkey`), looks
-up every pinned SHA-256, and -- only when every pin is in the log -- writes the
-policy with :func:`~sigledger.client.install.policy.pin_projects` applied (the
-file is replaced atomically). A pin the log does not show is reported in
-:attr:`PinResult.missing` and nothing is written.
+up every pinned SHA-256 and writes the policy with
+:func:`~sigledger.client.install.policy.pin_projects` applied (the file is
+replaced atomically).
+
+Lock files are pinned per environment, as ``verify`` checks them: the files in
+scope are those :mod:`sigledger.client.install.selection` picks for the target
+(every listed file with ``all_files``). A file in scope that the log does not
+show, or a requirement with no file for the target, is reported in
+:attr:`PinResult.missing`; the projects of the rest are pinned and the policy
+is written anyway, except with ``strict`` (all or nothing), where a single
+missing file means nothing is written. A project with a missing file is still
+pinned to the signers of its other files.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from pathlib import Path
 
 from sigledger.client.checkpoints import FileCheckpointStore
 from sigledger.client.install.checks import matches
+from sigledger.client.install.environment import TargetEnvironment
+from sigledger.client.install.inputs import LockInputs
 from sigledger.client.install.lockfiles import Pin
 from sigledger.client.install.policy import (
     LogTrust,
@@ -26,6 +36,8 @@ from sigledger.client.install.policy import (
     load_policy,
     pin_projects,
 )
+from sigledger.client.install.selection import Selection
+from sigledger.client.install.verify import logged_by_hash, select_inputs
 from sigledger.client.logkey import open_with_log_key
 from sigledger.client.remote import normalize_url
 from sigledger.client.trust import VerifiedLog
@@ -38,6 +50,7 @@ class PinResult:
     signers: dict[str, set[str]] = field(default_factory=dict)  # project -> verifier keys
     missing: list[str] = field(default_factory=list)  # pins the log does not show
     written: bool = False
+    selection: Selection | None = None  # what the lock files put in scope
 
 
 async def logged_signers(
@@ -79,8 +92,13 @@ async def pin_policy(
     *,
     threshold: int | None = None,
     state_dir: Path | None = None,
+    locks: LockInputs | None = None,
+    env: TargetEnvironment | None = None,
+    all_files: bool = False,
+    strict: bool = False,
 ) -> PinResult:
-    """Pin the signers ``url`` shows for ``pins`` into the policy at ``policy_path``.
+    """Pin the signers ``url`` shows for ``pins``, and for the files ``env``
+    installs from ``locks``, into the policy at ``policy_path``.
 
     The existing policy (if any) is read first, so a bad file fails before any
     network I/O. Raises PolicyError for a threshold or key the policy cannot
@@ -93,9 +111,17 @@ async def pin_policy(
         note = await log.client.checkpoint()
         open_with_log_key(note, log_key, log.url, trust.origin)
         await log.accept(note)
-        signers, missing = await logged_signers(log, pins)
-    result = PinResult(policy_path, signers, missing)
-    if not missing:
+        artifacts = list(pins)
+        selection = None
+        if locks:
+            logged = await logged_by_hash(log, locks, all_files)
+            selection = select_inputs(env or TargetEnvironment.current(), locks, logged, all_files)
+            artifacts.extend(selection.pins)
+        signers, missing = await logged_signers(log, artifacts)
+    if selection is not None:
+        missing = sorted([*missing, *(f"{o.artifact.name}: {o.reason}" for o in selection.failed)])
+    result = PinResult(policy_path, signers, missing, selection=selection)
+    if signers and not (strict and missing):
         write_policy(policy_path, pin_projects(policy, trust, signers, threshold))
         result.written = True
     return result

@@ -554,6 +554,8 @@ class Verdict:
     signers: tuple[str, ...] = ()
     entries: tuple[int, ...] = ()  # log indexes of the entries that decided it
     alarm: bool = False
+    # Served, but someone the rule does not trust logged another hash for this file.
+    warnings: tuple[str, ...] = ()
 
     def shown(self) -> ShownFile:
         up = self.upstream
@@ -661,6 +663,7 @@ def _judge_file(
             True,
             outcome.trusted,
             tuple(e.index for e in outcome.entries),
+            warnings=tuple(outcome.warning_lines()),
         )
     if passed:
         reason = f"the log holds {len(passed)} different trusted hashes for this file"
@@ -1143,6 +1146,8 @@ class Proxy:
                 log.info("dropped %s: %s", v.filename, v.reason, extra=extra)
             elif not v.verified:
                 log.warning("serving %s unverified: %s", v.filename, v.reason, extra=extra)
+            for line in v.warnings:
+                log.warning("WARN: serving %s: %s", v.filename, line, extra=extra)
         return ProjectView(project, verdicts, size, self.verified_log.origin, time.monotonic())
 
     # --- handlers -----------------------------------------------------------------------

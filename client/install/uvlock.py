@@ -58,7 +58,8 @@ Packages with an ``editable``, ``virtual``, ``directory``, ``git`` or ``path``
 source have no file from an index: they are returned by name as "not from an
 index" and the caller decides; the workspace members reached as roots are
 listed apart, as the project's own packages. A reached package with no file for this
-environment is an error.
+environment is an error. The files not installed here are returned too
+(:attr:`EnvironmentPins.not_for_environment`), for the report.
 """  # noqa: E501 (the example lines are as long as uv writes them)
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ __all__ = [
     "LockedPackage",
     "UvLock",
     "UvLockError",
+    "all_pins",
     "parse_uvlock",
     "pins_for_environment",
     "read_uvlock",
@@ -368,6 +370,9 @@ class EnvironmentPins:
     not_from_index: list[tuple[str, str]]  # (name, "git=https://..., uv.lock:package[7]")
     urls: dict[str, str]  # Pin.source -> the file's URL, where the lock has one
     members: list[str]  # the roots with a local source: the project's own packages
+    # Files of the lock this environment does not install: the other files of the
+    # packages installed, and every file of the packages not reached.
+    not_for_environment: list[Pin] = field(default_factory=list)
 
 
 def _applies(lock: UvLock, env: TargetEnvironment, marker: str, where: TomlPath) -> bool:
@@ -470,6 +475,11 @@ def pins_for_environment(
     urls: dict[str, str] = {}
     members: list[str] = []
     root_ids = {id(root) for root in roots}
+    others: list[Pin] = []
+    reached = {id(p) for p in order}
+    for package in lock.packages:
+        if id(package) not in reached:
+            others.extend(_pin(lock, package, f) for f in package.files)
     for package in order:
         if id(package) in root_ids and package.source_kind in LOCAL_SOURCES:
             members.append(package.name)
@@ -479,13 +489,22 @@ def pins_for_environment(
             local.append((package.name, f"{package.source}, {shown}"))
             continue
         chosen = _choose(lock, env, package)
-        source = f"{lock.path}:{lock.label(chosen.where)}"
-        pins.append(
-            Pin(package.name, package.version, chosen.sha256, chosen.filename, chosen.size, source)
-        )
+        pin = _pin(lock, package, chosen)
+        pins.append(pin)
+        others.extend(_pin(lock, package, f) for f in package.files if f is not chosen)
         if chosen.url is not None:
-            urls[source] = chosen.url
-    return EnvironmentPins(pins, local, urls, members)
+            urls[pin.source] = chosen.url
+    return EnvironmentPins(pins, local, urls, members, others)
+
+
+def _pin(lock: UvLock, package: LockedPackage, f: LockedFile) -> Pin:
+    source = f"{lock.path}:{lock.label(f.where)}"
+    return Pin(package.name, package.version, f.sha256, f.filename, f.size, source)
+
+
+def all_pins(lock: UvLock) -> list[Pin]:
+    """Every file of every package from an index or URL (``--all-files``)."""
+    return [_pin(lock, p, f) for p in lock.packages for f in p.files]
 
 
 def _choose(lock: UvLock, env: TargetEnvironment, package: LockedPackage) -> LockedFile:
