@@ -70,6 +70,60 @@ def _json(p: argparse.ArgumentParser, what: str = "print JSON on stdout, errors 
     p.add_argument("--json", action="store_true", help=what)
 
 
+# Options several commands take: one definition each. ``env`` names the variable
+# (SIGLEDGER_<env>) that gives the default.
+_SHARED: dict[str, dict[str, Any]] = {
+    "policy": {
+        "flags": ("--policy",),
+        "metavar": "FILE",
+        "help": "trust policy (env SIGLEDGER_POLICY; default in your config directory)",
+    },
+    "log": {
+        "flags": ("--log",),
+        "metavar": "URL",
+        "env": "LOG",
+        "help": "log URL (env SIGLEDGER_LOG)",
+    },
+    "log_key": {
+        "flags": ("--log-key",),
+        "metavar": "VKEY",
+        "env": "LOG_KEY",
+        "help": "the log's verifier key (env SIGLEDGER_LOG_KEY)",
+    },
+    "requirement": {
+        "flags": ("-r", "--requirement"),
+        "action": "append",
+        "default": [],
+        "metavar": "FILE",
+        "help": "a requirements file with --hash pins (repeatable)",
+    },
+    "lock": {
+        "flags": ("--lock",),
+        "action": "append",
+        "default": [],
+        "metavar": "FILE",
+        "help": "a pylock.toml or uv.lock lock file (repeatable)",
+    },
+    "require_index_files": {
+        "flags": ("--require-index-files",),
+        "action": "store_true",
+        "help": "fail on lock entries not from an index (editable trees, directories, VCS)",
+    },
+    "receipts": {"flags": ("--receipts",), "metavar": "DIR", "help": "receipts folder"},
+}
+
+
+def _shared(p: argparse.ArgumentParser, *names: str, **helps: str) -> None:
+    """Add shared options by name; ``helps`` rewords an option's help for this command."""
+    for name in names:
+        spec = dict(_SHARED[name])
+        flags = spec.pop("flags")
+        env = spec.pop("env", None)
+        spec.setdefault("default", _env(env) if env else None)
+        spec["help"] = helps.get(name, spec["help"])
+        p.add_argument(*flags, **spec)
+
+
 def _command(
     sub: Any, name: str, handler: str, *, reports: bool = True, **kw: Any
 ) -> argparse.ArgumentParser:
@@ -187,25 +241,18 @@ def _publish(sub: Any) -> None:
     )
     pub.add_argument("files", nargs="+", metavar="FILE", help="wheel or sdist files")
     pub.add_argument(
-        "--log", metavar="URL", default=_env("LOG"), help="log URL (env SIGLEDGER_LOG)"
-    )
-    pub.add_argument(
         "--key", metavar="FILE", default=_env("KEY"), help="signing key file (env SIGLEDGER_KEY)"
-    )
-    pub.add_argument(
-        "--log-key",
-        metavar="VKEY",
-        default=_env("LOG_KEY"),
-        help="the log's verifier key: check its checkpoint before submitting and the "
-        "receipts' checkpoint signatures (env SIGLEDGER_LOG_KEY)",
     )
     pub.add_argument("--dry-run", action="store_true", help="hash and sign, but submit nothing")
     pub.add_argument("--no-receipts", action="store_true", help="do not write receipt files")
-    pub.add_argument(
-        "--receipts",
-        metavar="DIR",
-        default=None,
-        help="write receipts to DIR/<file>.json (default: .sigledger/ next to each file)",
+    _shared(
+        pub,
+        "log",
+        "log_key",
+        "receipts",
+        log_key="the log's verifier key: check its checkpoint before submitting and the "
+        "receipts' checkpoint signatures (env SIGLEDGER_LOG_KEY)",
+        receipts="write receipts to DIR/<file>.json (default: .sigledger/ next to each file)",
     )
 
 
@@ -237,6 +284,9 @@ def _lock_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+_WHICH_LOG = "which of the policy's logs to ask (default: the first)"
+
+
 def _verify(sub: Any) -> None:
     v = _command(
         sub,
@@ -256,49 +306,21 @@ def _verify(sub: Any) -> None:
         metavar="FILE_OR_sha256:HEX",
         help="release files or sha256:<hex> digests",
     )
-    v.add_argument(
-        "-r",
-        "--requirement",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a requirements file with --hash pins (repeatable)",
-    )
-    v.add_argument(
-        "--lock",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a pylock.toml or uv.lock lock file (repeatable)",
-    )
-    v.add_argument(
-        "--require-index-files",
-        action="store_true",
-        help="fail on lock entries not from an index (editable trees, directories, VCS)",
-    )
-    v.add_argument(
-        "--policy",
-        metavar="FILE",
-        default=None,
-        help="trust policy (env SIGLEDGER_POLICY; default in your config directory)",
-    )
-    v.add_argument(
-        "--log",
-        metavar="URL",
-        default=_env("LOG"),
-        help="which of the policy's logs to ask (default: the first)",
+    _shared(
+        v,
+        "requirement",
+        "lock",
+        "require_index_files",
+        "policy",
+        "log",
+        log=_WHICH_LOG,
     )
     v.add_argument(
         "--offline",
         action="store_true",
         help="use only the files' receipts (as 'publish' writes them) and the policy",
     )
-    v.add_argument(
-        "--receipts",
-        metavar="DIR",
-        default=None,
-        help="with --offline, look for DIR/<file>.json first",
-    )
+    _shared(v, "receipts", receipts="with --offline, look for DIR/<file>.json first")
     _lock_options(v)
 
 
@@ -365,23 +387,14 @@ def _frontend(sub: Any, name: str, handler: str, tool: str, what: str, example: 
         f"{example}'. Exit codes as for 'verify'. Format and behaviour: "
         "client/install/frontend.py.",
     )
-    f.add_argument(
-        "--policy",
-        metavar="FILE",
-        default=None,
-        help="trust policy (env SIGLEDGER_POLICY; default in your config directory)",
-    )
-    f.add_argument(
-        "--log",
-        metavar="URL",
-        default=_env("LOG"),
-        help="which of the policy's logs to ask (default: the first)",
-    )
-    f.add_argument(
-        "--require-index-files",
-        action="store_true",
-        help="refuse packages not from an index (local directories, editable trees, VCS "
-        "checkouts); by default they are installed unchecked and named in the report",
+    _shared(
+        f,
+        "policy",
+        "log",
+        "require_index_files",
+        log=_WHICH_LOG,
+        require_index_files="refuse packages not from an index (local directories, editable "
+        "trees, VCS checkouts); by default they are installed unchecked and named in the report",
     )
     f.add_argument(
         "tool_args", nargs=argparse.REMAINDER, metavar="ARGS", help=f"{tool}'s own arguments"
@@ -443,18 +456,7 @@ def _proxy(sub: Any) -> None:
     px.add_argument(
         "--listen", metavar="HOST:PORT", default="127.0.0.1:8090", help="default 127.0.0.1:8090"
     )
-    px.add_argument(
-        "--policy",
-        metavar="FILE",
-        default=None,
-        help="trust policy (env SIGLEDGER_POLICY; default in your config directory)",
-    )
-    px.add_argument(
-        "--log",
-        metavar="URL",
-        default=_env("LOG"),
-        help="which of the policy's logs to check against (default: the first)",
-    )
+    _shared(px, "policy", "log", log=_WHICH_LOG)
     px.add_argument(
         "--unlisted",
         choices=["require-any-signer", "pass-through"],
@@ -509,15 +511,7 @@ def _policy(sub: Any) -> None:
         "reported and not pinned; the policy is written for the rest (exit 1), or not at "
         "all with --strict.",
     )
-    pin.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE")
-    pin.add_argument(
-        "--lock", action="append", default=[], metavar="FILE", help="pylock.toml or uv.lock"
-    )
-    pin.add_argument("--log", metavar="URL", default=_env("LOG"), help="log URL")
-    pin.add_argument(
-        "--log-key", metavar="VKEY", default=_env("LOG_KEY"), help="the log's verifier key"
-    )
-    pin.add_argument("--policy", metavar="FILE", default=None, help="policy file to update")
+    _shared(pin, "requirement", "lock", "log", "log_key", "policy", policy="policy file to update")
     pin.add_argument(
         "--threshold",
         type=int,
@@ -563,12 +557,8 @@ def _witness(sub: Any) -> None:
 
 def _checkpoint(sub: Any) -> None:
     c = _command(sub, "checkpoint", "checkpoint", help="show a log's current checkpoint")
-    c.add_argument("--log", metavar="URL", default=_env("LOG"), help="log URL (env SIGLEDGER_LOG)")
-    c.add_argument(
-        "--log-key",
-        metavar="VKEY",
-        default=_env("LOG_KEY"),
-        help="verify the checkpoint with this key (env SIGLEDGER_LOG_KEY)",
+    _shared(
+        c, "log", "log_key", log_key="verify the checkpoint with this key (env SIGLEDGER_LOG_KEY)"
     )
 
 
@@ -652,12 +642,7 @@ def _fsck(sub: Any) -> None:
         "and signature-check every entry. Exit 1 on any failure.",
     )
     fs.add_argument("url", metavar="URL", help="log URL")
-    fs.add_argument(
-        "--log-key",
-        metavar="VKEY",
-        default=_env("LOG_KEY"),
-        help="the log's verifier key (env SIGLEDGER_LOG_KEY)",
-    )
+    _shared(fs, "log_key")
     fs.add_argument(
         "--workers",
         type=int,

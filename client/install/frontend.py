@@ -145,13 +145,17 @@ def _tail(text: str) -> str:
     return "\n".join(("  " + line) for line in shown) or "  (no output)"
 
 
-def _run_quiet(cmd: Sequence[str], what: str) -> subprocess.CompletedProcess[str]:
-    """Run a resolving step, capturing its output; InstallerError if it fails."""
+def _run(cmd: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run the user's own installer with the arguments the user gave it."""
     try:
-        # The user's own installer, with the arguments the user gave it.
-        result = subprocess.run(list(cmd), capture_output=True, text=True, check=False)  # noqa: S603
+        return subprocess.run(list(cmd), check=False, text=True, **kw)  # noqa: S603
     except OSError as exc:
         raise ConfigError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
+
+
+def _run_quiet(cmd: Sequence[str], what: str) -> subprocess.CompletedProcess[str]:
+    """Run a resolving step, capturing its output; InstallerError if it fails."""
+    result = _run(cmd, capture_output=True)
     if result.returncode != 0:
         raise InstallerError(
             f"{what} failed (exit {result.returncode}); nothing was installed:\n"
@@ -163,12 +167,9 @@ def _run_quiet(cmd: Sequence[str], what: str) -> subprocess.CompletedProcess[str
 def _run_install(cmd: Sequence[str], what: str, out: IO[str] | None) -> None:
     """Run an install step, its output shown to the user (on ``out``)."""
     sys.stdout.flush()
-    try:
-        # UV_NO_VERIFY_HASHES would let uv install files without the hash check.
-        env = {k: v for k, v in os.environ.items() if k != "UV_NO_VERIFY_HASHES"}
-        result = subprocess.run(list(cmd), stdout=out, env=env, check=False)  # noqa: S603
-    except OSError as exc:
-        raise ConfigError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
+    # UV_NO_VERIFY_HASHES would let uv install files without the hash check.
+    env = {k: v for k, v in os.environ.items() if k != "UV_NO_VERIFY_HASHES"}
+    result = _run(cmd, stdout=out, env=env)
     if result.returncode != 0:
         raise InstallerError(
             f"{what} failed (exit {result.returncode}) after every file was verified; "
@@ -207,6 +208,11 @@ def _write_hashes(plan: Plan, work: Path) -> Path:
 
 # ---------------------------------------------------------------------------
 # Splitting a tool's arguments
+
+
+def _words(text: str) -> frozenset[str]:
+    """A set of option names written as white-space separated words."""
+    return frozenset(text.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,58 +265,18 @@ def _split(
 
 
 _PIP = _Options(
-    with_value=frozenset(
-        {
-            "-r",
-            "--requirement",
-            "-c",
-            "--constraint",
-            "-e",
-            "--editable",
-            "--group",
-            "-t",
-            "--target",
-            "--platform",
-            "--python-version",
-            "--implementation",
-            "--abi",
-            "--root",
-            "--prefix",
-            "--src",
-            "--upgrade-strategy",
-            "-C",
-            "--config-settings",
-            "--global-option",
-            "--report",
-            "-i",
-            "--index-url",
-            "--extra-index-url",
-            "-f",
-            "--find-links",
-            "--no-binary",
-            "--only-binary",
-            "--progress-bar",
-            "--root-user-action",
-            "--log",
-            "--log-file",
-            "--python",
-            "--proxy",
-            "--retries",
-            "--resume-retries",
-            "--timeout",
-            "--exists-action",
-            "--trusted-host",
-            "--cert",
-            "--client-cert",
-            "--cache-dir",
-            "--use-feature",
-            "--use-deprecated",
-            "--keyring-provider",
-        }
+    with_value=_words(
+        """
+        -r --requirement -c --constraint -e --editable --group -t --target
+        --platform --python-version --implementation --abi --root --prefix --src
+        --upgrade-strategy -C --config-settings --global-option --report -i
+        --index-url --extra-index-url -f --find-links --no-binary --only-binary
+        --progress-bar --root-user-action --log --log-file --python --proxy
+        --retries --resume-retries --timeout --exists-action --trusted-host --cert
+        --client-cert --cache-dir --use-feature --use-deprecated --keyring-provider
+        """
     ),
-    requirements=frozenset(
-        {"-r", "--requirement", "-c", "--constraint", "-e", "--editable", "--group"}
-    ),
+    requirements=_words("-r --requirement -c --constraint -e --editable --group"),
     ours=frozenset({"--report", "--dry-run"}),
 )
 
@@ -483,95 +449,33 @@ class PipFrontend(Frontend):
 # uv pip
 
 _UV_PIP = _Options(
-    with_value=frozenset(
-        {
-            "--allow-insecure-host",
-            "--cache-dir",
-            "--cert",
-            "--color",
-            "--config-file",
-            "--config-settings-package",
-            "--default-index",
-            "--directory",
-            "--exclude-newer",
-            "--exclude-newer-package",
-            "--excludes",
-            "--extra",
-            "--extra-index-url",
-            "--fork-strategy",
-            "--group",
-            "--index",
-            "--index-strategy",
-            "--keyring-provider",
-            "--link-mode",
-            "--no-binary",
-            "--no-build-isolation-package",
-            "--no-editable-package",
-            "--no-sources-package",
-            "--only-binary",
-            "--output-format",
-            "--overrides",
-            "--prefix",
-            "--prerelease",
-            "--prerelease-package",
-            "--project",
-            "--python-platform",
-            "--python-version",
-            "--refresh-package",
-            "--reinstall-package",
-            "--resolution",
-            "--torch-backend",
-            "--upgrade-group",
-            "-C",
-            "--config-setting",
-            "-P",
-            "--upgrade-package",
-            "-b",
-            "--build-constraints",
-            "-c",
-            "--constraints",
-            "-e",
-            "--editable",
-            "-f",
-            "--find-links",
-            "-i",
-            "--index-url",
-            "-p",
-            "--python",
-            "-r",
-            "--requirements",
-            "--requirement",
-            "-t",
-            "--target",
-        }
+    with_value=_words(
+        """
+        --allow-insecure-host --cache-dir --cert --color --config-file
+        --config-settings-package --default-index --directory --exclude-newer
+        --exclude-newer-package --excludes --extra --extra-index-url --fork-strategy
+        --group --index --index-strategy --keyring-provider --link-mode --no-binary
+        --no-build-isolation-package --no-editable-package --no-sources-package
+        --only-binary --output-format --overrides --prefix --prerelease
+        --prerelease-package --project --python-platform --python-version
+        --refresh-package --reinstall-package --resolution --torch-backend
+        --upgrade-group -C --config-setting -P --upgrade-package -b
+        --build-constraints -c --constraints -e --editable -f --find-links -i
+        --index-url -p --python -r --requirements --requirement -t --target
+        """
     ),
-    requirements=frozenset(
-        {"-r", "--requirements", "--requirement", "-e", "--editable", "-c", "--constraints"}
-    ),
+    requirements=_words("-r --requirements --requirement -e --editable -c --constraints"),
     ours=frozenset({"--dry-run"}),
     refused=frozenset({"--no-verify-hashes"}),
 )
 # uv pip install options `uv pip compile` does not take (they say where to install).
-_UV_INSTALL_ONLY = frozenset(
-    {
-        "--break-system-packages",
-        "--check",
-        "--compile-bytecode",
-        "--exact",
-        "--no-break-system-packages",
-        "--no-editable",
-        "--no-editable-package",
-        "--output-format",
-        "--prefix",
-        "--reinstall",
-        "--reinstall-package",
-        "--strict",
-        "--target",
-        "-t",
-        "--user",
-        "--link-mode",
-        "--require-hashes",
-    }
+_UV_INSTALL_ONLY = _words(
+    """
+        --break-system-packages --check --compile-bytecode --exact
+        --no-break-system-packages --no-editable --no-editable-package
+        --output-format --prefix --reinstall --reinstall-package --strict --target
+        -t --user --link-mode --require-hashes
+        """
 )
 
 
@@ -686,89 +590,30 @@ def plan_from_pylock(path: Path, env: TargetEnvironment) -> Plan:
 # ---------------------------------------------------------------------------
 # uv sync
 
-_UV_SYNC_WITH_VALUE = frozenset(
-    {
-        "--allow-insecure-host",
-        "--cache-dir",
-        "--color",
-        "--config-file",
-        "--config-settings-package",
-        "--default-index",
-        "--directory",
-        "--exclude-newer",
-        "--exclude-newer-package",
-        "--extra",
-        "--extra-index-url",
-        "--fork-strategy",
-        "--group",
-        "--index",
-        "--index-strategy",
-        "--keyring-provider",
-        "--link-mode",
-        "--no-binary-package",
-        "--no-build-isolation-package",
-        "--no-build-package",
-        "--no-editable-package",
-        "--no-extra",
-        "--no-group",
-        "--no-install-package",
-        "--no-sources-package",
-        "--only-group",
-        "--output-format",
-        "--package",
-        "--prerelease",
-        "--prerelease-package",
-        "--project",
-        "--python-platform",
-        "--refresh-package",
-        "--reinstall-package",
-        "--resolution",
-        "--script",
-        "--upgrade-group",
-        "-C",
-        "--config-setting",
-        "-P",
-        "--upgrade-package",
-        "-f",
-        "--find-links",
-        "-i",
-        "--index-url",
-        "-p",
-        "--python",
-    }
+_UV_SYNC_WITH_VALUE = _words(
+    """
+        --allow-insecure-host --cache-dir --color --config-file
+        --config-settings-package --default-index --directory --exclude-newer
+        --exclude-newer-package --extra --extra-index-url --fork-strategy --group
+        --index --index-strategy --keyring-provider --link-mode --no-binary-package
+        --no-build-isolation-package --no-build-package --no-editable-package
+        --no-extra --no-group --no-install-package --no-sources-package --only-group
+        --output-format --package --prerelease --prerelease-package --project
+        --python-platform --refresh-package --reinstall-package --resolution
+        --script --upgrade-group -C --config-setting -P --upgrade-package -f
+        --find-links -i --index-url -p --python
+        """
 )
 # uv sync options that `uv lock` does not take (they choose what to install).
-_UV_SYNC_ONLY = frozenset(
-    {
-        "--active",
-        "--all-extras",
-        "--all-groups",
-        "--all-packages",
-        "--compile-bytecode",
-        "--extra",
-        "--frozen",
-        "--group",
-        "--inexact",
-        "--locked",
-        "--no-default-groups",
-        "--no-dev",
-        "--no-editable",
-        "--no-editable-package",
-        "--no-extra",
-        "--no-group",
-        "--no-install-local",
-        "--no-install-package",
-        "--no-install-project",
-        "--no-install-workspace",
-        "--only-dev",
-        "--only-group",
-        "--output-format",
-        "--package",
-        "--python-platform",
-        "--reinstall",
-        "--reinstall-package",
-        "--link-mode",
-    }
+_UV_SYNC_ONLY = _words(
+    """
+        --active --all-extras --all-groups --all-packages --compile-bytecode --extra
+        --frozen --group --inexact --locked --no-default-groups --no-dev
+        --no-editable --no-editable-package --no-extra --no-group --no-install-local
+        --no-install-package --no-install-project --no-install-workspace --only-dev
+        --only-group --output-format --package --python-platform --reinstall
+        --reinstall-package --link-mode
+        """
 )
 
 

@@ -51,7 +51,6 @@ checkpoint verification code.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -63,7 +62,13 @@ import platformdirs
 import tomli_w
 from packaging.utils import InvalidName, canonicalize_name
 
-from sigledger.client.install.tomlpos import TomlPath, TomlPlaces, short_repr, toml_decode_error
+from sigledger.client.install.tomlpos import (
+    TomlPath,
+    TomlReader,
+    key_path,
+    short_repr,
+    toml_decode_error,
+)
 from sigledger.ledger.errors import ConfigError, FormatError
 from sigledger.ledger.note import ALG_COSIGNATURE_V1, ALG_ED25519, Verifier
 
@@ -90,7 +95,6 @@ _TOP_KEYS = ("version", "log", "witnesses", "default", "project")
 _LOG_KEYS = ("url", "key", "origin")
 _WITNESS_KEYS = ("keys", "quorum")
 _RULE_KEYS = ("signers", "threshold", "any-signer")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class PolicyError(ConfigError):
@@ -217,20 +221,6 @@ class Policy:
 # Reading
 
 
-def _display(path: TomlPath) -> str:
-    """``("project", "my proj", "signers", 2)`` -> ``project."my proj".signers[2]``."""
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-            continue
-        key = part
-        if _BARE_KEY.fullmatch(part) is None:
-            key = tomli_w.dumps({part: 0}).removesuffix(" = 0\n")
-        text += f".{key}" if text else key
-    return text
-
-
 def _is_http_url(url: str) -> bool:
     if not url.isprintable() or " " in url:
         return False
@@ -241,50 +231,19 @@ def _is_http_url(url: str) -> bool:
         return False
 
 
-class _Parser:
+class _Parser(TomlReader):
     """Validates the parsed TOML and builds the Policy, pointing errors at lines."""
 
-    def __init__(self, text: str, source: str) -> None:
-        self.text = text
-        self.source = source
-        self._places = TomlPlaces(text, source)
-
-    def error(self, path: TomlPath, message: str) -> PolicyError:
-        prefix = f"{_display(path)}: " if path else ""
-        return PolicyError(f"{self._places.at(path)}: {prefix}{message}")
-
-    def table(self, path: TomlPath, value: object, known: tuple[str, ...]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.error(path, f"must be a table, not {short_repr(value)}")
-        for key in value:
-            if key not in known:
-                raise self.error((*path, key), f"unknown key (expected one of: {', '.join(known)})")
-        return value
-
-    def integer(self, path: TomlPath, value: object) -> int:
-        # bool is an int in Python, but `threshold = true` is a mistake.
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise self.error(path, f"must be an integer, not {short_repr(value)}")
-        return value
-
-    def string(self, path: TomlPath, value: object) -> str:
-        if not isinstance(value, str):
-            raise self.error(path, f"must be a string, not {short_repr(value)}")
-        return value
-
-    def strings(self, path: TomlPath, value: object) -> list[str]:
-        if not isinstance(value, list):
-            raise self.error(path, f"must be an array of strings, not {short_repr(value)}")
-        return [self.string((*path, i), item) for i, item in enumerate(value)]
+    error = PolicyError
 
     def verifier(self, path: TomlPath, value: object, algs: tuple[int, ...], role: str) -> Verifier:
         text = self.string(path, value)
         try:
             verifier = Verifier.from_vkey(text)
         except FormatError as exc:
-            raise self.error(path, f"{short_repr(text)} is not a verifier key: {exc}") from None
+            raise self.fail(path, f"{short_repr(text)} is not a verifier key: {exc}") from None
         if verifier.alg not in algs:
-            raise self.error(
+            raise self.fail(
                 path,
                 f"{short_repr(text)} is a type 0x{verifier.alg:02x} key; {role} needs "
                 + " or ".join(f"type 0x{alg:02x}" for alg in algs),
@@ -294,10 +253,10 @@ class _Parser:
     def parse(self, data: dict[str, Any]) -> Policy:
         self.table((), data, _TOP_KEYS)
         if "version" not in data:
-            raise self.error((), f"missing version = {POLICY_VERSION}")
+            raise self.fail((), f"missing version = {POLICY_VERSION}")
         version = data["version"]
         if self.integer(("version",), version) != POLICY_VERSION:
-            raise self.error(
+            raise self.fail(
                 ("version",), f"unsupported policy version {version} (want {POLICY_VERSION})"
             )
         logs = self.logs(data.get("log"))
@@ -311,17 +270,17 @@ class _Parser:
         spelled: dict[str, str] = {}
         project_tables = data.get("project", {})
         if not isinstance(project_tables, dict):
-            raise self.error(("project",), 'must hold tables [project."NAME"]')
+            raise self.fail(("project",), 'must hold tables [project."NAME"]')
         for name, value in project_tables.items():
             path: TomlPath = ("project", name)
             try:
                 canonical = str(canonicalize_name(name, validate=True))
             except InvalidName:
-                raise self.error(path, "is not a valid project name") from None
+                raise self.fail(path, "is not a valid project name") from None
             if canonical in spelled:
-                raise self.error(
+                raise self.fail(
                     path,
-                    f"names the same project as [project.{_display((spelled[canonical],))}] "
+                    f"names the same project as [project.{key_path((spelled[canonical],))}] "
                     f"({canonical})",
                 )
             spelled[canonical] = name
@@ -330,32 +289,32 @@ class _Parser:
 
     def logs(self, value: object) -> tuple[LogTrust, ...]:
         if value is None or value == []:
-            raise self.error((), "no [[log]] table: a policy must trust at least one log")
+            raise self.fail((), "no [[log]] table: a policy must trust at least one log")
         if not isinstance(value, list):
-            raise self.error(("log",), "must be an array of tables ([[log]])")
+            raise self.fail(("log",), "must be an array of tables ([[log]])")
         logs: list[LogTrust] = []
         for index, entry in enumerate(value):
             path: TomlPath = ("log", index)
             table = self.table(path, entry, _LOG_KEYS)
             for required in ("url", "key"):
                 if required not in table:
-                    raise self.error(path, f"missing {required}")
+                    raise self.fail(path, f"missing {required}")
             url = self.string((*path, "url"), table["url"])
             if not _is_http_url(url):
-                raise self.error((*path, "url"), f"{short_repr(url)} is not an http(s) URL")
+                raise self.fail((*path, "url"), f"{short_repr(url)} is not an http(s) URL")
             verifier = self.verifier((*path, "key"), table["key"], (ALG_ED25519,), "a log")
             origin = verifier.name
             if "origin" in table:
                 origin = self.string((*path, "origin"), table["origin"])
                 if not origin or not origin.isprintable():
-                    raise self.error((*path, "origin"), "must be a non-empty line of text")
+                    raise self.fail((*path, "origin"), "must be a non-empty line of text")
             for other in logs:
                 if other.verifier == verifier:
-                    raise self.error((*path, "key"), "this log key is listed twice")
+                    raise self.fail((*path, "key"), "this log key is listed twice")
                 if other.url.rstrip("/") == url.rstrip("/"):
-                    raise self.error((*path, "url"), "this log URL is listed twice")
+                    raise self.fail((*path, "url"), "this log URL is listed twice")
                 if other.origin == origin:
-                    raise self.error(path, f"origin {short_repr(origin)} is listed twice")
+                    raise self.fail(path, f"origin {short_repr(origin)} is listed twice")
             logs.append(LogTrust(url, verifier, origin))
         return tuple(logs)
 
@@ -368,13 +327,13 @@ class _Parser:
                 (*path, "keys", index), item, (ALG_COSIGNATURE_V1, ALG_ED25519), "a witness"
             )
             if verifier in verifiers:
-                raise self.error((*path, "keys", index), "this witness key is listed twice")
+                raise self.fail((*path, "keys", index), "this witness key is listed twice")
             verifiers.append(verifier)
         if "quorum" not in table:
-            raise self.error(path, "missing quorum")
+            raise self.fail(path, "missing quorum")
         quorum = self.integer((*path, "quorum"), table["quorum"])
         if not 0 <= quorum <= len(verifiers):
-            raise self.error(
+            raise self.fail(
                 (*path, "quorum"), f"must be between 0 and {len(verifiers)} (the number of keys)"
             )
         return WitnessPolicy(tuple(verifiers), quorum)
@@ -383,7 +342,7 @@ class _Parser:
         table = self.table(path, value, _RULE_KEYS)
         any_signer = table.get("any-signer", False)
         if not isinstance(any_signer, bool):
-            raise self.error(
+            raise self.fail(
                 (*path, "any-signer"), f"must be true or false, not {short_repr(any_signer)}"
             )
         signers: set[str] = set()
@@ -392,18 +351,18 @@ class _Parser:
                 (*path, "signers", index), item, (ALG_ED25519,), "a release signer"
             ).vkey
             if vkey in signers:
-                raise self.error((*path, "signers", index), "this signer is listed twice")
+                raise self.fail((*path, "signers", index), "this signer is listed twice")
             signers.add(vkey)
         if not signers and not any_signer:
-            raise self.error(
+            raise self.fail(
                 path,
                 "lists no signers (list some, or set any-signer = true to accept any signer)",
             )
         threshold = self.integer((*path, "threshold"), table.get("threshold", 1))
         if threshold < 1:
-            raise self.error((*path, "threshold"), "must be at least 1")
+            raise self.fail((*path, "threshold"), "must be at least 1")
         if not any_signer and threshold > len(signers):
-            raise self.error(
+            raise self.fail(
                 (*path, "threshold"),
                 f"{threshold} is more than the {len(signers)} listed signer(s)",
             )

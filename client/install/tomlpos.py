@@ -13,6 +13,9 @@ import contextlib
 import re
 import tomllib
 from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import tomli_w
 
 TomlPath = tuple[str | int, ...]
 
@@ -251,3 +254,69 @@ def short_repr(value: object, limit: int = 80) -> str:
     """``repr(value)``, shortened: error messages must stay readable."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def key_path(path: TomlPath) -> str:
+    """``("project", "my proj", "signers", 2)`` -> ``project."my proj".signers[2]``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        key = part
+        if _BARE_KEY.fullmatch(part) is None:
+            key = tomli_w.dumps({part: 0}).removesuffix(" = 0\n")
+        text += f".{key}" if text else key
+    return text
+
+
+class TomlReader:
+    """Typed reads of a parsed TOML document; errors say ``FILE:LINE: key.path: what``.
+
+    Subclasses set :attr:`error` to the exception their readers raise.
+    """
+
+    error: ClassVar[type[Exception]] = ValueError
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
+        self.source = source
+        self.places = TomlPlaces(text, source)
+
+    def fail(self, path: TomlPath, message: str) -> Exception:
+        prefix = f"{key_path(path)}: " if path else ""
+        return self.error(f"{self.places.at(path)}: {prefix}{message}")
+
+    def table(
+        self, path: TomlPath, value: object, known: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """A table; with ``known``, also refuse keys not in it."""
+        if not isinstance(value, dict):
+            raise self.fail(path, f"must be a table, not {short_repr(value)}")
+        if known is not None:
+            for key in value:
+                if key not in known:
+                    expected = ", ".join(known)
+                    raise self.fail((*path, key), f"unknown key (expected one of: {expected})")
+        return value
+
+    def array(self, path: TomlPath, value: object) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.fail(path, f"must be an array, not {short_repr(value)}")
+        return value
+
+    def string(self, path: TomlPath, value: object) -> str:
+        if not isinstance(value, str):
+            raise self.fail(path, f"must be a string, not {short_repr(value)}")
+        return value
+
+    def integer(self, path: TomlPath, value: object) -> int:
+        # bool is an int in Python, but `threshold = true` is a mistake.
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.fail(path, f"must be an integer, not {short_repr(value)}")
+        return value
+
+    def strings(self, path: TomlPath, value: object) -> list[str]:
+        if not isinstance(value, list):
+            raise self.fail(path, f"must be an array of strings, not {short_repr(value)}")
+        return [self.string((*path, i), item) for i, item in enumerate(value)]

@@ -77,7 +77,14 @@ from packaging.version import InvalidVersion, Version
 
 from sigledger.client.install.environment import TargetEnvironment, choose_file, marker_applies
 from sigledger.client.install.lockfiles import Pin
-from sigledger.client.install.tomlpos import TomlPath, line_of, toml_decode_error, toml_lines
+from sigledger.client.install.tomlpos import (
+    TomlPath,
+    TomlReader,
+    key_path,
+    line_of,
+    toml_decode_error,
+    toml_lines,
+)
 from sigledger.ledger.errors import ConfigError, FormatError
 
 __all__ = [
@@ -158,40 +165,19 @@ class UvLock:
         return line_of(self._lines, where)
 
     def label(self, where: TomlPath) -> str:
-        return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
+        return key_path(where)
 
 
 # ---------------------------------------------------------------------------
 # Reading
 
 
-class _Reader:
+class _Reader(TomlReader):
+    error = UvLockError
+
     def __init__(self, path: Path, text: str) -> None:
+        super().__init__(text, str(path))
         self.path = path
-        self.text = text
-        self._lines: dict[TomlPath, int] | None = None
-
-    def fail(self, where: TomlPath, message: str) -> UvLockError:
-        if self._lines is None:
-            self._lines = toml_lines(self.text)
-        label = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
-        prefix = f"{label}: " if label else ""
-        return UvLockError(f"{self.path}:{line_of(self._lines, where)}: {prefix}{message}")
-
-    def table(self, value: object, where: TomlPath) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, f"must be a table, not {type(value).__name__}")
-        return value
-
-    def array(self, value: object, where: TomlPath) -> list[Any]:
-        if not isinstance(value, list):
-            raise self.fail(where, f"must be an array, not {type(value).__name__}")
-        return value
-
-    def string(self, value: object, where: TomlPath) -> str:
-        if not isinstance(value, str):
-            raise self.fail(where, f"must be a string, not {type(value).__name__}")
-        return value
 
     def read(self) -> UvLock:
         try:
@@ -207,43 +193,43 @@ class _Reader:
             )
         members: list[str] = []
         if "manifest" in data:
-            manifest = self.table(data["manifest"], ("manifest",))
-            raw = self.array(manifest.get("members", []), ("manifest", "members"))
+            manifest = self.table(("manifest",), data["manifest"])
+            raw = self.array(("manifest", "members"), manifest.get("members", []))
             members = [
-                canonicalize_name(self.string(m, ("manifest", "members", i)))
+                canonicalize_name(self.string(("manifest", "members", i), m))
                 for i, m in enumerate(raw)
             ]
         packages = [
-            self.package(self.table(p, ("package", i)), ("package", i))
-            for i, p in enumerate(self.array(data.get("package", []), ("package",)))
+            self.package(self.table(("package", i), p), ("package", i))
+            for i, p in enumerate(self.array(("package",), data.get("package", [])))
         ]
         return UvLock(self.path, packages, tuple(members), None, self.text)
 
     def package(self, raw: dict[str, Any], where: TomlPath) -> LockedPackage:
         if "name" not in raw:
             raise self.fail(where, "a package needs a name")
-        name = canonicalize_name(self.string(raw["name"], (*where, "name")))
+        name = canonicalize_name(self.string((*where, "name"), raw["name"]))
         version: str | None = None
         if "version" in raw:
-            text = self.string(raw["version"], (*where, "version"))
+            text = self.string((*where, "version"), raw["version"])
             try:
                 version = str(Version(text))
             except InvalidVersion:
                 raise self.fail((*where, "version"), f"{text!r} is not a PEP 440 version") from None
         if "source" not in raw:
             raise self.fail(where, f"package {name} has no source")
-        kind, source = self.source(raw["source"], (*where, "source"))
+        kind, source = self.package_source(raw["source"], (*where, "source"))
         files: list[LockedFile] = []
         if "sdist" in raw:
             files.append(self.file(raw["sdist"], (*where, "sdist")))
-        for i, wheel in enumerate(self.array(raw.get("wheels", []), (*where, "wheels"))):
+        for i, wheel in enumerate(self.array((*where, "wheels"), raw.get("wheels", []))):
             files.append(self.file(wheel, (*where, "wheels", i)))
         dependencies = self.dependencies(raw.get("dependencies", []), (*where, "dependencies"))
         optional = self.groups(raw, where, "optional-dependencies")
         groups = self.groups(raw, where, "dev-dependencies")
-        fork = self.array(raw.get("resolution-markers", []), (*where, "resolution-markers"))
+        fork = self.array((*where, "resolution-markers"), raw.get("resolution-markers", []))
         markers = tuple(
-            self.string(m, (*where, "resolution-markers", i)) for i, m in enumerate(fork)
+            self.string((*where, "resolution-markers", i), m) for i, m in enumerate(fork)
         )
         return LockedPackage(
             name,
@@ -258,23 +244,23 @@ class _Reader:
             where,
         )
 
-    def source(self, value: object, where: TomlPath) -> tuple[str, str]:
-        table = self.table(value, where)
+    def package_source(self, value: object, where: TomlPath) -> tuple[str, str]:
+        table = self.table(where, value)
         kinds = [k for k in table if k in INDEX_SOURCES | LOCAL_SOURCES]
         if len(kinds) != 1:
             known = ", ".join(sorted(INDEX_SOURCES | LOCAL_SOURCES))
             raise self.fail(where, f"needs exactly one of {known}; got {sorted(table)}")
         kind = kinds[0]
-        return kind, f"{kind}={self.string(table[kind], (*where, kind))}"
+        return kind, f"{kind}={self.string((*where, kind), table[kind])}"
 
     def file(self, value: object, where: TomlPath) -> LockedFile:
-        table = self.table(value, where)
-        url = self.string(table["url"], (*where, "url")) if "url" in table else None
+        table = self.table(where, value)
+        url = self.string((*where, "url"), table["url"]) if "url" in table else None
         filename: str | None = None
         if "filename" in table:
-            filename = self.string(table["filename"], (*where, "filename"))
+            filename = self.string((*where, "filename"), table["filename"])
         elif "path" in table:
-            filename = self.string(table["path"], (*where, "path")).replace("\\", "/")
+            filename = self.string((*where, "path"), table["path"]).replace("\\", "/")
             filename = filename.rsplit("/", 1)[-1]
         elif url is not None:
             try:
@@ -285,7 +271,7 @@ class _Reader:
             raise self.fail(where, "a file needs a url, path or filename that names it")
         if "hash" not in table:
             raise self.fail(where, f"{filename} has no hash; the log needs its sha256")
-        digest = self.string(table["hash"], (*where, "hash"))
+        digest = self.string((*where, "hash"), table["hash"])
         match = _HASH.fullmatch(digest)
         if match is None:
             raise self.fail(
@@ -299,15 +285,15 @@ class _Reader:
 
     def dependencies(self, value: object, where: TomlPath) -> tuple[Dependency, ...]:
         result: list[Dependency] = []
-        for i, raw in enumerate(self.array(value, where)):
+        for i, raw in enumerate(self.array(where, value)):
             here = (*where, i)
-            table = self.table(raw, here)
+            table = self.table(here, raw)
             if "name" not in table:
                 raise self.fail(here, "a dependency needs a name")
-            name = canonicalize_name(self.string(table["name"], (*here, "name")))
+            name = canonicalize_name(self.string((*here, "name"), table["name"]))
             version = None
             if "version" in table:
-                text = self.string(table["version"], (*here, "version"))
+                text = self.string((*here, "version"), table["version"])
                 try:
                     version = str(Version(text))
                 except InvalidVersion:
@@ -316,11 +302,11 @@ class _Reader:
                     ) from None
             source = None
             if "source" in table:
-                source = self.source(table["source"], (*here, "source"))[1]
-            marker = self.string(table.get("marker", ""), (*here, "marker"))
-            extras = self.array(table.get("extra", []), (*here, "extra"))
+                source = self.package_source(table["source"], (*here, "source"))[1]
+            marker = self.string((*here, "marker"), table.get("marker", ""))
+            extras = self.array((*here, "extra"), table.get("extra", []))
             names = tuple(
-                canonicalize_name(self.string(e, (*here, "extra", j))) for j, e in enumerate(extras)
+                canonicalize_name(self.string((*here, "extra", j), e)) for j, e in enumerate(extras)
             )
             result.append(Dependency(name, version, source, marker, names))
         return tuple(result)
@@ -330,7 +316,7 @@ class _Reader:
     ) -> dict[str, tuple[Dependency, ...]]:
         if key not in raw:
             return {}
-        table = self.table(raw[key], (*where, key))
+        table = self.table((*where, key), raw[key])
         return {
             canonicalize_name(group): self.dependencies(deps, (*where, key, group))
             for group, deps in table.items()
