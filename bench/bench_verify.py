@@ -40,7 +40,7 @@ takes under 1 s warm and under 3 s cold, on loopback.
    server answered (``sigledger_http_requests_total`` from ``/metrics``,
    before and after).
 4. **Where the time goes.** The same check through the Python API in this
-   process (:func:`sigledger.client.install.checks.check_artifacts` with a
+   process (:func:`sigledger.client.install.verdicts.check_artifacts` with a
    :class:`sigledger.client.trust.VerifiedLog` opened as the CLI opens it; imports
    done, files parsed), cold then warm, plus the start-up of a bare
    interpreter, of ``sigledger --version`` and of importing the client
@@ -87,13 +87,13 @@ import tomli_w  # noqa: E402
 from common import machine_cpu, print_table  # noqa: E402
 
 from sigledger.client.checkpoints import FileCheckpointStore  # noqa: E402
-from sigledger.client.install.checks import Outcome, check_artifacts  # noqa: E402
 from sigledger.client.install.lockfiles import (  # noqa: E402
     Pin,
     read_pylock,
     read_requirements,
 )
 from sigledger.client.install.policy import LogTrust, Policy, dump_policy, load_policy, pin_projects  # noqa: E402
+from sigledger.client.install.verdicts import Outcome, check_artifacts  # noqa: E402
 from sigledger.client.trust import VerifiedLog  # noqa: E402
 from sigledger.ledger.entry import decode_entry  # noqa: E402
 from sigledger.ledger.log.storage import Storage  # noqa: E402
@@ -106,7 +106,7 @@ TARGET_COLD_S = 3.0
 QUICK_ENTRIES = 20_000
 CLIENT_MODULES = ", ".join(
     f"sigledger.client.{m}"
-    for m in ("cli.main", "install.checks", "trust", "install.lockfiles", "install.policy")
+    for m in ("cli.main", "install.verdicts", "trust", "install.lockfiles", "install.policy")
 )
 _SUMMARY = re.compile(r"^(\d+) of (\d+) verified", re.MULTILINE)
 _REQUESTS = re.compile(r"^sigledger_http_requests_total\{(.*)\} ([0-9.e+]+)$", re.MULTILINE)

@@ -17,9 +17,9 @@ from sigledger.client.cli.completion import command_tree, completion_script
 from sigledger.client.cli.main import main
 from sigledger.client.cli.output import EXIT_MEANINGS
 from sigledger.client.cli.parser import build_parser
-from sigledger.client.install.checks import pin_from_file
 from sigledger.client.install.lockfiles import Pin
 from sigledger.client.install.policy import Policy
+from sigledger.client.install.verdicts import pin_from_file
 from sigledger.client.install.verify import verify_offline
 from sigledger.client.logkey import note_signers, open_with_log_key, parse_log_key
 from sigledger.client.publish.files import (

@@ -14,7 +14,6 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sigledger.client.install.checks import pin_from_file
 from sigledger.client.install.lockfiles import (
     LockfileError,
     Pin,
@@ -24,6 +23,7 @@ from sigledger.client.install.lockfiles import (
     read_requirements,
     toml_lines,
 )
+from sigledger.client.install.verdicts import pin_from_file
 from sigledger.ledger.errors import FormatError
 
 DATA = Path(__file__).parent / "data"

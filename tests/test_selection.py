@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from sigledger.client.install.checks import evaluate
 from sigledger.client.install.environment import (
     TargetEnvironment,
     UndecidableMarkerError,
@@ -31,6 +30,7 @@ from sigledger.client.install.selection import (
     NOT_FOR_ENVIRONMENT,
     select,
 )
+from sigledger.client.install.verdicts import evaluate
 from sigledger.client.publish.submit import sign_statement
 from sigledger.client.trust import VerifiedEntry
 from sigledger.ledger.checkpoint import Checkpoint

@@ -39,9 +39,9 @@ from sigledger.ledger.errors import (
 )
 
 if TYPE_CHECKING:  # only for types: importing them would slow down every command
-    from sigledger.client.install.checks import Outcome
     from sigledger.client.install.environment import TargetEnvironment
     from sigledger.client.install.selection import Selection
+    from sigledger.client.install.verdicts import Outcome
     from sigledger.client.monitor.fsck import FsckResult
     from sigledger.client.publish.submit import PublishResult
 

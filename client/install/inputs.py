@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sigledger.client.install.checks import pin_from_file
 from sigledger.client.install.environment import TargetEnvironment
 from sigledger.client.install.lockfiles import (
     LockedRequirement,
@@ -35,6 +34,7 @@ from sigledger.client.install.policy import (
     load_policy,
 )
 from sigledger.client.install.uvlock import UvLock, read_uvlock
+from sigledger.client.install.verdicts import pin_from_file
 from sigledger.client.publish.files import is_receipt
 from sigledger.ledger.errors import ConfigError
 

@@ -161,7 +161,7 @@ class LockfileError(FormatError):
 class Pin:
     """One SHA-256 digest an installer will accept, and what is known of its file.
 
-    The one record the installer checks (:mod:`sigledger.client.install.checks`),
+    The one record the installer checks (:mod:`sigledger.client.install.verdicts`),
     whether it comes from a lock file, a ``sha256:`` argument or a file on disk.
     """
 

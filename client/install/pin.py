@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sigledger.client.checkpoints import FileCheckpointStore
-from sigledger.client.install.checks import matches
 from sigledger.client.install.environment import TargetEnvironment
 from sigledger.client.install.inputs import LockInputs
 from sigledger.client.install.lockfiles import Pin
@@ -37,6 +36,7 @@ from sigledger.client.install.policy import (
     pin_projects,
 )
 from sigledger.client.install.selection import Selection
+from sigledger.client.install.verdicts import matches
 from sigledger.client.install.verify import logged_by_hash, select_inputs
 from sigledger.client.logkey import open_with_log_key
 from sigledger.client.remote import normalize_url

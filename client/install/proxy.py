@@ -49,7 +49,7 @@ Contracts
 ---------
 
 * A file link is shown only when the policy's log holds an entry for that file
-  (by its wheel/sdist identity) and :func:`~sigledger.client.install.checks.evaluate`
+  (by its wheel/sdist identity) and :func:`~sigledger.client.install.verdicts.evaluate`
   accepts one logged hash for it: signed by enough signers the policy trusts
   for the project, no publisher signature failing, no trusted signer
   logging another hash for the same file. All entries of a project come from
@@ -120,9 +120,9 @@ from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from sigledger.client.checkpoints import FileCheckpointStore
-from sigledger.client.install.checks import Outcome, evaluate
 from sigledger.client.install.lockfiles import Pin
 from sigledger.client.install.policy import LogTrust, Policy, SignerRule
+from sigledger.client.install.verdicts import Outcome, evaluate
 from sigledger.client.trust import VerifiedEntry, VerifiedLog
 from sigledger.ledger.entry import file_identity, parse_release_filename
 from sigledger.ledger.errors import (

@@ -51,7 +51,6 @@ from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from sigledger.client.install.checks import Outcome, matches
 from sigledger.client.install.environment import (
     TargetEnvironment,
     UndecidableMarkerError,
@@ -60,6 +59,7 @@ from sigledger.client.install.environment import (
 )
 from sigledger.client.install.lockfiles import LockedRequirement, LockfileError, Pin
 from sigledger.client.install.uvlock import LOCAL_SOURCES, UvLock, all_pins, pins_for_environment
+from sigledger.client.install.verdicts import Outcome, matches
 from sigledger.client.trust import VerifiedEntry
 from sigledger.ledger.errors import FormatError
 

@@ -4,7 +4,7 @@ against their receipts.
 :func:`verify_online` opens the policy's log as a
 :class:`~sigledger.client.trust.VerifiedLog` (checkpoints remembered in the state
 directory, verified tiles cached) and runs
-:func:`~sigledger.client.install.checks.check_artifacts`. :func:`verify_offline`
+:func:`~sigledger.client.install.verdicts.check_artifacts`. :func:`verify_offline`
 checks each release file against its receipt (found as
 :func:`sigledger.client.publish.files.find_receipt` says) and the policy alone;
 only files can be checked that way, never bare digests or lock files.
@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from sigledger.client.checkpoints import FileCheckpointStore
-from sigledger.client.install.checks import Outcome, check_artifacts, check_offline
 from sigledger.client.install.environment import TargetEnvironment
 from sigledger.client.install.inputs import LockInputs
 from sigledger.client.install.lockfiles import Pin
 from sigledger.client.install.policy import Policy, default_cache_dir, default_state_dir
 from sigledger.client.install.selection import Selection, select, select_uvlock
+from sigledger.client.install.verdicts import Outcome, check_artifacts, check_offline
 from sigledger.client.publish.files import find_receipt, receipt_candidates
 from sigledger.client.trust import VerifiedEntry, VerifiedLog
 from sigledger.ledger.errors import ConfigError

@@ -1,4 +1,4 @@
-"""Installer checks: is each pinned hash logged, and signed by whom the policy requires?
+"""Verdicts on pins: is each pinned hash logged, and signed by whom the policy requires?
 
 For every artifact (a file, a ``sha256:`` digest, a requirements.txt or
 pylock.toml pin) :func:`check_artifacts` asks the log, through
