@@ -137,6 +137,12 @@ def _serve(sub: Any) -> None:
     s.add_argument(
         "--config", metavar="FILE", help="TOML configuration file (env SIGLEDGER_CONFIG)"
     )
+    s.add_argument(
+        "--database",
+        metavar="URL",
+        help="where the log is stored: sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME "
+        "(env SIGLEDGER_DATABASE; default: sqlite:///<data>/log.db)",
+    )
     s.add_argument("--origin", help="origin of a new log (default localhost/sigledger)")
     s.add_argument(
         "--witness",

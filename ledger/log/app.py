@@ -60,9 +60,9 @@ from sigledger.ledger.errors import (
 )
 from sigledger.ledger.log import explorer
 from sigledger.ledger.log.cosigner import WitnessEndpoint, WitnessPool
+from sigledger.ledger.log.database import describe, open_storage
 from sigledger.ledger.log.reads import LogReads
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
-from sigledger.ledger.log.storage import Storage
 from sigledger.ledger.log.store import LogStorage
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.admission import (
@@ -247,9 +247,10 @@ async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
     Returns storage, the log signer and the origin. Refuses to run a log with
     a key or origin other than the one it was created with.
     """
+    # The data directory holds the key (and the SQLite file, unless another database is set).
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # The embedded engine; another engine implements the same LogStorage protocol.
-    storage: LogStorage = await Storage.open(cfg.db_path)
+    storage = await open_storage(cfg.database_url)
+    log.info("log storage opened", extra={"database": describe(cfg.database_url)})
     try:
         stored_origin = await storage.get_meta("origin")
         new = stored_origin is None
@@ -271,7 +272,7 @@ async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
             log.info("created new log", extra={"origin": origin, "vkey": signer.vkey})
         elif cfg.origin and cfg.origin != origin:
             raise ConfigError(
-                f"the log in {cfg.data_dir} has origin {origin!r}, not {cfg.origin!r}"
+                f"the log in {describe(cfg.database_url)} has origin {origin!r}, not {cfg.origin!r}"
             )
     except BaseException:
         await storage.close()

@@ -55,10 +55,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from sigledger.ledger.log.database import redact
 from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryRow, StoredHead
 from sigledger.ledger.service.sqlite import (
     StorageConflictError,
@@ -66,7 +66,7 @@ from sigledger.ledger.service.sqlite import (
     StorageLockedError,
 )
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "WRITER_LOCK", "PostgresStorage", "redact"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "WRITER_LOCK", "PostgresStorage"]
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: the initial schema.
@@ -145,18 +145,6 @@ SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bigint[], $4::bytea[], $5::b
 
 T = TypeVar("T")
 Statement = tuple[str, Sequence[Any]]
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=user + host))
 
 
 class PostgresStorage:
@@ -634,25 +622,27 @@ class PostgresStorage:
 
 
 async def _connect(url: str) -> Any:
-    """A connection to ``url``, or a StorageError that says what to check."""
+    """A connection to ``url``, or a StorageError that says what failed and what to do."""
     where = redact(url)
     try:
         return await asyncpg.connect(url, timeout=15)
     except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
-        raise StorageError(
-            f"PostgreSQL at {where} refused the login: {exc}. Check the user in the URL and "
-            "its password (PGPASSWORD or ~/.pgpass; keep passwords out of config files)."
-        ) from exc
+        failed = StorageError(f"PostgreSQL at {where} refused the login: {exc}")
+        failed.hint = (
+            "Check the user in the database URL and its password: give it in PGPASSWORD or "
+            "~/.pgpass rather than in a configuration file."
+        )
     except asyncpg.InvalidCatalogNameError as exc:
-        raise StorageError(
-            f"{exc} (at {where}). Create it first, e.g. `createdb -O USER DBNAME`."
-        ) from exc
+        failed = StorageError(f"cannot open the log database {where}: {exc}")
+        failed.hint = "Create the database first (e.g. `createdb -O USER DBNAME`) and start again."
     except (*_DB_ERRORS, ValueError) as exc:
         # ValueError: asyncpg could not parse the URL.
-        raise StorageError(
-            f"cannot connect to PostgreSQL at {where}: {exc}. Check that the server runs and "
-            "that the URL (postgresql://USER@HOST:PORT/DBNAME) is right."
-        ) from exc
+        failed = StorageError(f"cannot connect to PostgreSQL at {where}: {exc}")
+        failed.hint = (
+            "Check that the PostgreSQL server runs and accepts connections from this host, "
+            "and that the database URL (postgresql://USER@HOST:PORT/DBNAME) is right."
+        )
+    raise failed
 
 
 async def _take_writer_lock(conn: Any, where: str) -> None:
