@@ -7,6 +7,7 @@ database each); the storage contract itself is in ``tests/test_storage_contract.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import pytest
 
 from sigledger.client.publish.submit import publish
 from sigledger.ledger import merkle
+from sigledger.ledger.checkpoint import open_checkpoint
+from sigledger.ledger.errors import VerificationError
+from sigledger.ledger.log.migrate import prove_copy
 from sigledger.ledger.log.postgres import PostgresStorage
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.sqlite import StorageLockedError
@@ -107,3 +111,135 @@ async def test_missing_database_is_named(postgres_server: PostgresServer, tmp_pa
     assert out.returncode != 0
     assert 'database "no_such_db" does not exist' in out.stderr
     assert "Create the database first" in out.stderr
+
+
+async def _run_log(
+    data: Path, *args: str, publish_counts: tuple[int, ...] = ()
+) -> tuple[str, bytes]:
+    """Start a log, publish batches of releases (one call each), stop it; its vkey and root."""
+    server = LogProcess(data, *args).start()
+    try:
+        signer = Signer.generate("alice@example.org")
+        done = 0
+        for n in publish_counts:
+            files = _releases(data.parent / f"dist-{done}", done + n)[done:]
+            results = await publish(server.url, signer, files)
+            assert [r.status for r in results] == ["added"] * n
+            done += n
+        size, entries = await read_log(server.url, server.vkey)
+        assert size == done
+        status, note, _ = await get(server.url + "/checkpoint")
+        assert status == 200
+        cp, _ = open_checkpoint(note, Verifier.from_vkey(server.vkey))
+        assert server.stop() == 0
+        return server.vkey, cp.root
+    finally:
+        server.kill()
+
+
+def _migrate(source: str, target: str, *extra: str) -> dict[str, object]:
+    out = run_cli("migrate", "--from", source, "--to", target, "--json", *extra)
+    assert out.returncode == 0, out.stdout + out.stderr
+    doc: dict[str, object] = json.loads(out.stdout)
+    return doc
+
+
+async def test_migrate_sqlite_to_postgresql_and_back(
+    postgres_url: str, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "log"
+    vkey, root = await _run_log(data, publish_counts=(300, 5, 290))
+    sqlite_url = f"sqlite:///{data / 'log.db'}"
+    doc = _migrate(sqlite_url, postgres_url, "--batch", "100")
+    assert doc["tree_size"] == 595 and doc["entries"] == 595
+    assert doc["root"] == base64.b64encode(root).decode()
+    assert doc["tiles"] == 4  # 0/000, 0/001, 0/002 (partial) and 1/000 (partial)
+    # The same log (same key, same checkpoint) now serves from PostgreSQL.
+    server = LogProcess(data, "--database", postgres_url).start()
+    try:
+        assert server.vkey == vkey
+        size, entries = await read_log(server.url, vkey)
+        assert size == 595
+        more = await publish(server.url, Signer.generate("bob"), _releases(tmp_path / "b", 2))
+        assert [r.receipt["log_index"] for r in more if r.receipt] == [595, 596]
+        assert server.stop() == 0
+    finally:
+        server.kill()
+
+    # Back into a new SQLite file, proven against the PostgreSQL log.
+    back = tmp_path / "back"
+    back.mkdir()
+    doc = _migrate(postgres_url, f"sqlite:///{back / 'log.db'}")
+    assert doc["tree_size"] == 597
+    (back / "log.key").write_bytes((data / "log.key").read_bytes())
+    (back / "log.key").chmod(0o600)
+    server = LogProcess(back).start()
+    try:
+        assert server.vkey == vkey
+        size, again = await read_log(server.url, vkey)
+        assert (size, again[:595]) == (597, entries)
+    finally:
+        server.kill()
+
+    # A target that holds anything is refused, and left as it was.
+    out = run_cli("migrate", "--from", sqlite_url, "--to", postgres_url)
+    assert out.returncode == 2
+    assert "is not empty" in out.stderr
+    assert postgres_server.sql("SELECT count(*) FROM entries", postgres_url.rsplit("/", 1)[1]) == (
+        "597\n"
+    )
+
+
+async def test_migrate_proves_the_copy(
+    postgres_url: str, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "log"
+    await _run_log(data, publish_counts=(260,))
+    _migrate(f"sqlite:///{data / 'log.db'}", postgres_url)
+    database = postgres_url.rsplit("/", 1)[1]
+    store = await PostgresStorage.open(postgres_url)
+    try:
+        head = await store.latest_head()
+        assert head is not None
+        assert await prove_copy(store, head) == head.root
+    finally:
+        await store.close()
+
+    async def proof_fails(tamper: str, undo: str, match: str, **expect: int) -> None:
+        postgres_server.sql(f"BEGIN; {tamper}; COMMIT", database)
+        store = await PostgresStorage.open(postgres_url)
+        try:
+            assert head is not None
+            with pytest.raises(VerificationError, match=match):
+                await prove_copy(store, head, **expect)
+        finally:
+            await store.close()
+            postgres_server.sql(f"BEGIN; {undo}; COMMIT", database)
+
+    flip = "UPDATE {} SET data = set_byte(data, 5, get_byte(data, 5) # 1) WHERE {}"
+    tile = flip.format("tiles", "level = 0 AND n = 0")
+    await proof_fails(tile, tile, "hash tile 0/0 differs")
+    entry = flip.format("entries", "idx = 7")
+    await proof_fails(entry, entry, "does not have the root")
+    heads = int(postgres_server.sql("SELECT count(*) FROM checkpoints", database))
+    await proof_fails(
+        "CREATE TABLE saved AS SELECT * FROM checkpoints WHERE size = 0;"
+        " DELETE FROM checkpoints WHERE size = 0",
+        "INSERT INTO checkpoints SELECT * FROM saved; DROP TABLE saved",
+        f"holds {heads - 1} tree heads, the source {heads}",
+        heads=heads,
+    )
+    store = await PostgresStorage.open(postgres_url)
+    try:
+        assert await prove_copy(store, head, heads=heads) == head.root
+    finally:
+        await store.close()
+
+
+def test_migrate_refuses_bad_sources(tmp_path: Path, postgres_url: str) -> None:
+    out = run_cli("migrate", "--from", f"sqlite:///{tmp_path / 'none.db'}", "--to", postgres_url)
+    assert out.returncode == 2 and "does not exist" in out.stderr
+    out = run_cli("migrate", "--from", postgres_url, "--to", postgres_url)
+    assert out.returncode == 2 and "same database" in out.stderr
+    out = run_cli("migrate", "--from", postgres_url, "--to", f"sqlite:///{tmp_path / 'x.db'}")
+    assert out.returncode == 2 and "holds no log" in out.stderr
