@@ -423,8 +423,8 @@ def migrate(args: argparse.Namespace, ui: Ui) -> int:
         )
     else:
         ui.info(
-            f"copied {report.entries:,} entries, {report.tiles:,} hash tiles and "
-            f"{report.heads:,} tree heads from {report.source} to {report.target}"
+            f"copied {report.source} to {report.target}: entries {report.entries:,}, "
+            f"hash tiles {report.tiles:,}, tree heads {report.heads:,}"
         )
         print(f"OK: the copy has the source's root at tree size {report.size:,}: {root}")
     return EXIT_OK
