@@ -7,6 +7,7 @@ database each); the storage contract itself is in ``tests/test_storage_contract.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
@@ -243,3 +244,28 @@ def test_migrate_refuses_bad_sources(tmp_path: Path, postgres_url: str) -> None:
     assert out.returncode == 2 and "same database" in out.stderr
     out = run_cli("migrate", "--from", postgres_url, "--to", f"sqlite:///{tmp_path / 'x.db'}")
     assert out.returncode == 2 and "holds no log" in out.stderr
+
+
+async def test_a_lost_writer_connection_is_replaced_and_the_lock_retaken(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    store = await PostgresStorage.open(postgres_url)
+    try:
+        await store.initialize({"origin": "o"}, merkle.EMPTY_ROOT, 1000)
+        database = postgres_url.rsplit("/", 1)[1]
+        # The server ends every session of the log (an administrator, a failover).
+        postgres_server.sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            f" WHERE datname = '{database}'"
+        )
+        for _ in range(100):  # until the client has seen its connection go
+            if store._w.is_closed():
+                break
+            await asyncio.sleep(0.05)
+        await store.set_meta({"after": "reconnect"})
+        assert await store.get_meta("after") == "reconnect"
+        # The new writer session holds the lock again.
+        with pytest.raises(StorageLockedError):
+            await PostgresStorage.open(postgres_url)
+    finally:
+        await store.close()

@@ -28,9 +28,10 @@ Fixed-width columns come first in each table, which keeps rows free of padding.
 
 Contracts (those of :class:`~sigledger.ledger.log.store.LogStorage`):
 
-* :meth:`PostgresStorage.commit_batch` is one transaction on the writer connection;
-  PostgreSQL's commit is durable (``fsync`` and ``synchronous_commit`` must stay on
-  on the server). Constraint violations (a second root for one size, a reused index,
+* :meth:`PostgresStorage.commit_batch` is one transaction on the writer connection,
+  durable when it returns: the writer session sets ``synchronous_commit = on``
+  (whatever the server's default); the server must run with ``fsync = on``, and
+  opening a log on one that does not logs a warning. Constraint violations (a second root for one size, a reused index,
   a reused (signer, file) binding) raise :class:`StorageConflictError` and leave
   nothing behind; every other database failure raises :class:`StorageError`.
 * Single writer: :func:`_take_writer_lock` holds the session-level advisory lock
@@ -53,6 +54,7 @@ schema change is one more script appended to the list, never an edit of an old o
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -67,6 +69,8 @@ from sigledger.ledger.service.sqlite import (
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "WRITER_LOCK", "PostgresStorage"]
+
+log = logging.getLogger("sigledger.storage")
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: the initial schema.
@@ -167,6 +171,11 @@ class PostgresStorage:
         try:
             await _take_writer_lock(writer, where)
             await _migrate(writer, where)
+            if await writer.fetchval("SHOW fsync") != "on":
+                log.warning(
+                    "PostgreSQL runs with fsync off: commits are not durable",
+                    extra={"database": where},
+                )
             pool = await asyncpg.create_pool(url, min_size=1, max_size=readers)
         except _DB_ERRORS as exc:
             await writer.close()
@@ -625,7 +634,8 @@ async def _connect(url: str) -> Any:
     """A connection to ``url``, or a StorageError that says what failed and what to do."""
     where = redact(url)
     try:
-        return await asyncpg.connect(url, timeout=15)
+        # A commit is durable when it returns, whatever the server's default.
+        return await asyncpg.connect(url, timeout=15, server_settings={"synchronous_commit": "on"})
     except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
         failed = StorageError(f"PostgreSQL at {where} refused the login: {exc}")
         failed.hint = (
