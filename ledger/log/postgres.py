@@ -2,7 +2,7 @@
 
 :class:`PostgresStorage` implements :class:`~sigledger.ledger.log.store.LogStorage`
 with the semantics of the SQLite engine (:mod:`sigledger.ledger.log.storage`): the
-same tables, orderings and paging, so the two are interchangeable and
+same records, constraints, orderings and paging, so the two are interchangeable and
 ``sigledger migrate`` copies a log from one to the other.
 
 Layout (schema version 1)::
@@ -22,6 +22,11 @@ Layout (schema version 1)::
                 time_ms, published boolean,      size; ``note`` is the signed note,
                 root bytea, note bytea)          ``published`` once readers were shown it
 
+Indexes on entries: (project, version, filename), (sha256), UNIQUE (signer, project,
+version, filename) (the binding), (identity), (signer, identity, sha256), as in SQLite.
+Measured on 10,000 published entries (227-byte leaves): about 1,065 bytes per entry in
+all (table 430, indexes 570, tiles 44), against 998 for the SQLite file.
+
 Text columns use the "C" collation, so text orders bytewise exactly like SQLite's
 BINARY collation: the explorer's pages come out in the same order on both engines.
 Fixed-width columns come first in each table, which keeps rows free of padding.
@@ -31,9 +36,10 @@ Contracts (those of :class:`~sigledger.ledger.log.store.LogStorage`):
 * :meth:`PostgresStorage.commit_batch` is one transaction on the writer connection,
   durable when it returns: the writer session sets ``synchronous_commit = on``
   (whatever the server's default); the server must run with ``fsync = on``, and
-  opening a log on one that does not logs a warning. Constraint violations (a second root for one size, a reused index,
-  a reused (signer, file) binding) raise :class:`StorageConflictError` and leave
-  nothing behind; every other database failure raises :class:`StorageError`.
+  opening a log on one that does not logs a warning. Constraint violations (a
+  second root for one size, a reused index, a reused (signer, file) binding) raise
+  :class:`StorageConflictError` and leave nothing behind; every other database
+  failure raises :class:`StorageError`.
 * Single writer: :func:`_take_writer_lock` holds the session-level advisory lock
   :data:`WRITER_LOCK` (advisory locks are per database) on the writer connection
   for as long as the store is open; another process gets
