@@ -53,6 +53,17 @@ async def test_serve_on_postgresql_publishes_and_survives_a_restart(
         assert status == 200 and json.loads(body)["status"] == "ok"
         status, body, _ = await get(server.url + "/lookup?project=sampleproject&limit=5")
         assert status == 200 and len(json.loads(body)["entries"]) == 5
+        # The explorer's pages run every read query of the engine.
+        for page in (
+            "/",
+            "/entries",
+            "/project/sampleproject",
+            "/entry/7",
+            "/signer/" + alice.vkey,
+        ):
+            status, body, _ = await get(server.url + page)
+            assert status == 200, page
+            assert b"sampleproject" in body, page
         assert server.stop() == 0
         # The data directory keeps only the key; the log is in PostgreSQL.
         assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["log.key"]
@@ -269,3 +280,23 @@ async def test_a_lost_writer_connection_is_replaced_and_the_lock_retaken(
             await PostgresStorage.open(postgres_url)
     finally:
         await store.close()
+
+
+async def test_a_new_database_next_to_a_sqlite_log_is_refused(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "log"
+    await _run_log(data, publish_counts=(3,))
+    out = run_cli(
+        "serve", "--data", str(data), "--listen", "127.0.0.1:0", "--database", postgres_url
+    )
+    assert out.returncode == 2
+    assert "holds a log but the database" in out.stderr
+    assert "sigledger migrate --from sqlite:///" in out.stderr
+    # Nothing was created: after migrating, the server starts on the copy.
+    _migrate(f"sqlite:///{data / 'log.db'}", postgres_url)
+    server = LogProcess(data, "--database", postgres_url).start()
+    try:
+        assert (await read_log(server.url, server.vkey))[0] == 3
+    finally:
+        server.kill()

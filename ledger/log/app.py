@@ -242,10 +242,12 @@ GATE_KEY = web.AppKey("gate", Gate)
 
 
 async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
-    """Open (or create, on first start) the log in ``cfg.data``.
+    """Open (or create, on first start) the log in ``cfg.database_url``, its key in
+    ``cfg.data``.
 
     Returns storage, the log signer and the origin. Refuses to run a log with
-    a key or origin other than the one it was created with.
+    a key or origin other than the one it was created with, and to start a new log
+    in another database while the data directory still holds a SQLite log.
     """
     # The data directory holds the key (and the SQLite file, unless another database is set).
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -254,6 +256,13 @@ async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
     try:
         stored_origin = await storage.get_meta("origin")
         new = stored_origin is None
+        if new and cfg.database and cfg.db_path.exists():
+            # A new log under the key of the one in log.db would fork that log's history.
+            raise ConfigError(
+                f"{cfg.db_path} holds a log but the database {describe(cfg.database)} is empty; "
+                f"copy the log first (sigledger migrate --from sqlite:///{cfg.db_path} --to URL) "
+                "or use another data directory for a new log"
+            )
         origin = (cfg.origin or DEFAULT_ORIGIN) if stored_origin is None else stored_origin
         signer = service_key(
             "log",
