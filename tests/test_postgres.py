@@ -233,6 +233,11 @@ async def test_migrate_proves_the_copy(
     await proof_fails(tile, tile, "hash tile 0/0 differs")
     entry = flip.format("entries", "idx = 7")
     await proof_fails(entry, entry, "does not have the root")
+    # A copy without its metadata (as an interrupted migrate leaves it) is not served.
+    postgres_server.sql("DELETE FROM meta WHERE key <> 'schema_version'", database)
+    out = run_cli("serve", "--data", str(tmp_path / "new"), "--database", postgres_url)
+    assert out.returncode == 2 and "an interrupted sigledger migrate?" in out.stderr
+    assert not (tmp_path / "new" / "log.key").exists()
     heads = int(postgres_server.sql("SELECT count(*) FROM checkpoints", database))
     await proof_fails(
         "CREATE TABLE saved AS SELECT * FROM checkpoints WHERE size = 0;"

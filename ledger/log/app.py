@@ -263,6 +263,11 @@ async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
                 f"copy the log first (sigledger migrate --from sqlite:///{cfg.db_path} --to URL) "
                 "or use another data directory for a new log"
             )
+        if new and (await storage.latest_head() is not None or await storage.count_entries()):
+            raise ConfigError(
+                f"the database {describe(cfg.database_url)} holds entries or tree heads but no "
+                "log metadata (an interrupted sigledger migrate?); empty it and migrate again"
+            )
         origin = (cfg.origin or DEFAULT_ORIGIN) if stored_origin is None else stored_origin
         signer = service_key(
             "log",

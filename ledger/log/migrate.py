@@ -8,13 +8,14 @@ in batches of ``batch`` rows, each batch one transaction:
 1. the entries, with every stored column, by index;
 2. the hash tiles, by (level, n);
 3. every tree head with its signed note and published flag, by size;
-4. last, the metadata (origin, log key; not the engine's own ``schema_version``).
+4. once the copy is proven (below), the metadata (origin, log key; not the engine's
+   own ``schema_version``).
 
-Metadata goes last on purpose: a copy that was interrupted has no ``origin``, so no
-server will take it for a log (``sigledger serve`` would try to create a new log and
-fail on the copied tree heads). Empty the target and run again.
+Metadata goes last on purpose: a copy that was interrupted, or failed its proof, has
+no ``origin``, and ``sigledger serve`` refuses a database with entries or tree heads
+but no origin. Empty the target and run again.
 
-Then it proves the copy from the target alone (:func:`prove_copy`), with
+The proof (:func:`prove_copy`) reads the target alone and uses
 :mod:`sigledger.ledger.merkle`: the copied entries are re-hashed into a tree; every
 copied tree head must have the root of the entries below its size, every copied
 tile must equal the tile rebuilt from the entries (and there must be no other),
@@ -98,8 +99,15 @@ async def migrate(
             entries = await _copy_entries(src, dst, head.size, batch, report)
             tiles = await _copy_tiles(src, dst, head.size, batch, report)
             heads = await _copy_heads(src, dst, head.size, batch, report)
+            try:
+                root = await prove_copy(dst, head, heads=heads, batch=batch, progress=progress)
+            except VerificationError as exc:
+                raise VerificationError(
+                    f"the copy in {dst_where} is not the source's log: {exc}. Discard it (drop "
+                    "the database or delete the file); it holds no origin, so no server uses it"
+                ) from exc
+            # Last: only a proven copy becomes a log a server will open.
             await dst.load(meta=meta)
-            root = await prove_copy(dst, head, heads=heads, batch=batch, progress=progress)
         finally:
             await dst.close()
     finally:

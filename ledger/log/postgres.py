@@ -123,6 +123,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # database, so logs in different databases of one server do not contend.
 WRITER_LOCK = int.from_bytes(b"sigledgr", "big")
 
+# Seconds a statement may take before it fails (a hung server becomes a StorageError,
+# which the sequencer reports and recovers from, instead of a silent stall).
+_COMMAND_TIMEOUT = 60.0
+
 # Errors of the connection or the server (anything else is a bug and propagates).
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
@@ -182,7 +186,9 @@ class PostgresStorage:
                     "PostgreSQL runs with fsync off: commits are not durable",
                     extra={"database": where},
                 )
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=readers)
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=readers, command_timeout=_COMMAND_TIMEOUT
+            )
         except _DB_ERRORS as exc:
             await writer.close()
             raise StorageError(f"cannot open the log database {where}: {exc}") from exc
@@ -641,7 +647,12 @@ async def _connect(url: str) -> Any:
     where = redact(url)
     try:
         # A commit is durable when it returns, whatever the server's default.
-        return await asyncpg.connect(url, timeout=15, server_settings={"synchronous_commit": "on"})
+        return await asyncpg.connect(
+            url,
+            timeout=15,
+            command_timeout=_COMMAND_TIMEOUT,
+            server_settings={"synchronous_commit": "on"},
+        )
     except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
         failed = StorageError(f"PostgreSQL at {where} refused the login: {exc}")
         failed.hint = (
