@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,9 @@ from sigledger.ledger.log.postgres import PostgresStorage
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.sqlite import StorageLockedError
 from tests.helpers import LogProcess, get, make_release, read_log, run_cli
+from tests.memtree import MemoryTree
 from tests.postgres import PostgresServer
+from tests.test_crash import _hammer
 
 pytestmark = pytest.mark.slow
 
@@ -305,3 +309,43 @@ async def test_a_new_database_next_to_a_sqlite_log_is_refused(
         assert (await read_log(server.url, server.vkey))[0] == 3
     finally:
         server.kill()
+
+
+async def test_kill9_on_postgresql_loses_nothing_acknowledged(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # As tests/test_crash.py does for SQLite: kill -9 under load; a restart must find
+    # every acknowledged entry (and take over the writer lock of the killed server).
+    data = tmp_path / "log"
+    signer = Signer.generate("crash-test")
+    counter = itertools.count()
+    rng = random.Random(20261202)
+    acked: dict[int, bytes] = {}
+    notes: set[bytes] = set()
+    env = {"SIGLEDGER_BATCH_MAX_AGE": "0.005"}
+    vkey = ""
+    for _ in range(3):
+        server = LogProcess(data, "--database", postgres_url, env=env).start()
+        vkey = vkey or server.vkey
+        try:
+            workers = [
+                asyncio.create_task(_hammer(server.url, signer, counter, rng, acked, notes, 6))
+                for _ in range(4)
+            ]
+            await asyncio.sleep(rng.uniform(0.3, 1.0))
+            server.kill()
+            await asyncio.wait_for(asyncio.gather(*workers), 30)
+        finally:
+            server.kill()
+    assert len(acked) > 20
+    final = LogProcess(data, "--database", postgres_url).start()
+    try:
+        size, entries = await read_log(final.url, vkey)
+    finally:
+        final.kill()
+    for index, entry in acked.items():
+        assert entries[index] == entry, f"entry {index} changed or was lost"
+    tree = MemoryTree(merkle.leaf_hash(e) for e in entries)
+    for note in notes:
+        cp, _ = open_checkpoint(note, Verifier.from_vkey(vkey))
+        assert cp.size <= size and tree.root(cp.size) == cp.root
