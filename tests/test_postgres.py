@@ -19,7 +19,8 @@ import pytest
 from sigledger.client.publish.submit import publish
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import open_checkpoint
-from sigledger.ledger.errors import VerificationError
+from sigledger.ledger.errors import ConfigError, VerificationError
+from sigledger.ledger.log.database import describe, parse_database_url, sqlite_url
 from sigledger.ledger.log.migrate import prove_copy
 from sigledger.ledger.log.postgres import PostgresStorage
 from sigledger.ledger.note import Signer, Verifier
@@ -118,7 +119,7 @@ def test_unreachable_server_and_bad_urls_say_what_to_fix(tmp_path: Path) -> None
     assert "Check that the PostgreSQL server runs" in down.stderr
     bad = run_cli("serve", "--data", data, "--database", "mysql://127.0.0.1/x")
     assert bad.returncode == 2
-    assert "sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME" in bad.stderr
+    assert "sqlite:///ABSOLUTE/PATH, sqlite:RELATIVE/PATH or postgresql://" in bad.stderr
 
 
 async def test_missing_database_is_named(postgres_server: PostgresServer, tmp_path: Path) -> None:
@@ -349,3 +350,37 @@ async def test_kill9_on_postgresql_loses_nothing_acknowledged(
     for note in notes:
         cp, _ = open_checkpoint(note, Verifier.from_vkey(vkey))
         assert cp.size <= size and tree.root(cp.size) == cp.root
+
+
+@pytest.mark.parametrize(
+    ("url", "parsed"),
+    [
+        ("sqlite:///var/lib/sigledger/log.db", ("sqlite", "/var/lib/sigledger/log.db")),
+        ("sqlite:////var/lib/sigledger/log.db", ("sqlite", "/var/lib/sigledger/log.db")),
+        ("sqlite:log-data/log.db", ("sqlite", "log-data/log.db")),
+        ("postgresql://log@db:5432/log", ("postgresql", "postgresql://log@db:5432/log")),
+        (
+            "postgres://log@db/log?sslmode=require",
+            ("postgresql", "postgres://log@db/log?sslmode=require"),
+        ),
+    ],
+)
+def test_database_urls(url: str, parsed: tuple[str, str]) -> None:
+    assert parse_database_url(url) == parsed
+    if parsed[0] == "sqlite":
+        assert parse_database_url(sqlite_url(parsed[1])) == parsed
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:", "sqlite://", "sqlite:///", "sqlite://host/log.db", "postgresql://", "/x.db"]
+)
+def test_bad_database_urls(url: str) -> None:
+    with pytest.raises(ConfigError, match="is not a database URL"):
+        parse_database_url(url)
+
+
+def test_passwords_never_show() -> None:
+    assert describe("postgresql://me:s3cret@db:5432/log") == "postgresql://me:***@db:5432/log"
+    with pytest.raises(ConfigError) as info:
+        parse_database_url("mysql://me:s3cret@db/log")
+    assert "s3cret" not in str(info.value) and "mysql://me:***@db/log" in str(info.value)

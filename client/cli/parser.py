@@ -141,8 +141,8 @@ def _serve(sub: Any) -> None:
     s.add_argument(
         "--database",
         metavar="URL",
-        help="where the log is stored: sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME "
-        "(env SIGLEDGER_DATABASE; default: sqlite:///<data>/log.db)",
+        help="where the log is stored: sqlite:///ABSOLUTE/PATH, sqlite:RELATIVE/PATH or "
+        "postgresql://USER@HOST:PORT/DBNAME (env SIGLEDGER_DATABASE; default: <data>/log.db)",
     )
     s.add_argument("--origin", help="origin of a new log (default localhost/sigledger)")
     s.add_argument(
@@ -637,7 +637,7 @@ def _migrate(sub: Any) -> None:
         "notes, in batches. Then prove the copy: its entries and tiles must hash to every "
         "copied tree head and to the source's newest root. The target must be empty; the "
         "source is only read (after its schema is brought up to date, as a server would). "
-        "URLs: sqlite:///PATH (four slashes for an absolute path) or "
+        "URLs: sqlite:///ABSOLUTE/PATH, sqlite:RELATIVE/PATH or "
         "postgresql://USER@HOST:PORT/DBNAME (password from PGPASSWORD or ~/.pgpass).",
     )
     m.add_argument("--from", dest="source", required=True, metavar="URL", help="the log's database")

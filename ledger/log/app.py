@@ -60,7 +60,7 @@ from sigledger.ledger.errors import (
 )
 from sigledger.ledger.log import explorer
 from sigledger.ledger.log.cosigner import WitnessEndpoint, WitnessPool
-from sigledger.ledger.log.database import describe, open_storage
+from sigledger.ledger.log.database import describe, open_storage, sqlite_url
 from sigledger.ledger.log.reads import LogReads
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.log.store import LogStorage
@@ -260,7 +260,7 @@ async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
             # A new log under the key of the one in log.db would fork that log's history.
             raise ConfigError(
                 f"{cfg.db_path} holds a log but the database {describe(cfg.database)} is empty; "
-                f"copy the log first (sigledger migrate --from sqlite:///{cfg.db_path} --to URL) "
+                f"copy the log first (sigledger migrate --from {sqlite_url(cfg.db_path)} --to URL) "
                 "or use another data directory for a new log"
             )
         if new and (await storage.latest_head() is not None or await storage.count_entries()):

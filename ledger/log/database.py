@@ -3,10 +3,11 @@
 :func:`open_storage` opens the :class:`~sigledger.ledger.log.store.LogStorage` a
 URL names:
 
-* ``sqlite:///PATH`` -- the embedded engine, one SQLite file
-  (:mod:`sigledger.ledger.log.storage`). As in SQLAlchemy, ``sqlite:///log.db`` is
-  relative to the working directory and ``sqlite:////var/lib/sigledger/log.db``
-  (four slashes) is absolute. The server's default is ``<data>/log.db``.
+* ``sqlite:///var/lib/sigledger/log.db`` -- the embedded engine, one SQLite file
+  (:mod:`sigledger.ledger.log.storage`). The path is the URL's, as in ``file:`` URLs:
+  ``sqlite:///ABSOLUTE/PATH`` (``sqlite:////ABSOLUTE/PATH`` means the same), and
+  ``sqlite:RELATIVE/PATH`` for a path relative to the working directory. The
+  server's default is ``<data>/log.db``.
 * ``postgresql://USER@HOST:PORT/DBNAME`` (or ``postgres://``) -- PostgreSQL
   (:mod:`sigledger.ledger.log.postgres`), with libpq's conventions: a password from
   ``PGPASSWORD`` or ``~/.pgpass`` rather than in the URL, query parameters such as
@@ -22,32 +23,37 @@ from sigledger.ledger.errors import ConfigError
 from sigledger.ledger.log.storage import Storage
 from sigledger.ledger.log.store import LogStorage
 
-__all__ = ["describe", "open_storage", "parse_database_url", "redact", "sqlite_url"]
+__all__ = ["USAGE", "describe", "open_storage", "parse_database_url", "redact", "sqlite_url"]
 
 _POSTGRES = ("postgresql://", "postgres://")
-_SQLITE = "sqlite:///"
+_SQLITE = "sqlite:"
+USAGE = "sqlite:///ABSOLUTE/PATH, sqlite:RELATIVE/PATH or postgresql://USER@HOST:PORT/DBNAME"
 
 
 def sqlite_url(path: Path | str) -> str:
     """The URL of the SQLite file ``path``."""
-    return _SQLITE + str(path)
+    path = str(path)
+    return f"sqlite://{path}" if path.startswith("/") else f"sqlite:{path}"
 
 
 def parse_database_url(url: str) -> tuple[str, str]:
     """(``"sqlite"``, file path) or (``"postgresql"``, the URL); ConfigError otherwise."""
-    if url.startswith(_SQLITE) and len(url) > len(_SQLITE):
-        return "sqlite", url[len(_SQLITE) :]
-    if url.startswith(_POSTGRES) and url.split("://", 1)[1].strip("/"):
+    if url.startswith(_SQLITE):
+        path = url[len(_SQLITE) :]
+        if path.startswith("//"):
+            # An empty authority, then an absolute path ("sqlite:////x" too: "//x" is "/x").
+            path = path[2:]
+            path = "/" + path.lstrip("/") if path.startswith("/") else ""
+        if path and path != "/":
+            return "sqlite", path
+    elif url.startswith(_POSTGRES) and url.split("://", 1)[1].strip("/"):
         return "postgresql", url
-    raise ConfigError(
-        f"database {describe(url)!r} is not a database URL: use sqlite:///PATH (a file) or "
-        "postgresql://USER@HOST:PORT/DBNAME"
-    )
+    raise ConfigError(f"database {describe(url)!r} is not a database URL: use {USAGE}")
 
 
 def describe(url: str) -> str:
-    """``url`` fit for messages: a PostgreSQL password is masked."""
-    return redact(url) if url.startswith(_POSTGRES) else url
+    """``url`` fit for messages: a password in it is masked."""
+    return redact(url) if "://" in url else url
 
 
 def redact(url: str) -> str:

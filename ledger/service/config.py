@@ -34,7 +34,7 @@ ENV_PREFIX = "SIGLEDGER_"
 DEFAULT_ORIGIN = "localhost/sigledger"
 LOG_FORMATS = ("json", "text", "auto")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+DATABASE_SCHEMES = ("sqlite:", "postgresql://", "postgres://")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -85,9 +85,9 @@ class ServerConfig(ServiceSettings):
     """Data directory: holds ``log.db`` (SQLite, unless ``database`` names another
     database) and ``log.key`` (mode 0600)."""
     database: str = ""
-    """Where the log is stored: ``sqlite:///PATH`` (a SQLite file; four slashes for an
-    absolute path) or ``postgresql://USER@HOST:PORT/DBNAME`` (password from PGPASSWORD
-    or ~/.pgpass). Default: ``sqlite:///<data>/log.db``."""
+    """Where the log is stored: a SQLite file, ``sqlite:///ABSOLUTE/PATH`` or
+    ``sqlite:RELATIVE/PATH``, or PostgreSQL, ``postgresql://USER@HOST:PORT/DBNAME``
+    (password from PGPASSWORD or ~/.pgpass). Default: the file ``<data>/log.db``."""
     listen: str = "127.0.0.1:8080"
     """HOST:PORT to listen on. Port 0 picks a free port (printed at start)."""
     origin: str = ""
@@ -157,7 +157,10 @@ class ServerConfig(ServiceSettings):
     @property
     def database_url(self) -> str:
         """The ``database`` setting, or the SQLite file in the data directory."""
-        return self.database or f"sqlite:///{self.db_path}"
+        if self.database:
+            return self.database
+        path = str(self.db_path)
+        return f"sqlite://{path}" if path.startswith("/") else f"sqlite:{path}"
 
     def witness_endpoints(self) -> list[tuple[str, str]]:
         """(url, vkey) of each configured witness."""
@@ -202,7 +205,8 @@ class ServerConfig(ServiceSettings):
         self.witness_endpoints()
         if self.database and not self.database.startswith(DATABASE_SCHEMES):
             raise ConfigError(
-                "database must be a URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME"
+                "database must be a URL: sqlite:///ABSOLUTE/PATH, sqlite:RELATIVE/PATH or "
+                "postgresql://USER@HOST:PORT/DBNAME"
             )
         check_logging(self.log_format, self.log_level)
         if any(c.isspace() for c in self.origin) or "+" in self.origin:
