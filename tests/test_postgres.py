@@ -384,3 +384,20 @@ def test_passwords_never_show() -> None:
     with pytest.raises(ConfigError) as info:
         parse_database_url("mysql://me:s3cret@db/log")
     assert "s3cret" not in str(info.value) and "mysql://me:***@db/log" in str(info.value)
+
+
+async def test_the_default_file_named_explicitly_is_the_same_log(tmp_path: Path) -> None:
+    data = tmp_path / "log"
+    server = LogProcess(data, "--database", f"sqlite://{data / 'log.db'}").start()
+    try:
+        vkey = server.vkey
+        await publish(server.url, Signer.generate("alice"), _releases(tmp_path / "dist", 2))
+        assert server.stop() == 0
+    finally:
+        server.kill()
+    server = LogProcess(data).start()  # the default: the same file
+    try:
+        assert server.vkey == vkey
+        assert (await read_log(server.url, vkey))[0] == 2
+    finally:
+        server.kill()

@@ -60,7 +60,12 @@ from sigledger.ledger.errors import (
 )
 from sigledger.ledger.log import explorer
 from sigledger.ledger.log.cosigner import WitnessEndpoint, WitnessPool
-from sigledger.ledger.log.database import describe, open_storage, sqlite_url
+from sigledger.ledger.log.database import (
+    describe,
+    open_storage,
+    parse_database_url,
+    sqlite_url,
+)
 from sigledger.ledger.log.reads import LogReads
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.log.store import LogStorage
@@ -251,12 +256,13 @@ async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
     """
     # The data directory holds the key (and the SQLite file, unless another database is set).
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sqlite_log_beside = _other_sqlite_log(cfg)
     storage = await open_storage(cfg.database_url)
     log.info("log storage opened", extra={"database": describe(cfg.database_url)})
     try:
         stored_origin = await storage.get_meta("origin")
         new = stored_origin is None
-        if new and cfg.database and cfg.db_path.exists():
+        if new and sqlite_log_beside:
             # A new log under the key of the one in log.db would fork that log's history.
             raise ConfigError(
                 f"{cfg.db_path} holds a log but the database {describe(cfg.database)} is empty; "
@@ -292,6 +298,14 @@ async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
         await storage.close()
         raise
     return storage, signer, origin
+
+
+def _other_sqlite_log(cfg: ServerConfig) -> bool:
+    """Whether ``<data>/log.db`` exists while the log is set to live elsewhere."""
+    if not cfg.database or not cfg.db_path.exists():
+        return False
+    engine, where = parse_database_url(cfg.database)
+    return engine != "sqlite" or Path(where).resolve() != cfg.db_path.resolve()
 
 
 # -- app -------------------------------------------------------------------------
