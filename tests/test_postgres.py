@@ -401,3 +401,13 @@ async def test_the_default_file_named_explicitly_is_the_same_log(tmp_path: Path)
         assert (await read_log(server.url, vkey))[0] == 2
     finally:
         server.kill()
+
+
+def test_a_user_without_rights_is_told_to_own_the_database(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    postgres_server.sql("CREATE DATABASE not_ours")  # owned by the superuser
+    postgres_server.sql("REVOKE CREATE ON SCHEMA public FROM PUBLIC", "not_ours")
+    out = run_cli("serve", "--data", str(tmp_path), "--database", postgres_server.url("not_ours"))
+    assert out.returncode != 0
+    assert "permission denied" in out.stderr and "createdb -O USER DBNAME" in out.stderr

@@ -191,7 +191,13 @@ class PostgresStorage:
             )
         except _DB_ERRORS as exc:
             await writer.close()
-            raise StorageError(f"cannot open the log database {where}: {exc}") from exc
+            failed = StorageError(f"cannot open the log database {where}: {exc}")
+            if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+                failed.hint = (
+                    "The log's database user creates and owns its tables: make it the owner "
+                    "of the database (createdb -O USER DBNAME, or ALTER DATABASE ... OWNER TO)."
+                )
+            raise failed from exc
         except BaseException:
             await writer.close()
             raise
