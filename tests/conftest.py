@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import LogProcess
+from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures for every test)
 
 
 @pytest.fixture

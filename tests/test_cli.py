@@ -37,6 +37,7 @@ from tests.helpers import LogProcess, get, make_release, run_cli, tree_env
 
 REPORTING = {
     "keygen",
+    "migrate",
     "publish",
     "verify",
     "pip install",

@@ -103,3 +103,21 @@ def test_load_settings_serves_any_settings_class(tmp_path: Path) -> None:
         load_settings(_Toy(), "TOY_", str(f), environ={}, **special)
     with pytest.raises(ConfigError, match="size must be at least 1"):
         load_settings(_Toy(), "TOY_", None, {"size": 0}, {})
+
+
+def test_database_setting(tmp_path: Path) -> None:
+    assert load_config(environ={}).database_url == "sqlite:sigledger-data/log.db"
+    assert load_config(overrides={"data": "/srv/log"}, environ={}).database_url == (
+        "sqlite:///srv/log/log.db"
+    )
+    f = tmp_path / "c.toml"
+    f.write_text('database = "postgresql://log@db.example.org:5432/log"\n')
+    assert load_config(str(f), environ={}).database_url == (
+        "postgresql://log@db.example.org:5432/log"
+    )
+    env = {"SIGLEDGER_DATABASE": "sqlite:elsewhere.db"}
+    assert load_config(str(f), environ=env).database_url == "sqlite:elsewhere.db"
+    flags = {"database": "postgres://other@127.0.0.1/x"}
+    assert load_config(str(f), flags, environ=env).database == "postgres://other@127.0.0.1/x"
+    with pytest.raises(ConfigError, match="database must be a URL"):
+        load_config(overrides={"database": "/var/lib/log.db"}, environ={})

@@ -1,7 +1,8 @@
 """The LogStorage contract, run against every storage engine.
 
-Each engine is a factory that opens a fresh store in a temporary directory; a
-second engine (e.g. PostgreSQL) joins by adding its factory to ``ENGINES``.
+Each engine makes an opener that opens a fresh store for a temporary directory
+(SQLite: a file in it; PostgreSQL: a new database on the test server of
+``tests/postgres.py``); another engine joins by adding its factory to ``ENGINES``.
 """
 
 from __future__ import annotations
@@ -13,23 +14,43 @@ from pathlib import Path
 import pytest
 
 from sigledger.ledger.entry import file_identity
+from sigledger.ledger.log.postgres import PostgresStorage
 from sigledger.ledger.log.storage import Storage
-from sigledger.ledger.log.store import EntryRow, LogStorage
+from sigledger.ledger.log.store import EntryRow, LogStorage, StoredHead
 from sigledger.ledger.service.sqlite import StorageConflictError, StorageLockedError
+from tests.postgres import PostgresServer
 
 Opener = Callable[[Path], Awaitable[LogStorage]]
+Engine = Callable[[pytest.FixtureRequest], Opener]
+"""Makes an engine's opener for one test (it may need fixtures, e.g. a server)."""
 
 
-async def _sqlite(tmp: Path) -> LogStorage:
-    return await Storage.open(tmp / "log.db")
+def _sqlite(request: pytest.FixtureRequest) -> Opener:
+    async def open_(tmp: Path) -> LogStorage:
+        return await Storage.open(tmp / "log.db")
+
+    return open_
 
 
-ENGINES: dict[str, Opener] = {"sqlite": _sqlite}
+def _postgresql(request: pytest.FixtureRequest) -> Opener:
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    databases: dict[Path, str] = {}
+
+    async def open_(tmp: Path) -> LogStorage:
+        # One database per directory: opening the same one twice is a second writer.
+        if tmp not in databases:
+            databases[tmp] = server.create_database()
+        return await PostgresStorage.open(databases[tmp])
+
+    return open_
+
+
+ENGINES: dict[str, Engine] = {"sqlite": _sqlite, "postgresql": _postgresql}
 
 
 @pytest.fixture(params=sorted(ENGINES))
 async def opener(request: pytest.FixtureRequest) -> Opener:
-    return ENGINES[request.param]
+    return ENGINES[request.param](request)
 
 
 @pytest.fixture
@@ -139,3 +160,106 @@ async def test_a_second_writer_is_refused(opener: Opener, tmp_path: Path) -> Non
             await opener(tmp_path)
     finally:
         await first.close()
+
+
+# A log with two projects, two signers, a file logged twice with different hashes
+# (as logs written before the identity rule may hold) and mixed-case spellings.
+EXPLORED = [
+    row(0, "demo", "1.0", "demo-1.0.tar.gz"),
+    row(1, "demo", "2.0", "demo-2.0.tar.gz"),
+    row(2, "demo", "1.0", "demo-1.0-py3-none-any.whl", signer="bob"),
+    row(3, "other", "0.1", "other-0.1.tar.gz", signer="bob"),
+    row(4, "demo", "1.0", "Demo-1.0.tar.gz", signer="bob"),
+    row(5, "demo", "1.0", "demo-1.0.tar.gz", signer="carol"),
+    row(6, "demo", "10.0", "demo-10.0.tar.gz"),
+]
+
+
+async def test_explorer_reads_order_and_page_alike(store: LogStorage) -> None:
+    await store.commit_batch(EXPLORED[:4], {}, 4, b"\1" * 32, 2000)
+    await store.commit_batch(EXPLORED[4:], {}, 7, b"\2" * 32, 3000)
+    assert [i for i, _ in await store.entries_before(7, 3)] == [6, 5, 4]
+    assert await store.growth(7, 10) == [(0, 1000), (4, 2000), (7, 3000)]
+    page = await store.project_entries("demo", 7, limit=3)
+    assert [i for i, _ in page] == [4, 2, 0]  # by (version, filename, index), bytewise
+    rest = await store.project_entries("demo", 7, after=page[-1][0], limit=10)
+    assert [i for i, _ in rest] == [5, 6, 1]
+    assert [i for i, _ in await store.project_entries("demo", 7, version="1.0")] == [4, 2, 0, 5]
+    assert [i for i, _ in await store.project_entries("demo", 5)] == [4, 2, 0, 1]
+    assert await store.project_versions("demo", 7, 10, 100) == [
+        ("10.0", 1, 6, 1006),
+        ("2.0", 1, 1, 1001),
+        ("1.0", 4, 0, 1000),
+    ]
+    assert await store.project_signers("demo", 7, 10, 100) == [
+        ("alice", 3, 0),
+        ("bob", 2, 2),
+        ("carol", 1, 5),
+    ]
+    conflicts = await store.project_conflicts("demo", 7, 10, 100)
+    assert conflicts == [("1.0", "Demo-1.0.tar.gz", 3, 3)]
+    page = await store.signer_entries("bob", 7, limit=2)
+    assert [i for i, _ in page] == [4, 2]  # by (project, version, filename)
+    assert [i for i, _ in await store.signer_entries("bob", 7, after=page[-1][0])] == [3]
+    assert await store.signer_entries("nobody", 7) == []
+    assert await store.signer_projects("bob", 7, 10, 100) == [("demo", 2, 2), ("other", 1, 3)]
+    counts = await store.file_hash_counts([EXPLORED[0].identity, "nothing"], 7)
+    assert counts == {EXPLORED[0].identity: (3, 3, 3)}
+    assert await store.file_hash_counts([EXPLORED[0].identity], 5) == {
+        EXPLORED[0].identity: (2, 2, 2)
+    }
+    found = await store.lookup(below=7, project="demo", version="1.0", start=1, limit=2)
+    assert [i for i, _ in found] == [2, 4]
+    same = [EXPLORED[0].identity, EXPLORED[3].identity]
+    assert [i for i, _ in await store.lookup_identities(same, below=7, limit=3)] == [0, 4, 5]
+    assert await store.identity_violations() == []
+
+
+async def test_identity_violations_of_old_logs(store: LogStorage) -> None:
+    # Two spellings of one file by one signer: possible before the identity rule.
+    old = [row(0, "demo", "1.0", "demo-1.0.tar.gz"), row(1, "demo", "1.0", "Demo-1.0.tar.gz")]
+    await store.commit_batch(
+        [*old, row(2, "demo", "1.0", "DEMO-1.0.tar.gz", "bob")], {}, 3, b"\1" * 32, 2000
+    )
+    key = old[0].identity
+    assert await store.identity_violations() == [("alice", key, [0, 1])]
+    found = await store.find_bindings([("alice", key), ("bob", key)])
+    assert {k: [b.index for b in v] for k, v in found.items()} == {
+        ("alice", key): [0, 1],
+        ("bob", key): [2],
+    }
+
+
+async def test_bulk_copy_reads_back_what_it_loads(store: LogStorage) -> None:
+    await store.commit_batch(ROWS[:2], {(0, 0): b"a" * 64}, 2, b"\1" * 32, 2000)
+    await store.save_notes([(2, b"note-2", True)])
+    await store.commit_batch(ROWS[2:], {(0, 0): b"b" * 96}, 3, b"\2" * 32, 3000)
+    assert await store.read_entry_rows(0, 10) == ROWS
+    assert await store.read_entry_rows(1, 2) == ROWS[1:2]
+    heads = await store.read_heads(1, 10)
+    assert [(h.size, h.note, h.published) for h in heads] == [
+        (2, b"note-2", True),
+        (3, None, False),
+    ]
+    assert [h.size for h in await store.read_heads(0, 2)] == [0, 2]
+    assert await store.read_tile_rows(None, 10) == [(0, 0, b"b" * 96)]
+    assert await store.read_tile_rows((0, 0), 10) == []
+    meta = await store.all_meta()
+    assert meta["origin"] == "example.org/log" and "schema_version" in meta
+
+
+async def test_load_is_atomic(opener: Opener, tmp_path: Path) -> None:
+    s = await opener(tmp_path)
+    try:
+        heads = [StoredHead(0, b"\0" * 32, 1000, None), StoredHead(3, b"\1" * 32, 2000, b"n", True)]
+        await s.load(entries=ROWS, tiles={(0, 0): b"t" * 96}, heads=heads, meta={"origin": "o"})
+        assert await s.read_entry_rows(0, 3) == ROWS
+        assert await s.latest_head(published=True) == heads[1]
+        assert await s.get_meta("origin") == "o"
+        # Entry 2 again: nothing of this load stays.
+        with pytest.raises(StorageConflictError):
+            await s.load(entries=ROWS[2:], tiles={(1, 0): b"x" * 32}, meta={"origin": "p"})
+        assert await s.read_tile(1, 0) is None
+        assert await s.get_meta("origin") == "o"
+    finally:
+        await s.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -66,6 +67,7 @@ def serve(args: argparse.Namespace, ui: Ui) -> int:
 
     flags = _given(args, data="data", listen="listen", origin="origin", witnesses="witness")
     flags |= _given(args, witness_quorum="witness_quorum", log_format="log_format")
+    flags |= _given(args, database="database")
     return _run_service(load_config(args.config, flags), run_server, ui)
 
 
@@ -470,8 +472,55 @@ def completion(args: argparse.Namespace, ui: Ui) -> int:
     return EXIT_OK
 
 
+def migrate(args: argparse.Namespace, ui: Ui) -> int:
+    from sigledger.ledger.log.migrate import migrate as copy_log
+
+    current: dict[str, Any] = {}  # the stage under way and its progress bar
+
+    def done_with_stage() -> None:
+        if "bar" in current:
+            current.pop("bar").__exit__(None, None, None)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if current.get("stage") != stage:
+            done_with_stage()  # one bar at a time
+            lines = lambda d, t: f"{stage}: {d:,} of {t:,}"  # noqa: E731
+            current["stage"] = stage
+            label = "proving the copy" if stage == "proof" else f"copying {stage}"
+            current["bar"] = ui.progress(label, total, lines=lines).__enter__()
+        current["bar"].update(done, total)
+
+    try:
+        report = asyncio.run(
+            copy_log(args.source, args.target, batch=args.batch, progress=progress)
+        )
+    finally:
+        done_with_stage()
+    root = base64.b64encode(report.root).decode()
+    if ui.json:
+        ui.data(
+            {
+                "source": report.source,
+                "target": report.target,
+                "entries": report.entries,
+                "tiles": report.tiles,
+                "tree_heads": report.heads,
+                "tree_size": report.size,
+                "root": root,
+            }
+        )
+    else:
+        ui.info(
+            f"copied {report.source} to {report.target}: entries {report.entries:,}, "
+            f"hash tiles {report.tiles:,}, tree heads {report.heads:,}"
+        )
+        print(f"OK: the copy has the source's root at tree size {report.size:,}: {root}")
+    return EXIT_OK
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace, Ui], int]] = {
     "serve": serve,
+    "migrate": migrate,
     "witness serve": witness_serve,
     "keygen": keygen,
     "publish": publish,

@@ -147,6 +147,7 @@ def build_parser() -> Parser:
     p.set_defaults(json=False, command_parser=p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _serve(sub)
+    _migrate(sub)
     _keygen(sub)
     _publish(sub)
     _verify(sub)
@@ -190,6 +191,12 @@ def _serve(sub: Any) -> None:
     )
     s.add_argument(
         "--config", metavar="FILE", help="TOML configuration file (env SIGLEDGER_CONFIG)"
+    )
+    s.add_argument(
+        "--database",
+        metavar="URL",
+        help="where the log is stored: sqlite:///ABSOLUTE/PATH, sqlite:RELATIVE/PATH or "
+        "postgresql://USER@HOST:PORT/DBNAME (env SIGLEDGER_DATABASE; default: <data>/log.db)",
     )
     s.add_argument("--origin", help="origin of a new log (default localhost/sigledger)")
     s.add_argument(
@@ -649,4 +656,29 @@ def _fsck(sub: Any) -> None:
         default=None,
         metavar="N",
         help="worker processes for checking entries (default: the CPU count)",
+    )
+
+
+def _migrate(sub: Any) -> None:
+    m = _command(
+        sub,
+        "migrate",
+        "migrate",
+        help="copy a log to another database and prove the copy",
+        description="Copy a stopped log from one database to an empty other one (SQLite or "
+        "PostgreSQL, either way): metadata, entries, hash tiles, tree heads and their signed "
+        "notes, in batches. Then prove the copy: its entries and tiles must hash to every "
+        "copied tree head and to the source's newest root. The target must be empty; the "
+        "source is only read (after its schema is brought up to date, as a server would). "
+        "URLs: sqlite:///ABSOLUTE/PATH, sqlite:RELATIVE/PATH or "
+        "postgresql://USER@HOST:PORT/DBNAME (password from PGPASSWORD or ~/.pgpass).",
+    )
+    m.add_argument("--from", dest="source", required=True, metavar="URL", help="the log's database")
+    m.add_argument("--to", dest="target", required=True, metavar="URL", help="an empty database")
+    m.add_argument(
+        "--batch",
+        type=int,
+        default=5000,
+        metavar="ROWS",
+        help="rows copied per transaction (default 5000)",
     )

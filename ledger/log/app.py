@@ -60,9 +60,14 @@ from sigledger.ledger.errors import (
 )
 from sigledger.ledger.log import explorer
 from sigledger.ledger.log.cosigner import WitnessEndpoint, WitnessPool
+from sigledger.ledger.log.database import (
+    describe,
+    open_storage,
+    parse_database_url,
+    sqlite_url,
+)
 from sigledger.ledger.log.reads import LogReads
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
-from sigledger.ledger.log.storage import Storage
 from sigledger.ledger.log.store import LogStorage
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.admission import (
@@ -242,17 +247,33 @@ GATE_KEY = web.AppKey("gate", Gate)
 
 
 async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
-    """Open (or create, on first start) the log in ``cfg.data``.
+    """Open (or create, on first start) the log in ``cfg.database_url``, its key in
+    ``cfg.data``.
 
     Returns storage, the log signer and the origin. Refuses to run a log with
-    a key or origin other than the one it was created with.
+    a key or origin other than the one it was created with, and to start a new log
+    in another database while the data directory still holds a SQLite log.
     """
+    # The data directory holds the key (and the SQLite file, unless another database is set).
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # The embedded engine; another engine implements the same LogStorage protocol.
-    storage: LogStorage = await Storage.open(cfg.db_path)
+    sqlite_log_beside = _other_sqlite_log(cfg)
+    storage = await open_storage(cfg.database_url)
+    log.info("log storage opened", extra={"database": describe(cfg.database_url)})
     try:
         stored_origin = await storage.get_meta("origin")
         new = stored_origin is None
+        if new and sqlite_log_beside:
+            # A new log under the key of the one in log.db would fork that log's history.
+            raise ConfigError(
+                f"{cfg.db_path} holds a log but the database {describe(cfg.database)} is empty; "
+                f"copy the log first (sigledger migrate --from {sqlite_url(cfg.db_path)} --to URL) "
+                "or use another data directory for a new log"
+            )
+        if new and (await storage.latest_head() is not None or await storage.count_entries()):
+            raise ConfigError(
+                f"the database {describe(cfg.database_url)} holds entries or tree heads but no "
+                "log metadata (an interrupted sigledger migrate?); empty it and migrate again"
+            )
         origin = (cfg.origin or DEFAULT_ORIGIN) if stored_origin is None else stored_origin
         signer = service_key(
             "log",
@@ -271,12 +292,20 @@ async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
             log.info("created new log", extra={"origin": origin, "vkey": signer.vkey})
         elif cfg.origin and cfg.origin != origin:
             raise ConfigError(
-                f"the log in {cfg.data_dir} has origin {origin!r}, not {cfg.origin!r}"
+                f"the log in {describe(cfg.database_url)} has origin {origin!r}, not {cfg.origin!r}"
             )
     except BaseException:
         await storage.close()
         raise
     return storage, signer, origin
+
+
+def _other_sqlite_log(cfg: ServerConfig) -> bool:
+    """Whether ``<data>/log.db`` exists while the log is set to live elsewhere."""
+    if not cfg.database or not cfg.db_path.exists():
+        return False
+    engine, where = parse_database_url(cfg.database)
+    return engine != "sqlite" or Path(where).resolve() != cfg.db_path.resolve()
 
 
 # -- app -------------------------------------------------------------------------

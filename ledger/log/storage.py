@@ -175,24 +175,7 @@ class Storage:
     ) -> None:
         await self._transaction(
             [
-                (
-                    "INSERT INTO entries (idx, data, project, version, filename, sha256, signer,"
-                    " time_ms, identity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            e.index,
-                            e.data,
-                            e.project,
-                            e.version,
-                            e.filename,
-                            e.sha256,
-                            e.signer,
-                            e.time_ms,
-                            e.identity,
-                        )
-                        for e in entries
-                    ],
-                ),
+                (_INSERT_ENTRY, [_entry_values(e) for e in entries]),
                 (
                     "INSERT OR REPLACE INTO tiles (level, n, data) VALUES (?, ?, ?)",
                     [(lv, n, data) for (lv, n), data in tiles.items()],
@@ -479,6 +462,101 @@ class Storage:
             for r in await cur.fetchall():
                 out[str(r[0])] = (int(r[1]), int(r[2]), int(r[3]))
         return out
+
+    # -- bulk copy (sigledger migrate) ------------------------------------------
+
+    async def all_meta(self) -> dict[str, str]:
+        async with self._r.execute("SELECT key, value FROM meta") as cur:
+            return {str(r[0]): str(r[1]) for r in await cur.fetchall()}
+
+    async def read_entry_rows(self, start: int, end: int) -> list[EntryRow]:
+        async with self._r.execute(
+            "SELECT idx, data, project, version, filename, sha256, signer, time_ms, identity"
+            " FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, end),
+        ) as cur:
+            return [
+                EntryRow(
+                    int(r[0]),
+                    bytes(r[1]),
+                    str(r[2]),
+                    str(r[3]),
+                    str(r[4]),
+                    bytes(r[5]),
+                    str(r[6]),
+                    int(r[7]),
+                    str(r[8]),
+                )
+                for r in await cur.fetchall()
+            ]
+
+    async def read_heads(self, start: int, limit: int) -> list[StoredHead]:
+        async with self._r.execute(
+            "SELECT size, root, time_ms, note, published FROM checkpoints WHERE size >= ?"
+            " ORDER BY size LIMIT ?",
+            (start, limit),
+        ) as cur:
+            return [
+                StoredHead(int(r[0]), bytes(r[1]), int(r[2]), r[3], bool(r[4]))
+                for r in await cur.fetchall()
+            ]
+
+    async def read_tile_rows(
+        self, after: tuple[int, int] | None, limit: int
+    ) -> list[tuple[int, int, bytes]]:
+        level, n = after if after is not None else (-1, -1)
+        async with self._r.execute(
+            "SELECT level, n, data FROM tiles WHERE (level, n) > (?, ?) ORDER BY level, n LIMIT ?",
+            (level, n, limit),
+        ) as cur:
+            return [(int(r[0]), int(r[1]), bytes(r[2])) for r in await cur.fetchall()]
+
+    async def load(
+        self,
+        *,
+        entries: Sequence[EntryRow] = (),
+        tiles: dict[tuple[int, int], bytes] | None = None,
+        heads: Sequence[StoredHead] = (),
+        meta: dict[str, str] | None = None,
+    ) -> None:
+        await self._transaction(
+            [
+                (_INSERT_ENTRY, [_entry_values(e) for e in entries]),
+                (
+                    "INSERT OR REPLACE INTO tiles (level, n, data) VALUES (?, ?, ?)",
+                    [(lv, n, data) for (lv, n), data in (tiles or {}).items()],
+                ),
+                (
+                    "INSERT INTO checkpoints (size, root, time_ms, note, published)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(h.size, h.root, h.time_ms, h.note, int(h.published)) for h in heads],
+                ),
+                (
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    list((meta or {}).items()),
+                ),
+            ]
+        )
+
+
+_INSERT_ENTRY = (
+    "INSERT INTO entries (idx, data, project, version, filename, sha256, signer,"
+    " time_ms, identity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _entry_values(e: EntryRow) -> tuple[Any, ...]:
+    return (
+        e.index,
+        e.data,
+        e.project,
+        e.version,
+        e.filename,
+        e.sha256,
+        e.signer,
+        e.time_ms,
+        e.identity,
+    )
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:

@@ -2,7 +2,9 @@
 
 :class:`LogStorage` is the seam between the log's services (the sequencer, the read
 handlers, the explorer) and a database: :class:`~sigledger.ledger.log.storage.Storage`
-implements it on one SQLite file. The records below are what crosses it.
+implements it on one SQLite file, :class:`~sigledger.ledger.log.postgres.PostgresStorage`
+on PostgreSQL; :func:`~sigledger.ledger.log.database.open_storage` opens either from a
+URL. The records below are what crosses it.
 
 Contracts every implementation keeps:
 
@@ -215,4 +217,36 @@ class LogStorage(Protocol):
         self, identities: Iterable[str], below: int
     ) -> dict[str, tuple[int, int, int]]:
         """Per file identity: (distinct hashes, entries, distinct signers)."""
+        ...
+
+    # -- bulk copy (sigledger migrate) ----------------------------------------
+
+    async def all_meta(self) -> dict[str, str]:
+        """Every metadata key and value (``schema_version`` included)."""
+        ...
+
+    async def read_entry_rows(self, start: int, end: int) -> list[EntryRow]:
+        """Entries with start <= index < end, in order, with every stored column."""
+        ...
+
+    async def read_heads(self, start: int, limit: int) -> list[StoredHead]:
+        """At most ``limit`` tree heads of size >= ``start``, by size, notes included."""
+        ...
+
+    async def read_tile_rows(
+        self, after: tuple[int, int] | None, limit: int
+    ) -> list[tuple[int, int, bytes]]:
+        """At most ``limit`` stored tiles (level, n, data) after ``after``, by (level, n)."""
+        ...
+
+    async def load(
+        self,
+        *,
+        entries: Sequence[EntryRow] = (),
+        tiles: dict[tuple[int, int], bytes] | None = None,
+        heads: Sequence[StoredHead] = (),
+        meta: dict[str, str] | None = None,
+    ) -> None:
+        """Store rows copied from another store as they are, atomically (one transaction):
+        entries, tiles (replacing), tree heads with their notes, metadata (replacing)."""
         ...

@@ -34,6 +34,7 @@ ENV_PREFIX = "SIGLEDGER_"
 DEFAULT_ORIGIN = "localhost/sigledger"
 LOG_FORMATS = ("json", "text", "auto")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+DATABASE_SCHEMES = ("sqlite:", "postgresql://", "postgres://")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -81,7 +82,12 @@ class ServerConfig(ServiceSettings):
     KEY_FILE = "log.key"
 
     data: str = "sigledger-data"
-    """Data directory: holds ``log.db`` (SQLite) and ``log.key`` (mode 0600)."""
+    """Data directory: holds ``log.db`` (SQLite, unless ``database`` names another
+    database) and ``log.key`` (mode 0600)."""
+    database: str = ""
+    """Where the log is stored: a SQLite file, ``sqlite:///ABSOLUTE/PATH`` or
+    ``sqlite:RELATIVE/PATH``, or PostgreSQL, ``postgresql://USER@HOST:PORT/DBNAME``
+    (password from PGPASSWORD or ~/.pgpass). Default: the file ``<data>/log.db``."""
     listen: str = "127.0.0.1:8080"
     """HOST:PORT to listen on. Port 0 picks a free port (printed at start)."""
     origin: str = ""
@@ -148,6 +154,14 @@ class ServerConfig(ServiceSettings):
     stdout is a terminal, JSON otherwise (journald, containers, files)."""
     log_level: str = "info"
 
+    @property
+    def database_url(self) -> str:
+        """The ``database`` setting, or the SQLite file in the data directory."""
+        if self.database:
+            return self.database
+        path = str(self.db_path)
+        return f"sqlite://{path}" if path.startswith("/") else f"sqlite:{path}"
+
     def witness_endpoints(self) -> list[tuple[str, str]]:
         """(url, vkey) of each configured witness."""
         out = []
@@ -189,6 +203,11 @@ class ServerConfig(ServiceSettings):
         if self.witness_timeout <= 0 or self.witness_refresh <= 0:
             raise ConfigError("witness_timeout and witness_refresh must be positive")
         self.witness_endpoints()
+        if self.database and not self.database.startswith(DATABASE_SCHEMES):
+            raise ConfigError(
+                "database must be a URL: sqlite:///ABSOLUTE/PATH, sqlite:RELATIVE/PATH or "
+                "postgresql://USER@HOST:PORT/DBNAME"
+            )
         check_logging(self.log_format, self.log_level)
         if any(c.isspace() for c in self.origin) or "+" in self.origin:
             raise ConfigError(f"origin {self.origin!r} must not contain spaces or '+'")
