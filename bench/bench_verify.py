@@ -97,6 +97,7 @@ from sigledger.client.install.verdicts import Outcome, check_artifacts  # noqa: 
 from sigledger.client.trust import VerifiedLog  # noqa: E402
 from sigledger.ledger.entry import decode_entry  # noqa: E402
 from sigledger.ledger.log.storage import Storage  # noqa: E402
+from sigledger.ledger.log.store import EntryQuery  # noqa: E402
 from sigledger.ledger.note import Verifier  # noqa: E402
 from sigledger.ledger.service.config import ServerConfig  # noqa: E402
 from tests.helpers import LogProcess, sigledger_cmd, tree_env  # noqa: E402
@@ -142,7 +143,9 @@ async def _pick_releases(data: Path, entries: int, count: int, seed: int) -> lis
             st = decode_entry(raw).statement
             if st.project in picks:
                 continue
-            rows = await storage.lookup(below=entries, project=st.project, version=st.version)
+            rows = await storage.lookup(
+                EntryQuery(below=entries, project=st.project, version=st.version)
+            )
             index, raw = rng.choice(rows)  # the wheel or the sdist of this release
             entry = decode_entry(raw)
             st = entry.statement

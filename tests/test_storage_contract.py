@@ -16,7 +16,7 @@ import pytest
 from sigledger.ledger.entry import file_identity
 from sigledger.ledger.log.postgres import PostgresStorage
 from sigledger.ledger.log.storage import Storage
-from sigledger.ledger.log.store import EntryRow, LogStorage, StoredHead
+from sigledger.ledger.log.store import EntryQuery, EntryRow, LogStorage, StoredHead
 from sigledger.ledger.service.sqlite import StorageConflictError, StorageLockedError
 from tests.postgres import PostgresServer
 
@@ -130,10 +130,10 @@ async def test_a_published_note_is_never_replaced_by_an_unpublished_one(
 
 async def test_lookups_are_bounded_by_the_tree_size(store: LogStorage) -> None:
     await store.commit_batch(ROWS, {}, 3, b"\1" * 32, 2000)
-    got = await store.lookup(below=3, project="demo")
+    got = await store.lookup(EntryQuery(below=3, project="demo"))
     assert [i for i, _ in got] == [0, 1]
-    assert [i for i, _ in await store.lookup(below=1, project="demo")] == [0]
-    assert await store.lookup(below=3, sha256=ROWS[2].sha256) == [(2, ROWS[2].data)]
+    assert [i for i, _ in await store.lookup(EntryQuery(below=1, project="demo"))] == [0]
+    assert await store.lookup(EntryQuery(below=3, sha256=ROWS[2].sha256)) == [(2, ROWS[2].data)]
     hashes = [ROWS[0].sha256, ROWS[2].sha256]
     assert [i for i, _ in await store.lookup_hashes(hashes, below=3, limit=10)] == [0, 2]
     assert [i for i, _ in await store.lookup_hashes(hashes, below=2, limit=10)] == [0]
@@ -208,7 +208,7 @@ async def test_explorer_reads_order_and_page_alike(store: LogStorage) -> None:
     assert await store.file_hash_counts([EXPLORED[0].identity], 5) == {
         EXPLORED[0].identity: (2, 2, 2)
     }
-    found = await store.lookup(below=7, project="demo", version="1.0", start=1, limit=2)
+    found = await store.lookup(EntryQuery(below=7, project="demo", version="1.0", start=1, limit=2))
     assert [i for i, _ in found] == [2, 4]
     same = [EXPLORED[0].identity, EXPLORED[3].identity]
     assert [i for i, _ in await store.lookup_identities(same, below=7, limit=3)] == [0, 4, 5]

@@ -64,7 +64,7 @@ from sigledger.ledger.entry import (
 )
 from sigledger.ledger.errors import FormatError, LedgerError
 from sigledger.ledger.log.sequencer import Published, Sequencer
-from sigledger.ledger.log.store import LogStorage
+from sigledger.ledger.log.store import EntryQuery, LogStorage
 from sigledger.ledger.note import (
     ALG_COSIGNATURE_V1,
     ALG_ED25519,
@@ -673,7 +673,7 @@ async def handle_search(request: web.Request, view: _View) -> web.Response:
             f"{q!r} is neither a project name, a SHA-256 (64 hex digits) nor a signer "
             "verifier key (name+keyid+key)",
         )
-    if await view.storage.lookup(below=view.size, project=project, limit=1):
+    if await view.storage.lookup(EntryQuery(below=view.size, project=project, limit=1)):
         raise _redirect(view.href("project", project))
     return _no_results(view, q, f"No entries for project {project}.")
 
@@ -691,7 +691,7 @@ async def _search_sha256(request: web.Request, view: _View, digest: bytes, q: st
     after = _index_param(request, "after")
     start = 0 if after is None else after + 1
     rows = await view.storage.lookup(
-        below=view.size, sha256=digest, start=start, limit=PAGE_SIZE + 1
+        EntryQuery(below=view.size, sha256=digest, start=start, limit=PAGE_SIZE + 1)
     )
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
@@ -873,10 +873,9 @@ async def handle_entry(request: web.Request, view: _View) -> web.Response:
     vkey = signed.signer_vkey()
     verified = signed.verify()
     same = await storage.lookup(
-        below=view.size,
-        project=st.project,
-        identity=st.identity.key,
-        limit=SAME_FILE_LIMIT,
+        EntryQuery(
+            below=view.size, project=st.project, identity=st.identity.key, limit=SAME_FILE_LIMIT
+        )
     )
     others = [(i, d) for i, d in same if i != index]
     other_hashes = {e.statement.sha256 for _i, d in others if (e := _decode(d)) is not None}

@@ -67,7 +67,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from sigledger.ledger.log.database import redact
-from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryRow, StoredHead
+from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryQuery, EntryRow, StoredHead
 from sigledger.ledger.service.sqlite import (
     StorageConflictError,
     StorageError,
@@ -337,31 +337,13 @@ class PostgresStorage:
         )
         return [bytes(r[0]) for r in rows]
 
-    async def lookup(
-        self,
-        *,
-        below: int,
-        sha256: bytes | None = None,
-        project: str | None = None,
-        version: str | None = None,
-        identity: str | None = None,
-        start: int = 0,
-        limit: int = 100,
-    ) -> list[tuple[int, bytes]]:
-        if sha256 is None and project is None:
-            raise ValueError("lookup needs sha256 or project")
+    async def lookup(self, query: EntryQuery) -> list[tuple[int, bytes]]:
         where = ["idx >= $1", "idx < $2"]
-        params: list[Any] = [start, below]
-        for column, value in (
-            ("sha256", sha256),
-            ("project", project),
-            ("version", version),
-            ("identity", identity),
-        ):
-            if value is not None:
-                params.append(value)
-                where.append(f"{column} = ${len(params)}")
-        params.append(limit)
+        params: list[Any] = [query.start, query.below]
+        for column, value in query.filters():
+            params.append(value)
+            where.append(f"{column} = ${len(params)}")
+        params.append(query.limit)
         sql = (
             f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed columns)
             f" ORDER BY idx LIMIT ${len(params)}"
@@ -581,20 +563,7 @@ class PostgresStorage:
             start,
             end,
         )
-        return [
-            EntryRow(
-                int(r[0]),
-                bytes(r[1]),
-                str(r[2]),
-                str(r[3]),
-                str(r[4]),
-                bytes(r[5]),
-                str(r[6]),
-                int(r[7]),
-                str(r[8]),
-            )
-            for r in rows
-        ]
+        return [EntryRow.from_row(r) for r in rows]
 
     async def read_heads(self, start: int, limit: int) -> list[StoredHead]:
         rows = await self._fetch(

@@ -20,7 +20,7 @@ from sigledger.ledger.errors import (
     TooManyResultsError,
 )
 from sigledger.ledger.log.sequencer import Published, Sequencer
-from sigledger.ledger.log.store import LogStorage
+from sigledger.ledger.log.store import EntryQuery, LogStorage
 from sigledger.ledger.tiles import TILE_WIDTH, TileRef, encode_entry_bundle
 from sigledger.ledger.wire import (
     BATCH_MAX_ENTRIES,
@@ -69,13 +69,7 @@ class LogReads:
         """One page of the entries matching a hash or a release."""
         pub = self.published
         rows = await self.storage.lookup(
-            below=pub.size,
-            sha256=q.sha256,
-            project=q.project,
-            version=q.version,
-            identity=q.identity,
-            start=q.cursor,
-            limit=q.limit + 1,
+            EntryQuery(pub.size, q.sha256, q.project, q.version, q.identity, q.cursor, q.limit + 1)
         )
         more = len(rows) > q.limit
         rows = rows[: q.limit]

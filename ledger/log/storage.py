@@ -47,7 +47,7 @@ from typing import Any
 import aiosqlite
 
 from sigledger.ledger.entry import file_identity
-from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryRow, StoredHead
+from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryQuery, EntryRow, StoredHead
 from sigledger.ledger.service.sqlite import (
     Database,
     StorageConflictError,
@@ -242,32 +242,12 @@ class Storage:
         ) as cur:
             return [bytes(r[0]) for r in await cur.fetchall()]
 
-    async def lookup(
-        self,
-        *,
-        below: int,
-        sha256: bytes | None = None,
-        project: str | None = None,
-        version: str | None = None,
-        identity: str | None = None,
-        start: int = 0,
-        limit: int = 100,
-    ) -> list[tuple[int, bytes]]:
-        where = ["idx >= ?", "idx < ?"]
-        params: list[Any] = [start, below]
-        for column, value in (
-            ("sha256", sha256),
-            ("project", project),
-            ("version", version),
-            ("identity", identity),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if sha256 is None and project is None:
-            raise ValueError("lookup needs sha256 or project")
+    async def lookup(self, query: EntryQuery) -> list[tuple[int, bytes]]:
+        where = ["idx >= ?", "idx < ?"] + [f"{column} = ?" for column, _ in query.filters()]
+        params: list[Any] = [query.start, query.below]
+        params += [value for _, value in query.filters()]
         sql = f"SELECT idx, data FROM entries WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?"  # noqa: S608 (fixed columns, placeholders)
-        params.append(limit)
+        params.append(query.limit)
         async with self._r.execute(sql, params) as cur:
             return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
 
@@ -475,20 +455,7 @@ class Storage:
             " FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
             (start, end),
         ) as cur:
-            return [
-                EntryRow(
-                    int(r[0]),
-                    bytes(r[1]),
-                    str(r[2]),
-                    str(r[3]),
-                    str(r[4]),
-                    bytes(r[5]),
-                    str(r[6]),
-                    int(r[7]),
-                    str(r[8]),
-                )
-                for r in await cur.fetchall()
-            ]
+            return [EntryRow.from_row(r) for r in await cur.fetchall()]
 
     async def read_heads(self, start: int, limit: int) -> list[StoredHead]:
         async with self._r.execute(

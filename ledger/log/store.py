@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["BindingKey", "BoundEntry", "EntryRow", "LogStorage", "StoredHead"]
+__all__ = ["BindingKey", "BoundEntry", "EntryQuery", "EntryRow", "LogStorage", "StoredHead"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,14 @@ class EntryRow:
     signer: str
     time_ms: int
     identity: str
+
+    @classmethod
+    def from_row(cls, r: Sequence[Any]) -> EntryRow:
+        """From a database row of the fields in declaration order."""
+        return cls(
+            int(r[0]), bytes(r[1]), str(r[2]), str(r[3]), str(r[4]), bytes(r[5]), str(r[6]),
+            int(r[7]), str(r[8]),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,36 @@ class BoundEntry:
     index: int
     sha256: bytes
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EntryQuery:
+    """Entries matching every given field with ``start <= index < below``; at most ``limit``.
+
+    ``sha256`` or ``project`` must be given, so every query uses an index.
+    """
+
+    below: int
+    sha256: bytes | None = None
+    project: str | None = None
+    version: str | None = None
+    identity: str | None = None
+    start: int = 0
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if self.sha256 is None and self.project is None:
+            raise ValueError("an entry query needs sha256 or project")
+
+    def filters(self) -> list[tuple[str, bytes | str]]:
+        """(column, value) of each field given, besides the index range."""
+        fields = (
+            ("sha256", self.sha256),
+            ("project", self.project),
+            ("version", self.version),
+            ("identity", self.identity),
+        )
+        return [(column, value) for column, value in fields if value is not None]
 
 
 class LogStorage(Protocol):
@@ -112,22 +150,8 @@ class LogStorage(Protocol):
         """Entries with start <= index < end, in order."""
         ...
 
-    async def lookup(
-        self,
-        *,
-        below: int,
-        sha256: bytes | None = None,
-        project: str | None = None,
-        version: str | None = None,
-        identity: str | None = None,
-        start: int = 0,
-        limit: int = 100,
-    ) -> list[tuple[int, bytes]]:
-        """Entries matching every given field with start <= index < below, by index.
-
-        At most ``limit`` rows; ``sha256`` or ``project`` must be given, so every
-        query uses an index.
-        """
+    async def lookup(self, query: EntryQuery) -> list[tuple[int, bytes]]:
+        """(index, leaf bytes) of the entries ``query`` selects, by index."""
         ...
 
     async def lookup_hashes(
