@@ -28,6 +28,7 @@ from sigledger.ledger.entry import decode_entry, file_identity
 from sigledger.ledger.log import explorer
 from sigledger.ledger.log.app import SEQUENCER_KEY, STORAGE_KEY, create_app
 from sigledger.ledger.log.sequencer import Published
+from sigledger.ledger.log.store import Page
 from sigledger.ledger.note import (
     ALG_COSIGNATURE_V1,
     Signer,
@@ -429,8 +430,8 @@ async def test_storage_queries_stop_at_the_published_size(client: TestClient) ->
     await _small_log(client)
     storage = client.server.app[STORAGE_KEY]
     assert [i for i, _ in await storage.entries_before(3, 10)] == [2, 1, 0]
-    assert [i for i, _ in await storage.project_entries("pkg-a", 3)] == [0, 1, 2]
-    assert [i for i, _ in await storage.signer_entries(BOB.vkey, 4)] == [3]
+    assert [i for i, _ in await storage.project_entries("pkg-a", None, Page(3))] == [0, 1, 2]
+    assert [i for i, _ in await storage.signer_entries(BOB.vkey, Page(4))] == [3]
     assert await storage.project_conflicts("pkg-a", 5, 10, 100) == []
     assert await storage.project_conflicts("pkg-a", 6, 10, 100) == [
         ("1.0", "pkg_a-1.0-py3-none-any.whl", 2, 2)

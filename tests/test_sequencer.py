@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from sigledger.ledger.checkpoint import open_checkpoint
 from sigledger.ledger.errors import BindingConflictError, OverloadedError, ShuttingDownError
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.log.storage import Storage
-from sigledger.ledger.log.store import EntryRow
+from sigledger.ledger.log.store import Batch
 from sigledger.ledger.note import Signer
 from sigledger.ledger.service.config import ServerConfig
 from sigledger.ledger.service.sqlite import (
@@ -34,11 +33,11 @@ class FlakyStorage(Storage):
 
     fail: str | None = None
 
-    async def commit_batch(self, entries: Sequence[EntryRow], *args: Any, **kw: Any) -> None:
+    async def commit_batch(self, batch: Batch) -> None:
         mode, self.fail = self.fail, None
         if mode == "before":
             raise StorageError("injected failure, not persisted")
-        await super().commit_batch(entries, *args, **kw)
+        await super().commit_batch(batch)
         if mode == "after":
             raise StorageError("injected failure, but persisted")
 
@@ -164,7 +163,7 @@ async def test_two_roots_for_one_size_are_impossible(tmp_path: Path) -> None:
     store = await _open(tmp_path / "log.db")
     try:
         with pytest.raises(StorageConflictError):
-            await store.commit_batch([], {}, 0, b"\x01" * 32, 0)
+            await store.commit_batch(Batch([], {}, 0, b"\x01" * 32, 0))
         head = await store.latest_head()
         assert head is not None and head.root == merkle.EMPTY_ROOT
     finally:

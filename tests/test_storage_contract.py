@@ -16,7 +16,15 @@ import pytest
 from sigledger.ledger.entry import file_identity
 from sigledger.ledger.log.postgres import PostgresStorage
 from sigledger.ledger.log.storage import Storage
-from sigledger.ledger.log.store import EntryQuery, EntryRow, LogStorage, StoredHead
+from sigledger.ledger.log.store import (
+    Batch,
+    Copied,
+    EntryQuery,
+    EntryRow,
+    LogStorage,
+    Page,
+    StoredHead,
+)
 from sigledger.ledger.service.sqlite import StorageConflictError, StorageLockedError
 from tests.postgres import PostgresServer
 
@@ -94,7 +102,7 @@ async def test_initialize_makes_an_empty_log(store: LogStorage) -> None:
 
 
 async def test_commit_batch_stores_entries_tiles_and_head(store: LogStorage) -> None:
-    await store.commit_batch(ROWS, {(0, 0): b"t" * 96}, 3, b"\1" * 32, 2000)
+    await store.commit_batch(Batch(ROWS, {(0, 0): b"t" * 96}, 3, b"\1" * 32, 2000))
     assert await store.read_entries(0, 3) == [r.data for r in ROWS]
     assert await store.read_entries(1, 2) == [ROWS[1].data]
     assert await store.read_tile(0, 0) == b"t" * 96
@@ -106,10 +114,10 @@ async def test_commit_batch_stores_entries_tiles_and_head(store: LogStorage) -> 
 
 
 async def test_a_failed_batch_leaves_nothing(store: LogStorage) -> None:
-    await store.commit_batch(ROWS[:1], {}, 1, b"\1" * 32, 2000)
+    await store.commit_batch(Batch(ROWS[:1], {}, 1, b"\1" * 32, 2000))
     # A second root for size 1 is impossible, and takes its entries down with it.
     with pytest.raises(StorageConflictError):
-        await store.commit_batch(ROWS[1:2], {(0, 0): b"x" * 32}, 1, b"\2" * 32, 3000)
+        await store.commit_batch(Batch(ROWS[1:2], {(0, 0): b"x" * 32}, 1, b"\2" * 32, 3000))
     assert await store.count_entries() == 1
     assert await store.read_tile(0, 0) is None
     head = await store.latest_head()
@@ -119,7 +127,7 @@ async def test_a_failed_batch_leaves_nothing(store: LogStorage) -> None:
 async def test_a_published_note_is_never_replaced_by_an_unpublished_one(
     store: LogStorage,
 ) -> None:
-    await store.commit_batch(ROWS, {}, 3, b"\1" * 32, 2000)
+    await store.commit_batch(Batch(ROWS, {}, 3, b"\1" * 32, 2000))
     await store.save_notes([(3, b"note-a", False)])
     assert await store.latest_head(published=True) is None
     await store.save_notes([(3, b"note-b", True)])
@@ -129,7 +137,7 @@ async def test_a_published_note_is_never_replaced_by_an_unpublished_one(
 
 
 async def test_lookups_are_bounded_by_the_tree_size(store: LogStorage) -> None:
-    await store.commit_batch(ROWS, {}, 3, b"\1" * 32, 2000)
+    await store.commit_batch(Batch(ROWS, {}, 3, b"\1" * 32, 2000))
     got = await store.lookup(EntryQuery(below=3, project="demo"))
     assert [i for i, _ in got] == [0, 1]
     assert [i for i, _ in await store.lookup(EntryQuery(below=1, project="demo"))] == [0]
@@ -143,7 +151,7 @@ async def test_lookups_are_bounded_by_the_tree_size(store: LogStorage) -> None:
 
 
 async def test_bindings_and_file_counts(store: LogStorage) -> None:
-    await store.commit_batch(ROWS, {}, 3, b"\1" * 32, 2000)
+    await store.commit_batch(Batch(ROWS, {}, 3, b"\1" * 32, 2000))
     key = ("alice", ROWS[1].identity)
     found = await store.find_bindings([key, ("carol", ROWS[1].identity)])
     assert list(found) == [key]
@@ -176,16 +184,16 @@ EXPLORED = [
 
 
 async def test_explorer_reads_order_and_page_alike(store: LogStorage) -> None:
-    await store.commit_batch(EXPLORED[:4], {}, 4, b"\1" * 32, 2000)
-    await store.commit_batch(EXPLORED[4:], {}, 7, b"\2" * 32, 3000)
+    await store.commit_batch(Batch(EXPLORED[:4], {}, 4, b"\1" * 32, 2000))
+    await store.commit_batch(Batch(EXPLORED[4:], {}, 7, b"\2" * 32, 3000))
     assert [i for i, _ in await store.entries_before(7, 3)] == [6, 5, 4]
     assert await store.growth(7, 10) == [(0, 1000), (4, 2000), (7, 3000)]
-    page = await store.project_entries("demo", 7, limit=3)
+    page = await store.project_entries("demo", None, Page(7, limit=3))
     assert [i for i, _ in page] == [4, 2, 0]  # by (version, filename, index), bytewise
-    rest = await store.project_entries("demo", 7, after=page[-1][0], limit=10)
+    rest = await store.project_entries("demo", None, Page(7, page[-1][0], 10))
     assert [i for i, _ in rest] == [5, 6, 1]
-    assert [i for i, _ in await store.project_entries("demo", 7, version="1.0")] == [4, 2, 0, 5]
-    assert [i for i, _ in await store.project_entries("demo", 5)] == [4, 2, 0, 1]
+    assert [i for i, _ in await store.project_entries("demo", "1.0", Page(7))] == [4, 2, 0, 5]
+    assert [i for i, _ in await store.project_entries("demo", None, Page(5))] == [4, 2, 0, 1]
     assert await store.project_versions("demo", 7, 10, 100) == [
         ("10.0", 1, 6, 1006),
         ("2.0", 1, 1, 1001),
@@ -198,10 +206,10 @@ async def test_explorer_reads_order_and_page_alike(store: LogStorage) -> None:
     ]
     conflicts = await store.project_conflicts("demo", 7, 10, 100)
     assert conflicts == [("1.0", "Demo-1.0.tar.gz", 3, 3)]
-    page = await store.signer_entries("bob", 7, limit=2)
+    page = await store.signer_entries("bob", Page(7, limit=2))
     assert [i for i, _ in page] == [4, 2]  # by (project, version, filename)
-    assert [i for i, _ in await store.signer_entries("bob", 7, after=page[-1][0])] == [3]
-    assert await store.signer_entries("nobody", 7) == []
+    assert [i for i, _ in await store.signer_entries("bob", Page(7, page[-1][0]))] == [3]
+    assert await store.signer_entries("nobody", Page(7)) == []
     assert await store.signer_projects("bob", 7, 10, 100) == [("demo", 2, 2), ("other", 1, 3)]
     counts = await store.file_hash_counts([EXPLORED[0].identity, "nothing"], 7)
     assert counts == {EXPLORED[0].identity: (3, 3, 3)}
@@ -219,7 +227,7 @@ async def test_identity_violations_of_old_logs(store: LogStorage) -> None:
     # Two spellings of one file by one signer: possible before the identity rule.
     old = [row(0, "demo", "1.0", "demo-1.0.tar.gz"), row(1, "demo", "1.0", "Demo-1.0.tar.gz")]
     await store.commit_batch(
-        [*old, row(2, "demo", "1.0", "DEMO-1.0.tar.gz", "bob")], {}, 3, b"\1" * 32, 2000
+        Batch([*old, row(2, "demo", "1.0", "DEMO-1.0.tar.gz", "bob")], {}, 3, b"\1" * 32, 2000)
     )
     key = old[0].identity
     assert await store.identity_violations() == [("alice", key, [0, 1])]
@@ -231,9 +239,9 @@ async def test_identity_violations_of_old_logs(store: LogStorage) -> None:
 
 
 async def test_bulk_copy_reads_back_what_it_loads(store: LogStorage) -> None:
-    await store.commit_batch(ROWS[:2], {(0, 0): b"a" * 64}, 2, b"\1" * 32, 2000)
+    await store.commit_batch(Batch(ROWS[:2], {(0, 0): b"a" * 64}, 2, b"\1" * 32, 2000))
     await store.save_notes([(2, b"note-2", True)])
-    await store.commit_batch(ROWS[2:], {(0, 0): b"b" * 96}, 3, b"\2" * 32, 3000)
+    await store.commit_batch(Batch(ROWS[2:], {(0, 0): b"b" * 96}, 3, b"\2" * 32, 3000))
     assert await store.read_entry_rows(0, 10) == ROWS
     assert await store.read_entry_rows(1, 2) == ROWS[1:2]
     heads = await store.read_heads(1, 10)
@@ -252,13 +260,13 @@ async def test_load_is_atomic(opener: Opener, tmp_path: Path) -> None:
     s = await opener(tmp_path)
     try:
         heads = [StoredHead(0, b"\0" * 32, 1000, None), StoredHead(3, b"\1" * 32, 2000, b"n", True)]
-        await s.load(entries=ROWS, tiles={(0, 0): b"t" * 96}, heads=heads, meta={"origin": "o"})
+        await s.load(Copied(ROWS, {(0, 0): b"t" * 96}, heads, {"origin": "o"}))
         assert await s.read_entry_rows(0, 3) == ROWS
         assert await s.latest_head(published=True) == heads[1]
         assert await s.get_meta("origin") == "o"
         # Entry 2 again: nothing of this load stays.
         with pytest.raises(StorageConflictError):
-            await s.load(entries=ROWS[2:], tiles={(1, 0): b"x" * 32}, meta={"origin": "p"})
+            await s.load(Copied(ROWS[2:], {(1, 0): b"x" * 32}, meta={"origin": "p"}))
         assert await s.read_tile(1, 0) is None
         assert await s.get_meta("origin") == "o"
     finally:

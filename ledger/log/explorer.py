@@ -64,7 +64,7 @@ from sigledger.ledger.entry import (
 )
 from sigledger.ledger.errors import FormatError, LedgerError
 from sigledger.ledger.log.sequencer import Published, Sequencer
-from sigledger.ledger.log.store import EntryQuery, LogStorage
+from sigledger.ledger.log.store import EntryQuery, LogStorage, Page
 from sigledger.ledger.note import (
     ALG_COSIGNATURE_V1,
     ALG_ED25519,
@@ -494,7 +494,7 @@ async def _rebuilds_of(view: _View, index: int, st: Statement) -> list[tuple[int
     if ident.kind != "wheel":
         return []  # only wheels have build tags
     rows = await view.storage.project_entries(
-        st.project, view.size, version=st.version, limit=SAME_FILE_LIMIT
+        st.project, st.version, Page(view.size, limit=SAME_FILE_LIMIT)
     )
     out = []
     for i, data in rows:
@@ -662,7 +662,7 @@ async def handle_search(request: web.Request, view: _View) -> web.Response:
             raise PageError(
                 400, "Bad request", "publishers sign with Ed25519 (type 0x01) keys only"
             )
-        if await view.storage.signer_entries(verifier.vkey, view.size, limit=1):
+        if await view.storage.signer_entries(verifier.vkey, Page(view.size, limit=1)):
             raise _redirect(view.href("signer", verifier.vkey))
         return _no_results(view, q, f"No entries signed by {verifier.vkey}.")
     project = canonical_project(q)
@@ -735,9 +735,7 @@ async def handle_project(request: web.Request, view: _View) -> web.Response:
         )
     after = _index_param(request, "after")
     storage = view.storage
-    rows = await storage.project_entries(
-        project, view.size, version=version, after=after, limit=PAGE_SIZE + 1
-    )
+    rows = await storage.project_entries(project, version, Page(view.size, after, PAGE_SIZE + 1))
     if not rows and after is None:
         what = f"{project} {version}" if version else project
         raise PageError(404, "Not found", f"The log has no entries for {what}.")
@@ -976,7 +974,7 @@ async def handle_signer(request: web.Request, view: _View) -> web.Response:
 </table>"""
     after = _index_param(request, "after")
     storage = view.storage
-    rows = await storage.signer_entries(vkey, view.size, after=after, limit=PAGE_SIZE + 1)
+    rows = await storage.signer_entries(vkey, Page(view.size, after, PAGE_SIZE + 1))
     if not rows and after is None:
         raise PageError(404, "Not found", f"The log has no entries signed by {vkey}.", key_html)
     more = len(rows) > PAGE_SIZE

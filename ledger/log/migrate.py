@@ -34,7 +34,7 @@ from pathlib import Path
 from sigledger.ledger import merkle
 from sigledger.ledger.errors import ConfigError, VerificationError
 from sigledger.ledger.log.database import describe, open_storage, parse_database_url
-from sigledger.ledger.log.store import LogStorage, StoredHead
+from sigledger.ledger.log.store import Copied, LogStorage, StoredHead
 from sigledger.ledger.log.tiletree import TiledTree
 from sigledger.ledger.service.sqlite import StorageError
 from sigledger.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, hash_from_tile, tile_for_node
@@ -107,7 +107,7 @@ async def migrate(
                     "the database or delete the file); it holds no origin, so no server uses it"
                 ) from exc
             # Last: only a proven copy becomes a log a server will open.
-            await dst.load(meta=meta)
+            await dst.load(Copied(meta=meta))
         finally:
             await dst.close()
     finally:
@@ -223,7 +223,7 @@ async def _copy_entries(
     report("entries", 0, size)
     for start in range(0, size, batch):
         rows = await src.read_entry_rows(start, min(size, start + batch))
-        await dst.load(entries=rows)
+        await dst.load(Copied(entries=rows))
         report("entries", start + len(rows), size)
     return size
 
@@ -236,7 +236,7 @@ async def _copy_tiles(
     after: tuple[int, int] | None = None
     report("tiles", 0, total)
     while rows := await src.read_tile_rows(after, batch):
-        await dst.load(tiles={(lv, n): data for lv, n, data in rows})
+        await dst.load(Copied(tiles={(lv, n): data for lv, n, data in rows}))
         copied += len(rows)
         after = rows[-1][:2]
         report("tiles", copied, max(total, copied))
@@ -250,7 +250,7 @@ async def _copy_heads(
     report("tree heads", 0, size)
     start = 0
     while rows := await src.read_heads(start, batch):
-        await dst.load(heads=rows)
+        await dst.load(Copied(heads=rows))
         copied += len(rows)
         start = rows[-1].size + 1
         report("tree heads", min(rows[-1].size, size), size)

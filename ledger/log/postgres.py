@@ -61,13 +61,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 
 from sigledger.ledger.log.database import redact
-from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryQuery, EntryRow, StoredHead
+from sigledger.ledger.log.store import (
+    Batch,
+    BindingKey,
+    BoundEntry,
+    Copied,
+    EntryQuery,
+    EntryRow,
+    Page,
+    StoredHead,
+)
 from sigledger.ledger.service.sqlite import (
     StorageConflictError,
     StorageError,
@@ -277,24 +286,16 @@ class PostgresStorage:
 
     # -- writes -----------------------------------------------------------------
 
-    async def commit_batch(
-        self,
-        entries: Sequence[EntryRow],
-        tiles: dict[tuple[int, int], bytes],
-        size: int,
-        root: bytes,
-        time_ms: int,
-        notes: Iterable[tuple[int, bytes, bool]] = (),
-    ) -> None:
+    async def commit_batch(self, batch: Batch) -> None:
         await self._transaction(
             [
-                *_entry_inserts(entries),
-                *_tile_upserts(tiles),
+                *_entry_inserts(batch.entries),
+                *_tile_upserts(batch.tiles),
                 (
                     "INSERT INTO checkpoints (size, root, time_ms) VALUES ($1, $2, $3)",
-                    (size, root, time_ms),
+                    (batch.size, batch.root, batch.time_ms),
                 ),
-                *_note_updates(notes),
+                *_note_updates(batch.notes),
             ]
         )
 
@@ -431,20 +432,14 @@ class PostgresStorage:
         return [(int(r[0]), int(r[1])) for r in rows]
 
     async def project_entries(
-        self,
-        project: str,
-        below: int,
-        *,
-        version: str | None = None,
-        after: int | None = None,
-        limit: int = 100,
+        self, project: str, version: str | None, page: Page
     ) -> list[tuple[int, bytes]]:
         where = ["project = $1", "idx < $2"]
-        params: list[Any] = [project, below]
+        params: list[Any] = [project, page.below]
         if version is not None:
             params.append(version)
             where.append(f"version = ${len(params)}")
-        return await self._entry_page(where, params, "version, filename, idx", after, limit)
+        return await self._entry_page(where, params, "version, filename, idx", page)
 
     async def project_versions(
         self, project: str, below: int, limit: int, scan: int
@@ -491,30 +486,27 @@ class PostgresStorage:
         )
         return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
 
-    async def signer_entries(
-        self, signer: str, below: int, *, after: int | None = None, limit: int = 100
-    ) -> list[tuple[int, bytes]]:
+    async def signer_entries(self, signer: str, page: Page) -> list[tuple[int, bytes]]:
         return await self._entry_page(
             ["signer = (SELECT id FROM signers WHERE vkey = $1)", "idx < $2"],
-            [signer, below],
+            [signer, page.below],
             "project, version, filename",
-            after,
-            limit,
+            page,
         )
 
     async def _entry_page(
-        self, where: list[str], params: list[Any], order: str, after: int | None, limit: int
+        self, where: list[str], params: list[Any], order: str, page: Page
     ) -> list[tuple[int, bytes]]:
         """(index, data) of the entries matching ``where``, ordered by the columns
-        ``order``, from just after entry ``after`` (keyset paging), at most ``limit``."""
+        ``order``, one :class:`Page`."""
         params = list(params)
-        if after is not None:
-            params.append(after)
+        if page.after is not None:
+            params.append(page.after)
             where = [
                 *where,
                 f"({order}) > (SELECT {order} FROM entries WHERE idx = ${len(params)})",  # noqa: S608 (fixed columns)
             ]
-        params.append(limit)
+        params.append(page.limit)
         sql = (
             f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
             f" ORDER BY {order} LIMIT ${len(params)}"
@@ -587,30 +579,23 @@ class PostgresStorage:
         )
         return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows]
 
-    async def load(
-        self,
-        *,
-        entries: Sequence[EntryRow] = (),
-        tiles: dict[tuple[int, int], bytes] | None = None,
-        heads: Sequence[StoredHead] = (),
-        meta: dict[str, str] | None = None,
-    ) -> None:
-        statements = [*_entry_inserts(entries), *_tile_upserts(tiles or {})]
-        if heads:
+    async def load(self, rows: Copied) -> None:
+        statements = [*_entry_inserts(rows.entries), *_tile_upserts(rows.tiles)]
+        if rows.heads:
             statements.append(
                 (
                     _INSERT_HEADS,
                     (
-                        [h.size for h in heads],
-                        [h.root for h in heads],
-                        [h.time_ms for h in heads],
-                        [h.note for h in heads],
-                        [h.published for h in heads],
+                        [h.size for h in rows.heads],
+                        [h.root for h in rows.heads],
+                        [h.time_ms for h in rows.heads],
+                        [h.note for h in rows.heads],
+                        [h.published for h in rows.heads],
                     ),
                 )
             )
-        if meta:
-            statements.append(_meta_upsert(meta))
+        if rows.meta:
+            statements.append(_meta_upsert(rows.meta))
         await self._transaction(statements)
 
 
@@ -695,7 +680,7 @@ async def _migrate(conn: Any, where: str) -> None:
         )
 
 
-def _meta_upsert(values: dict[str, str]) -> Statement:
+def _meta_upsert(values: Mapping[str, str]) -> Statement:
     return (
         "INSERT INTO meta (key, value) SELECT * FROM unnest($1::text[], $2::text[])"
         " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
@@ -725,7 +710,7 @@ def _entry_inserts(entries: Sequence[EntryRow]) -> list[Statement]:
     ]
 
 
-def _tile_upserts(tiles: dict[tuple[int, int], bytes]) -> list[Statement]:
+def _tile_upserts(tiles: Mapping[tuple[int, int], bytes]) -> list[Statement]:
     if not tiles:
         return []
     refs = list(tiles)

@@ -49,7 +49,7 @@ from sigledger.ledger.errors import (
     ShuttingDownError,
 )
 from sigledger.ledger.log.cosigner import WitnessPool
-from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryRow, LogStorage
+from sigledger.ledger.log.store import Batch, BindingKey, BoundEntry, EntryRow, LogStorage
 from sigledger.ledger.log.tiletree import TiledTree
 from sigledger.ledger.note import Note, Signer, format_note, parse_note
 from sigledger.ledger.service.config import ServerConfig
@@ -429,7 +429,7 @@ class Sequencer:
             root = tree.root()
             try:
                 await self.storage.commit_batch(
-                    new_rows, changed, tree.size, root, now_ms, self._unsaved_notes
+                    Batch(new_rows, changed, tree.size, root, now_ms, self._unsaved_notes)
                 )
             except BaseException:
                 # The in-memory tree is ahead of storage; the caller reloads it.

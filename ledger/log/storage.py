@@ -47,7 +47,16 @@ from typing import Any
 import aiosqlite
 
 from sigledger.ledger.entry import file_identity
-from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryQuery, EntryRow, StoredHead
+from sigledger.ledger.log.store import (
+    Batch,
+    BindingKey,
+    BoundEntry,
+    Copied,
+    EntryQuery,
+    EntryRow,
+    Page,
+    StoredHead,
+)
 from sigledger.ledger.service.sqlite import (
     Database,
     StorageConflictError,
@@ -164,27 +173,19 @@ class Storage:
 
     # -- writes -----------------------------------------------------------------
 
-    async def commit_batch(
-        self,
-        entries: Sequence[EntryRow],
-        tiles: dict[tuple[int, int], bytes],
-        size: int,
-        root: bytes,
-        time_ms: int,
-        notes: Iterable[tuple[int, bytes, bool]] = (),
-    ) -> None:
+    async def commit_batch(self, batch: Batch) -> None:
         await self._transaction(
             [
-                (_INSERT_ENTRY, [_entry_values(e) for e in entries]),
+                (_INSERT_ENTRY, [_entry_values(e) for e in batch.entries]),
                 (
                     "INSERT OR REPLACE INTO tiles (level, n, data) VALUES (?, ?, ?)",
-                    [(lv, n, data) for (lv, n), data in tiles.items()],
+                    [(lv, n, data) for (lv, n), data in batch.tiles.items()],
                 ),
                 (
                     "INSERT INTO checkpoints (size, root, time_ms) VALUES (?, ?, ?)",
-                    [(size, root, time_ms)],
+                    [(batch.size, batch.root, batch.time_ms)],
                 ),
-                (_SAVE_NOTE, [(n, int(p), s) for s, n, p in notes]),
+                (_SAVE_NOTE, [(n, int(p), s) for s, n, p in batch.notes]),
             ]
         )
 
@@ -345,20 +346,14 @@ class Storage:
             return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
 
     async def project_entries(
-        self,
-        project: str,
-        below: int,
-        *,
-        version: str | None = None,
-        after: int | None = None,
-        limit: int = 100,
+        self, project: str, version: str | None, page: Page
     ) -> list[tuple[int, bytes]]:
         where = ["project = ?", "idx < ?"]
-        params: list[Any] = [project, below]
+        params: list[Any] = [project, page.below]
         if version is not None:
             where.append("version = ?")
             params.append(version)
-        return await self._entry_page(where, params, "version, filename, idx", after, limit)
+        return await self._entry_page(where, params, "version, filename, idx", page)
 
     async def project_versions(
         self, project: str, below: int, limit: int, scan: int
@@ -393,27 +388,25 @@ class Storage:
         ) as cur:
             return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in await cur.fetchall()]
 
-    async def signer_entries(
-        self, signer: str, below: int, *, after: int | None = None, limit: int = 100
-    ) -> list[tuple[int, bytes]]:
+    async def signer_entries(self, signer: str, page: Page) -> list[tuple[int, bytes]]:
         return await self._entry_page(
-            ["signer = ?", "idx < ?"], [signer, below], "project, version, filename", after, limit
+            ["signer = ?", "idx < ?"], [signer, page.below], "project, version, filename", page
         )
 
     async def _entry_page(
-        self, where: list[str], params: list[Any], order: str, after: int | None, limit: int
+        self, where: list[str], params: list[Any], order: str, page: Page
     ) -> list[tuple[int, bytes]]:
         """(index, data) of the entries matching ``where``, ordered by the columns
-        ``order``, from just after entry ``after`` (keyset paging), at most ``limit``."""
-        if after is not None:
+        ``order``, one :class:`Page`."""
+        if page.after is not None:
             after_clause = f"({order}) > (SELECT {order} FROM entries WHERE idx = ?)"  # noqa: S608 (fixed columns)
             where = [*where, after_clause]
-            params = [*params, after]
+            params = [*params, page.after]
         sql = (
             f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
             f" ORDER BY {order} LIMIT ?"
         )
-        async with self._r.execute(sql, [*params, limit]) as cur:
+        async with self._r.execute(sql, [*params, page.limit]) as cur:
             return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
 
     async def signer_projects(
@@ -478,29 +471,22 @@ class Storage:
         ) as cur:
             return [(int(r[0]), int(r[1]), bytes(r[2])) for r in await cur.fetchall()]
 
-    async def load(
-        self,
-        *,
-        entries: Sequence[EntryRow] = (),
-        tiles: dict[tuple[int, int], bytes] | None = None,
-        heads: Sequence[StoredHead] = (),
-        meta: dict[str, str] | None = None,
-    ) -> None:
+    async def load(self, rows: Copied) -> None:
         await self._transaction(
             [
-                (_INSERT_ENTRY, [_entry_values(e) for e in entries]),
+                (_INSERT_ENTRY, [_entry_values(e) for e in rows.entries]),
                 (
                     "INSERT OR REPLACE INTO tiles (level, n, data) VALUES (?, ?, ?)",
-                    [(lv, n, data) for (lv, n), data in (tiles or {}).items()],
+                    [(lv, n, data) for (lv, n), data in rows.tiles.items()],
                 ),
                 (
                     "INSERT INTO checkpoints (size, root, time_ms, note, published)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    [(h.size, h.root, h.time_ms, h.note, int(h.published)) for h in heads],
+                    [(h.size, h.root, h.time_ms, h.note, int(h.published)) for h in rows.heads],
                 ),
                 (
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                    list((meta or {}).items()),
+                    list(rows.meta.items()),
                 ),
             ]
         )

@@ -20,11 +20,21 @@ Contracts every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["BindingKey", "BoundEntry", "EntryQuery", "EntryRow", "LogStorage", "StoredHead"]
+__all__ = [
+    "Batch",
+    "BindingKey",
+    "BoundEntry",
+    "Copied",
+    "EntryQuery",
+    "EntryRow",
+    "LogStorage",
+    "Page",
+    "StoredHead",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,42 @@ class BoundEntry:
     index: int
     sha256: bytes
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One commit: new entries, the hash tiles they changed and the new tree head.
+
+    ``notes`` are (size, signed note, published) for earlier tree heads, persisted in
+    the same transaction (a head is signed only after its own commit).
+    """
+
+    entries: Sequence[EntryRow]
+    tiles: Mapping[tuple[int, int], bytes]
+    size: int
+    root: bytes
+    time_ms: int
+    notes: Iterable[tuple[int, bytes, bool]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Copied:
+    """Rows copied from another store (see :meth:`LogStorage.load`)."""
+
+    entries: Sequence[EntryRow] = ()
+    tiles: Mapping[tuple[int, int], bytes] = field(default_factory=dict)
+    heads: Sequence[StoredHead] = ()
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of an ordered listing: entries below index ``below``, from just after
+    entry ``after`` (keyset paging; None: from the start), at most ``limit``."""
+
+    below: int
+    after: int | None = None
+    limit: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,20 +162,8 @@ class LogStorage(Protocol):
         """Create a new, empty log: metadata plus the size-0 tree head, atomically."""
         ...
 
-    async def commit_batch(
-        self,
-        entries: Sequence[EntryRow],
-        tiles: dict[tuple[int, int], bytes],
-        size: int,
-        root: bytes,
-        time_ms: int,
-        notes: Iterable[tuple[int, bytes, bool]] = (),
-    ) -> None:
-        """Durably store new entries, changed tiles and the new tree head, atomically.
-
-        ``notes`` are (size, signed note, published) for earlier tree heads, persisted in
-        the same transaction (signing happens after a head's commit).
-        """
+    async def commit_batch(self, batch: Batch) -> None:
+        """Durably store the batch's entries, tiles, tree head and notes, atomically."""
         ...
 
     async def save_notes(self, notes: Iterable[tuple[int, bytes, bool]]) -> None:
@@ -195,13 +229,7 @@ class LogStorage(Protocol):
         ...
 
     async def project_entries(
-        self,
-        project: str,
-        below: int,
-        *,
-        version: str | None = None,
-        after: int | None = None,
-        limit: int = 100,
+        self, project: str, version: str | None, page: Page
     ) -> list[tuple[int, bytes]]:
         """A project's entries ordered by (version, filename, index); one version if given."""
         ...
@@ -225,9 +253,7 @@ class LogStorage(Protocol):
         spelling) logged with more than one hash."""
         ...
 
-    async def signer_entries(
-        self, signer: str, below: int, *, after: int | None = None, limit: int = 100
-    ) -> list[tuple[int, bytes]]:
+    async def signer_entries(self, signer: str, page: Page) -> list[tuple[int, bytes]]:
         """A signer's entries ordered by (project, version, filename)."""
         ...
 
@@ -263,14 +289,7 @@ class LogStorage(Protocol):
         """At most ``limit`` stored tiles (level, n, data) after ``after``, by (level, n)."""
         ...
 
-    async def load(
-        self,
-        *,
-        entries: Sequence[EntryRow] = (),
-        tiles: dict[tuple[int, int], bytes] | None = None,
-        heads: Sequence[StoredHead] = (),
-        meta: dict[str, str] | None = None,
-    ) -> None:
+    async def load(self, rows: Copied) -> None:
         """Store rows copied from another store as they are, atomically (one transaction):
         entries, tiles (replacing), tree heads with their notes, metadata (replacing)."""
         ...
