@@ -60,6 +60,7 @@ from sigledger.ledger.errors import (
 )
 from sigledger.ledger.log import explorer
 from sigledger.ledger.log.cosigner import WitnessEndpoint, WitnessPool
+from sigledger.ledger.log.publish import StaticPublisher
 from sigledger.ledger.log.reads import LogReads
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.log.storage import Storage
@@ -340,6 +341,7 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         SequencerConfig.of(cfg),
         on_batch=on_batch,
         witnesses=pool,
+        static=StaticPublisher(storage, Path(cfg.publish_dir)) if cfg.publish_dir else None,
     )
     try:
         if pool is not None:
@@ -546,6 +548,8 @@ async def handle_healthz(request: web.Request) -> web.Response:
     if age > cfg.stale_after:
         problems.append(f"checkpoint last published {age:.0f}s ago (limit {cfg.stale_after:.0f}s)")
     pool = request.app[VERIFY_POOL_KEY]
+    if seq.static is not None and seq.static.error is not None:
+        problems.append(seq.static.error)
     if pool is not None and not pool.available:
         problems.append(
             f"verification workers: restarting after a worker died ({pool.restarts} restarts)"
