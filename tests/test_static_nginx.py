@@ -210,6 +210,9 @@ async def test_log_read_through_nginx(
         assert time.monotonic() < deadline, "the publication directory did not reach 600"
         await asyncio.sleep(0.05)
 
+    status, body, _ = await _get(log.url + "/metrics")
+    assert b"\nsigledger_static_tree_size 600.0\n" in body
+
     # from here on nginx has nothing but the files
     assert log.stop() == 0
     status, _, _ = await _get(nginx.url + "/healthz")

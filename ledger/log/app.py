@@ -155,6 +155,10 @@ class Metrics(MetricSet):
         self.limited = self.counter(
             "sigledger_rate_limited", "/add requests refused by a limit", "limit"
         )
+        self.static_size = self.gauge(
+            "sigledger_static_tree_size",
+            "Tree size of the checkpoint in the static publication directory (publish_dir)",
+        )
 
 
 CONFIG_KEY = web.AppKey("config", ServerConfig)
@@ -579,6 +583,8 @@ async def handle_metrics(request: web.Request) -> web.Response:
     if seq.witnesses is not None:
         for url, st in seq.witnesses.status.items():
             metrics.witness_ok.labels(url).set(st.last_ok)
+    if seq.static is not None:
+        metrics.static_size.set(seq.static.stats.size)
     committed = seq.committed_size
     if seq.published is not None and committed is not None:
         metrics.unpublished.set(committed - seq.published.size)
