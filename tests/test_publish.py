@@ -16,6 +16,7 @@ from sigledger.ledger.log.publish import StaticPublisher, changed_tiles
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.log.storage import Storage
 from sigledger.ledger.note import Signer, Verifier
+from sigledger.ledger.service.sqlite import StorageError
 from tests.helpers import signed
 from tests.memtree import MemoryTree
 
@@ -226,6 +227,43 @@ async def test_refuses_a_directory_ahead_of_the_database(tmp_path: Path) -> None
     finally:
         await seq.stop()
         await other.close()
+
+
+class FailingReads(Storage):
+    """Entry reads fail while ``failing`` is set (a storage hiccup)."""
+
+    failing = True
+
+    async def read_entries(self, start: int, end: int) -> list[bytes]:
+        if self.failing:
+            raise StorageError("injected read failure")
+        return await super().read_entries(start, end)
+
+
+async def test_retries_after_a_failure(tmp_path: Path) -> None:
+    out = tmp_path / "public"
+    store = await _open(tmp_path / "log.db")
+    seq = await _sequencer(store, None)
+    await _add(seq, 0, 40)
+    await seq.stop()
+    await store.close()
+    flaky = await FailingReads.open(tmp_path / "log.db")
+    static = StaticPublisher(flaky, out, retry_after=0.05)
+    seq = Sequencer(flaky, LOG, "example.org/log", SequencerConfig(), static=static)
+    await seq.start()
+    try:
+        await static.flush()
+        assert static.error is not None and "retrying" in static.error
+        assert not (out / "checkpoint").exists()
+        flaky.failing = False
+        deadline = time.monotonic() + 10
+        while static.error is not None or static.stats.size != 40:
+            assert time.monotonic() < deadline, static.error
+            await asyncio.sleep(0.02)
+        assert check_directory(out) == 40
+    finally:
+        await seq.stop()
+        await flaky.close()
 
 
 async def test_never_steps_back(tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ width ``W`` is the first ``W`` hashes of its tile). A path that already exists
 with the same bytes is skipped; with different bytes, :class:`PublishForkError`
 is raised and publication stops: the log now holds a different tree than the one
 it published (e.g. a database restored from an old backup), which must be looked
-at by a person, never papered over.
+at by a person, never papered over. Other failures (a full disk, say) are
+retried; the log itself keeps running either way, and ``/healthz`` reports it.
 
 **Partial tiles are kept.** tlog-tiles allows deleting a partial tile some time
 after its full tile exists; we do not (yet): readers holding an older
@@ -78,6 +79,7 @@ DIR_MODE = 0o755
 CHECKPOINT = "checkpoint"
 # Tiles read from storage in one query while catching up.
 READ_CHUNK = 64
+RETRY_MAX = 60.0
 
 
 class PublishForkError(Exception):
@@ -132,14 +134,17 @@ class StaticPublisher:
 
     :meth:`publish` (called by the sequencer each time readers see a new
     checkpoint) only records the newest checkpoint and wakes the background
-    writer; :meth:`flush` waits until the directory has caught up; :meth:`close`
-    flushes and stops. After a :class:`PublishForkError` (or any other failure)
-    nothing more is written; ``error`` says why.
+    writer; :meth:`flush` waits until the directory has caught up (or a write
+    failed); :meth:`close` flushes and stops. ``error`` says what is wrong: after
+    a :class:`PublishForkError` nothing more is written; any other failure (a full
+    disk, storage trouble) is retried after ``retry_after`` seconds, doubling up
+    to a minute, from what is on disk.
     """
 
-    def __init__(self, storage: LogStorage, directory: Path) -> None:
+    def __init__(self, storage: LogStorage, directory: Path, *, retry_after: float = 1.0) -> None:
         self.storage = storage
         self.directory = directory
+        self.retry_after = retry_after  # first pause after a failed write (doubles to 60 s)
         self.stats = PublishStats()
         self.error: str | None = None
         self._target: tuple[int, bytes] | None = None
@@ -147,12 +152,15 @@ class StaticPublisher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        self._closed = asyncio.Event()
+        self._stopped = False  # after a PublishForkError: for good
+        self._backoff = retry_after
         self._task: asyncio.Task[None] | None = None
         self._written: bytes | None = None  # the checkpoint note on disk, when we wrote it
 
     def publish(self, size: int, note: bytes) -> None:
         """Make ``note`` (of tree ``size``) the checkpoint to write next; returns at once."""
-        if self._closing or self.error is not None:
+        if self._closing or self._stopped:
             return
         if self._target is not None and self._target[0] > size:
             return  # never step back (a reload may show an older head for a moment)
@@ -170,46 +178,76 @@ class StaticPublisher:
     async def close(self) -> None:
         """Flush, then stop the background writer."""
         self._closing = True
+        self._closed.set()
         self._wake.set()
         if self._task is not None:
             await self._task
             self._task = None
 
     async def _run(self) -> None:
-        try:
-            if not self.directory.is_dir():
-                self.directory.mkdir(parents=True)
-                self.directory.chmod(DIR_MODE)
-            self.stats.size = await asyncio.to_thread(_disk_size, self.directory)
-            head = await self.storage.latest_head()
-            if head is not None and head.size < self.stats.size:
-                raise PublishForkError(
-                    f"{self.directory / CHECKPOINT} names tree size {self.stats.size} but the "
-                    f"log holds only {head.size} entries (a database restored from an old "
-                    "backup?)"
+        self._backoff = self.retry_after
+        while True:
+            try:
+                await self._open()
+                await self._follow()
+                return
+            except PublishForkError as exc:
+                self.error = f"static publication stopped: {exc}"
+                self._stopped = True
+                log.critical(
+                    "static publication stopped; the directory keeps its last checkpoint",
+                    extra={"directory": str(self.directory), "error": str(exc)},
                 )
-            log.info(
-                "static publication",
-                extra={"directory": str(self.directory), "published_size": self.stats.size},
+                self._idle.set()
+                return
+            except Exception as exc:
+                # A full disk, permissions, storage trouble: the files only trail the
+                # log, so keep the log running and try again (from what is on disk).
+                self.error = f"static publication failing, retrying in {self._backoff:g} s: {exc}"
+                log.error(
+                    "static publication failed; retrying",
+                    extra={"directory": str(self.directory), "error": str(exc)},
+                    exc_info=True,
+                )
+                self._idle.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), self._backoff)
+                if self._closing:
+                    return
+                self._backoff = min(2 * self._backoff, RETRY_MAX)
+
+    async def _open(self) -> None:
+        """Create the directory if needed and find out how far it got."""
+        if not self.directory.is_dir():
+            self.directory.mkdir(parents=True)
+            self.directory.chmod(DIR_MODE)
+        self.stats.size = await asyncio.to_thread(_disk_size, self.directory)
+        head = await self.storage.latest_head()
+        if head is not None and head.size < self.stats.size:
+            raise PublishForkError(
+                f"{self.directory / CHECKPOINT} names tree size {self.stats.size} but the "
+                f"log holds only {head.size} entries (a database restored from an old "
+                "backup?)"
             )
-            while True:
-                target = self._target
-                if target is None or target[1] == self._written:
-                    self._idle.set()
-                    if self._closing:
-                        return
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                await self.write(*target)
-        except Exception as exc:
-            self.error = f"static publication stopped: {exc}"
-            log.critical(
-                "static publication stopped; the directory keeps its last checkpoint",
-                extra={"directory": str(self.directory), "error": str(exc)},
-                exc_info=not isinstance(exc, PublishForkError),
-            )
-            self._idle.set()
+        log.info(
+            "static publication",
+            extra={"directory": str(self.directory), "published_size": self.stats.size},
+        )
+
+    async def _follow(self) -> None:
+        """Write each newest target until closed."""
+        while True:
+            target = self._target
+            if target is None or target[1] == self._written:
+                self._idle.set()
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self.write(*target)
+            self.error = None
+            self._backoff = self.retry_after
 
     async def write(self, size: int, note: bytes) -> None:
         """Write every file of tree ``size`` missing under the directory, then ``note``."""
@@ -272,11 +310,13 @@ class StaticPublisher:
                         f"{len(data)}: the log's tree differs from the one it published"
                     )
                 skipped += 1
-                continue
-            _make_dirs(path.parent, self.directory, dirs)
-            write_atomically(path, data, mode=FILE_MODE)
-            dirs.add(path.parent)
-            written += 1
+            else:
+                _make_dirs(path.parent, self.directory, dirs)
+                write_atomically(path, data, mode=FILE_MODE)
+                written += 1
+            # Also for a file found in place: a killed writer may have renamed it
+            # without syncing its directory, and the checkpoint is about to name it.
+            dirs.update(_ancestors(path, self.directory))
         return written, skipped
 
     def _write_checkpoint(self, size: int, note: bytes) -> None:
@@ -304,6 +344,15 @@ def _make_dirs(path: Path, root: Path, dirs: set[Path]) -> None:
         path.mkdir()
         path.chmod(DIR_MODE)  # the umask (0077 under systemd) would hide it from the web server
     dirs.add(path.parent)
+
+
+def _ancestors(path: Path, root: Path) -> Iterator[Path]:
+    """The directories from ``path``'s parent up to ``root``, both included."""
+    parent = path.parent
+    while parent != root:
+        yield parent
+        parent = parent.parent
+    yield root
 
 
 def _fsync_dirs(dirs: set[Path]) -> None:
