@@ -16,8 +16,9 @@ from sigledger.ledger.log.publish import StaticPublisher, changed_tiles
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.log.storage import Storage
 from sigledger.ledger.note import Signer, Verifier
+from sigledger.ledger.service.config import load_config
 from sigledger.ledger.service.sqlite import StorageError
-from tests.helpers import signed
+from tests.helpers import ROOT, signed
 from tests.memtree import MemoryTree
 
 LOG = Signer.from_seed("example.org/log", bytes(32))
@@ -76,6 +77,17 @@ def check_directory(out: Path, verifier_key: str | None = None) -> int:
         for i in range(ref.width):
             assert body[32 * i : 32 * i + 32] == tree.node(8 * ref.level, ref.n * 256 + i)
     return cp.size
+
+
+def test_publish_dir_setting(tmp_path: Path) -> None:
+    assert load_config(environ={}).publish_dir == ""
+    toml = tmp_path / "s.toml"
+    toml.write_text('publish-dir = "/srv/a"\n')
+    assert load_config(str(toml), environ={}).publish_dir == "/srv/a"
+    env = {"SIGLEDGER_PUBLISH_DIR": "/srv/b"}
+    assert load_config(str(toml), environ=env).publish_dir == "/srv/b"
+    assert load_config(str(toml), {"publish_dir": "/srv/c"}, env).publish_dir == "/srv/c"
+    assert "publish_dir" in (ROOT / "deploy" / "sigledger.toml").read_text()
 
 
 def test_changed_tiles() -> None:

@@ -2,7 +2,7 @@
 
 With ``publish_dir`` set, every checkpoint the sequencer publishes is also written
 under that directory, at exactly the paths of the read API (c2sp.org/tlog-tiles),
-so that nginx (see ``deploy/nginx.conf``) or a CDN can answer every read::
+so that nginx (see ``deploy/nginx-static.conf``) or a CDN can answer every read::
 
     DIR/checkpoint                    the signed checkpoint note (replaced)
     DIR/tile/<L>/<N>                  full hash tiles (written once, never changed)
@@ -21,7 +21,8 @@ first (temporary file in the same directory, fsync, rename, then fsync of every
 directory touched), and only then the checkpoint (same steps). A crash at any
 point leaves the previous checkpoint with all of its data, plus perhaps some
 files of the next size, which are correct (their bytes depend only on committed
-entries) and are written again identically later. The checkpoint never moves
+entries) and are found in place later, and perhaps a temporary file
+``<name>.<pid>.tmp``, which no tile path names (safe to delete). The checkpoint never moves
 backwards: a checkpoint of a smaller tree than the one on disk is not written.
 
 **Write once.** The bytes at a tile path are fixed forever (a partial tile of
