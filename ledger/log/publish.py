@@ -68,6 +68,7 @@ from sigledger.ledger.errors import FormatError
 from sigledger.ledger.log.store import LogStorage
 from sigledger.ledger.note import parse_note
 from sigledger.ledger.service.files import write_atomically
+from sigledger.ledger.service.sqlite import StorageError
 from sigledger.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef, encode_entry_bundle, tile_width
 
 __all__ = ["PublishForkError", "PublishStats", "StaticPublisher", "changed_tiles"]
@@ -287,12 +288,12 @@ class StaticPublisher:
                 first = ref.n * TILE_WIDTH
                 entries = await self.storage.read_entries(first, first + ref.width)
                 if len(entries) != ref.width:
-                    raise PublishForkError(f"storage lacks entries for {ref.path}")
+                    raise StorageError(f"storage lacks entries for {ref.path}")
                 out.append((ref.path, encode_entry_bundle(entries)))
             else:
                 data = hashes.get((ref.level, ref.n), b"")
                 if len(data) < ref.width * HASH_SIZE:
-                    raise PublishForkError(f"storage lacks hashes for {ref.path}")
+                    raise StorageError(f"storage lacks hashes for {ref.path}")
                 out.append((ref.path, data[: ref.width * HASH_SIZE]))
         return out
 
