@@ -215,6 +215,12 @@ def _serve(sub: Any) -> None:
         help="cosignatures required before a checkpoint is published",
     )
     s.add_argument(
+        "--publish-dir",
+        metavar="DIR",
+        help="also write the checkpoint, tiles and entry bundles as static files under DIR "
+        "(env SIGLEDGER_PUBLISH_DIR)",
+    )
+    s.add_argument(
         "--log-format",
         choices=["json", "text", "auto"],
         help="log output format (default auto: text on a terminal, else JSON)",

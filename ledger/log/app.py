@@ -66,6 +66,7 @@ from sigledger.ledger.log.database import (
     parse_database_url,
     sqlite_url,
 )
+from sigledger.ledger.log.publish import StaticPublisher
 from sigledger.ledger.log.reads import LogReads
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.log.store import LogStorage
@@ -158,6 +159,10 @@ class Metrics(MetricSet):
         )
         self.limited = self.counter(
             "sigledger_rate_limited", "/add requests refused by a limit", "limit"
+        )
+        self.static_size = self.gauge(
+            "sigledger_static_tree_size",
+            "Tree size of the checkpoint in the static publication directory (publish_dir)",
         )
 
 
@@ -369,6 +374,7 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         SequencerConfig.of(cfg),
         on_batch=on_batch,
         witnesses=pool,
+        static=StaticPublisher(storage, Path(cfg.publish_dir)) if cfg.publish_dir else None,
     )
     try:
         if pool is not None:
@@ -575,6 +581,8 @@ async def handle_healthz(request: web.Request) -> web.Response:
     if age > cfg.stale_after:
         problems.append(f"checkpoint last published {age:.0f}s ago (limit {cfg.stale_after:.0f}s)")
     pool = request.app[VERIFY_POOL_KEY]
+    if seq.static is not None and seq.static.error is not None:
+        problems.append(seq.static.error)
     if pool is not None and not pool.available:
         problems.append(
             f"verification workers: restarting after a worker died ({pool.restarts} restarts)"
@@ -604,6 +612,8 @@ async def handle_metrics(request: web.Request) -> web.Response:
     if seq.witnesses is not None:
         for url, st in seq.witnesses.status.items():
             metrics.witness_ok.labels(url).set(st.last_ok)
+    if seq.static is not None:
+        metrics.static_size.set(seq.static.stats.size)
     committed = seq.committed_size
     if seq.published is not None and committed is not None:
         metrics.unpublished.set(committed - seq.published.size)

@@ -10,7 +10,9 @@ seconds old. Per batch, strictly in this order:
 2. **durably commit** the new entries, the changed tiles and the new tree head
    in one SQLite transaction;
 3. **sign** the checkpoint for the new tree head;
-4. **publish** it (readers see the new size only from here on);
+4. **publish** it (readers see the new size only from here on); with a
+   :class:`~sigledger.ledger.log.publish.StaticPublisher`, its tiles and then the
+   checkpoint are also written as files, in the background;
 5. answer each submitter with its index and an inclusion proof against the
    published checkpoint.
 
@@ -49,6 +51,7 @@ from sigledger.ledger.errors import (
     ShuttingDownError,
 )
 from sigledger.ledger.log.cosigner import WitnessPool
+from sigledger.ledger.log.publish import StaticPublisher
 from sigledger.ledger.log.store import Batch, BindingKey, BoundEntry, EntryRow, LogStorage
 from sigledger.ledger.log.tiletree import TiledTree
 from sigledger.ledger.note import Note, Signer, format_note, parse_note
@@ -120,8 +123,10 @@ class Sequencer:
         config: SequencerConfig,
         on_batch: Callable[[int, float], None] | None = None,
         witnesses: WitnessPool | None = None,
+        static: StaticPublisher | None = None,
     ) -> None:
         self.storage = storage
+        self.static = static  # also writes each published checkpoint's files, if given
         self.witnesses = witnesses
         self.signer = signer
         self.origin = origin
@@ -192,6 +197,8 @@ class Sequencer:
         log.info(
             "log loaded", extra={"tree_size": head.size, "published_size": self.published.size}
         )
+        if self.static is not None:  # catches the directory up in the background
+            self.static.publish(self.published.size, self.published.note)
 
     async def _publish(self, size: int, root: bytes, note: bytes) -> bool:
         """Show readers the checkpoint (size, root): witnessed first if configured."""
@@ -219,6 +226,9 @@ class Sequencer:
             self.last_witness_error = ""
         self._unsaved_notes.append((size, note, True))
         self.published = Published(size, root, note, time.time())
+        if self.static is not None:
+            # After publication, never before: the files trail what readers see.
+            self.static.publish(size, note)
         return True
 
     async def stop(self) -> None:
@@ -228,6 +238,8 @@ class Sequencer:
         self._full.set()
         if self._task is not None:
             await self._task
+        if self.static is not None:
+            await self.static.close()
         # Anything left could not be integrated (e.g. storage failed): refuse it explicitly.
         while self._queue:
             unit = self._queue.popleft()

@@ -149,6 +149,10 @@ class ServerConfig(ServiceSettings):
     witness_refresh: float = 300.0
     """While idle, seconds between fresh witness cosignatures of the same checkpoint, so
     that monitors can tell an idle log from a frozen one."""
+    publish_dir: str = ""
+    """Static publication: also write every published checkpoint, with the hash tiles
+    and entry bundles it needs, as files under this directory at the read API's paths
+    (for nginx or a CDN; see :mod:`sigledger.ledger.log.publish`). Empty: off."""
     log_format: str = "auto"
     """``json`` (one object per line on stdout), ``text``, or ``auto``: text when
     stdout is a terminal, JSON otherwise (journald, containers, files)."""
