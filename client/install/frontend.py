@@ -107,15 +107,6 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _TAIL_LINES = 25
 
 
-class InstallerError(LedgerError):
-    """The installer (pip or uv) failed while resolving or installing."""
-
-    hint = (
-        "The installer's own message is above. Fix the requirements or options it names; "
-        "nothing was installed unless the message says the install step failed."
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class LocalEntry:
     """A package not from an index: a local directory, an editable tree or a checkout."""
@@ -137,6 +128,14 @@ class Plan:
 
 # ---------------------------------------------------------------------------
 # Running the tools
+
+
+class InstallerError(
+    LedgerError,
+    hint="The installer's own message is above. Fix the requirements or options it names; "
+    "nothing was installed unless the message says the install step failed.",
+):
+    """The installer (pip or uv) failed while resolving or installing."""
 
 
 def _tail(text: str) -> str:

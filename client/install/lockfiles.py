@@ -148,13 +148,12 @@ _HASH_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _COMMENT = re.compile(r"(?:^|(?<=\s))#.*$")
 
 
-class LockfileError(FormatError):
+class LockfileError(
+    FormatError,
+    hint="Fix the file named above (or regenerate it with hashes, e.g. "
+    "`pip-compile --generate-hashes` or `uv export -o pylock.toml`) and try again.",
+):
     """A requirements file, pylock.toml or hash argument cannot be used."""
-
-    hint = (
-        "Fix the file named above (or regenerate it with hashes, e.g. "
-        "`pip-compile --generate-hashes` or `uv export -o pylock.toml`) and try again."
-    )
 
 
 @dataclass(frozen=True, slots=True)

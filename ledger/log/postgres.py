@@ -170,6 +170,15 @@ T = TypeVar("T")
 Statement = tuple[str, Sequence[Any]]
 
 
+class _Params(list[Any]):
+    """Query parameters, numbered as PostgreSQL wants them (``$1``, ``$2``, ...)."""
+
+    def add(self, value: Any) -> str:
+        """Append ``value``; its placeholder."""
+        self.append(value)
+        return f"${len(self)}"
+
+
 class PostgresStorage:
     """A log's PostgreSQL database (:class:`~sigledger.ledger.log.store.LogStorage`
     documents each method). Create with :meth:`open`; close with :meth:`close`."""
@@ -339,17 +348,10 @@ class PostgresStorage:
         return [bytes(r[0]) for r in rows]
 
     async def lookup(self, query: EntryQuery) -> list[tuple[int, bytes]]:
-        where = ["idx >= $1", "idx < $2"]
-        params: list[Any] = [query.start, query.below]
-        for column, value in query.filters():
-            params.append(value)
-            where.append(f"{column} = ${len(params)}")
-        params.append(query.limit)
-        sql = (
-            f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed columns)
-            f" ORDER BY idx LIMIT ${len(params)}"
-        )
-        return await self._entries(sql, *params)
+        p = _Params()
+        where = [f"idx >= {p.add(query.start)}", f"idx < {p.add(query.below)}"]
+        where += [f"{column} = {p.add(value)}" for column, value in query.filters()]
+        return await self._select_entries(where, p, "idx", query.limit)
 
     async def lookup_hashes(
         self, hashes: Sequence[bytes], *, below: int, limit: int
@@ -434,12 +436,11 @@ class PostgresStorage:
     async def project_entries(
         self, project: str, version: str | None, page: Page
     ) -> list[tuple[int, bytes]]:
-        where = ["project = $1", "idx < $2"]
-        params: list[Any] = [project, page.below]
+        p = _Params()
+        where = [f"project = {p.add(project)}", f"idx < {p.add(page.below)}"]
         if version is not None:
-            params.append(version)
-            where.append(f"version = ${len(params)}")
-        return await self._entry_page(where, params, "version, filename, idx", page)
+            where.append(f"version = {p.add(version)}")
+        return await self._entry_page(where, p, "version, filename, idx", page)
 
     async def project_versions(
         self, project: str, below: int, limit: int, scan: int
@@ -487,31 +488,29 @@ class PostgresStorage:
         return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     async def signer_entries(self, signer: str, page: Page) -> list[tuple[int, bytes]]:
-        return await self._entry_page(
-            ["signer = (SELECT id FROM signers WHERE vkey = $1)", "idx < $2"],
-            [signer, page.below],
-            "project, version, filename",
-            page,
-        )
+        p = _Params()
+        signer_id = f"(SELECT id FROM signers WHERE vkey = {p.add(signer)})"  # noqa: S608 (a placeholder)
+        where = [f"signer = {signer_id}", f"idx < {p.add(page.below)}"]
+        return await self._entry_page(where, p, "project, version, filename", page)
 
     async def _entry_page(
-        self, where: list[str], params: list[Any], order: str, page: Page
+        self, where: list[str], p: _Params, order: str, page: Page
     ) -> list[tuple[int, bytes]]:
         """(index, data) of the entries matching ``where``, ordered by the columns
-        ``order``, one :class:`Page`."""
-        params = list(params)
+        ``order``, one :class:`Page` (keyset paging: after entry ``page.after``)."""
         if page.after is not None:
-            params.append(page.after)
-            where = [
-                *where,
-                f"({order}) > (SELECT {order} FROM entries WHERE idx = ${len(params)})",  # noqa: S608 (fixed columns)
-            ]
-        params.append(page.limit)
+            after = f"(SELECT {order} FROM entries WHERE idx = {p.add(page.after)})"  # noqa: S608 (fixed columns)
+            where = [*where, f"({order}) > {after}"]
+        return await self._select_entries(where, p, order, page.limit)
+
+    async def _select_entries(
+        self, where: list[str], p: _Params, order: str, limit: int
+    ) -> list[tuple[int, bytes]]:
         sql = (
             f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
-            f" ORDER BY {order} LIMIT ${len(params)}"
+            f" ORDER BY {order} LIMIT {p.add(limit)}"
         )
-        return await self._entries(sql, *params)
+        return await self._entries(sql, *p)
 
     async def signer_projects(
         self, signer: str, below: int, limit: int, scan: int
