@@ -443,19 +443,28 @@ async def handle_checkpoint(request: web.Request) -> web.Response:
     )
 
 
+# Built once: every tile answer carries the same headers (CIMultiDict copies them).
+_TILE_HEADERS = {
+    "Content-Type": "application/octet-stream",
+    "Cache-Control": IMMUTABLE,
+    "Access-Control-Allow-Origin": "*",
+}
+
+
 async def handle_tile(request: web.Request) -> web.Response:
     path = "tile/" + request.match_info["path"]
-    try:
-        ref = parse_tile_path(path)
-    except FormatError as exc:
-        raise NotFoundError(f"no such tile: {exc}") from None
-    data = await request.app[READS_KEY].tile(ref, path)
-    resp = web.Response(
-        body=data,
-        content_type="application/octet-stream",
-        headers={"Cache-Control": IMMUTABLE, "Access-Control-Allow-Origin": "*"},
-    )
-    if ref.is_entries:
+    reads = request.app[READS_KEY]
+    # Full tiles and bundles served before come from memory, without parsing the path:
+    # only canonical paths of full tiles are ever stored (LogReads.cached).
+    data = reads.cached(path)
+    if data is None:
+        try:
+            ref = parse_tile_path(path)
+        except FormatError as exc:
+            raise NotFoundError(f"no such tile: {exc}") from None
+        data = await reads.tile(ref, path)
+    resp = web.Response(body=data, headers=_TILE_HEADERS)
+    if path.startswith("tile/entries/"):
         resp.enable_compression()
     return resp
 

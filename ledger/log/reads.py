@@ -10,6 +10,7 @@ the domain errors of :mod:`sigledger.ledger.errors` (``not_found``,
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from sigledger.ledger.entry import decode_entry
@@ -31,14 +32,73 @@ from sigledger.ledger.wire import (
 )
 
 HASH_SIZE = 32
+DEFAULT_CACHE_BYTES = 64 << 20  # ~2,000 full hash tiles and full bundles of a typical log
+
+
+class FullTiles:
+    """A bounded LRU of the bytes of *full* hash tiles and *full* entry bundles, by
+    their canonical path (``tile/0/x001/234``).
+
+    Only full tiles and bundles (256 hashes or entries; paths without ``.p/``) may be
+    stored: their bytes are fixed forever once the tree has grown past them, so an
+    entry can never be stale and is never invalidated. Partial tiles change with every
+    checkpoint and are never stored here (:meth:`put` refuses them).
+
+    Memory is bounded by ``max_bytes`` of tile data (Python object overhead is a
+    few hundred bytes per item on top): the least recently served item is dropped
+    first. ``max_bytes`` 0 disables the cache.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, path: str) -> bytes | None:
+        """The bytes stored for ``path``, or None (counted as a miss)."""
+        data = self._items.get(path)
+        if data is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(path)
+        return data
+
+    def put(self, path: str, data: bytes) -> None:
+        """Remember the bytes of the full tile or bundle ``path``; ValueError for a
+        partial one (its bytes would be wrong once the tree grows)."""
+        if ".p/" in path:
+            raise ValueError(f"{path} is a partial tile; only full tiles are immutable")
+        if len(data) > self.max_bytes or path in self._items:
+            return
+        self._items[path] = data
+        self.bytes += len(data)
+        while self.bytes > self.max_bytes:
+            _old, dropped = self._items.popitem(last=False)
+            self.bytes -= len(dropped)
 
 
 class LogReads:
-    """Reads of one log, against the checkpoint its sequencer publishes."""
+    """Reads of one log, against the checkpoint its sequencer publishes.
 
-    def __init__(self, storage: LogStorage, sequencer: Sequencer) -> None:
+    Full tiles and bundles are kept in :attr:`full` (see :class:`FullTiles`) after
+    the first read, so repeated reads of them cost no storage round trip.
+    """
+
+    def __init__(
+        self,
+        storage: LogStorage,
+        sequencer: Sequencer,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self.storage = storage
         self.sequencer = sequencer
+        self.full = FullTiles(cache_bytes)
 
     @property
     def published(self) -> Published:
@@ -47,8 +107,23 @@ class LogReads:
             raise AssertionError("bad math in LogReads: reading a log that was never loaded")
         return pub
 
+    def cached(self, path: str) -> bytes | None:
+        """The bytes of the full tile or bundle at the canonical ``path`` if it was
+        read before, else None. No published-size check is needed: a full tile was
+        only stored after being served within a published tree, and trees only grow."""
+        return self.full.get(path)
+
     async def tile(self, ref: TileRef, path: str) -> bytes:
-        """The bytes of a hash tile or an entry bundle (``path`` names it in errors)."""
+        """The bytes of a hash tile or an entry bundle (``path``, its canonical path,
+        names it in errors and in the cache of full tiles)."""
+        data = self.full.get(path) if ref.width == TILE_WIDTH else None
+        if data is None:
+            data = await self._read_tile(ref, path)
+            if ref.width == TILE_WIDTH:
+                self.full.put(path, data)
+        return data
+
+    async def _read_tile(self, ref: TileRef, path: str) -> bytes:
         pub = self.published
         level = 0 if ref.is_entries else ref.level
         available = min(TILE_WIDTH, (pub.size >> (8 * level)) - ref.n * TILE_WIDTH)
