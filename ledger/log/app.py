@@ -160,6 +160,17 @@ class Metrics(MetricSet):
         self.limited = self.counter(
             "sigledger_rate_limited", "/add requests refused by a limit", "limit"
         )
+        # Set when /metrics is read, so serving a tile costs no metric update beyond
+        # the request counter.
+        self.tile_cache_hits = self.gauge(
+            "sigledger_tile_cache_hits", "Full tiles and bundles served from memory"
+        )
+        self.tile_cache_misses = self.gauge(
+            "sigledger_tile_cache_misses", "Full tiles and bundles not in memory when asked for"
+        )
+        self.tile_cache_bytes = self.gauge(
+            "sigledger_tile_cache_bytes", "Bytes of full tiles and bundles held in memory"
+        )
         self.static_size = self.gauge(
             "sigledger_static_tree_size",
             "Tree size of the checkpoint in the static publication directory (publish_dir)",
@@ -621,6 +632,10 @@ async def handle_metrics(request: web.Request) -> web.Response:
     if seq.witnesses is not None:
         for url, st in seq.witnesses.status.items():
             metrics.witness_ok.labels(url).set(st.last_ok)
+    full = request.app[READS_KEY].full
+    metrics.tile_cache_hits.set(full.hits)
+    metrics.tile_cache_misses.set(full.misses)
+    metrics.tile_cache_bytes.set(full.bytes)
     if seq.static is not None:
         metrics.static_size.set(seq.static.stats.size)
     committed = seq.committed_size
