@@ -216,12 +216,16 @@ class Storage:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    # The reads below serve the read API: each is one query in one round trip to the
+    # reader thread (execute_fetchall), not three (execute, fetch, close).
+
     async def read_tile(self, level: int, n: int) -> bytes | None:
-        async with self._r.execute(
-            "SELECT data FROM tiles WHERE level = ? AND n = ?", (level, n)
-        ) as cur:
-            row = await cur.fetchone()
-        return None if row is None else bytes(row[0])
+        rows = list(
+            await self._r.execute_fetchall(
+                "SELECT data FROM tiles WHERE level = ? AND n = ?", (level, n)
+            )
+        )
+        return bytes(rows[0][0]) if rows else None
 
     async def read_tiles(self, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         wanted = sorted(set(refs))
@@ -229,19 +233,16 @@ class Storage:
         for chunk in _chunks(wanted, 400):
             where = " OR ".join("(level = ? AND n = ?)" for _ in chunk)
             params = [x for ref in chunk for x in ref]
-            async with self._r.execute(
-                f"SELECT level, n, data FROM tiles WHERE {where}",  # noqa: S608 (placeholders only)
-                params,
-            ) as cur:
-                for lv, n, data in await cur.fetchall():
-                    out[(int(lv), int(n))] = bytes(data)
+            sql = f"SELECT level, n, data FROM tiles WHERE {where}"  # noqa: S608 (placeholders only)
+            for lv, n, data in await self._r.execute_fetchall(sql, params):
+                out[(int(lv), int(n))] = bytes(data)
         return out
 
     async def read_entries(self, start: int, end: int) -> list[bytes]:
-        async with self._r.execute(
+        rows = await self._r.execute_fetchall(
             "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
-        ) as cur:
-            return [bytes(r[0]) for r in await cur.fetchall()]
+        )
+        return [bytes(r[0]) for r in rows]
 
     async def lookup(self, query: EntryQuery) -> list[tuple[int, bytes]]:
         where = ["idx >= ?", "idx < ?"] + [f"{column} = ?" for column, _ in query.filters()]
@@ -249,8 +250,7 @@ class Storage:
         params += [value for _, value in query.filters()]
         sql = f"SELECT idx, data FROM entries WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?"  # noqa: S608 (fixed columns, placeholders)
         params.append(query.limit)
-        async with self._r.execute(sql, params) as cur:
-            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+        return [(int(r[0]), bytes(r[1])) for r in await self._r.execute_fetchall(sql, params)]
 
     async def lookup_hashes(
         self, hashes: Sequence[bytes], *, below: int, limit: int
@@ -259,8 +259,8 @@ class Storage:
         for chunk in _chunks(sorted(set(hashes)), 500):
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT idx, data FROM entries WHERE sha256 IN ({marks}) AND idx < ? LIMIT ?"  # noqa: S608 (placeholders only)
-            async with self._r.execute(sql, [*chunk, below, limit - len(out)]) as cur:
-                out.extend((int(r[0]), bytes(r[1])) for r in await cur.fetchall())
+            rows = await self._r.execute_fetchall(sql, [*chunk, below, limit - len(out)])
+            out.extend((int(r[0]), bytes(r[1])) for r in rows)
             if len(out) >= limit:
                 break
         return out
@@ -275,8 +275,8 @@ class Storage:
             "SELECT e.idx, e.data FROM json_each(?) AS k CROSS JOIN entries AS e"
             " INDEXED BY entries_identity ON e.identity = k.value WHERE e.idx < ? LIMIT ?"
         )
-        async with self._r.execute(sql, (json.dumps(wanted), below, limit)) as cur:
-            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+        rows = await self._r.execute_fetchall(sql, (json.dumps(wanted), below, limit))
+        return [(int(r[0]), bytes(r[1])) for r in rows]
 
     async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, list[BoundEntry]]:
         # One query for the whole batch: the keys travel as one JSON parameter.
