@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from sigledger.ledger import merkle, tiles
-from sigledger.ledger.log.tiletree import TiledTree
+from sigledger.ledger.log.tiletree import ExpandedTile, TiledTree
 from tests.memtree import MemoryTree
 
 
@@ -111,3 +111,12 @@ def test_batch_proofs_equal_single_proofs() -> None:
         assert merkle.prove_inclusions(indexes, size, ref.node) == [
             ref.prove_inclusion(i, size) for i in indexes
         ]
+
+
+def test_a_full_tile_expands_as_if_pushed_hash_by_hash() -> None:
+    data = b"".join(_leaves(tiles.TILE_WIDTH))
+    pushed = ExpandedTile(data[:-32])
+    pushed.push(data[-32:])
+    full = ExpandedTile(data)
+    assert full.levels == pushed.levels
+    assert full.root() == MemoryTree(_leaves(tiles.TILE_WIDTH)).root()

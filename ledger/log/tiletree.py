@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from hashlib import sha256 as _sha256
 
 from sigledger.ledger import merkle
 from sigledger.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, tile_width, tiles_for_size
@@ -33,7 +34,18 @@ class ExpandedTile:
     def __init__(self, data: bytes = b"") -> None:
         if len(data) % _HASH or len(data) > TILE_WIDTH * _HASH:
             raise ValueError("tile data must be 0..256 hashes")
-        self.levels: list[list[bytes]] = [[]]
+        if len(data) == TILE_WIDTH * _HASH:
+            # A full tile (read for a proof): each level in one pass, which is several
+            # times faster than pushing hash by hash.
+            row = [data[i : i + _HASH] for i in range(0, len(data), _HASH)]
+            self.levels: list[list[bytes]] = [row]
+            while len(row) > 1:
+                row = [
+                    _sha256(b"\x01" + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)
+                ]
+                self.levels.append(row)
+            return
+        self.levels = [[]]
         for i in range(0, len(data), _HASH):
             self.push(data[i : i + _HASH])
 
