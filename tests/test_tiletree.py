@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from sigledger.ledger import merkle, tiles
-from sigledger.ledger.log.tiletree import ExpandedTile, TiledTree
+from sigledger.ledger.log.tiletree import ExpandedTile, FullTile, TiledTree
 from tests.memtree import MemoryTree
 
 
@@ -113,10 +113,13 @@ def test_batch_proofs_equal_single_proofs() -> None:
         ]
 
 
-def test_a_full_tile_expands_as_if_pushed_hash_by_hash() -> None:
+def test_a_full_tile_read_for_proofs_matches_one_pushed_hash_by_hash() -> None:
     data = b"".join(_leaves(tiles.TILE_WIDTH))
     pushed = ExpandedTile(data[:-32])
     pushed.push(data[-32:])
-    full = ExpandedTile(data)
-    assert full.levels == pushed.levels
-    assert full.root() == MemoryTree(_leaves(tiles.TILE_WIDTH)).root()
+    full = FullTile.of_data(data)
+    assert full.rows == FullTile.of_expanded(pushed).rows
+    assert [full.hash(r, i) for r in range(9) for i in range(256 >> r)] == [
+        pushed.hash(r, i) for r in range(9) for i in range(256 >> r)
+    ]
+    assert full.root() == pushed.root() == MemoryTree(_leaves(tiles.TILE_WIDTH)).root()

@@ -162,14 +162,14 @@ class Metrics(MetricSet):
         )
         # Set when /metrics is read, so serving a tile costs no metric update beyond
         # the request counter.
-        self.tile_cache_hits = self.gauge(
-            "sigledger_tile_cache_hits", "Full tiles and bundles served from memory"
+        self.read_cache_hits = self.gauge(
+            "sigledger_read_cache_hits", "Full tiles and bundles served from memory"
         )
-        self.tile_cache_misses = self.gauge(
-            "sigledger_tile_cache_misses", "Full tiles and bundles not in memory when asked for"
+        self.read_cache_misses = self.gauge(
+            "sigledger_read_cache_misses", "Full tiles and bundles not in memory when asked for"
         )
-        self.tile_cache_bytes = self.gauge(
-            "sigledger_tile_cache_bytes", "Bytes of full tiles and bundles held in memory"
+        self.read_cache_bytes = self.gauge(
+            "sigledger_read_cache_bytes", "Bytes of full tiles and bundles held in memory"
         )
         self.static_size = self.gauge(
             "sigledger_static_tree_size",
@@ -398,7 +398,7 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         raise
     app[STORAGE_KEY] = storage
     app[SEQUENCER_KEY] = seq
-    app[READS_KEY] = LogReads(storage, seq)
+    app[READS_KEY] = LogReads(storage, seq, cache_bytes=cfg.read_cache_mb << 20)
     await _report_identity_violations(storage, metrics)
     pool_ = VerifyPool(cfg.verify_workers) if cfg.verify_workers > 0 else None
     if pool_ is not None:
@@ -633,9 +633,9 @@ async def handle_metrics(request: web.Request) -> web.Response:
         for url, st in seq.witnesses.status.items():
             metrics.witness_ok.labels(url).set(st.last_ok)
     full = request.app[READS_KEY].full
-    metrics.tile_cache_hits.set(full.hits)
-    metrics.tile_cache_misses.set(full.misses)
-    metrics.tile_cache_bytes.set(full.bytes)
+    metrics.read_cache_hits.set(full.hits)
+    metrics.read_cache_misses.set(full.misses)
+    metrics.read_cache_bytes.set(full.bytes)
     if seq.static is not None:
         metrics.static_size.set(seq.static.stats.size)
     committed = seq.committed_size

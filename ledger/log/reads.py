@@ -32,7 +32,7 @@ from sigledger.ledger.wire import (
 )
 
 HASH_SIZE = 32
-DEFAULT_CACHE_BYTES = 64 << 20  # ~2,000 full hash tiles and full bundles of a typical log
+DEFAULT_CACHE_BYTES = 256 << 20  # the read_cache_mb setting's default
 
 
 class FullTiles:

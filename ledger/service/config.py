@@ -135,8 +135,13 @@ class ServerConfig(ServiceSettings):
     """While idle, seconds between storage checks and checkpoint re-publication."""
     stale_after: float = 30.0
     """/healthz fails when the checkpoint was last published longer ago than this."""
-    tile_cache: int = 1024
-    """Full tiles kept in memory for proof generation (about 33 KB each)."""
+    tile_cache: int = 4096
+    """Full tiles kept in memory for proof generation (about 17 KB each; the default
+    holds every tile of a log of a million entries)."""
+    read_cache_mb: int = 256
+    """Memory (MB) for full hash tiles and full entry bundles served from memory after
+    their first read (immutable, so never stale; least recently served dropped first);
+    0 reads every one from storage."""
     witnesses: list[str] = dataclasses.field(default_factory=list)
     """Witnesses asked to cosign every checkpoint, each ``"URL VKEY"`` (the witness's
     submission URL and its cosignature verifier key). Environment: comma-separated."""
@@ -191,6 +196,8 @@ class ServerConfig(ServiceSettings):
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.read_cache_mb < 0:
+            raise ConfigError("read_cache_mb must be 0 (no cache) or positive")
         for name in ("client_rate", "signer_rate"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 (no limit) or positive")
