@@ -102,7 +102,7 @@ class SequencerConfig:
     batch_max_age: float = 0.05
     queue_max: int = 65536
     checkpoint_period: float = 1.0
-    tile_cache: int = 1024
+    tile_cache: int = 4096
     cosign_refresh: float = 300.0
 
     @classmethod
