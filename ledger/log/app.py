@@ -466,7 +466,9 @@ async def handle_tile(request: web.Request) -> web.Response:
     path = "tile/" + request.match_info["path"]
     reads = request.app[READS_KEY]
     # Full tiles and bundles served before come from memory, without parsing the path:
-    # only canonical paths of full tiles are ever stored (LogReads.cached).
+    # only canonical paths of full tiles are ever stored (LogReads.cached). Files under
+    # publish_dir are not sent instead: aiohttp's FileResponse (stat and open per
+    # request) answered about 3x fewer requests per second than bytes from memory.
     data = reads.cached(path)
     if data is None:
         try:
