@@ -94,7 +94,8 @@ class PostgresServer:
 
     def restart(self) -> None:
         """``pg_ctl restart -m fast``: every session ends; the same port and data."""
-        self._run("pg_ctl", "restart", "-m", "fast", "-w", "-D", str(self.data))
+        log = str(self.root / "server.log")  # else the server keeps our output pipe open
+        self._run("pg_ctl", "restart", "-m", "fast", "-w", "-D", str(self.data), "-l", log)
 
     def stop(self) -> None:
         try:
