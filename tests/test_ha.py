@@ -152,6 +152,7 @@ class Load:
         self.acked: dict[int, bytes] = {}
         self.notes: set[bytes] = set()
         self.read_outage = 0.0  # longest time a live server's reads failed
+        self.ack_times: list[float] = []  # time.monotonic() of each acknowledged /add
         self.stopping = False
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -188,6 +189,7 @@ class Load:
                         doc = await resp.json()
                 except (TimeoutError, aiohttp.ClientError):
                     continue  # that server died under us: nothing was acknowledged
+                self.ack_times.append(time.monotonic())
                 for receipt in doc["receipts"]:
                     self.acked[receipt["log_index"]] = base64.b64decode(receipt["entry"])
                     self.notes.add(receipt["inclusion_proof"]["checkpoint"].encode())
