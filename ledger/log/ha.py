@@ -49,6 +49,7 @@ from aiohttp import web
 from sigledger.ledger.errors import NoLeaderError
 from sigledger.ledger.log.postgres import PostgresStorage
 from sigledger.ledger.log.sequencer import Sequencer
+from sigledger.ledger.service.httpclient import HttpClient
 from sigledger.ledger.service.sqlite import StorageError
 
 __all__ = ["FORWARDED_HEADER", "PERIOD", "Election"]
@@ -64,6 +65,12 @@ PERIOD = 0.5
 FORWARDED_HEADER = "X-Sigledger-Forwarded"
 
 
+class _Forwarder(HttpClient):
+    """The session a follower forwards /add requests to the leader over."""
+
+    user_agent = "sigledger-log/0.1"
+
+
 class Election:
     """One process's part in the election: run :meth:`run` as a task."""
 
@@ -76,7 +83,7 @@ class Election:
         self.epoch: int | None = None
         self.takeovers = 0
         self._ready = asyncio.Event()
-        self._session: aiohttp.ClientSession | None = None
+        self._forwarder: _Forwarder | None = None
 
     def listening(self, url: str) -> None:
         """Called once the server listens: ``url`` is advertised to followers (the
@@ -150,8 +157,8 @@ class Election:
         self.leader_url = self.advertise
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._forwarder is not None:
+            await self._forwarder.close()
         if self.sequencer.leading:
             await self.sequencer.step_down("shutting down")
         await self.storage.resign()
@@ -161,11 +168,13 @@ class Election:
         url = self.leader_url
         if request.headers.get(FORWARDED_HEADER) or not url or url == self.advertise:
             raise NoLeaderError("no leader is known right now (a takeover is under way); retry")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        if self._forwarder is None:
+            self._forwarder = _Forwarder(self.timeout)
+            await self._forwarder.start()
         headers = {FORWARDED_HEADER: "1", "Content-Type": request.content_type}
+        session = self._forwarder.session
         try:
-            async with self._session.post(url + "/add", data=body, headers=headers) as resp:
+            async with session.post(url + "/add", data=body, headers=headers) as resp:
                 answer = await resp.read()
                 relayed = {
                     k: v
