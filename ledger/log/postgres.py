@@ -5,7 +5,7 @@ with the semantics of the SQLite engine (:mod:`sigledger.ledger.log.storage`): t
 same records, constraints, orderings and paging, so the two are interchangeable and
 ``sigledger migrate`` copies a log from one to the other.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
     meta(key PRIMARY KEY, value)                 origin, log vkey, schema_version
     signers(id integer PRIMARY KEY,              every signer verifier key, stored once;
@@ -21,6 +21,8 @@ Layout (schema version 1)::
     checkpoints(size bigint PRIMARY KEY,         every committed tree head: one root per
                 time_ms, published boolean,      size; ``note`` is the signed note,
                 root bytea, note bytea)          ``published`` once readers were shown it
+    leader(id = 1, epoch bigint,                 high availability (ha.py): the current
+           lease_until, holder)                  leader's epoch, lease and internal URL
 
 Indexes on entries: (project, version, filename), (sha256), UNIQUE (signer, project,
 version, filename) (the binding), (identity), (signer, identity, sha256), as in SQLite.
@@ -46,7 +48,15 @@ Contracts (those of :class:`~sigledger.ledger.log.store.LogStorage`):
   :class:`StorageLockedError` at open. PostgreSQL drops the lock when the session
   ends, also when the holder is killed. Should the writer connection be lost, the
   next write reconnects and takes the lock again (or fails if someone else took it
-  meanwhile). This is the one place to turn into leader election.
+  meanwhile).
+* Standby mode (``open(..., standby=True)``, ``serve --ha``; see
+  :mod:`sigledger.ledger.log.ha`): no writer lock at open. :meth:`PostgresStorage.try_lead`
+  takes it on a new session and increments ``leader.epoch``; from then on every
+  ``commit_batch`` and ``save_notes`` transaction starts with the fencing UPDATE of
+  the leader row (its epoch still current, its session still holding the lock) and
+  aborts with :class:`FencedError` otherwise, also when the writer session was lost:
+  a leader never reconnects as the writer. Other writes (log creation, metadata)
+  use the read pool.
 * Reads run on a small connection pool, so they see the last committed state and
   never wait behind a commit (MVCC).
 
