@@ -213,9 +213,12 @@ class Load:
                 old = seen.get(server.url)
                 if old is not None and old[0] != cp.size:
                     assert cp.size > old[0], f"{server.url} went back to size {cp.size}"
-                    status, body, _ = await get(
-                        f"{server.url}/proof/consistency?old={old[0]}&new={cp.size}"
-                    )
+                    try:
+                        status, body, _ = await get(
+                            f"{server.url}/proof/consistency?old={old[0]}&new={cp.size}"
+                        )
+                    except aiohttp.ClientError:
+                        continue  # killed since its checkpoint answered
                     if status == 503:  # retry later: a server between roles, or cut off
                         continue
                     assert status == 200, body
