@@ -28,7 +28,7 @@ from sigledger.ledger.log.store import Batch
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.sqlite import StorageConflictError
 from sigledger.ledger.wire import JSON_TYPE, ConsistencyAnswer, encode_add_request
-from tests.helpers import LogProcess, get, read_log, signed
+from tests.helpers import LogProcess, get, read_log, run_cli, signed
 from tests.memtree import MemoryTree
 from tests.postgres import PostgresServer
 
@@ -89,6 +89,17 @@ async def test_a_deposed_leader_is_fenced(postgres_server: PostgresServer) -> No
     finally:
         await a.close()
         await b.close()
+
+
+def test_ha_settings_are_checked(tmp_path: Path) -> None:
+    # The embedded SQLite log has no election: --ha there is a configuration error.
+    sqlite = run_cli("serve", "--ha", "--data", str(tmp_path / "log"), "--listen", "127.0.0.1:0")
+    assert sqlite.returncode == 2
+    assert "needs a PostgreSQL database" in sqlite.stderr
+    bad = run_cli("serve", "--data", str(tmp_path / "log"), env={"SIGLEDGER_HA": "maybe"})
+    assert bad.returncode == 2 and "ha must be true or false" in bad.stderr
+    url = run_cli("serve", "--ha", "--internal-url", "10.0.0.5:8080", "--data", str(tmp_path))
+    assert url.returncode == 2 and "must be an http(s) URL" in url.stderr
 
 
 # -- a cluster of real servers -----------------------------------------------------
