@@ -170,12 +170,8 @@ class Sequencer:
         leader committed), publish its newest head and start sequencing."""
         self._unsaved_notes = []
         self._stopping = False
-        self.leading = True
-        try:
-            await self._load()
-        except BaseException:
-            self.leading = False
-            raise
+        await self._load()  # its writes are fenced by storage, not by this flag
+        self.leading = True  # from here on /add is sequenced here, /healthz says leader
         self.healthy = True
         self.last_error = None
         self._task = asyncio.create_task(self._run(), name="sigledger-sequencer")
