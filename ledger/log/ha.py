@@ -164,23 +164,35 @@ class Election:
         await self.storage.resign()
 
     async def forward(self, request: web.Request, body: bytes) -> web.Response:
-        """Relay a follower's ``POST /add`` body to the leader and its answer back."""
-        url = self.leader_url
-        if request.headers.get(FORWARDED_HEADER) or not url or url == self.advertise:
-            raise NoLeaderError("no leader is known right now (a takeover is under way); retry")
+        """Relay a follower's ``POST /add`` body to the leader and its answer back.
+
+        A leader that cannot be reached may just have died: the leader row is read
+        again at once and, if it names another leader, the request goes there (safe
+        to repeat: the same statements get the same entries)."""
+        if request.headers.get(FORWARDED_HEADER):
+            raise NoLeaderError("this server stopped leading the log; retry")
         if self._forwarder is None:
             self._forwarder = _Forwarder(self.timeout)
             await self._forwarder.start()
         headers = {FORWARDED_HEADER: "1", "Content-Type": request.content_type}
-        session = self._forwarder.session
-        try:
-            async with session.post(url + "/add", data=body, headers=headers) as resp:
-                answer = await resp.read()
-                relayed = {
-                    k: v
-                    for k, v in resp.headers.items()
-                    if k.lower() in ("content-type", "retry-after")
-                }
-                return web.Response(status=resp.status, body=answer, headers=relayed)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise NoLeaderError(f"the leader at {url} did not answer ({exc}); retry") from None
+        tried: set[str] = set()
+        while True:
+            url = self.leader_url
+            if not url or url == self.advertise or url in tried:
+                raise NoLeaderError("no leader is known right now (a takeover is under way)")
+            tried.add(url)
+            try:
+                return await self._relay(url, body, headers)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.info("leader unreachable", extra={"url": url, "error": str(exc)})
+                with contextlib.suppress(StorageError):
+                    row = await self.storage.leader()
+                    self.leader_url = row[1] if row else None
+
+    async def _relay(self, url: str, body: bytes, headers: dict[str, str]) -> web.Response:
+        assert self._forwarder is not None
+        async with self._forwarder.session.post(url + "/add", data=body, headers=headers) as resp:
+            answer = await resp.read()
+            kept = ("content-type", "retry-after")
+            relayed = {k: v for k, v in resp.headers.items() if k.lower() in kept}
+            return web.Response(status=resp.status, body=answer, headers=relayed)
