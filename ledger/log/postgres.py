@@ -245,6 +245,7 @@ class PostgresStorage:
         self.standby = writer is None
         self.epoch: int | None = None  # while leading (standby mode): this leader's epoch
         self.holder = ""  # the URL written into the leader row while leading
+        self._candidate: Any = None  # the session a follower tries to take the lock on
 
     @classmethod
     async def open(cls, url: str, *, readers: int = 4, standby: bool = False) -> PostgresStorage:
@@ -289,6 +290,8 @@ class PostgresStorage:
             await self._pool.close()
         finally:
             # Ending the session releases the writer lock.
+            if self._candidate is not None:
+                self._candidate.terminate()
             if self._w is not None:
                 await self._w.close()
 
@@ -297,24 +300,30 @@ class PostgresStorage:
     async def try_lead(self, holder: str) -> int | None:
         """Take the writer lock if it is free and become the leader: the new epoch, or
         None when another process holds the lock. ``holder`` (the URL /add requests are
-        forwarded to) goes into the leader row. StorageError if the database fails."""
+        forwarded to; :attr:`holder` may change it later) goes into the leader row.
+        StorageError if the database fails."""
         async with self._write_lock:
             if self.epoch is not None:
                 return self.epoch
-            conn = await _connect(self.url)
+            # One session kept for the attempts (a follower tries twice a second),
+            # which becomes the writer session once it gets the lock.
+            conn = self._candidate
+            if conn is None or conn.is_closed():
+                conn = self._candidate = await _connect(self.url)
             try:
                 if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK):
-                    await conn.close()
                     return None
                 epoch = int(await conn.fetchval(_TAKE_OVER, holder, LEASE_SECONDS))
-                self.holder = holder
             except _DB_ERRORS as exc:
-                conn.terminate()
+                self._candidate = None
+                conn.terminate()  # also drops the lock, if it was just taken
                 raise StorageError(f"cannot take the lead on {self.where}: {exc}") from exc
             except BaseException:
+                self._candidate = None
                 conn.terminate()
                 raise
-            self._w, self.epoch = conn, epoch
+            self._candidate = None
+            self._w, self.epoch, self.holder = conn, epoch, holder
             return epoch
 
     async def check_leader(self) -> None:
