@@ -290,6 +290,11 @@ class OverloadedError(UnavailableError, code="overloaded"):
     """The service cannot take on the request now (a full queue, a storage failure)."""
 
 
+class NoLeaderError(UnavailableError, code="no_leader"):
+    """A follower of a highly available log knows no leader to forward /add to (a
+    takeover is under way); another server, or this one shortly, takes it."""
+
+
 class ShuttingDownError(UnavailableError, code="shutting_down", retry_after=5):
     """The service is stopping; another instance (or this one, restarted) answers."""
 

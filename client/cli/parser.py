@@ -221,6 +221,19 @@ def _serve(sub: Any) -> None:
         "(env SIGLEDGER_PUBLISH_DIR)",
     )
     s.add_argument(
+        "--ha",
+        action="store_true",
+        default=None,
+        help="run as one of several servers on one PostgreSQL log: the elected leader "
+        "sequences, the others serve reads and forward /add (env SIGLEDGER_HA)",
+    )
+    s.add_argument(
+        "--internal-url",
+        metavar="URL",
+        help="with --ha: the URL other servers forward /add to while this one leads "
+        "(default: the listening address; env SIGLEDGER_INTERNAL_URL)",
+    )
+    s.add_argument(
         "--log-format",
         choices=["json", "text", "auto"],
         help="log output format (default auto: text on a terminal, else JSON)",

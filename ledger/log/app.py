@@ -38,7 +38,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -91,6 +91,9 @@ from sigledger.ledger.service.runner import read_body, run_app
 from sigledger.ledger.service.workers import VerifyPool, WorkersUnavailableError
 from sigledger.ledger.tiles import parse_tile_path
 from sigledger.ledger.wire import Receipt
+
+if TYPE_CHECKING:
+    from sigledger.ledger.log.ha import Election
 
 log = logging.getLogger("sigledger.server")
 
@@ -184,6 +187,7 @@ METRICS_KEY = web.AppKey("metrics", Metrics)
 SIGNER_KEY = web.AppKey("signer", Signer)
 READS_KEY = web.AppKey("reads", LogReads)
 VERIFY_POOL_KEY: web.AppKey[VerifyPool | None] = web.AppKey("verify_pool")
+ELECTION_KEY: web.AppKey[Election] = web.AppKey("election")  # only with the ha setting
 OFFLOAD_BYTES = 4096  # about a dozen statements: below that, a process hop costs more
 
 
@@ -273,7 +277,7 @@ async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
     # The data directory holds the key (and the SQLite file, unless another database is set).
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     sqlite_log_beside = _other_sqlite_log(cfg)
-    storage = await open_storage(cfg.database_url)
+    storage = await open_storage(cfg.database_url, standby=cfg.ha)
     log.info("log storage opened", extra={"database": describe(cfg.database_url)})
     try:
         stored_origin = await storage.get_meta("origin")
@@ -386,16 +390,24 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         on_batch=on_batch,
         witnesses=pool,
         static=StaticPublisher(storage, Path(cfg.publish_dir)) if cfg.publish_dir else None,
+        standby=cfg.ha,
     )
+    election = _election(cfg, storage, seq)
     try:
         if pool is not None:
             await pool.start()
-        await seq.start()
+        await (seq.start() if election is None else election.start())
     except BaseException:
+        if election is not None:
+            await election.close()
         if pool is not None:
             await pool.close()
         await storage.close()
         raise
+    electing = None
+    if election is not None:
+        app[ELECTION_KEY] = election
+        electing = asyncio.create_task(election.run(), name="sigledger-election")
     app[STORAGE_KEY] = storage
     app[SEQUENCER_KEY] = seq
     app[READS_KEY] = LogReads(storage, seq, cache_bytes=cfg.read_cache_mb << 20)
@@ -410,12 +422,28 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         lag.cancel()
+        if electing is not None:
+            electing.cancel()
         if pool_ is not None:
             await pool_.close()
         await seq.stop()
+        if election is not None:
+            await election.close()
         if pool is not None:
             await pool.close()
         await storage.close()
+
+
+def _election(cfg: ServerConfig, storage: LogStorage, seq: Sequencer) -> Election | None:
+    """With the ha setting: this process's part in leader election (ha.py)."""
+    if not cfg.ha:
+        return None
+    # Imported here, so that a log on SQLite never loads the PostgreSQL driver.
+    from sigledger.ledger.log.ha import Election  # noqa: PLC0415
+    from sigledger.ledger.log.postgres import PostgresStorage  # noqa: PLC0415
+
+    assert isinstance(storage, PostgresStorage), "open_storage refuses ha without PostgreSQL"
+    return Election(storage, seq, cfg.request_timeout)
 
 
 async def _report_identity_violations(storage: LogStorage, metrics: Metrics) -> None:
@@ -487,6 +515,9 @@ async def handle_add(request: web.Request) -> web.Response:
     gate.admit_client(gate.client_of(request))  # cheapest first, before reading the body
     with gate.verifying(request.content_length):
         body = await read_body(request, request.app[CONFIG_KEY].request_timeout)
+        election = request.app.get(ELECTION_KEY)
+        if election is not None and not _sequencer(request).leading:
+            return await election.forward(request, body)  # a follower: the leader sequences
         statements = await _checked_statements(request, body)
     gate.admit_signers(statements)
     receipts = await _sequenced(request, statements)
@@ -611,6 +642,7 @@ async def handle_healthz(request: web.Request) -> web.Response:
         )
     return health_response(
         problems,
+        leader=seq.leading,
         tree_size=pub.size if pub else None,
         checkpoint_age_seconds=round(age, 3),
         queued=seq.queued,
@@ -662,6 +694,8 @@ async def run_server(cfg: ServerConfig, announce: Callable[[str], None] | None =
         # garbage collector from scanning it again and again (full collections
         # otherwise stall the event loop for tens of milliseconds under load).
         gc.freeze()
+        if ELECTION_KEY in app:
+            app[ELECTION_KEY].listening(cfg.internal_url or url)
         signer = app[SIGNER_KEY]
         pub = app[SEQUENCER_KEY].published
         log.info(

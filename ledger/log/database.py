@@ -68,16 +68,20 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + host))
 
 
-async def open_storage(url: str) -> LogStorage:
+async def open_storage(url: str, *, standby: bool = False) -> LogStorage:
     """Open (creating tables on first use) the log storage at ``url``.
 
     Raises ConfigError for a malformed URL, StorageLockedError when another process
     writes that log, StorageError when the database cannot be opened.
+    With ``standby`` (PostgreSQL only), the writer lock is left to leader election
+    (:mod:`sigledger.ledger.log.ha`).
     """
     engine, where = parse_database_url(url)
     if engine == "sqlite":
+        if standby:
+            raise ConfigError("ha (several servers on one log) needs a PostgreSQL database")
         return await Storage.open(Path(where))
     # Imported here, so that a log on SQLite never loads the PostgreSQL driver.
     from sigledger.ledger.log.postgres import PostgresStorage  # noqa: PLC0415
 
-    return await PostgresStorage.open(where)
+    return await PostgresStorage.open(where, standby=standby)

@@ -5,7 +5,7 @@ with the semantics of the SQLite engine (:mod:`sigledger.ledger.log.storage`): t
 same records, constraints, orderings and paging, so the two are interchangeable and
 ``sigledger migrate`` copies a log from one to the other.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
     meta(key PRIMARY KEY, value)                 origin, log vkey, schema_version
     signers(id integer PRIMARY KEY,              every signer verifier key, stored once;
@@ -21,6 +21,8 @@ Layout (schema version 1)::
     checkpoints(size bigint PRIMARY KEY,         every committed tree head: one root per
                 time_ms, published boolean,      size; ``note`` is the signed note,
                 root bytea, note bytea)          ``published`` once readers were shown it
+    leader(id = 1, epoch bigint,                 high availability (ha.py): the current
+           lease_until, holder)                  leader's epoch, lease and internal URL
 
 Indexes on entries: (project, version, filename), (sha256), UNIQUE (signer, project,
 version, filename) (the binding), (identity), (signer, identity, sha256), as in SQLite.
@@ -46,7 +48,15 @@ Contracts (those of :class:`~sigledger.ledger.log.store.LogStorage`):
   :class:`StorageLockedError` at open. PostgreSQL drops the lock when the session
   ends, also when the holder is killed. Should the writer connection be lost, the
   next write reconnects and takes the lock again (or fails if someone else took it
-  meanwhile). This is the one place to turn into leader election.
+  meanwhile).
+* Standby mode (``open(..., standby=True)``, ``serve --ha``; see
+  :mod:`sigledger.ledger.log.ha`): no writer lock at open. :meth:`PostgresStorage.try_lead`
+  takes it on a new session and increments ``leader.epoch``; from then on every
+  ``commit_batch`` and ``save_notes`` transaction starts with the fencing UPDATE of
+  the leader row (its epoch still current, its session still holding the lock) and
+  aborts with :class:`FencedError` otherwise, also when the writer session was lost:
+  a leader never reconnects as the writer. Other writes (log creation, metadata)
+  use the read pool.
 * Reads run on a small connection pool, so they see the last committed state and
   never wait behind a commit (MVCC).
 
@@ -83,7 +93,7 @@ from sigledger.ledger.service.sqlite import (
     StorageLockedError,
 )
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "WRITER_LOCK", "PostgresStorage"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "WRITER_LOCK", "FencedError", "PostgresStorage"]
 
 log = logging.getLogger("sigledger.storage")
 
@@ -125,12 +135,48 @@ MIGRATIONS: list[str] = [
         note bytea
     );
     """,
+    # 1 -> 2: the leader row of highly available sequencing (see ha.py): one row whose
+    # epoch every new leader increments; each fenced commit checks it is still its own.
+    """
+    CREATE TABLE leader (
+        id smallint PRIMARY KEY CHECK (id = 1),
+        epoch bigint NOT NULL,
+        lease_until timestamptz NOT NULL,
+        holder text COLLATE "C" NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The advisory lock key of the single writer ("sigledgr"); advisory locks live per
 # database, so logs in different databases of one server do not contend.
 WRITER_LOCK = int.from_bytes(b"sigledgr", "big")
+# Serializes schema migrations of processes opening one database at once (standby mode
+# opens without the writer lock).
+MIGRATE_LOCK = int.from_bytes(b"sigmigr8", "big")
+
+# How long a leader's lease is said to last in the leader row. Informative only (for
+# operators and followers' status): the advisory lock and the epoch are what fence.
+LEASE_SECONDS = 5.0
+
+# The fencing statement of every leader's transaction: it matches the one leader row
+# only while the epoch is this leader's and its session still holds the writer lock
+# (pg_locks shows a bigint advisory key as its high and low 32 bits, classid and objid,
+# with objsubid 1), and row-locks it until commit, so a takeover waits for (or fences) it.
+_FENCE = """
+UPDATE leader SET lease_until = now() + make_interval(secs => $2), holder = $5
+WHERE id = 1 AND epoch = $1 AND EXISTS (
+    SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+    AND pid = pg_backend_pid() AND classid = $3 AND objid = $4 AND objsubid = 1
+)
+"""
+_TAKE_OVER = """
+INSERT INTO leader (id, epoch, lease_until, holder)
+VALUES (1, 1, now() + make_interval(secs => $2), $1)
+ON CONFLICT (id) DO UPDATE
+SET epoch = leader.epoch + 1, lease_until = EXCLUDED.lease_until, holder = EXCLUDED.holder
+RETURNING epoch
+"""
 
 # Seconds a statement may take before it fails (a hung server becomes a StorageError,
 # which the sequencer reports and recovers from, instead of a silent stall).
@@ -167,6 +213,13 @@ SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bigint[], $4::bytea[], $5::b
 """
 
 T = TypeVar("T")
+
+
+class FencedError(StorageError):
+    """A leader's write refused because it no longer leads (a newer epoch took over,
+    or its session, and with it the writer lock, is gone). The process steps down."""
+
+
 Statement = tuple[str, Sequence[Any]]
 
 
@@ -186,18 +239,26 @@ class PostgresStorage:
     def __init__(self, url: str, writer: Any, pool: Any) -> None:
         self.url = url
         self.where = redact(url)
-        self._w = writer
+        self._w = writer  # None in standby mode until this process leads
         self._pool = pool
         self._write_lock = asyncio.Lock()
+        self.standby = writer is None
+        self.epoch: int | None = None  # while leading (standby mode): this leader's epoch
+        self.holder = ""  # the URL written into the leader row while leading
+        self._candidate: Any = None  # the session a follower tries to take the lock on
 
     @classmethod
-    async def open(cls, url: str, *, readers: int = 4) -> PostgresStorage:
+    async def open(cls, url: str, *, readers: int = 4, standby: bool = False) -> PostgresStorage:
         """Connect to ``url`` (``postgresql://user@host:port/db``), take the writer
-        lock, bring the schema up to date and open ``readers`` read connections."""
+        lock, bring the schema up to date and open ``readers`` read connections.
+
+        With ``standby``, the writer lock is not taken: the store reads, and writes
+        only after :meth:`try_lead` made this process the leader (ha.py)."""
         where = redact(url)
         writer = await _connect(url)
         try:
-            await _take_writer_lock(writer, where)
+            if not standby:
+                await _take_writer_lock(writer, where)
             await _migrate(writer, where)
             if await writer.fetchval("SHOW fsync") != "on":
                 log.warning(
@@ -219,6 +280,9 @@ class PostgresStorage:
         except BaseException:
             await writer.close()
             raise
+        if standby:
+            await writer.close()
+            writer = None
         return cls(url, writer, pool)
 
     async def close(self) -> None:
@@ -226,12 +290,70 @@ class PostgresStorage:
             await self._pool.close()
         finally:
             # Ending the session releases the writer lock.
-            await self._w.close()
+            if self._candidate is not None:
+                self._candidate.terminate()
+            if self._w is not None:
+                await self._w.close()
+
+    # -- leadership (standby mode) ----------------------------------------------
+
+    async def try_lead(self, holder: str) -> int | None:
+        """Take the writer lock if it is free and become the leader: the new epoch, or
+        None when another process holds the lock. ``holder`` (the URL /add requests are
+        forwarded to; :attr:`holder` may change it later) goes into the leader row.
+        StorageError if the database fails."""
+        async with self._write_lock:
+            if self.epoch is not None:
+                return self.epoch
+            # One session kept for the attempts (a follower tries twice a second),
+            # which becomes the writer session once it gets the lock.
+            conn = self._candidate
+            if conn is None or conn.is_closed():
+                conn = self._candidate = await _connect(self.url)
+            try:
+                if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK):
+                    return None
+                epoch = int(await conn.fetchval(_TAKE_OVER, holder, LEASE_SECONDS))
+            except _DB_ERRORS as exc:
+                self._candidate = None
+                conn.terminate()  # also drops the lock, if it was just taken
+                raise StorageError(f"cannot take the lead on {self.where}: {exc}") from exc
+            except BaseException:
+                self._candidate = None
+                conn.terminate()
+                raise
+            self._candidate = None
+            self._w, self.epoch, self.holder = conn, epoch, holder
+            return epoch
+
+    async def check_leader(self) -> None:
+        """FencedError unless this process still leads (its epoch is current and its
+        session holds the writer lock); renews the lease in the leader row."""
+        await self._transaction([], fenced=True)
+
+    async def resign(self) -> None:
+        """Stop leading: end the writer session, which releases the lock at once."""
+        async with self._write_lock:
+            conn, self._w, self.epoch = self._w, None, None
+            if conn is not None:
+                # terminate, not close: a close waits on a connection that may hang.
+                conn.terminate()
+
+    async def leader(self) -> tuple[int, str] | None:
+        """(epoch, holder) of the leader row, if any leader ever took over."""
+        rows = await self._fetch("SELECT epoch, holder FROM leader WHERE id = 1")
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     # -- plumbing ---------------------------------------------------------------
 
     async def _writer(self) -> Any:
         """The writer connection, reconnected (and the lock retaken) if it was lost."""
+        if self.standby:
+            # A leader whose session ended cannot know whether another took over
+            # meanwhile: it never reconnects as the writer, it steps down.
+            if self._w is None or self.epoch is None or self._w.is_closed():
+                raise FencedError(f"not the leader of {self.where} (writer session lost)")
+            return self._w
         if self._w.is_closed():
             conn = await _connect(self.url)
             try:
@@ -242,18 +364,38 @@ class PostgresStorage:
             self._w = conn
         return self._w
 
-    async def _transaction(self, statements: Sequence[Statement]) -> None:
+    async def _transaction(self, statements: Sequence[Statement], *, fenced: bool = False) -> None:
         async with self._write_lock:
             try:
-                conn = await self._writer()
-                async with conn.transaction():
-                    for sql, args in statements:
-                        await conn.execute(sql, *args)
+                if self.standby and not fenced:
+                    # Log creation and metadata: any process may write them.
+                    async with self._pool.acquire() as conn, conn.transaction():
+                        await _run_all(conn, statements)
+                else:
+                    conn = await self._writer()
+                    async with conn.transaction():
+                        if self.standby:
+                            await self._fence(conn)
+                        await _run_all(conn, statements)
             except asyncpg.IntegrityConstraintViolationError as exc:
                 # The caller's mistake (a reused index, a second root), not a broken store.
                 raise StorageConflictError(f"write refused: {exc}") from exc
             except _DB_ERRORS as exc:
+                if fenced and self.standby and (self._w is None or self._w.is_closed()):
+                    # The writer session is gone, and the lock with it: someone may lead now.
+                    raise FencedError(
+                        f"lost the writer session to {self.where} while leading: {exc}"
+                    ) from exc
                 raise StorageError(f"database write failed ({self.where}): {exc}") from exc
+
+    async def _fence(self, conn: Any) -> None:
+        hi, lo = WRITER_LOCK >> 32, WRITER_LOCK & 0xFFFFFFFF
+        status = await conn.execute(_FENCE, self.epoch, LEASE_SECONDS, hi, lo, self.holder)
+        if status != "UPDATE 1":
+            raise FencedError(
+                f"epoch {self.epoch} is no longer the leader of {self.where} "
+                "(another process took over, or this session lost the writer lock)"
+            )
 
     async def _read(self, run: Callable[[Any], Awaitable[T]]) -> T:
         try:
@@ -305,11 +447,12 @@ class PostgresStorage:
                     (batch.size, batch.root, batch.time_ms),
                 ),
                 *_note_updates(batch.notes),
-            ]
+            ],
+            fenced=True,
         )
 
     async def save_notes(self, notes: Iterable[tuple[int, bytes, bool]]) -> None:
-        await self._transaction(_note_updates(notes))
+        await self._transaction(_note_updates(notes), fenced=True)
 
     # -- reads ------------------------------------------------------------------
 
@@ -631,6 +774,11 @@ async def _connect(url: str) -> Any:
     raise failed
 
 
+async def _run_all(conn: Any, statements: Sequence[Statement]) -> None:
+    for sql, args in statements:
+        await conn.execute(sql, *args)
+
+
 async def _take_writer_lock(conn: Any, where: str) -> None:
     """Hold the single-writer lock on ``conn`` for the life of its session.
 
@@ -657,6 +805,8 @@ async def _take_writer_lock(conn: Any, where: str) -> None:
 async def _migrate(conn: Any, where: str) -> None:
     """Bring the schema to :data:`SCHEMA_VERSION` (see the module docstring)."""
     async with conn.transaction():
+        # Processes opening in standby mode do not hold the writer lock: one migrates.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATE_LOCK)
         version = 0
         if await conn.fetchval("SELECT to_regclass('meta') IS NOT NULL"):
             stored = await conn.fetchval("SELECT value FROM meta WHERE key = 'schema_version'")

@@ -124,8 +124,14 @@ class Sequencer:
         on_batch: Callable[[int, float], None] | None = None,
         witnesses: WitnessPool | None = None,
         static: StaticPublisher | None = None,
+        standby: bool = False,
     ) -> None:
         self.storage = storage
+        # Standby (ha.py): the sequencer writes only while ``leading``; any storage
+        # failure then makes it step down instead of reloading, and a follower's
+        # readers see the newest published head in storage (:meth:`follow`).
+        self.standby = standby
+        self.leading = not standby
         self.static = static  # also writes each published checkpoint's files, if given
         self.witnesses = witnesses
         self.signer = signer
@@ -151,30 +157,92 @@ class Sequencer:
     # -- lifecycle --------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.standby:
+            await self.follow()
+            return
         await self._load()
         self._task = asyncio.create_task(self._run(), name="sigledger-sequencer")
+
+    # -- standby: leading and following (see ha.py) -------------------------------
+
+    async def lead(self) -> None:
+        """Become the writer: reload the tree from storage (whatever the previous
+        leader committed), publish its newest head and start sequencing."""
+        self._unsaved_notes = []
+        self._stopping = False
+        await self._load()  # its writes are fenced by storage, not by this flag
+        self.leading = True  # from here on /add is sequenced here, /healthz says leader
+        self.healthy = True
+        self.last_error = None
+        self._task = asyncio.create_task(self._run(), name="sigledger-sequencer")
+
+    async def step_down(self, reason: str) -> None:
+        """Stop sequencing now: sign nothing more, refuse what is queued (503: the
+        submitter retries and reaches the next leader). Readers keep the checkpoint
+        already published until :meth:`follow` shows a newer one."""
+        self._lose(reason)
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _lose(self, reason: str) -> None:
+        if self.leading:
+            log.warning("stepping down as the leader", extra={"reason": reason})
+        self.leading = False
+        self._unsaved_notes = []
+        while self._queue:
+            unit = self._queue.popleft()
+            if not unit.future.done():
+                unit.future.set_exception(
+                    OverloadedError(f"this server stopped leading the log ({reason}); retry")
+                )
+        self._queued = 0
+
+    async def follow(self) -> None:
+        """As a follower: show readers the newest published tree head in storage
+        (never an older one than already shown)."""
+        head = await self.storage.latest_head(published=True)
+        pub = self.published
+        if head is None or head.note is None:
+            if pub is None:
+                raise StorageError("no published tree head yet (is a leader running?)")
+            return
+        if pub is not None and head.size <= pub.size:
+            if self._tree is None:  # lost with a failed commit while leading
+                self._tree = await self._tree_at(pub.size, pub.root)
+            self.published = Published(pub.size, pub.root, pub.note, time.time())
+            return
+        self._tree = await self._tree_at(head.size, head.root)
+        self._committed = (head.size, head.root, _log_part(head.note))
+        self.published = Published(head.size, head.root, head.note, time.time())
+        self.healthy = True
+
+    async def _tree_at(self, size: int, root: bytes) -> TiledTree:
+        """The tree of ``size`` from stored tiles, checked against ``root``."""
+        refs = TiledTree.edge_refs(size)
+        tiles = await self.storage.read_tiles(refs)
+        try:
+            tree = TiledTree(
+                size,
+                {lv: tiles.get((lv, n), b"") for lv, n in refs},
+                cache_tiles=self.config.tile_cache,
+            )
+        except ValueError as exc:
+            raise StorageError(f"stored tiles do not match tree size {size}: {exc}") from exc
+        if tree.root() != root:
+            raise StorageError(
+                f"stored tiles hash to a different root than the tree head at size {size}"
+            )
+        return tree
 
     async def _load(self) -> None:
         """Rebuild the in-memory tree from storage and (re)publish the newest head."""
         head = await self.storage.latest_head()
         if head is None:
             raise StorageError("the database holds no tree head; was the log initialized?")
-        refs = TiledTree.edge_refs(head.size)
-        tiles = await self.storage.read_tiles(refs)
-        try:
-            tree = TiledTree(
-                head.size,
-                {lv: tiles.get((lv, n), b"") for lv, n in refs},
-                cache_tiles=self.config.tile_cache,
-            )
-        except ValueError as exc:
-            raise StorageError(f"stored tiles do not match tree size {head.size}: {exc}") from exc
-        root = tree.root()
-        if root != head.root:
-            raise StorageError(
-                f"stored tiles hash to a different root than the tree head at size {head.size}"
-            )
-        self._tree = tree
+        self._tree = await self._tree_at(head.size, head.root)
         note = head.note
         if note is None:
             # Committed but crashed before the note was stored: re-sign (deterministic).
@@ -245,7 +313,7 @@ class Sequencer:
             unit = self._queue.popleft()
             if not unit.future.done():
                 unit.future.set_exception(ShuttingDownError("the log is shutting down"))
-        if self._unsaved_notes:
+        if self._unsaved_notes and self.leading:
             with contextlib.suppress(StorageError):
                 await self.storage.save_notes(self._unsaved_notes)
             self._unsaved_notes = []
@@ -264,6 +332,8 @@ class Sequencer:
         """Queue already-verified statements; return their receipts once published."""
         if self._stopping:
             raise ShuttingDownError("the log is shutting down; retry later")
+        if not self.leading:
+            raise OverloadedError("this server does not lead the log now; retry")
         if not self.healthy:
             raise OverloadedError(f"the log cannot write right now: {self.last_error}")
         if self._queued + len(statements) > self.config.queue_max:
@@ -289,6 +359,8 @@ class Sequencer:
                     await asyncio.wait_for(self._wake.wait(), cfg.checkpoint_period)
                 if not self._queue:
                     await self._heartbeat()
+                    if not self.leading:
+                        return
                     continue
             age = time.monotonic() - self._queue[0].enqueued
             if not self._stopping and self._queued < cfg.batch_max_size and age < cfg.batch_max_age:
@@ -306,15 +378,18 @@ class Sequencer:
             self._queued -= count
             try:
                 await self._integrate(units)
+            except asyncio.CancelledError:  # stepping down (standby): answer, then stop
+                _refuse(units, "this server stopped leading the log; retry")
+                raise
             except Exception as exc:  # storage failures must not kill the loop
                 log.exception("batch failed")
+                _refuse(units, f"the log could not store the batch: {exc}")
+                if self.standby:
+                    # It cannot know whether it still leads: never reload and sign on.
+                    self._lose(str(exc))
+                    return
                 self.healthy = False
                 self.last_error = str(exc)
-                for unit in units:
-                    if not unit.future.done():
-                        unit.future.set_exception(
-                            OverloadedError(f"the log could not store the batch: {exc}")
-                        )
                 await self._recover()
 
     async def _heartbeat(self) -> None:
@@ -329,6 +404,9 @@ class Sequencer:
                 raise StorageError("stored tree head differs from the committed one")
         except Exception as exc:
             log.exception("storage check failed")
+            if self.standby:
+                self._lose(str(exc))
+                return
             self.healthy = False
             self.last_error = str(exc)
             await self._recover()
@@ -538,6 +616,12 @@ class Sequencer:
     async def prove_consistency(self, old_size: int, new_size: int) -> list[bytes]:
         get = await self._getter(merkle.consistency_nodes(old_size, new_size))
         return merkle.prove_consistency(old_size, new_size, get)
+
+
+def _refuse(units: Iterable[_Unit], why: str) -> None:
+    for unit in units:
+        if not unit.future.done():
+            unit.future.set_exception(OverloadedError(why))
 
 
 def _log_part(note: bytes) -> bytes:

@@ -158,6 +158,14 @@ class ServerConfig(ServiceSettings):
     """Static publication: also write every published checkpoint, with the hash tiles
     and entry bundles it needs, as files under this directory at the read API's paths
     (for nginx or a CDN; see :mod:`sigledger.ledger.log.publish`). Empty: off."""
+    ha: bool = False
+    """High availability (PostgreSQL only): several servers on one database, one of them
+    (the leader, elected through the writer lock) sequences; the others serve reads and
+    forward /add to it (see :mod:`sigledger.ledger.log.ha`). Off: a second server on the
+    database is refused."""
+    internal_url: str = ""
+    """With ``ha``: the URL other servers reach this one at to forward /add while it
+    leads (e.g. ``http://10.0.0.5:8080``). Default: the address it listens on."""
     log_format: str = "auto"
     """``json`` (one object per line on stdout), ``text``, or ``auto``: text when
     stdout is a terminal, JSON otherwise (journald, containers, files)."""
@@ -220,6 +228,8 @@ class ServerConfig(ServiceSettings):
                 "postgresql://USER@HOST:PORT/DBNAME"
             )
         check_logging(self.log_format, self.log_level)
+        if self.internal_url and not self.internal_url.startswith(("http://", "https://")):
+            raise ConfigError(f"internal_url {self.internal_url!r} must be an http(s) URL")
         if any(c.isspace() for c in self.origin) or "+" in self.origin:
             raise ConfigError(f"origin {self.origin!r} must not contain spaces or '+'")
 
@@ -232,17 +242,27 @@ def check_logging(log_format: str, log_level: str) -> None:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def coerce_setting(name: str, kind: Any, value: Any, source: str) -> Any:
     """Check and convert one setting from a file, the environment or a flag.
 
-    ``kind`` is a dataclass field type (``int``, ``float``, ``str``, ``list[str]``,
-    or their names); lists come from the environment comma-separated.
+    ``kind`` is a dataclass field type (``int``, ``float``, ``str``, ``bool``,
+    ``list[str]``, or their names); lists come from the environment comma-separated,
+    booleans as ``true``/``false`` (or ``1``/``0``, ``yes``/``no``).
     """
     if kind in ("list[str]", list[str]):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{source}: {name} must be a list of strings")
+        return value
+    if kind in ("bool", bool):
+        if isinstance(value, str) and value.strip().lower() in _BOOLS:
+            return _BOOLS[value.strip().lower()]
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {name} must be true or false, not {value!r}")
         return value
     try:
         if kind in ("int", int):

@@ -1,0 +1,198 @@
+"""Highly available sequencing: several ``sigledger serve --ha`` processes on one
+PostgreSQL database, exactly one of which sequences at a time.
+
+Election. The leader is whoever holds the writer advisory lock
+(:data:`~sigledger.ledger.log.postgres.WRITER_LOCK`) on its writer session. Every
+other process (a follower) tries ``pg_try_advisory_lock`` every :data:`PERIOD`
+seconds. On taking the lock a process increments ``leader.epoch`` and writes its
+internal URL into the leader row, loads the tree from storage (whatever the last
+leader committed) and publishes the newest head; only then does it sequence.
+
+Fencing. Every transaction of a leader that commits or publishes (``commit_batch``,
+``save_notes``) first updates the leader row ``WHERE epoch = <its epoch>`` and while
+its session still holds the lock; otherwise the transaction aborts with
+:class:`~sigledger.ledger.log.postgres.FencedError`. So an old leader, paused or cut
+off while another took over, can never commit a batch, and since a checkpoint is
+signed only after its commit, never sign or publish one either. The leader also
+checks the same condition every :data:`PERIOD` seconds while idle.
+
+Step-down. On any storage failure while leading (fenced, the writer session lost, a
+failed commit) the process stops sequencing at once: it cannot know whether it still
+leads. Queued submissions get 503 (they are retried against the next leader), the
+writer session is terminated (releasing the lock if it still held it) and the process
+becomes a follower; it may win a later election like any other. A writer session is
+never silently reconnected.
+
+Followers serve every read from the database: the checkpoint is the newest
+*published* tree head in storage (refreshed every :data:`PERIOD` seconds, never
+moving backwards), tiles, entries, lookups and proofs are bounded by its size. They
+accept ``POST /add`` by forwarding the request body to the leader's internal URL
+(from the leader row) and relaying its answer; with no reachable leader they answer
+503 with Retry-After (``no_leader``).
+
+Ordering guarantees come from storage: one root per size (the checkpoints primary
+key), entries committed before any receipt is given, and the sequencer's reload of
+the committed tree on takeover. Limit: a leader partitioned from the database keeps
+its lock until PostgreSQL notices the session is gone (TCP keepalives, see
+deploy/README.md); until then nobody else leads, but nobody can fork the log either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from sigledger.ledger.errors import NoLeaderError
+from sigledger.ledger.log.postgres import PostgresStorage
+from sigledger.ledger.log.sequencer import Sequencer
+from sigledger.ledger.service.httpclient import HttpClient
+from sigledger.ledger.service.sqlite import StorageError
+
+__all__ = ["FORWARDED_HEADER", "PERIOD", "Election"]
+
+log = logging.getLogger("sigledger.ha")
+
+# Seconds between a follower's attempts to take the lead (and its read refreshes),
+# and between a leader's checks that it still leads.
+PERIOD = 0.5
+
+# Marks a forwarded /add: its receiver never forwards it again (no loops while the
+# leader row is stale).
+FORWARDED_HEADER = "X-Sigledger-Forwarded"
+
+
+class _Forwarder(HttpClient):
+    """The session a follower forwards /add requests to the leader over."""
+
+    user_agent = "sigledger-log/0.1"
+
+
+class Election:
+    """One process's part in the election: run :meth:`run` as a task."""
+
+    def __init__(self, storage: PostgresStorage, sequencer: Sequencer, timeout: float) -> None:
+        self.storage = storage
+        self.sequencer = sequencer
+        self.timeout = timeout  # of a forwarded /add
+        self.advertise = ""  # this process's internal URL; leads only once known
+        self.leader_url: str | None = None  # the leader's, as a follower last read it
+        self.epoch: int | None = None
+        self.takeovers = 0
+        self._ready = asyncio.Event()
+        self._forwarder: _Forwarder | None = None
+
+    def listening(self, url: str) -> None:
+        """Called once the server listens: ``url`` is advertised to followers (the
+        next fenced write, at most :data:`PERIOD` seconds away, names it)."""
+        self.advertise = self.storage.holder = url.rstrip("/")
+        self._ready.set()
+
+    async def start(self, wait: float = 30.0) -> None:
+        """Before serving: follow the published log, or, when none was ever published
+        (a new log), take the lead to publish it. StorageError after ``wait`` seconds."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            try:
+                await self.sequencer.follow()
+                return
+            except StorageError:
+                epoch = await self.storage.try_lead(self.advertise)
+                if epoch is not None:
+                    await self._lead(epoch)
+                    return
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(PERIOD)
+
+    async def run(self) -> None:
+        while True:
+            await self.tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), PERIOD)
+            self._ready.clear()
+
+    async def tick(self) -> None:
+        """One round: check the lead, or try to take it, or follow."""
+        seq, storage = self.sequencer, self.storage
+        try:
+            if seq.leading:
+                await storage.check_leader()
+                return
+            if storage.epoch is not None:
+                # The sequencer stepped down by itself (a failed write): let go of
+                # the lock before anything else, so that another can take over.
+                await storage.resign()
+                self.epoch = None
+            if self.advertise:
+                epoch = await storage.try_lead(self.advertise)
+                if epoch is not None:
+                    await self._lead(epoch)
+                    return
+            await seq.follow()
+            row = await storage.leader()
+            self.leader_url = row[1] if row else None
+        except StorageError as exc:
+            if seq.leading or storage.epoch is not None:
+                await seq.step_down(str(exc))
+                await storage.resign()
+                self.epoch = None
+            else:
+                log.warning("database unavailable to a follower", extra={"error": str(exc)})
+
+    async def _lead(self, epoch: int) -> None:
+        log.info("took the lead", extra={"epoch": epoch, "url": self.advertise})
+        self.epoch = epoch
+        self.takeovers += 1
+        try:
+            await self.sequencer.lead()
+        except BaseException:
+            await self.sequencer.step_down("loading the log failed")
+            await self.storage.resign()
+            self.epoch = None
+            raise
+        self.leader_url = self.advertise
+
+    async def close(self) -> None:
+        if self._forwarder is not None:
+            await self._forwarder.close()
+        if self.sequencer.leading:
+            await self.sequencer.step_down("shutting down")
+        await self.storage.resign()
+
+    async def forward(self, request: web.Request, body: bytes) -> web.Response:
+        """Relay a follower's ``POST /add`` body to the leader and its answer back.
+
+        A leader that cannot be reached may just have died: the leader row is read
+        again at once and, if it names another leader, the request goes there (safe
+        to repeat: the same statements get the same entries)."""
+        if request.headers.get(FORWARDED_HEADER):
+            raise NoLeaderError("this server stopped leading the log; retry")
+        if self._forwarder is None:
+            self._forwarder = _Forwarder(self.timeout)
+            await self._forwarder.start()
+        headers = {FORWARDED_HEADER: "1", "Content-Type": request.content_type}
+        tried: set[str] = set()
+        while True:
+            url = self.leader_url
+            if not url or url == self.advertise or url in tried:
+                raise NoLeaderError("no leader is known right now (a takeover is under way)")
+            tried.add(url)
+            try:
+                return await self._relay(url, body, headers)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.info("leader unreachable", extra={"url": url, "error": str(exc)})
+                with contextlib.suppress(StorageError):
+                    row = await self.storage.leader()
+                    self.leader_url = row[1] if row else None
+
+    async def _relay(self, url: str, body: bytes, headers: dict[str, str]) -> web.Response:
+        assert self._forwarder is not None
+        async with self._forwarder.session.post(url + "/add", data=body, headers=headers) as resp:
+            answer = await resp.read()
+            kept = ("content-type", "retry-after")
+            relayed = {k: v for k, v in resp.headers.items() if k.lower() in kept}
+            return web.Response(status=resp.status, body=answer, headers=relayed)
