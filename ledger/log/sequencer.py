@@ -384,13 +384,8 @@ class Sequencer:
             except Exception as exc:  # storage failures must not kill the loop
                 log.exception("batch failed")
                 _refuse(units, f"the log could not store the batch: {exc}")
-                if self.standby:
-                    # It cannot know whether it still leads: never reload and sign on.
-                    self._lose(str(exc))
+                if not await self._storage_failed(exc):
                     return
-                self.healthy = False
-                self.last_error = str(exc)
-                await self._recover()
 
     async def _heartbeat(self) -> None:
         """While idle: re-check storage, retry witnessing, re-publish the checkpoint."""
@@ -404,12 +399,7 @@ class Sequencer:
                 raise StorageError("stored tree head differs from the committed one")
         except Exception as exc:
             log.exception("storage check failed")
-            if self.standby:
-                self._lose(str(exc))
-                return
-            self.healthy = False
-            self.last_error = str(exc)
-            await self._recover()
+            await self._storage_failed(exc)
             return
         self.healthy = True
         pub = self.published
@@ -425,6 +415,18 @@ class Sequencer:
             await self._publish(*committed)
         elif pub is not None:
             self.published = Published(pub.size, pub.root, pub.note, time.time())
+
+    async def _storage_failed(self, exc: Exception) -> bool:
+        """After a failed write or check: reload and go on (True), or, as one of several
+        servers, stop leading (False): it cannot know whether it still leads, so it
+        must never reload and sign on."""
+        if self.standby:
+            self._lose(str(exc))
+            return False
+        self.healthy = False
+        self.last_error = str(exc)
+        await self._recover()
+        return True
 
     async def _recover(self) -> None:
         try:
