@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/bench_add.py            # about 1-2 minutes
     .venv/bin/python bench/bench_add.py --quick    # a few seconds, smoke test
     .venv/bin/python bench/bench_add.py --flood    # 512 flooding connections (bench/flood.py)
+    .venv/bin/python bench/bench_add.py --engine both   # SQLite and PostgreSQL side by side
 
 It starts a log with default settings (but for the per-client and per-signer
 rate limits, which are off: every request comes from one loopback address and
@@ -23,6 +24,13 @@ measures, in order:
     measured from each request's *scheduled* send time to the receipt (so a
     slow server cannot hide queueing delay), with the latency from the actual
     send shown next to it.
+
+``--engine`` (or ``--database``) picks where the log lives: ``sqlite`` (the
+default: ``log.db`` in the data directory), ``postgresql`` (a throwaway
+PostgreSQL cluster started by the benchmark, ``tests/postgres.py``, with
+``fsync=on``; stopped at the end) or ``both``: phases (b) and (c) then run
+against one fresh server per engine, with the same statements, and the summary
+shows the engines side by side.
 
 Every statement is unique (each phase uses its own), real (release files of
 the projects in ``--projects``, a TSV with header ``rank name version``) and
@@ -72,6 +80,7 @@ from sigledger.ledger.errors import FormatError  # noqa: E402
 from sigledger.ledger.note import Signer  # noqa: E402
 from sigledger.ledger.wire import JSON_TYPE, MSGPACK_TYPE, encode_add_request  # noqa: E402
 from tests.helpers import LogProcess  # noqa: E402
+from tests.postgres import PostgresServer, find_bindir  # noqa: E402
 
 DEFAULT_PROJECTS = "../shared/data/pypi-top-projects.tsv"  # relative to the repository root
 NO_RATE_LIMITS = {"SIGLEDGER_CLIENT_RATE": "0", "SIGLEDGER_SIGNER_RATE": "0"}
@@ -545,6 +554,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="most connections open at once in the latency phase (256)",
     )
     p.add_argument(
+        "--engine",
+        "--database",
+        dest="engine",
+        choices=("sqlite", "postgresql", "both"),
+        default="sqlite",
+        help="where the log lives: sqlite, postgresql (a throwaway cluster) or both (sqlite)",
+    )
+    p.add_argument(
         "--flood",
         action="store_true",
         help="flood mode instead of (b) and (c): see bench/flood.py",
@@ -635,16 +652,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
 
+    engines = ["sqlite", "postgresql"] if args.engine == "both" else [args.engine]
+    results: dict[str, tuple[dict[str, Any], dict[str, Any], int | None, list[str]]] = {}
+    postgres: PostgresServer | None = None
+    try:
+        if "postgresql" in engines:
+            bindir = find_bindir()
+            if bindir is None:
+                print(
+                    "PostgreSQL server binaries (initdb, pg_ctl, psql) not found", file=sys.stderr
+                )
+                return 2
+            postgres = PostgresServer(bindir).start()
+            print(f"postgresql: throwaway cluster on port {postgres.port} (fsync=on)")
+        for engine in engines:
+            database = postgres.create_database() if engine == "postgresql" and postgres else None
+            results[engine] = run_engine(args, engine, database, tput_bodies, lat_bodies)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+    if len(engines) == 1:
+        return report_one(args, cores, source, raw_rate, step, *results[engines[0]])
+    return report_engines(args, cores, source, raw_rate, step, results)
+
+
+def run_engine(
+    args: argparse.Namespace,
+    engine: str,
+    database: str | None,
+    tput_bodies: Sequence[tuple[bytes, int]],
+    lat_bodies: Sequence[bytes],
+) -> tuple[dict[str, Any], dict[str, Any], int | None, list[str]]:
+    """Phases (b) and (c) against a fresh server on ``engine``: both results, the
+    server's exit status and its warnings and errors."""
+    step = args.request_size
+    extra = ("--database", database) if database else ()
     with tempfile.TemporaryDirectory(prefix="sigledger-bench-") as tmp:
-        server = LogProcess(Path(tmp) / "log", env=NO_RATE_LIMITS)
+        server = LogProcess(Path(tmp) / "log", *extra, env=NO_RATE_LIMITS)
         server.start()
         assert server.proc is not None
         cpu = ProcCPU(server.proc.pid)
-        print(f"server: {server.url} (pid {server.proc.pid}), default settings, no rate limits")
+        print(
+            f"[{engine}] server: {server.url} (pid {server.proc.pid}), default settings, "
+            "no rate limits"
+        )
         try:
             print(
-                f"(b) throughput: {args.connections} connections x {step} statements/request "
-                f"(msgpack), {args.duration:g} s ...",
+                f"[{engine}] (b) throughput: {args.connections} connections x {step} "
+                f"statements/request (msgpack), {args.duration:g} s ...",
                 flush=True,
             )
             tput = asyncio.run(
@@ -653,8 +708,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
             print(
-                f"(c) latency: {args.latency_rate:g} single-statement JSON requests/s "
-                f"open-loop, {args.latency_duration:g} s ...",
+                f"[{engine}] (c) latency: {args.latency_rate:g} single-statement JSON "
+                f"requests/s open-loop, {args.latency_duration:g} s ...",
                 flush=True,
             )
             lat = asyncio.run(
@@ -670,7 +725,101 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for line in log_file.read_text(errors="replace").splitlines()
                 if '"level": "error"' in line or '"level": "warning"' in line
             ]
+    return tput, lat, rc, server_errors
 
+
+def report_engines(
+    args: argparse.Namespace,
+    cores: int | None,
+    source: str,
+    raw_rate: float,
+    step: int,
+    results: dict[str, tuple[dict[str, Any], dict[str, Any], int | None, list[str]]],
+) -> int:
+    """The engines side by side; the last line is one JSON object with every figure."""
+    engines = list(results)
+
+    def row(label: str, value: Any) -> tuple[str, str]:
+        return label, "".join(f"{value(*results[e]):>26}" for e in engines)
+
+    print()
+    print(f"summary ({cores} cores; server, database and client share them)")
+    print_table(
+        [
+            ("", "".join(f"{e:>26}" for e in engines)),
+            row("throughput entries/s (steady)", lambda t, *_: fmt(t["entries_per_s"], " /s")),
+            (
+                "throughput entries/s (overall)",
+                "".join(
+                    f"{fmt(results[e][0]['entries_per_s_overall'], ' /s'):>26}" for e in engines
+                ),
+            ),
+            row(
+                "throughput / raw verify rate", lambda t, *_: f"{t['entries_per_s'] / raw_rate:.3f}"
+            ),
+            row("  server CPU ms per entry", lambda t, *_: fmt(t["server_cpu_ms_per_entry"])),
+            row("  errors", lambda t, *_: str(t["errors"])),
+            row(
+                "latency offered / achieved",
+                lambda _t, la, *_: f"{la['offered_rate']:g} / {la['achieved_rate']:g} /s",
+            ),
+            row("latency p50 (from schedule)", lambda _t, la, *_: fmt(la["p50_ms"], " ms")),
+            row("latency p99 (from schedule)", lambda _t, la, *_: fmt(la["p99_ms"], " ms")),
+            row("latency max (from schedule)", lambda _t, la, *_: fmt(la["max_ms"], " ms")),
+            row(
+                "  p50 / p99 from actual send",
+                lambda _t, la, *_: f"{la['send_p50_ms']} / {la['send_p99_ms']} ms",
+            ),
+            row("  errors", lambda _t, la, *_: str(la["errors"])),
+            row("server exit status", lambda _t, _l, rc, _e: fmt(rc)),
+            row("server log errors/warnings", lambda _t, _l, _rc, errs: str(len(errs))),
+        ]
+    )
+    total_errors = 0
+    out: dict[str, Any] = {}
+    for engine, (tput, lat, rc, server_errors) in results.items():
+        for phase in (tput, lat):
+            if phase["first_error"]:
+                print(f"  [{engine}] first error: {phase['first_error']}")
+        for line in server_errors[:5]:
+            print(f"  [{engine}] server: {line[:300]}")
+        total_errors += tput["errors"] + lat["errors"] + len(server_errors) + (rc != 0)
+        out[engine] = {
+            "throughput": {
+                **tput,
+                "request_size": step,
+                "ratio_to_raw_verify": round(tput["entries_per_s"] / raw_rate, 4),
+            },
+            "latency": lat,
+            "server_exit_status": rc,
+            "server_log_errors": len(server_errors),
+        }
+    result = {
+        "benchmark": "sigledger-add-engines",
+        "cpu_count": cores,
+        "python": platform.python_version(),
+        "quick": args.quick,
+        "projects_source": source,
+        "raw_verify_per_s": round(raw_rate, 1),
+        "engines": out,
+        "errors_total": total_errors,
+    }
+    print(json.dumps(result, separators=(",", ":")))
+    return 1 if total_errors else 0
+
+
+def report_one(
+    args: argparse.Namespace,
+    cores: int | None,
+    source: str,
+    raw_rate: float,
+    step: int,
+    tput: dict[str, Any],
+    lat: dict[str, Any],
+    rc: int | None,
+    server_errors: list[str],
+) -> int:
+    """One engine's summary; the last line is one JSON object with every figure."""
     ratio = tput["entries_per_s"] / raw_rate if raw_rate else 0.0
     print()
     print(f"summary ({cores} cores; server and client share them)")
@@ -722,6 +871,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total_errors = tput["errors"] + lat["errors"] + len(server_errors) + (rc != 0)
     result = {
         "benchmark": "sigledger-add",
+        "engine": args.engine,
         "cpu_count": cores,
         "python": platform.python_version(),
         "quick": args.quick,
