@@ -479,6 +479,16 @@ class ProxyProcess:
     def log(self) -> str:
         return "".join(self.lines)
 
+    def logged(self, text: str, timeout: float = 10) -> bool:
+        """Whether ``text`` shows up in the proxy's output within ``timeout`` seconds
+        (its lines arrive through a pipe and a reader thread, a little after the answer)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
 
 @dataclass
 class World:
@@ -535,7 +545,7 @@ def test_pages_show_only_trusted_files(world: World) -> None:
     )
     why = json.loads(body)
     assert why["served"] is False and why["signers"] == [MALLORY.vkey]
-    assert "dropped goodpkg-2.0-py3-none-any.whl" in world.proxy.log()
+    assert world.proxy.logged("dropped goodpkg-2.0-py3-none-any.whl"), world.proxy.log()
     # nor can it be downloaded by guessing its URL
     status, body, _ = http_get(world.proxy.url + "/files/goodpkg/goodpkg-2.0-py3-none-any.whl")
     assert status == 404 and b"not signed by any trusted signer" in body
@@ -624,7 +634,7 @@ def test_targeted_attack_is_refused(world: World) -> None:
         assert not (target / "victim").exists()
         status, body, _ = http_get(f"{world.proxy.url}/files/victim/{filename}")
         assert status == 409 and f"the log holds sha256:{want}".encode() in body
-        assert f"refused {filename}" in world.proxy.log()
+        assert world.proxy.logged(f"refused {filename}"), world.proxy.log()
         assert not (world.tmp / "proxy" / "cache" / "files" / got).exists()
     finally:
         (world.packages / filename).write_bytes(logged)
@@ -676,13 +686,13 @@ async def test_forked_log_stops_the_proxy(tmp_path: Path) -> None:
         assert health["status"] == "stopped"
         assert health["evidence"]["type"] == "inconsistent_checkpoints"
         assert health["evidence"]["checkpoints"] == [honest_note.decode(), forked.note.decode()]
-        assert "inconsistent_checkpoints" in proxy.log()
+        assert await asyncio.to_thread(proxy.logged, "inconsistent_checkpoints"), proxy.log()
         # a restart stays stopped, even if the log looks honest again
         proxy.stop()
         honest.note = honest_note
         proxy = ProxyProcess(str(upstream), policy_file, work)
         await asyncio.to_thread(proxy.start)
-        assert "STOPPED" in proxy.log()
+        assert await asyncio.to_thread(proxy.logged, "STOPPED"), proxy.log()
         status, body, _ = await asyncio.to_thread(http_get, proxy.url + "/simple/anything/")
         assert status == 503
         status, body, _ = await asyncio.to_thread(http_get, proxy.url + "/healthz")
