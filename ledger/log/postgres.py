@@ -183,7 +183,14 @@ RETURNING epoch
 _COMMAND_TIMEOUT = 60.0
 
 # Errors of the connection or the server (anything else is a bug and propagates).
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# InternalClientError: asyncpg's state after the server ended a session mid-query.
+_DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 # A note, once published, is never replaced by an unpublished one.
 _SAVE_NOTES = """
@@ -381,8 +388,11 @@ class PostgresStorage:
                 # The caller's mistake (a reused index, a second root), not a broken store.
                 raise StorageConflictError(f"write refused: {exc}") from exc
             except _DB_ERRORS as exc:
-                if fenced and self.standby and (self._w is None or self._w.is_closed()):
-                    # The writer session is gone, and the lock with it: someone may lead now.
+                if fenced and self.standby:
+                    # Whatever failed, this process can no longer prove that it leads: end
+                    # the session (the lock goes with it) so that it cannot write again.
+                    if self._w is not None and not self._w.is_closed():
+                        self._w.terminate()
                     raise FencedError(
                         f"lost the writer session to {self.where} while leading: {exc}"
                     ) from exc
