@@ -43,7 +43,9 @@ def test_full_tiles_refuse_partial_tiles_and_oversized_items() -> None:
 
 
 def _cache_figures(metrics: str) -> dict[str, float]:
-    found = re.findall(r"^sigledger_read_cache_(\w+) ([0-9.e+]+)$", metrics, re.MULTILINE)
+    found = re.findall(
+        r'^sigledger_read_cache\{measure="(\w+)"\} ([0-9.e+]+)$', metrics, re.MULTILINE
+    )
     return {name: float(value) for name, value in found}
 
 

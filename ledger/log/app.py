@@ -165,14 +165,11 @@ class Metrics(MetricSet):
         )
         # Set when /metrics is read, so serving a tile costs no metric update beyond
         # the request counter.
-        self.read_cache_hits = self.gauge(
-            "sigledger_read_cache_hits", "Full tiles and bundles served from memory"
-        )
-        self.read_cache_misses = self.gauge(
-            "sigledger_read_cache_misses", "Full tiles and bundles not in memory when asked for"
-        )
-        self.read_cache_bytes = self.gauge(
-            "sigledger_read_cache_bytes", "Bytes of full tiles and bundles held in memory"
+        self.read_cache = self.gauge(
+            "sigledger_read_cache",
+            "Full tiles and bundles in memory: served from it (hits), not in it when asked "
+            "for (misses), bytes held (bytes)",
+            "measure",
         )
         self.static_size = self.gauge(
             "sigledger_static_tree_size",
@@ -667,9 +664,8 @@ async def handle_metrics(request: web.Request) -> web.Response:
         for url, st in seq.witnesses.status.items():
             metrics.witness_ok.labels(url).set(st.last_ok)
     full = request.app[READS_KEY].full
-    metrics.read_cache_hits.set(full.hits)
-    metrics.read_cache_misses.set(full.misses)
-    metrics.read_cache_bytes.set(full.bytes)
+    for measure, value in (("hits", full.hits), ("misses", full.misses), ("bytes", full.bytes)):
+        metrics.read_cache.labels(measure).set(value)
     if seq.static is not None:
         metrics.static_size.set(seq.static.stats.size)
     committed = seq.committed_size
