@@ -245,7 +245,9 @@ def tree_size(url: str) -> int:
 def server_cache(url: str) -> str:
     with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
-    found = dict(re.findall(r"^sigledger_read_cache_(\w+) ([0-9.e+]+)$", text, re.MULTILINE))
+    found = dict(
+        re.findall(r'^sigledger_read_cache\{measure="(\w+)"\} ([0-9.e+]+)$', text, re.MULTILINE)
+    )
     if not found:
         return "n/a"
     return (
