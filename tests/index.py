@@ -34,11 +34,23 @@ MALLORY = Signer.from_seed("mallory@example.org", hashlib.sha256(b"mallory").dig
 
 
 def wheel(
-    name: str, version: str, body: str = "VALUE = 1\n", requires: Sequence[str] = ()
+    name: str,
+    version: str,
+    body: str = "VALUE = 1\n",
+    requires: Sequence[str] = (),
+    tag: str = "py3-none-any",
 ) -> tuple[str, bytes]:
-    """A minimal pure-Python wheel: one module, METADATA (with ``Requires-Dist`` lines
-    for ``requires``), WHEEL and RECORD."""
+    """A minimal wheel for ``tag`` (compressed tag sets allowed): one module, METADATA
+    (with ``Requires-Dist`` lines for ``requires``), WHEEL and RECORD."""
     dist = f"{name.replace('-', '_')}-{version}"
+    interpreters, abis, platforms = tag.split("-")
+    wheel_tags = "".join(
+        f"Tag: {i}-{a}-{p}\n"
+        for i in interpreters.split(".")
+        for a in abis.split(".")
+        for p in platforms.split(".")
+    )
+    purelib = "true" if tag == "py3-none-any" else "false"
     files = {
         f"{name.replace('-', '_')}/__init__.py": body.encode(),
         f"{dist}.dist-info/METADATA": (
@@ -46,9 +58,9 @@ def wheel(
             + "".join(f"Requires-Dist: {r}\n" for r in requires)
         ).encode(),
         f"{dist}.dist-info/WHEEL": (
-            b"Wheel-Version: 1.0\nGenerator: sigledger-tests\nRoot-Is-Purelib: true\n"
-            b"Tag: py3-none-any\n"
-        ),
+            f"Wheel-Version: 1.0\nGenerator: sigledger-tests\nRoot-Is-Purelib: {purelib}\n"
+            + wheel_tags
+        ).encode(),
     }
     record = []
     for path, data in files.items():
@@ -60,7 +72,7 @@ def wheel(
     with zipfile.ZipFile(buf, "w") as z:
         for path, data in files.items():
             z.writestr(zipfile.ZipInfo(path, (2024, 1, 1, 0, 0, 0)), data)
-    return f"{dist}-py3-none-any.whl", buf.getvalue()
+    return f"{dist}-{tag}.whl", buf.getvalue()
 
 
 def free_port() -> int:

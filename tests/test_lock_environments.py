@@ -11,14 +11,12 @@ check only what this environment (or a Windows target) installs.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
 import subprocess
 import sys
 import tarfile
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ from sigledger.client.install.environment import TargetEnvironment, choose_file
 from sigledger.client.install.policy import LogTrust, Policy, SignerRule, dump_policy
 from sigledger.ledger.note import Verifier
 from tests.helpers import ROOT, LogProcess, sigledger_cmd
-from tests.index import ALICE, MALLORY, PyPIServer, installer_env, publish, uv_exe
+from tests.index import ALICE, MALLORY, PyPIServer, installer_env, publish, uv_exe, wheel
 
 PLATPKG_TAGS = (
     "cp311-cp311-win_amd64",
@@ -43,37 +41,8 @@ WINDOWS_WHEEL = "platpkg-1.0-cp311-cp311-win_amd64.whl"
 
 
 def tagged_wheel(name: str, version: str, tag: str) -> tuple[str, bytes]:
-    """A minimal wheel for ``tag`` (one module, METADATA, WHEEL, RECORD)."""
-    dist = f"{name}-{version}"
-    interpreter, abi, platforms = tag.split("-")
-    wheel_tags = "".join(
-        f"Tag: {i}-{a}-{p}\n"
-        for i in interpreter.split(".")
-        for a in abi.split(".")
-        for p in platforms.split(".")
-    )
-    purelib = "true" if tag == "py3-none-any" else "false"
-    files = {
-        f"{name}/__init__.py": f"TAG = {tag!r}\n".encode(),
-        f"{dist}.dist-info/METADATA": (
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-        ).encode(),
-        f"{dist}.dist-info/WHEEL": (
-            f"Wheel-Version: 1.0\nGenerator: sigledger-tests\nRoot-Is-Purelib: {purelib}\n"
-            + wheel_tags
-        ).encode(),
-    }
-    record = []
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(data)}")
-    record.append(f"{dist}.dist-info/RECORD,,")
-    files[f"{dist}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for path, data in files.items():
-            z.writestr(zipfile.ZipInfo(path, (2024, 1, 1, 0, 0, 0)), data)
-    return f"{dist}-{tag}.whl", buf.getvalue()
+    """A minimal wheel for ``tag`` whose module says which tag it was built for."""
+    return wheel(name, version, body=f"TAG = {tag!r}\n", tag=tag)
 
 
 def sdist(name: str, version: str) -> tuple[str, bytes]:

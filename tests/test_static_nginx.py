@@ -28,6 +28,7 @@ from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import open_checkpoint
 from sigledger.ledger.note import Signer, Verifier
 from tests.helpers import ROOT, LogProcess, sigledger_cmd, signed, tree_env
+from tests.index import free_port
 
 DEPLOY = ROOT / "deploy"
 ALICE = Signer.from_seed("alice", bytes([1]) * 32)
@@ -40,20 +41,13 @@ def nginx_binary() -> str | None:
     return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Nginx:
     """nginx serving ``root`` with the deploy snippets, proxying to ``upstream``."""
 
     def __init__(self, binary: str, workdir: Path, root: Path, upstream: str) -> None:
         self.binary = binary
         self.workdir = workdir
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
         temp = {name: workdir / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
