@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from common import fmt, print_table  # noqa: E402
+from common import children, fmt, print_table, rss_mb  # noqa: E402
 from make_log import ensure_log  # noqa: E402
 
 from tests.helpers import LogProcess, sigledger_cmd, tree_env  # noqa: E402
@@ -66,27 +66,6 @@ TARGET_OVERHEAD = 100  # bytes per entry above the entry itself
 TARGET_START_S = 1.0
 TARGET_RSS_MB = 200.0
 LOG_TABLES = ("meta", "entries", "tiles", "checkpoints")
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident set size of one process, MB (Linux /proc); None when unreadable."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def children(pid: int) -> list[int]:
-    """Direct child processes of ``pid`` (Linux /proc)."""
-    out: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            text = (task / "children").read_text().split()
-            out.extend(int(p) for p in text)
-    return out
 
 
 def sqlite_sizes(db: Path) -> dict[str, Any]:
