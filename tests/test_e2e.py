@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import aiohttp
@@ -294,7 +295,20 @@ async def test_graceful_shutdown_answers_everything(tmp_path: Path) -> None:
                     return -1
 
             tasks = [asyncio.create_task(submit(i)) for i in range(40)]
-            await asyncio.sleep(0.15)
+            # Stop only once the server holds statements (queued or integrated): a fixed
+            # sleep races the client on a loaded machine.
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                async with session.get(server.url + "/metrics") as r:
+                    text = await r.text()
+                held = sum(
+                    float(line.split()[-1])
+                    for line in text.splitlines()
+                    if line.startswith(("sigledger_queue_statements ", "sigledger_tree_size "))
+                )
+                if held > 0:
+                    break
+                await asyncio.sleep(0.01)
             assert server.proc is not None
             server.proc.terminate()
             statuses = await asyncio.gather(*tasks)
