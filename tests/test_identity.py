@@ -13,8 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sigledger.client.publish.submit import sign_statement
-from sigledger.ledger.entry import SignedStatement, Statement, file_identity
-from sigledger.ledger.log import sequencer as sequencer_module
+from sigledger.ledger.entry import SignedStatement, Statement, decode_entry, file_identity
 from sigledger.ledger.log.app import open_log
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
 from sigledger.ledger.note import Signer
@@ -182,12 +181,12 @@ async def test_every_spelling_is_one_file_for_the_binding_rule(tmp_path: Path) -
 
 async def _old_rule_log(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A log written by a sequencer that bound hashes to raw filenames."""
-    monkeypatch.setattr(
-        sequencer_module,
-        "_binding_key",
-        lambda s: (s.signer_vkey(), s.statement.filename),
-    )
     storage, signer, origin = await open_log(ServerConfig(data=str(data)))
+
+    async def no_bindings(keys: object) -> dict[object, object]:
+        return {}  # the old rule: another spelling was another file
+
+    monkeypatch.setattr(storage, "find_bindings", no_bindings)
     seq = Sequencer(storage, signer, origin, SequencerConfig(batch_max_age=0.01))
     await seq.start()
     try:
@@ -198,12 +197,35 @@ async def _old_rule_log(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         await seq.stop()
         await storage.close()
     monkeypatch.undo()
-    # ... and stored it as schema 1 did: no identity column (the server migrates it).
-    with sqlite3.connect(data / "log.db") as db:
-        db.execute("DROP INDEX entries_identity")
-        db.execute("DROP INDEX entries_signer_identity")
-        db.execute("ALTER TABLE entries DROP COLUMN identity")
-        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    # ... and stored it as schema 1 did: text columns, no identity (the server migrates it).
+    as_schema_1(data / "log.db")
+
+
+def as_schema_1(path: Path) -> None:
+    """Rewrite a log database in the layout of schema 1."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT idx, data FROM entries ORDER BY idx").fetchall()
+        db.executescript(
+            """
+            DROP TABLE entries; DROP TABLE hash_keys; DROP TABLE file_keys; DROP TABLE signers;
+            DELETE FROM meta WHERE key = 'index_salt';
+            CREATE TABLE entries (idx INTEGER PRIMARY KEY, data BLOB NOT NULL,
+                project TEXT NOT NULL, version TEXT NOT NULL, filename TEXT NOT NULL,
+                sha256 BLOB NOT NULL, signer TEXT NOT NULL, time_ms INTEGER NOT NULL);
+            CREATE INDEX entries_file ON entries (project, version, filename);
+            CREATE INDEX entries_sha256 ON entries (sha256);
+            CREATE UNIQUE INDEX entries_binding ON entries (signer, project, version, filename);
+            UPDATE meta SET value = '1' WHERE key = 'schema_version';
+            """
+        )
+        for idx, leaf in rows:
+            e = decode_entry(leaf)
+            s = e.statement
+            db.execute(
+                "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (idx, leaf, s.project, s.version, s.filename, s.sha256,
+                 e.signed.signer_vkey(), e.time_ms),
+            )  # fmt: skip
 
 
 async def test_a_log_written_under_the_old_rule_is_reported(

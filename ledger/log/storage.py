@@ -1,16 +1,19 @@
-"""Durable storage of a log in one SQLite file: the only module that knows SQL.
+"""Durable storage of a log in one SQLite file: the only module that knows SQLite's SQL.
 
-:class:`Storage` implements :class:`~sigledger.ledger.log.store.LogStorage`.
+:class:`Storage` implements :class:`~sigledger.ledger.log.store.LogStorage`; the
+lookups over its index keys are shared with PostgreSQL
+(:mod:`~sigledger.ledger.log.indexed` explains the keys).
 
-Layout (schema version 2)::
+Layout (schema version 3, 8 KiB pages)::
 
-    meta(key TEXT PRIMARY KEY, value TEXT)           origin, log vkey, schema version
-    entries(idx INTEGER PRIMARY KEY, data BLOB,      leaf bytes, plus index columns
-            project, version, filename, sha256, signer, time_ms,
-            identity)                                the file identity key
-                                                     (sigledger.ledger.entry.file_identity): the
-                                                     binding rule and every comparison
-                                                     of files use it, never the filename
+    meta(key TEXT PRIMARY KEY, value TEXT)           origin, log vkey, schema version,
+                                                     index salt
+    signers(id INTEGER PRIMARY KEY, vkey TEXT UNIQUE)
+                                                     each signer's verifier key, once
+    entries(idx INTEGER PRIMARY KEY, signer, data)   the leaf bytes and the signer's id;
+                                                     index entries_signer(signer)
+    hash_keys(k, idx) WITHOUT ROWID                  hash key -> entry (indexed.py)
+    file_keys(k, idx) WITHOUT ROWID                  file key -> entry (indexed.py)
     tiles(level, n, data BLOB)                       the newest bytes of hash tile (level, n);
                                                      a partial tile's bytes are a prefix of
                                                      every later version, so `.p/W` is a slice
@@ -22,6 +25,11 @@ Layout (schema version 2)::
                                                      note (with witness cosignatures once it
                                                      is published); ``published`` = 1 once
                                                      readers were shown it
+
+An entry costs its leaf bytes plus about 70 bytes of rows and keys (and 32 bytes
+of hash tiles): nothing is stored twice. Schema 1 and 2 files (text columns per
+entry) are rebuilt into this layout when first opened, in one transaction;
+identity violations found then are kept in meta ``identity_violations``.
 
 Contracts:
 
@@ -39,6 +47,7 @@ Contracts:
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -46,15 +55,12 @@ from typing import Any
 
 import aiosqlite
 
-from sigledger.ledger.entry import file_identity
+from sigledger.ledger.errors import FormatError
+from sigledger.ledger.log.indexed import SALT_KEY, IndexedLookups, IndexKeys, new_salt, row_of
 from sigledger.ledger.log.store import (
     Batch,
-    BindingKey,
-    BoundEntry,
     Copied,
-    EntryQuery,
     EntryRow,
-    Page,
     StoredHead,
 )
 from sigledger.ledger.service.sqlite import (
@@ -67,29 +73,26 @@ from sigledger.ledger.service.sqlite import (
     transaction,
 )
 
-SCHEMA_VERSION = "2"
-# Indexes on columns that schema 1 lacked: created after the migration adds them.
-_LATE_INDEXES = """
-CREATE INDEX IF NOT EXISTS entries_identity ON entries (identity);
-CREATE INDEX IF NOT EXISTS entries_signer_identity ON entries (signer, identity, sha256);
-"""
+log = logging.getLogger("sigledger.storage")
+
+SCHEMA_VERSION = "3"
+PAGE_SIZE = 8192
+VIOLATIONS_KEY = "identity_violations"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS signers (id INTEGER PRIMARY KEY, vkey TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS entries (
     idx INTEGER PRIMARY KEY,
-    data BLOB NOT NULL,
-    project TEXT NOT NULL,
-    version TEXT NOT NULL,
-    filename TEXT NOT NULL,
-    sha256 BLOB NOT NULL,
-    signer TEXT NOT NULL,
-    time_ms INTEGER NOT NULL,
-    identity TEXT NOT NULL DEFAULT ''
+    signer INTEGER NOT NULL,
+    data BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entries_file ON entries (project, version, filename);
-CREATE INDEX IF NOT EXISTS entries_sha256 ON entries (sha256);
-CREATE UNIQUE INDEX IF NOT EXISTS entries_binding ON entries (signer, project, version, filename);
+CREATE TABLE IF NOT EXISTS hash_keys (
+    k INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (k, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS file_keys (
+    k INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (k, idx)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tiles (
     level INTEGER NOT NULL,
     n INTEGER NOT NULL,
@@ -104,6 +107,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     published INTEGER NOT NULL DEFAULT 0
 );
 """
+# Created once the entries table has this schema's columns (after a migration).
+_INDEXES = "CREATE INDEX IF NOT EXISTS entries_signer ON entries (signer);"
 
 
 # A note, once published, is never replaced by an unpublished one.
@@ -112,27 +117,39 @@ _SAVE_NOTE = (
 )
 
 
-class Storage:
+class Storage(IndexedLookups):
     """A log's SQLite database (:class:`~sigledger.ledger.log.store.LogStorage` documents
     each method). Create with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, database: Database, reader: aiosqlite.Connection) -> None:
+    def __init__(self, database: Database, reader: aiosqlite.Connection, keys: IndexKeys) -> None:
         self.path = database.path
         self._database = database
         self._w = database.conn
         self._r = reader
+        self.keys = keys
+        self._signer_ids: dict[str, int] = {}
 
     @classmethod
     async def open(cls, path: Path | str) -> Storage:
         path = Path(path)
 
         async def setup(db: aiosqlite.Connection) -> None:
-            await _migrate(db)
-            # Schema 1 databases were brought up to date by _migrate.
-            await check_schema_version(db, SCHEMA_VERSION, str(path), migrations={"1": None})
+            await _ensure_salt(db)
+            await _migrate_checkpoints(db)
+            await check_schema_version(
+                db, SCHEMA_VERSION, str(path), migrations={"1": _to_schema_3, "2": _to_schema_3}
+            )
+            await db.executescript(_INDEXES)
 
-        database = await open_database(path, _SCHEMA, "sigledger process", setup=setup)
+        database = await open_database(
+            path, _SCHEMA, "sigledger process", page_size=PAGE_SIZE, setup=setup
+        )
         try:
+            async with database.conn.execute(
+                "SELECT value FROM meta WHERE key = ?", (SALT_KEY,)
+            ) as cur:
+                row = await cur.fetchone()
+            keys = IndexKeys.from_meta(None if row is None else str(row[0]))
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute("PRAGMA query_only=ON")
         except BaseException as exc:
@@ -140,7 +157,7 @@ class Storage:
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"cannot open database {path}: {exc}") from exc
             raise
-        return cls(database, reader)
+        return cls(database, reader, keys)
 
     async def close(self) -> None:
         try:
@@ -156,47 +173,59 @@ class Storage:
         return None if row is None else str(row[0])
 
     async def set_meta(self, values: dict[str, str]) -> None:
-        await self._transaction(
-            [("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items()))]
-        )
+        async with transaction(self._w, _write_failed) as db:
+            await db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items())
+            )
 
     async def initialize(self, meta: dict[str, str], empty_root: bytes, time_ms: int) -> None:
-        await self._transaction(
-            [
-                ("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items())),
-                (
-                    "INSERT INTO checkpoints (size, root, time_ms) VALUES (?, ?, ?)",
-                    [(0, empty_root, time_ms)],
-                ),
-            ]
-        )
+        async with transaction(self._w, _write_failed) as db:
+            await db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items()))
+            await db.execute(
+                "INSERT INTO checkpoints (size, root, time_ms) VALUES (?, ?, ?)",
+                (0, empty_root, time_ms),
+            )
 
     # -- writes -----------------------------------------------------------------
 
     async def commit_batch(self, batch: Batch) -> None:
-        await self._transaction(
-            [
-                (_INSERT_ENTRY, [_entry_values(e) for e in batch.entries]),
-                (
-                    "INSERT OR REPLACE INTO tiles (level, n, data) VALUES (?, ?, ?)",
-                    [(lv, n, data) for (lv, n), data in batch.tiles.items()],
-                ),
-                (
-                    "INSERT INTO checkpoints (size, root, time_ms) VALUES (?, ?, ?)",
-                    [(batch.size, batch.root, batch.time_ms)],
-                ),
-                (_SAVE_NOTE, [(n, int(p), s) for s, n, p in batch.notes]),
-            ]
+        async with transaction(self._w, _write_failed) as db:
+            ids = await self._insert_entries(db, batch.entries)
+            await db.executemany(
+                "INSERT OR REPLACE INTO tiles (level, n, data) VALUES (?, ?, ?)",
+                [(lv, n, data) for (lv, n), data in batch.tiles.items()],
+            )
+            await db.execute(
+                "INSERT INTO checkpoints (size, root, time_ms) VALUES (?, ?, ?)",
+                (batch.size, batch.root, batch.time_ms),
+            )
+            await db.executemany(_SAVE_NOTE, [(n, int(p), s) for s, n, p in batch.notes])
+        self._signer_ids.update(ids)  # committed: the ids are final
+
+    async def _insert_entries(
+        self, db: aiosqlite.Connection, rows: Sequence[EntryRow]
+    ) -> dict[str, int]:
+        """Insert ``rows`` with their keys; the signer ids used (for the cache, once
+        the transaction commits)."""
+        if not rows:
+            return {}
+        ids = await _signer_ids(db, {r.signer for r in rows}, self._signer_ids)
+        keyed = [(r, *self.keys.of_row(r)) for r in rows]
+        await db.executemany(
+            "INSERT INTO entries (idx, signer, data) VALUES (?, ?, ?)",
+            [(r.index, ids[r.signer], r.data) for r, _h, _f in keyed],
         )
+        await db.executemany(
+            "INSERT INTO hash_keys (k, idx) VALUES (?, ?)", [(h, r.index) for r, h, _f in keyed]
+        )
+        await db.executemany(
+            "INSERT INTO file_keys (k, idx) VALUES (?, ?)", [(f, r.index) for r, _h, f in keyed]
+        )
+        return ids
 
     async def save_notes(self, notes: Iterable[tuple[int, bytes, bool]]) -> None:
-        await self._transaction([(_SAVE_NOTE, [(n, int(p), s) for s, n, p in notes])])
-
-    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         async with transaction(self._w, _write_failed) as db:
-            for sql, rows in statements:
-                if rows:
-                    await db.executemany(sql, rows)
+            await db.executemany(_SAVE_NOTE, [(n, int(p), s) for s, n, p in notes])
 
     # -- reads ------------------------------------------------------------------
 
@@ -244,80 +273,56 @@ class Storage:
         )
         return [bytes(r[0]) for r in rows]
 
-    async def lookup(self, query: EntryQuery) -> list[tuple[int, bytes]]:
-        where = ["idx >= ?", "idx < ?"] + [f"{column} = ?" for column, _ in query.filters()]
-        params: list[Any] = [query.start, query.below]
-        params += [value for _, value in query.filters()]
-        sql = f"SELECT idx, data FROM entries WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?"  # noqa: S608 (fixed columns, placeholders)
-        params.append(query.limit)
-        return [(int(r[0]), bytes(r[1])) for r in await self._r.execute_fetchall(sql, params)]
+    # -- key scans (see indexed.py) -----------------------------------------------
 
-    async def lookup_hashes(
-        self, hashes: Sequence[bytes], *, below: int, limit: int
+    async def _rows_by_hash_keys(self, keys: Sequence[int], below: int) -> list[tuple[int, bytes]]:
+        return await self._rows_by_keys("hash_keys", keys, below)
+
+    async def _rows_by_file_keys(self, keys: Sequence[int], below: int) -> list[tuple[int, bytes]]:
+        return await self._rows_by_keys("file_keys", keys, below)
+
+    async def _rows_by_keys(
+        self, table: str, keys: Sequence[int], below: int
     ) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
-        for chunk in _chunks(sorted(set(hashes)), 500):
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT idx, data FROM entries WHERE sha256 IN ({marks}) AND idx < ? LIMIT ?"  # noqa: S608 (placeholders only)
-            rows = await self._r.execute_fetchall(sql, [*chunk, below, limit - len(out)])
+        for chunk in _chunks(sorted(set(keys)), 500):
+            sql = (
+                f"SELECT e.idx, e.data FROM {table} AS k JOIN entries AS e ON e.idx = k.idx"  # noqa: S608 (fixed tables, placeholders)
+                f" WHERE k.k IN ({','.join('?' * len(chunk))}) AND k.idx < ?"
+            )
+            rows = await self._r.execute_fetchall(sql, [*chunk, below])
             out.extend((int(r[0]), bytes(r[1])) for r in rows)
-            if len(out) >= limit:
-                break
+        out.sort()
         return out
 
-    async def lookup_identities(
-        self, identities: Iterable[str], *, below: int, limit: int
+    async def _rows_by_file_range(
+        self, lo: int, hi: int, start: int, below: int, limit: int
     ) -> list[tuple[int, bytes]]:
-        wanted = sorted(set(identities))
-        if not wanted:
-            return []
-        sql = (
-            "SELECT e.idx, e.data FROM json_each(?) AS k CROSS JOIN entries AS e"
-            " INDEXED BY entries_identity ON e.identity = k.value WHERE e.idx < ? LIMIT ?"
+        rows = await self._r.execute_fetchall(
+            "SELECT e.idx, e.data FROM file_keys AS k JOIN entries AS e ON e.idx = k.idx"
+            " WHERE k.k BETWEEN ? AND ? AND k.idx >= ? AND k.idx < ? ORDER BY k.idx LIMIT ?",
+            (lo, hi, start, below, limit),
         )
-        rows = await self._r.execute_fetchall(sql, (json.dumps(wanted), below, limit))
         return [(int(r[0]), bytes(r[1])) for r in rows]
 
-    async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, list[BoundEntry]]:
-        # One query for the whole batch: the keys travel as one JSON parameter.
-        wanted = sorted(set(keys))
-        if not wanted:
-            return {}
-        sql = (
-            "WITH k AS (SELECT value ->> 0 AS signer, value ->> 1 AS identity"
-            " FROM json_each(?)) SELECT e.signer, e.identity, e.idx, e.sha256, e.data"
-            " FROM k CROSS JOIN entries AS e INDEXED BY entries_signer_identity"
-            " ON e.signer = k.signer AND e.identity = k.identity ORDER BY e.idx"
+    async def _rows_by_signer(
+        self, signer: str, start: int, below: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        rows = await self._r.execute_fetchall(
+            "SELECT e.idx, e.data FROM signers AS s JOIN entries AS e ON e.signer = s.id"
+            " WHERE s.vkey = ? AND e.idx >= ? AND e.idx < ? ORDER BY e.idx LIMIT ?",
+            (signer, start, below, limit),
         )
-        out: dict[BindingKey, list[BoundEntry]] = {}
-        async with self._w.execute(sql, (json.dumps(wanted),)) as cur:
-            for row in await cur.fetchall():
-                key = (str(row[0]), str(row[1]))
-                out.setdefault(key, []).append(
-                    BoundEntry(int(row[2]), bytes(row[3]), bytes(row[4]))
-                )
-        return out
+        return [(int(r[0]), bytes(r[1])) for r in rows]
 
-    async def identity_violations(self, limit: int = 1000) -> list[tuple[str, str, list[int]]]:
-        sql = (
-            "SELECT signer, identity, group_concat(idx) FROM entries INDEXED BY"
-            " entries_signer_identity GROUP BY signer, identity"
-            " HAVING COUNT(DISTINCT sha256) > 1 LIMIT ?"
-        )
-        async with self._r.execute(sql, (limit,)) as cur:
-            return [
-                (str(r[0]), str(r[1]), sorted(int(i) for i in str(r[2]).split(",")))
-                for r in await cur.fetchall()
-            ]
+    async def _stored_violations(self) -> str | None:
+        return await self.get_meta(VIOLATIONS_KEY)
 
     # -- explorer reads ---------------------------------------------------------
     #
     # Read-only queries for the HTML explorer. Every one takes the published tree
     # size (``below``: entry indexes < below, tree sizes <= below) so readers see
-    # nothing the log has not published, answers at most ``limit`` rows, and is
-    # an index range scan. Aggregates over a project or a signer look at no more
-    # than ``scan`` of its entries. Paging is by keyset: ``after`` is the index of
-    # the last entry of the previous page.
+    # nothing the log has not published.
 
     async def entries_before(self, before: int, limit: int) -> list[tuple[int, bytes]]:
         async with self._r.execute(
@@ -345,110 +350,20 @@ class Storage:
         ) as cur:
             return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
 
-    async def project_entries(
-        self, project: str, version: str | None, page: Page
-    ) -> list[tuple[int, bytes]]:
-        where = ["project = ?", "idx < ?"]
-        params: list[Any] = [project, page.below]
-        if version is not None:
-            where.append("version = ?")
-            params.append(version)
-        return await self._entry_page(where, params, "version, filename, idx", page)
-
-    async def project_versions(
-        self, project: str, below: int, limit: int, scan: int
-    ) -> list[tuple[str, int, int, int]]:
-        async with self._r.execute(
-            "SELECT version, COUNT(*), MIN(idx), MIN(time_ms) FROM (SELECT version, idx,"
-            " time_ms FROM entries WHERE project = ? AND idx < ? LIMIT ?)"
-            " GROUP BY version ORDER BY MIN(idx) DESC LIMIT ?",
-            (project, below, scan, limit),
-        ) as cur:
-            return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in await cur.fetchall()]
-
-    async def project_signers(
-        self, project: str, below: int, limit: int, scan: int
-    ) -> list[tuple[str, int, int]]:
-        async with self._r.execute(
-            "SELECT signer, COUNT(*), MIN(idx) FROM (SELECT signer, idx FROM entries"
-            " WHERE project = ? AND idx < ? LIMIT ?) GROUP BY signer ORDER BY MIN(idx) LIMIT ?",
-            (project, below, scan, limit),
-        ) as cur:
-            return [(str(r[0]), int(r[1]), int(r[2])) for r in await cur.fetchall()]
-
-    async def project_conflicts(
-        self, project: str, below: int, limit: int, scan: int
-    ) -> list[tuple[str, str, int, int]]:
-        async with self._r.execute(
-            "SELECT MIN(version), MIN(filename), COUNT(DISTINCT sha256), COUNT(*) FROM"
-            " (SELECT version, filename, sha256, identity FROM entries WHERE project = ?"
-            " AND idx < ? LIMIT ?) GROUP BY identity HAVING COUNT(DISTINCT sha256) > 1"
-            " ORDER BY MIN(version), MIN(filename) LIMIT ?",
-            (project, below, scan, limit),
-        ) as cur:
-            return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in await cur.fetchall()]
-
-    async def signer_entries(self, signer: str, page: Page) -> list[tuple[int, bytes]]:
-        return await self._entry_page(
-            ["signer = ?", "idx < ?"], [signer, page.below], "project, version, filename", page
-        )
-
-    async def _entry_page(
-        self, where: list[str], params: list[Any], order: str, page: Page
-    ) -> list[tuple[int, bytes]]:
-        """(index, data) of the entries matching ``where``, ordered by the columns
-        ``order``, one :class:`Page`."""
-        if page.after is not None:
-            after_clause = f"({order}) > (SELECT {order} FROM entries WHERE idx = ?)"  # noqa: S608 (fixed columns)
-            where = [*where, after_clause]
-            params = [*params, page.after]
-        sql = (
-            f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
-            f" ORDER BY {order} LIMIT ?"
-        )
-        async with self._r.execute(sql, [*params, page.limit]) as cur:
-            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
-
-    async def signer_projects(
-        self, signer: str, below: int, limit: int, scan: int
-    ) -> list[tuple[str, int, int]]:
-        async with self._r.execute(
-            "SELECT project, COUNT(*), MIN(idx) FROM (SELECT project, idx FROM entries"
-            " WHERE signer = ? AND idx < ? LIMIT ?) GROUP BY project ORDER BY project LIMIT ?",
-            (signer, below, scan, limit),
-        ) as cur:
-            return [(str(r[0]), int(r[1]), int(r[2])) for r in await cur.fetchall()]
-
-    async def file_hash_counts(
-        self, identities: Iterable[str], below: int
-    ) -> dict[str, tuple[int, int, int]]:
-        wanted = sorted(set(identities))
-        if not wanted:
-            return {}
-        sql = (
-            "SELECT k.value, COUNT(DISTINCT e.sha256), COUNT(*), COUNT(DISTINCT e.signer)"
-            " FROM json_each(?) AS k CROSS JOIN entries AS e INDEXED BY entries_identity"
-            " ON e.identity = k.value WHERE e.idx < ? GROUP BY k.value"
-        )
-        out: dict[str, tuple[int, int, int]] = {}
-        async with self._r.execute(sql, (json.dumps(wanted), below)) as cur:
-            for r in await cur.fetchall():
-                out[str(r[0])] = (int(r[1]), int(r[2]), int(r[3]))
-        return out
-
     # -- bulk copy (sigledger migrate) ------------------------------------------
 
     async def all_meta(self) -> dict[str, str]:
-        async with self._r.execute("SELECT key, value FROM meta") as cur:
+        # The index salt belongs to this file's keys: a copy makes its own.
+        async with self._r.execute(
+            "SELECT key, value FROM meta WHERE key != ?", (SALT_KEY,)
+        ) as cur:
             return {str(r[0]): str(r[1]) for r in await cur.fetchall()}
 
     async def read_entry_rows(self, start: int, end: int) -> list[EntryRow]:
-        async with self._r.execute(
-            "SELECT idx, data, project, version, filename, sha256, signer, time_ms, identity"
-            " FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
-            (start, end),
-        ) as cur:
-            return [EntryRow.from_row(r) for r in await cur.fetchall()]
+        rows = await self._r.execute_fetchall(
+            "SELECT idx, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        )
+        return [row_of(int(r[0]), bytes(r[1])) for r in rows]
 
     async def read_heads(self, start: int, limit: int) -> list[StoredHead]:
         async with self._r.execute(
@@ -472,56 +387,46 @@ class Storage:
             return [(int(r[0]), int(r[1]), bytes(r[2])) for r in await cur.fetchall()]
 
     async def load(self, rows: Copied) -> None:
-        await self._transaction(
-            [
-                (_INSERT_ENTRY, [_entry_values(e) for e in rows.entries]),
-                (
-                    "INSERT OR REPLACE INTO tiles (level, n, data) VALUES (?, ?, ?)",
-                    [(lv, n, data) for (lv, n), data in rows.tiles.items()],
-                ),
-                (
-                    "INSERT INTO checkpoints (size, root, time_ms, note, published)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [(h.size, h.root, h.time_ms, h.note, int(h.published)) for h in rows.heads],
-                ),
-                (
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                    list(rows.meta.items()),
-                ),
-            ]
-        )
+        async with transaction(self._w, _write_failed) as db:
+            ids = await self._insert_entries(db, rows.entries)
+            await db.executemany(
+                "INSERT OR REPLACE INTO tiles (level, n, data) VALUES (?, ?, ?)",
+                [(lv, n, data) for (lv, n), data in rows.tiles.items()],
+            )
+            await db.executemany(
+                "INSERT INTO checkpoints (size, root, time_ms, note, published)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(h.size, h.root, h.time_ms, h.note, int(h.published)) for h in rows.heads],
+            )
+            await db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(k, v) for k, v in rows.meta.items() if k != SALT_KEY],
+            )
+        self._signer_ids.update(ids)
 
 
-_INSERT_ENTRY = (
-    "INSERT INTO entries (idx, data, project, version, filename, sha256, signer,"
-    " time_ms, identity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+async def _signer_ids(
+    db: aiosqlite.Connection, vkeys: set[str], known: dict[str, int]
+) -> dict[str, int]:
+    """Ids of ``vkeys`` (new ones inserted). ``known`` caches ids of committed rows only:
+    an id is the row's, and a rolled-back insert would leave a stale one."""
+    ids = {v: known[v] for v in vkeys if v in known}
+    for vkey in sorted(vkeys - ids.keys()):
+        await db.execute("INSERT OR IGNORE INTO signers (vkey) VALUES (?)", (vkey,))
+        async with db.execute("SELECT id FROM signers WHERE vkey = ?", (vkey,)) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        ids[vkey] = int(row[0])
+    return ids
 
 
-def _entry_values(e: EntryRow) -> tuple[Any, ...]:
-    return (
-        e.index,
-        e.data,
-        e.project,
-        e.version,
-        e.filename,
-        e.sha256,
-        e.signer,
-        e.time_ms,
-        e.identity,
+async def _ensure_salt(db: aiosqlite.Connection) -> None:
+    await db.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (SALT_KEY, new_salt())
     )
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
-    """Bring databases of schema 1 (and its development versions) up to date."""
-    if "identity" not in await table_columns(db, "entries"):
-        # Schema 1 -> 2: the file identity of every entry, computed from its filename.
-        async with transaction(db):
-            await db.execute("ALTER TABLE entries ADD COLUMN identity TEXT NOT NULL DEFAULT ''")
-            async with db.execute("SELECT idx, filename FROM entries") as cur:
-                rows = [(file_identity(str(f)).key, int(i)) for i, f in await cur.fetchall()]
-            await db.executemany("UPDATE entries SET identity = ? WHERE idx = ?", rows)
-    await db.executescript(_LATE_INDEXES)
+async def _migrate_checkpoints(db: aiosqlite.Connection) -> None:
     if "published" not in await table_columns(db, "checkpoints"):
         # Before witnessing, every checkpoint with a note had been published. One
         # transaction: a crash in between must not leave the column without its values.
@@ -530,6 +435,66 @@ async def _migrate(db: aiosqlite.Connection) -> None:
                 "ALTER TABLE checkpoints ADD COLUMN published INTEGER NOT NULL DEFAULT 0"
             )
             await db.execute("UPDATE checkpoints SET published = 1 WHERE note IS NOT NULL")
+
+
+async def _to_schema_3(db: aiosqlite.Connection) -> None:
+    """Schema 1/2 -> 3, inside the version check's transaction: rebuild ``entries``
+    without its text columns and fill the key tables from the leaf bytes."""
+    if "project" not in await table_columns(db, "entries"):
+        return
+    async with db.execute("SELECT value FROM meta WHERE key = ?", (SALT_KEY,)) as cur:
+        row = await cur.fetchone()
+    keys = IndexKeys.from_meta(None if row is None else str(row[0]))
+    log.info("migrating the log database to schema %s", SCHEMA_VERSION)
+    await db.execute("DROP TABLE IF EXISTS entries_v3")
+    await db.execute(
+        "CREATE TABLE entries_v3 (idx INTEGER PRIMARY KEY, signer INTEGER NOT NULL,"
+        " data BLOB NOT NULL)"
+    )
+    ids: dict[str, int] = {}
+    bindings: dict[tuple[str, str], dict[bytes, int]] = {}
+    start = 0
+    while True:
+        async with db.execute(
+            "SELECT idx, data FROM entries WHERE idx >= ? ORDER BY idx LIMIT 5000", (start,)
+        ) as cur:
+            chunk = [(int(i), bytes(d)) for i, d in await cur.fetchall()]
+        if not chunk:
+            break
+        rows: list[EntryRow] = []
+        for i, d in chunk:
+            try:
+                rows.append(row_of(i, d))
+            except FormatError as exc:
+                raise StorageError(f"entry {i} cannot be decoded: {exc}") from exc
+        fresh = await _signer_ids(db, {r.signer for r in rows}, ids)
+        ids.update(fresh)
+        keyed = [(r, *keys.of_row(r)) for r in rows]
+        await db.executemany(
+            "INSERT INTO entries_v3 (idx, signer, data) VALUES (?, ?, ?)",
+            [(r.index, ids[r.signer], r.data) for r, _h, _f in keyed],
+        )
+        await db.executemany(
+            "INSERT INTO hash_keys (k, idx) VALUES (?, ?)", [(h, r.index) for r, h, _f in keyed]
+        )
+        await db.executemany(
+            "INSERT INTO file_keys (k, idx) VALUES (?, ?)", [(f, r.index) for r, _h, f in keyed]
+        )
+        for r in rows:
+            bindings.setdefault((r.signer, r.identity), {}).setdefault(r.sha256, r.index)
+        start = chunk[-1][0] + 1
+    await db.execute("DROP TABLE entries")
+    await db.execute("ALTER TABLE entries_v3 RENAME TO entries")
+    violations = [
+        [signer, identity, sorted(by_hash.values())]
+        for (signer, identity), by_hash in sorted(bindings.items())
+        if len(by_hash) > 1
+    ]
+    if violations:
+        await db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (VIOLATIONS_KEY, json.dumps(violations)),
+        )
 
 
 def _write_failed(exc: sqlite3.Error) -> BaseException:

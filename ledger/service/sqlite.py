@@ -75,11 +75,14 @@ async def open_database(
     who: str,
     *,
     synchronous: str = "FULL",
+    page_size: int | None = None,
     setup: Migration | None = None,
     locked: Exception | None = None,
     failed: Callable[[str], Exception] | None = None,
 ) -> Database:
     """Lock ``path`` for this process, connect (WAL, ``synchronous``), apply ``schema``.
+
+    ``page_size`` applies to a new file only (SQLite keeps an existing file's).
 
     ``setup`` then runs on the connection (migrations, the schema version check).
     On failure the connection and the lock are closed.
@@ -100,6 +103,8 @@ async def open_database(
     try:
         db = await aiosqlite.connect(path, isolation_level=None)
         try:
+            if page_size is not None:
+                await db.execute(f"PRAGMA page_size={int(page_size)}")
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute(f"PRAGMA synchronous={synchronous}")
             await db.execute("PRAGMA foreign_keys=ON")

@@ -1,0 +1,338 @@
+"""Lookups over compact index keys, shared by both storage engines.
+
+Both engines store each entry once: its leaf bytes, its index and a signer id
+(``signers`` holds each verifier key once). Nothing else of an entry is kept as
+text. Lookups go through two small integer keys (see :class:`IndexKeys`):
+
+* the **hash key** of the file's SHA-256 (47 bits);
+* the **file key**: 23 bits of the PEP 503 project name, then 24 bits of the
+  canonical version of the file's identity
+  (:func:`~sigledger.ledger.entry.file_identity`), so one key finds every
+  spelling of a release's files and a key range finds a whole project.
+
+Both are keyed BLAKE2b hashes with a random per-log salt (meta ``index_salt``),
+so nobody can aim colliding names at another project's key. A key selects
+*candidates*; every answer is then decoded and compared in full here, so a
+collision costs a little time and never a wrong answer.
+
+Engines implement the ``_rows_*`` primitives (each one index range scan); this
+module implements the :class:`~sigledger.ledger.log.store.LogStorage` lookups,
+the binding check and the explorer's aggregates over them, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.utils import canonicalize_name, canonicalize_version
+
+from sigledger.ledger.entry import Entry, decode_entry, file_identity
+from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryQuery, EntryRow, Page
+
+__all__ = ["SALT_KEY", "IndexKeys", "IndexedLookups", "new_salt", "row_of"]
+
+SALT_KEY = "index_salt"
+HASH_BITS = 47  # SQLite stores integers below 2**47 in 6 bytes
+VERSION_BITS = 24
+PROJECT_BITS = HASH_BITS - VERSION_BITS
+# How many candidates one round trip fetches while filling a bounded answer.
+SCAN_CHUNK = 512
+
+Row = tuple[int, bytes]
+
+
+def new_salt() -> str:
+    return os.urandom(16).hex()
+
+
+def _h(salt: bytes, what: bytes, bits: int) -> int:
+    digest = hashlib.blake2b(what, digest_size=8, key=salt).digest()
+    return int.from_bytes(digest, "big") >> (64 - bits)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexKeys:
+    """The key functions of one log (its salt)."""
+
+    salt: bytes
+
+    @classmethod
+    def from_meta(cls, value: str | None) -> IndexKeys:
+        if not value:
+            raise ValueError("the log has no index salt")
+        return cls(bytes.fromhex(value))
+
+    def hash_key(self, sha256: bytes) -> int:
+        return _h(self.salt, b"h" + sha256, HASH_BITS)
+
+    def file_key(self, project: str, version: str) -> int:
+        """Key of (normalized project, canonical version): equal for equal versions."""
+        p = _h(self.salt, b"p" + canonicalize_name(project).encode(), PROJECT_BITS)
+        v = canonicalize_version(version, strip_trailing_zero=True)
+        return (p << VERSION_BITS) | _h(self.salt, b"v" + v.encode(), VERSION_BITS)
+
+    def project_range(self, project: str) -> tuple[int, int]:
+        """Inclusive range of the file keys of every release of ``project``."""
+        p = _h(self.salt, b"p" + canonicalize_name(project).encode(), PROJECT_BITS)
+        return p << VERSION_BITS, ((p + 1) << VERSION_BITS) - 1
+
+    def identity_keys(self, identities: Iterable[str]) -> list[int]:
+        """File keys of file identity key strings (``sdist NAME VERSION``, ``wheel ...``);
+        strings of another shape select nothing."""
+        keys: set[int] = set()
+        for identity in identities:
+            parts = identity.split(" ")
+            if len(parts) >= 3 and parts[0] in ("sdist", "wheel"):
+                keys.add(self.file_key(parts[1], parts[2]))
+        return sorted(keys)
+
+    def of_row(self, row: EntryRow) -> tuple[int, int]:
+        """(hash key, file key) of a new entry."""
+        ident = file_identity(row.filename)
+        return self.hash_key(row.sha256), self.file_key(ident.project, ident.version)
+
+
+def row_of(index: int, data: bytes) -> EntryRow:
+    """An :class:`EntryRow` rebuilt from stored leaf bytes."""
+    e = decode_entry(data)
+    st = e.statement
+    return EntryRow(
+        index, data, st.project, st.version, st.filename, st.sha256, e.signed.signer_vkey(),
+        e.time_ms, st.identity.key,
+    )  # fmt: skip
+
+
+def _decoded(rows: Iterable[Row]) -> list[tuple[int, bytes, Entry]]:
+    return [(i, data, decode_entry(data)) for i, data in rows]
+
+
+def _matches(e: Entry, q: EntryQuery) -> bool:
+    st = e.statement
+    return (
+        (q.sha256 is None or st.sha256 == q.sha256)
+        and (q.project is None or st.project == q.project)
+        and (q.version is None or st.version == q.version)
+        and (q.identity is None or st.identity.key == q.identity)
+    )
+
+
+def _file_order(e: Entry) -> tuple[str, str]:
+    return e.statement.version, e.statement.filename
+
+
+class IndexedLookups:
+    """The lookups of :class:`~sigledger.ledger.log.store.LogStorage` over key scans.
+
+    Subclasses provide ``keys`` (set when the log is opened) and the primitives.
+    """
+
+    keys: IndexKeys
+
+    # -- primitives (engines) ---------------------------------------------------
+
+    async def _rows_by_hash_keys(self, keys: Sequence[int], below: int) -> list[Row]:
+        """Rows whose hash key is in ``keys`` and index < below, by index."""
+        raise NotImplementedError
+
+    async def _rows_by_file_keys(self, keys: Sequence[int], below: int) -> list[Row]:
+        """Rows whose file key is in ``keys`` and index < below, by index."""
+        raise NotImplementedError
+
+    async def _rows_by_file_range(
+        self, lo: int, hi: int, start: int, below: int, limit: int
+    ) -> list[Row]:
+        """Rows with lo <= file key <= hi and start <= index < below: the first
+        ``limit`` by index."""
+        raise NotImplementedError
+
+    async def _rows_by_signer(self, signer: str, start: int, below: int, limit: int) -> list[Row]:
+        """A signer's rows with start <= index < below: the first ``limit`` by index."""
+        raise NotImplementedError
+
+    async def _stored_violations(self) -> str | None:
+        """The identity violations recorded when an older schema was migrated (JSON)."""
+        raise NotImplementedError
+
+    # -- lookups ------------------------------------------------------------------
+
+    async def lookup(self, query: EntryQuery) -> list[Row]:
+        if query.sha256 is not None:
+            rows = await self._rows_by_hash_keys([self.keys.hash_key(query.sha256)], query.below)
+            return [
+                (i, d) for i, d, e in _decoded(rows) if i >= query.start and _matches(e, query)
+            ][: query.limit]
+        assert query.project is not None
+        if query.identity is not None or query.version is not None:
+            keys = (
+                self.keys.identity_keys([query.identity])
+                if query.identity is not None
+                else [self.keys.file_key(query.project, query.version or "")]
+            )
+            rows = await self._rows_by_file_keys(keys, query.below)
+            return [
+                (i, d) for i, d, e in _decoded(rows) if i >= query.start and _matches(e, query)
+            ][: query.limit]
+        lo, hi = self.keys.project_range(query.project)
+        return await self._scan_range(lo, hi, query.start, query.below, query.limit, query)
+
+    async def _scan_range(
+        self, lo: int, hi: int, start: int, below: int, limit: int, query: EntryQuery
+    ) -> list[Row]:
+        out: list[Row] = []
+        while len(out) < limit:
+            rows = await self._rows_by_file_range(lo, hi, start, below, SCAN_CHUNK)
+            out += [(i, d) for i, d, e in _decoded(rows) if _matches(e, query)]
+            if len(rows) < SCAN_CHUNK:
+                break
+            start = rows[-1][0] + 1
+        return out[:limit]
+
+    async def _project_rows(
+        self, project: str, below: int, limit: int
+    ) -> list[tuple[int, bytes, Entry]]:
+        """The first ``limit`` entries of ``project`` (index < below), decoded."""
+        lo, hi = self.keys.project_range(project)
+        query = EntryQuery(below=below, project=project, limit=limit)
+        rows = await self._scan_range(lo, hi, 0, below, limit, query)
+        return _decoded(rows)
+
+    async def lookup_hashes(self, hashes: Sequence[bytes], *, below: int, limit: int) -> list[Row]:
+        wanted = set(hashes)
+        if not wanted:
+            return []
+        rows = await self._rows_by_hash_keys(sorted({self.keys.hash_key(h) for h in wanted}), below)
+        return [(i, d) for i, d, e in _decoded(rows) if e.statement.sha256 in wanted][:limit]
+
+    async def lookup_identities(
+        self, identities: Iterable[str], *, below: int, limit: int
+    ) -> list[Row]:
+        wanted = set(identities)
+        if not wanted:
+            return []
+        rows = await self._rows_by_file_keys(self.keys.identity_keys(wanted), below)
+        return [(i, d) for i, d, e in _decoded(rows) if e.statement.identity.key in wanted][:limit]
+
+    async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, list[BoundEntry]]:
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        file_keys = self.keys.identity_keys(identity for _, identity in wanted)
+        out: dict[BindingKey, list[BoundEntry]] = {}
+        for i, d, e in _decoded(await self._rows_by_file_keys(file_keys, 2**62)):
+            key = (e.signed.signer_vkey(), e.statement.identity.key)
+            if key in wanted:
+                out.setdefault(key, []).append(BoundEntry(i, e.statement.sha256, d))
+        return out
+
+    async def identity_violations(self, limit: int = 1000) -> list[tuple[str, str, list[int]]]:
+        # The sequencer refuses a second hash per (signer, identity); only logs written
+        # before that rule can hold violations, and migrating them recorded which.
+        stored = await self._stored_violations()
+        if not stored:
+            return []
+        return [(str(s), str(i), [int(x) for x in ids]) for s, i, ids in json.loads(stored)][:limit]
+
+    # -- explorer aggregates ----------------------------------------------------------
+
+    async def project_entries(self, project: str, version: str | None, page: Page) -> list[Row]:
+        if version is not None:
+            rows = await self._rows_by_file_keys([self.keys.file_key(project, version)], page.below)
+            found = [
+                (i, d, e)
+                for i, d, e in _decoded(rows)
+                if e.statement.project == project and e.statement.version == version
+            ]
+        else:
+            found = await self._project_rows(project, page.below, 2**62)
+        return _keyset_page(found, lambda i, e: (*_file_order(e), i), page)
+
+    async def project_versions(
+        self, project: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, int, int, int]]:
+        by_version: dict[str, list[int]] = {}
+        for i, _d, e in await self._project_rows(project, below, scan):
+            v = by_version.setdefault(e.statement.version, [0, i, e.time_ms])
+            v[0] += 1
+            v[2] = min(v[2], e.time_ms)
+        out = [(ver, n, first, t) for ver, (n, first, t) in by_version.items()]
+        out.sort(key=lambda r: r[2], reverse=True)
+        return out[:limit]
+
+    async def project_signers(
+        self, project: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, int, int]]:
+        by_signer: dict[str, list[int]] = {}
+        for i, _d, e in await self._project_rows(project, below, scan):
+            s = by_signer.setdefault(e.signed.signer_vkey(), [0, i])
+            s[0] += 1
+        out = [(vkey, n, first) for vkey, (n, first) in by_signer.items()]
+        out.sort(key=lambda r: r[2])
+        return out[:limit]
+
+    async def project_conflicts(
+        self, project: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, str, int, int]]:
+        files: dict[str, tuple[list[str], list[str], set[bytes], list[int]]] = {}
+        for _i, _d, e in await self._project_rows(project, below, scan):
+            st = e.statement
+            f = files.setdefault(st.identity.key, ([], [], set(), [0]))
+            f[0].append(st.version)
+            f[1].append(st.filename)
+            f[2].add(st.sha256)
+            f[3][0] += 1
+        out = [
+            (min(versions), min(names), len(hashes), count[0])
+            for versions, names, hashes, count in files.values()
+            if len(hashes) > 1
+        ]
+        out.sort(key=lambda r: (r[0], r[1]))
+        return out[:limit]
+
+    async def signer_entries(self, signer: str, page: Page) -> list[Row]:
+        rows = _decoded(await self._rows_by_signer(signer, 0, page.below, 2**62))
+        return _keyset_page(rows, lambda i, e: (e.statement.project, *_file_order(e), i), page)
+
+    async def signer_projects(
+        self, signer: str, below: int, limit: int, scan: int
+    ) -> list[tuple[str, int, int]]:
+        by_project: dict[str, list[int]] = {}
+        for i, _d, e in _decoded(await self._rows_by_signer(signer, 0, below, scan)):
+            p = by_project.setdefault(e.statement.project, [0, i])
+            p[0] += 1
+        return sorted((name, n, first) for name, (n, first) in by_project.items())[:limit]
+
+    async def file_hash_counts(
+        self, identities: Iterable[str], below: int
+    ) -> dict[str, tuple[int, int, int]]:
+        wanted = set(identities)
+        if not wanted:
+            return {}
+        keys = self.keys.identity_keys(wanted)
+        groups: dict[str, tuple[set[bytes], list[int], set[str]]] = {}
+        for _i, _d, e in _decoded(await self._rows_by_file_keys(keys, below)):
+            ident = e.statement.identity.key
+            if ident in wanted:
+                g = groups.setdefault(ident, (set(), [0], set()))
+                g[0].add(e.statement.sha256)
+                g[1][0] += 1
+                g[2].add(e.signed.signer_vkey())
+        return {k: (len(h), n[0], len(s)) for k, (h, n, s) in groups.items()}
+
+
+def _keyset_page(
+    rows: list[tuple[int, bytes, Entry]],
+    order: Callable[[int, Entry], tuple[Any, ...]],
+    page: Page,
+) -> list[Row]:
+    """One :class:`Page` of ``rows`` sorted by ``order``, after the row of index ``page.after``."""
+    keyed = sorted(((order(i, e), i, d) for i, d, e in rows), key=lambda r: r[0])
+    if page.after is not None:
+        mark = next((k for k, i, _ in keyed if i == page.after), None)
+        if mark is not None:
+            keyed = [r for r in keyed if r[0] > mark]
+    return [(i, d) for _k, i, d in keyed[: page.limit]]
