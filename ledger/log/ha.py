@@ -176,6 +176,12 @@ class Election:
             await self._forwarder.start()
         headers = {FORWARDED_HEADER: "1", "Content-Type": request.content_type}
         tried: set[str] = set()
+        if not self.leader_url:
+            # Not polled yet (just started) or between leaders: ask the database now
+            # rather than refuse what a leader may well be there to take.
+            with contextlib.suppress(StorageError):
+                row = await self.storage.leader()
+                self.leader_url = row[1] if row else None
         while True:
             url = self.leader_url
             if not url or url == self.advertise or url in tried:

@@ -34,9 +34,11 @@ from packaging.utils import canonicalize_name, canonicalize_version
 from sigledger.ledger.entry import Entry, decode_entry, file_identity
 from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryQuery, EntryRow, Page
 
-__all__ = ["SALT_KEY", "IndexKeys", "IndexedLookups", "new_salt", "row_of"]
+__all__ = ["SALT_KEY", "VIOLATIONS_KEY", "IndexKeys", "IndexedLookups", "new_salt", "row_of"]
 
 SALT_KEY = "index_salt"
+# Identity-rule violations of logs written before the rule, found when migrating them.
+VIOLATIONS_KEY = "identity_violations"
 HASH_BITS = 47  # SQLite stores integers below 2**47 in 6 bytes
 VERSION_BITS = 24
 PROJECT_BITS = HASH_BITS - VERSION_BITS

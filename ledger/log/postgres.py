@@ -5,16 +5,14 @@ with the semantics of the SQLite engine (:mod:`sigledger.ledger.log.storage`): t
 same records, constraints, orderings and paging, so the two are interchangeable and
 ``sigledger migrate`` copies a log from one to the other.
 
-Layout (schema version 2)::
+Layout (schema version 3)::
 
-    meta(key PRIMARY KEY, value)                 origin, log vkey, schema_version
+    meta(key PRIMARY KEY, value)                 origin, log vkey, schema_version, index salt
     signers(id integer PRIMARY KEY,              every signer verifier key, stored once;
             vkey UNIQUE)                         entries refer to it by id
     entries(idx bigint PRIMARY KEY,              the leaf index
-            time_ms bigint, signer integer,      REFERENCES signers
-            sha256 bytea, project, version,      index columns for lookups and the
-            filename, identity,                  explorer's orderings (identity: the
-                                                 file identity key, as in SQLite)
+            hkey bigint, fkey bigint,            the hash key and file key (indexed.py)
+            signer integer,                      REFERENCES signers
             data bytea)                          the leaf bytes
     tiles(level smallint, n bigint, data bytea,  the newest bytes of hash tile (level, n)
           PRIMARY KEY (level, n))
@@ -24,13 +22,13 @@ Layout (schema version 2)::
     leader(id = 1, epoch bigint,                 high availability (ha.py): the current
            lease_until, holder)                  leader's epoch, lease and internal URL
 
-Indexes on entries: (project, version, filename), (sha256), UNIQUE (signer, project,
-version, filename) (the binding), (identity), (signer, identity, sha256), as in SQLite.
-Measured on 10,000 published entries (227-byte leaves): about 1,065 bytes per entry in
-all (table 430, indexes 570, tiles 44), against 998 for the SQLite file.
+Indexes on entries: (hkey), (fkey), (signer). Lookups, the binding check and the
+explorer's aggregates are shared with SQLite (:mod:`~sigledger.ledger.log.indexed`).
+A row costs about 28 bytes of tuple header and line pointer and each index entry
+about 20 bytes before page fill, so an entry takes its leaf bytes plus about 170
+(see ``bench/bench_storage.py``).
 
-Text columns use the "C" collation, so text orders bytewise exactly like SQLite's
-BINARY collation: the explorer's pages come out in the same order on both engines.
+Text columns use the "C" collation (bytewise, like SQLite's BINARY collation).
 Fixed-width columns come first in each table, which keeps rows free of padding.
 
 Contracts (those of :class:`~sigledger.ledger.log.store.LogStorage`):
@@ -60,8 +58,9 @@ Contracts (those of :class:`~sigledger.ledger.log.store.LogStorage`):
 * Reads run on a small connection pool, so they see the last committed state and
   never wait behind a commit (MVCC).
 
-Migrations: :data:`MIGRATIONS` is a list of SQL scripts; script ``i`` takes schema
-version ``i`` to ``i + 1`` (version 0: an empty database). At open, under the
+Migrations: :data:`MIGRATIONS` is a list of SQL scripts (or Python steps, for what
+SQL cannot compute); step ``i`` takes schema version ``i`` to ``i + 1`` (version 0:
+an empty database). At open, under the
 writer lock, every script past ``meta.schema_version`` runs and the new version is
 written, all in one transaction (DDL is transactional in PostgreSQL). A future
 schema change is one more script appended to the list, never an edit of an old one.
@@ -70,6 +69,7 @@ schema change is one more script appended to the list, never an edit of an old o
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -77,16 +77,15 @@ from typing import Any, TypeVar
 import asyncpg
 
 from sigledger.ledger.log.database import redact
-from sigledger.ledger.log.store import (
-    Batch,
-    BindingKey,
-    BoundEntry,
-    Copied,
-    EntryQuery,
-    EntryRow,
-    Page,
-    StoredHead,
+from sigledger.ledger.log.indexed import (
+    SALT_KEY,
+    VIOLATIONS_KEY,
+    IndexedLookups,
+    IndexKeys,
+    new_salt,
+    row_of,
 )
+from sigledger.ledger.log.store import Batch, Copied, EntryRow, StoredHead
 from sigledger.ledger.service.sqlite import (
     StorageConflictError,
     StorageError,
@@ -97,7 +96,77 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "WRITER_LOCK", "FencedError", "Postgr
 
 log = logging.getLogger("sigledger.storage")
 
-MIGRATIONS: list[str] = [
+
+async def _compact_entries(conn: Any) -> None:
+    """Schema 2 -> 3: key columns computed from the leaf bytes (with the index salt),
+    the text columns and their indexes dropped; violations of the identity rule of
+    older logs recorded in meta (``identity_violations``)."""
+    await conn.execute(
+        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        SALT_KEY,
+        new_salt(),
+    )
+    keys = IndexKeys.from_meta(
+        await conn.fetchval("SELECT value FROM meta WHERE key = $1", SALT_KEY)
+    )
+    # A new table rather than dropped columns: PostgreSQL keeps dropped columns in
+    # every row's null bitmap, which would cost each entry 8 bytes.
+    await conn.execute(
+        """
+        CREATE TABLE entries_v3 (
+            idx bigint PRIMARY KEY,
+            hkey bigint NOT NULL,
+            fkey bigint NOT NULL,
+            signer integer NOT NULL REFERENCES signers (id),
+            data bytea NOT NULL
+        );
+        """
+    )
+    bindings: dict[tuple[str, str], dict[bytes, int]] = {}
+    start = 0
+    while True:
+        rows = await conn.fetch(
+            "SELECT idx, signer, data FROM entries WHERE idx >= $1 ORDER BY idx LIMIT 5000",
+            start,
+        )
+        if not rows:
+            break
+        decoded = [row_of(int(r[0]), bytes(r[2])) for r in rows]
+        keyed = [keys.of_row(e) for e in decoded]
+        await conn.execute(
+            "INSERT INTO entries_v3 (idx, hkey, fkey, signer, data) SELECT * FROM"
+            " unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::integer[], $5::bytea[])",
+            [e.index for e in decoded],
+            [h for h, _ in keyed],
+            [f for _, f in keyed],
+            [int(r[1]) for r in rows],
+            [e.data for e in decoded],
+        )
+        for e in decoded:
+            bindings.setdefault((e.signer, e.identity), {}).setdefault(e.sha256, e.index)
+        start = int(rows[-1][0]) + 1
+    violations = [
+        [signer, identity, sorted(by_hash.values())]
+        for (signer, identity), by_hash in sorted(bindings.items())
+        if len(by_hash) > 1
+    ]
+    if violations:
+        await conn.execute(
+            "INSERT INTO meta (key, value) VALUES ($1, $2)", VIOLATIONS_KEY, json.dumps(violations)
+        )
+    await conn.execute(
+        """
+        DROP TABLE entries;
+        ALTER TABLE entries_v3 RENAME TO entries;
+        ALTER INDEX entries_v3_pkey RENAME TO entries_pkey;
+        CREATE INDEX entries_hkey ON entries (hkey);
+        CREATE INDEX entries_fkey ON entries (fkey);
+        CREATE INDEX entries_signer ON entries (signer);
+        """
+    )
+
+
+MIGRATIONS: list[str | Callable[[Any], Awaitable[None]]] = [
     # 0 -> 1: the initial schema.
     """
     CREATE TABLE meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);
@@ -145,6 +214,8 @@ MIGRATIONS: list[str] = [
         holder text COLLATE "C" NOT NULL
     );
     """,
+    # 2 -> 3: compact entries (see the module docstring).
+    _compact_entries,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -202,11 +273,10 @@ _INSERT_SIGNERS = (
     "INSERT INTO signers (vkey) SELECT DISTINCT unnest($1::text[]) ON CONFLICT (vkey) DO NOTHING"
 )
 _INSERT_ENTRIES = """
-INSERT INTO entries (idx, time_ms, signer, sha256, project, version, filename, identity, data)
-SELECT e.idx, e.time_ms, s.id, e.sha256, e.project, e.version, e.filename, e.identity, e.data
-FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], $5::text[], $6::text[],
-            $7::text[], $8::text[], $9::bytea[])
-     AS e(idx, time_ms, vkey, sha256, project, version, filename, identity, data)
+INSERT INTO entries (idx, hkey, fkey, signer, data)
+SELECT e.idx, e.hkey, e.fkey, s.id, e.data
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bytea[])
+     AS e(idx, hkey, fkey, vkey, data)
 JOIN signers AS s ON s.vkey = e.vkey
 """
 _UPSERT_TILES = """
@@ -230,21 +300,13 @@ class FencedError(StorageError):
 Statement = tuple[str, Sequence[Any]]
 
 
-class _Params(list[Any]):
-    """Query parameters, numbered as PostgreSQL wants them (``$1``, ``$2``, ...)."""
-
-    def add(self, value: Any) -> str:
-        """Append ``value``; its placeholder."""
-        self.append(value)
-        return f"${len(self)}"
-
-
-class PostgresStorage:
+class PostgresStorage(IndexedLookups):
     """A log's PostgreSQL database (:class:`~sigledger.ledger.log.store.LogStorage`
     documents each method). Create with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, url: str, writer: Any, pool: Any) -> None:
+    def __init__(self, url: str, writer: Any, pool: Any, keys: IndexKeys) -> None:
         self.url = url
+        self.keys = keys
         self.where = redact(url)
         self._w = writer  # None in standby mode until this process leads
         self._pool = pool
@@ -272,6 +334,9 @@ class PostgresStorage:
                     "PostgreSQL runs with fsync off: commits are not durable",
                     extra={"database": where},
                 )
+            keys = _index_keys(
+                await writer.fetchval("SELECT value FROM meta WHERE key = $1", SALT_KEY), where
+            )
             pool = await asyncpg.create_pool(
                 url, min_size=1, max_size=readers, command_timeout=_COMMAND_TIMEOUT
             )
@@ -290,7 +355,7 @@ class PostgresStorage:
         if standby:
             await writer.close()
             writer = None
-        return cls(url, writer, pool)
+        return cls(url, writer, pool, keys)
 
     async def close(self) -> None:
         try:
@@ -450,7 +515,7 @@ class PostgresStorage:
     async def commit_batch(self, batch: Batch) -> None:
         await self._transaction(
             [
-                *_entry_inserts(batch.entries),
+                *_entry_inserts(self.keys, batch.entries),
                 *_tile_upserts(batch.tiles),
                 (
                     "INSERT INTO checkpoints (size, root, time_ms) VALUES ($1, $2, $3)",
@@ -500,65 +565,51 @@ class PostgresStorage:
         )
         return [bytes(r[0]) for r in rows]
 
-    async def lookup(self, query: EntryQuery) -> list[tuple[int, bytes]]:
-        p = _Params()
-        where = [f"idx >= {p.add(query.start)}", f"idx < {p.add(query.below)}"]
-        where += [f"{column} = {p.add(value)}" for column, value in query.filters()]
-        return await self._select_entries(where, p, "idx", query.limit)
+    # -- key scans (see indexed.py) -----------------------------------------------
 
-    async def lookup_hashes(
-        self, hashes: Sequence[bytes], *, below: int, limit: int
-    ) -> list[tuple[int, bytes]]:
-        # The order of the SQLite engine's index walk: by hash, then by index.
+    async def _rows_by_hash_keys(self, keys: Sequence[int], below: int) -> list[tuple[int, bytes]]:
         return await self._entries(
-            "SELECT idx, data FROM entries WHERE sha256 = ANY($1::bytea[]) AND idx < $2"
-            " ORDER BY sha256, idx LIMIT $3",
-            sorted(set(hashes)),
+            "SELECT idx, data FROM entries WHERE hkey = ANY($1::bigint[]) AND idx < $2"
+            " ORDER BY idx",
+            sorted(set(keys)),
+            below,
+        )
+
+    async def _rows_by_file_keys(self, keys: Sequence[int], below: int) -> list[tuple[int, bytes]]:
+        return await self._entries(
+            "SELECT idx, data FROM entries WHERE fkey = ANY($1::bigint[]) AND idx < $2"
+            " ORDER BY idx",
+            sorted(set(keys)),
+            below,
+        )
+
+    async def _rows_by_file_range(
+        self, lo: int, hi: int, start: int, below: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        return await self._entries(
+            "SELECT idx, data FROM entries WHERE fkey BETWEEN $1 AND $2 AND idx >= $3"
+            " AND idx < $4 ORDER BY idx LIMIT $5",
+            lo,
+            hi,
+            start,
             below,
             limit,
         )
 
-    async def lookup_identities(
-        self, identities: Iterable[str], *, below: int, limit: int
+    async def _rows_by_signer(
+        self, signer: str, start: int, below: int, limit: int
     ) -> list[tuple[int, bytes]]:
-        wanted = sorted(set(identities))
-        if not wanted:
-            return []
         return await self._entries(
-            "SELECT idx, data FROM entries WHERE identity = ANY($1::text[]) AND idx < $2"
-            " ORDER BY identity, idx LIMIT $3",
-            wanted,
+            "SELECT idx, data FROM entries WHERE signer = (SELECT id FROM signers WHERE"
+            " vkey = $1) AND idx >= $2 AND idx < $3 ORDER BY idx LIMIT $4",
+            signer,
+            start,
             below,
             limit,
         )
 
-    async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, list[BoundEntry]]:
-        wanted = sorted(set(keys))
-        if not wanted:
-            return {}
-        # One query for the whole batch: the keys travel as two parallel arrays.
-        rows = await self._fetch(
-            "SELECT s.vkey, e.identity, e.idx, e.sha256, e.data"
-            " FROM unnest($1::text[], $2::text[]) AS k(vkey, identity)"
-            " JOIN signers AS s ON s.vkey = k.vkey"
-            " JOIN entries AS e ON e.signer = s.id AND e.identity = k.identity ORDER BY e.idx",
-            [s for s, _ in wanted],
-            [i for _, i in wanted],
-        )
-        out: dict[BindingKey, list[BoundEntry]] = {}
-        for r in rows:
-            key = (str(r[0]), str(r[1]))
-            out.setdefault(key, []).append(BoundEntry(int(r[2]), bytes(r[3]), bytes(r[4])))
-        return out
-
-    async def identity_violations(self, limit: int = 1000) -> list[tuple[str, str, list[int]]]:
-        rows = await self._fetch(
-            "SELECT s.vkey, e.identity, array_agg(e.idx ORDER BY e.idx) FROM entries AS e"
-            " JOIN signers AS s ON s.id = e.signer GROUP BY s.vkey, e.identity"
-            " HAVING COUNT(DISTINCT e.sha256) > 1 ORDER BY s.vkey, e.identity LIMIT $1",
-            limit,
-        )
-        return [(str(r[0]), str(r[1]), [int(i) for i in r[2]]) for r in rows]
+    async def _stored_violations(self) -> str | None:
+        return await self.get_meta(VIOLATIONS_KEY)
 
     # -- explorer reads (see the SQLite engine: bounded by ``below``, at most
     # ``limit`` rows, aggregates over at most ``scan`` entries, keyset paging) --
@@ -586,128 +637,18 @@ class PostgresStorage:
         )
         return [(int(r[0]), int(r[1])) for r in rows]
 
-    async def project_entries(
-        self, project: str, version: str | None, page: Page
-    ) -> list[tuple[int, bytes]]:
-        p = _Params()
-        where = [f"project = {p.add(project)}", f"idx < {p.add(page.below)}"]
-        if version is not None:
-            where.append(f"version = {p.add(version)}")
-        return await self._entry_page(where, p, "version, filename, idx", page)
-
-    async def project_versions(
-        self, project: str, below: int, limit: int, scan: int
-    ) -> list[tuple[str, int, int, int]]:
-        rows = await self._fetch(
-            "SELECT version, COUNT(*), MIN(idx), MIN(time_ms) FROM (SELECT version, idx, time_ms"
-            " FROM entries WHERE project = $1 AND idx < $2 ORDER BY version, filename, idx"
-            " LIMIT $3) AS p GROUP BY version ORDER BY MIN(idx) DESC LIMIT $4",
-            project,
-            below,
-            scan,
-            limit,
-        )
-        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
-
-    async def project_signers(
-        self, project: str, below: int, limit: int, scan: int
-    ) -> list[tuple[str, int, int]]:
-        rows = await self._fetch(
-            "SELECT s.vkey, p.count, p.first FROM (SELECT signer, COUNT(*) AS count,"
-            " MIN(idx) AS first FROM (SELECT signer, idx FROM entries WHERE project = $1"
-            " AND idx < $2 ORDER BY version, filename, idx LIMIT $3) AS q GROUP BY signer"
-            " ORDER BY MIN(idx) LIMIT $4) AS p JOIN signers AS s ON s.id = p.signer"
-            " ORDER BY p.first",
-            project,
-            below,
-            scan,
-            limit,
-        )
-        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
-
-    async def project_conflicts(
-        self, project: str, below: int, limit: int, scan: int
-    ) -> list[tuple[str, str, int, int]]:
-        rows = await self._fetch(
-            "SELECT MIN(version), MIN(filename), COUNT(DISTINCT sha256), COUNT(*) FROM"
-            " (SELECT version, filename, sha256, identity FROM entries WHERE project = $1"
-            " AND idx < $2 ORDER BY version, filename, idx LIMIT $3) AS p GROUP BY identity"
-            " HAVING COUNT(DISTINCT sha256) > 1 ORDER BY MIN(version), MIN(filename) LIMIT $4",
-            project,
-            below,
-            scan,
-            limit,
-        )
-        return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
-
-    async def signer_entries(self, signer: str, page: Page) -> list[tuple[int, bytes]]:
-        p = _Params()
-        signer_id = f"(SELECT id FROM signers WHERE vkey = {p.add(signer)})"  # noqa: S608 (a placeholder)
-        where = [f"signer = {signer_id}", f"idx < {p.add(page.below)}"]
-        return await self._entry_page(where, p, "project, version, filename", page)
-
-    async def _entry_page(
-        self, where: list[str], p: _Params, order: str, page: Page
-    ) -> list[tuple[int, bytes]]:
-        """(index, data) of the entries matching ``where``, ordered by the columns
-        ``order``, one :class:`Page` (keyset paging: after entry ``page.after``)."""
-        if page.after is not None:
-            after = f"(SELECT {order} FROM entries WHERE idx = {p.add(page.after)})"  # noqa: S608 (fixed columns)
-            where = [*where, f"({order}) > {after}"]
-        return await self._select_entries(where, p, order, page.limit)
-
-    async def _select_entries(
-        self, where: list[str], p: _Params, order: str, limit: int
-    ) -> list[tuple[int, bytes]]:
-        sql = (
-            f"SELECT idx, data FROM entries WHERE {' AND '.join(where)}"  # noqa: S608 (fixed clauses)
-            f" ORDER BY {order} LIMIT {p.add(limit)}"
-        )
-        return await self._entries(sql, *p)
-
-    async def signer_projects(
-        self, signer: str, below: int, limit: int, scan: int
-    ) -> list[tuple[str, int, int]]:
-        rows = await self._fetch(
-            "SELECT project, COUNT(*), MIN(idx) FROM (SELECT project, idx FROM entries"
-            " WHERE signer = (SELECT id FROM signers WHERE vkey = $1) AND idx < $2"
-            " ORDER BY project, version, filename LIMIT $3) AS p GROUP BY project"
-            " ORDER BY project LIMIT $4",
-            signer,
-            below,
-            scan,
-            limit,
-        )
-        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
-
-    async def file_hash_counts(
-        self, identities: Iterable[str], below: int
-    ) -> dict[str, tuple[int, int, int]]:
-        wanted = sorted(set(identities))
-        if not wanted:
-            return {}
-        rows = await self._fetch(
-            "SELECT identity, COUNT(DISTINCT sha256), COUNT(*), COUNT(DISTINCT signer)"
-            " FROM entries WHERE identity = ANY($1::text[]) AND idx < $2 GROUP BY identity",
-            wanted,
-            below,
-        )
-        return {str(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in rows}
-
     # -- bulk copy (sigledger migrate) ------------------------------------------
 
     async def all_meta(self) -> dict[str, str]:
-        return {str(r[0]): str(r[1]) for r in await self._fetch("SELECT key, value FROM meta")}
+        # The index salt belongs to this database's keys: a copy makes its own.
+        rows = await self._fetch("SELECT key, value FROM meta WHERE key != $1", SALT_KEY)
+        return {str(r[0]): str(r[1]) for r in rows}
 
     async def read_entry_rows(self, start: int, end: int) -> list[EntryRow]:
-        rows = await self._fetch(
-            "SELECT e.idx, e.data, e.project, e.version, e.filename, e.sha256, s.vkey,"
-            " e.time_ms, e.identity FROM entries AS e JOIN signers AS s ON s.id = e.signer"
-            " WHERE e.idx >= $1 AND e.idx < $2 ORDER BY e.idx",
-            start,
-            end,
+        rows = await self._entries(
+            "SELECT idx, data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", start, end
         )
-        return [EntryRow.from_row(r) for r in rows]
+        return [row_of(i, data) for i, data in rows]
 
     async def read_heads(self, start: int, limit: int) -> list[StoredHead]:
         rows = await self._fetch(
@@ -732,7 +673,7 @@ class PostgresStorage:
         return [(int(r[0]), int(r[1]), bytes(r[2])) for r in rows]
 
     async def load(self, rows: Copied) -> None:
-        statements = [*_entry_inserts(rows.entries), *_tile_upserts(rows.tiles)]
+        statements = [*_entry_inserts(self.keys, rows.entries), *_tile_upserts(rows.tiles)]
         if rows.heads:
             statements.append(
                 (
@@ -746,12 +687,23 @@ class PostgresStorage:
                     ),
                 )
             )
-        if rows.meta:
-            statements.append(_meta_upsert(rows.meta))
+        meta = {k: v for k, v in rows.meta.items() if k != SALT_KEY}
+        if meta:
+            statements.append(_meta_upsert(meta))
         await self._transaction(statements)
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def _index_keys(salt: str | None, where: str) -> IndexKeys:
+    if not salt:
+        # Written with the schema, never copied: without it no lookup key can be found.
+        raise StorageError(
+            f"the log database {where} has entries but no index salt (meta {SALT_KEY}); "
+            "restore it from a backup, or copy the log again with sigledger migrate"
+        )
+    return IndexKeys.from_meta(salt)
 
 
 async def _connect(url: str) -> Any:
@@ -830,8 +782,11 @@ async def _migrate(conn: Any, where: str) -> None:
                 f"{where} has schema version {version}, newer than this sigledger "
                 f"({SCHEMA_VERSION}); upgrade sigledger"
             )
-        for script in MIGRATIONS[version:]:
-            await conn.execute(script)
+        for step in MIGRATIONS[version:]:
+            if isinstance(step, str):
+                await conn.execute(step)
+            else:
+                await step(conn)
         await conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', $1)"
             " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
@@ -847,22 +802,19 @@ def _meta_upsert(values: Mapping[str, str]) -> Statement:
     )
 
 
-def _entry_inserts(entries: Sequence[EntryRow]) -> list[Statement]:
+def _entry_inserts(keys: IndexKeys, entries: Sequence[EntryRow]) -> list[Statement]:
     if not entries:
         return []
+    keyed = [keys.of_row(e) for e in entries]
     return [
         (_INSERT_SIGNERS, (sorted({e.signer for e in entries}),)),
         (
             _INSERT_ENTRIES,
             (
                 [e.index for e in entries],
-                [e.time_ms for e in entries],
+                [h for h, _ in keyed],
+                [f for _, f in keyed],
                 [e.signer for e in entries],
-                [e.sha256 for e in entries],
-                [e.project for e in entries],
-                [e.version for e in entries],
-                [e.filename for e in entries],
-                [e.identity for e in entries],
                 [e.data for e in entries],
             ),
         ),

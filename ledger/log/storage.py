@@ -56,7 +56,14 @@ from typing import Any
 import aiosqlite
 
 from sigledger.ledger.errors import FormatError
-from sigledger.ledger.log.indexed import SALT_KEY, IndexedLookups, IndexKeys, new_salt, row_of
+from sigledger.ledger.log.indexed import (
+    SALT_KEY,
+    VIOLATIONS_KEY,
+    IndexedLookups,
+    IndexKeys,
+    new_salt,
+    row_of,
+)
 from sigledger.ledger.log.store import (
     Batch,
     Copied,
@@ -77,7 +84,6 @@ log = logging.getLogger("sigledger.storage")
 
 SCHEMA_VERSION = "3"
 PAGE_SIZE = 8192
-VIOLATIONS_KEY = "identity_violations"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -149,7 +155,12 @@ class Storage(IndexedLookups):
                 "SELECT value FROM meta WHERE key = ?", (SALT_KEY,)
             ) as cur:
                 row = await cur.fetchone()
-            keys = IndexKeys.from_meta(None if row is None else str(row[0]))
+            if row is None:
+                # Written with the schema, never copied: without it no key can be found.
+                raise StorageError(
+                    f"{path} has no index salt (meta {SALT_KEY}); restore it from a backup"
+                )
+            keys = IndexKeys.from_meta(str(row[0]))
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute("PRAGMA query_only=ON")
         except BaseException as exc:
@@ -421,9 +432,14 @@ async def _signer_ids(
 
 
 async def _ensure_salt(db: aiosqlite.Connection) -> None:
-    await db.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (SALT_KEY, new_salt())
-    )
+    """A new salt for a new file, or for one of an older schema (keys are made when it
+    migrates); a file of this schema without one is damaged and refused at open."""
+    async with db.execute("SELECT 1 FROM entries LIMIT 1") as cur:
+        empty = await cur.fetchone() is None
+    if empty or "project" in await table_columns(db, "entries"):
+        await db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (SALT_KEY, new_salt())
+        )
 
 
 async def _migrate_checkpoints(db: aiosqlite.Connection) -> None:
