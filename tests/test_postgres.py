@@ -239,7 +239,9 @@ async def test_migrate_proves_the_copy(
     entry = flip.format("entries", "idx = 7")
     await proof_fails(entry, entry, "does not have the root")
     # A copy without its metadata (as an interrupted migrate leaves it) is not served.
-    postgres_server.sql("DELETE FROM meta WHERE key NOT IN ('schema_version', 'index_salt')", database)
+    postgres_server.sql(
+        "DELETE FROM meta WHERE key NOT IN ('schema_version', 'index_salt')", database
+    )
     out = run_cli("serve", "--data", str(tmp_path / "new"), "--database", postgres_url)
     assert out.returncode == 2 and "an interrupted sigledger migrate?" in out.stderr
     assert not (tmp_path / "new" / "log.key").exists()
