@@ -208,6 +208,12 @@ async def test_large_release_is_observed_in_the_background(
     assert sorted(e.statement.filename for e in entries) == sorted(
         n for n in files if n.startswith("fresh-1.0-")
     )
+    # The client waits through the 202 (after its Retry-After) for the answer.
+    async with LogClient(log.url) as client:
+        found = await client.lookup(project="fresh", version="2.0")
+    assert sorted(decode_entry(e.entry).statement.filename for e in found.entries) == sorted(
+        n for n in files if n.startswith("fresh-2.0-")
+    )
 
 
 async def test_observing_lookups_are_rate_limited_per_client(
