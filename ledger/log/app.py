@@ -386,7 +386,7 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
     metrics = app[METRICS_KEY]
     storage, signer, origin = await open_log(cfg)
     try:
-        observer_signer = await open_observer_key(cfg.data_dir, storage, origin)
+        observer_signer = await open_observer_key(cfg.data_dir, storage, signer, origin)
     except BaseException:
         await storage.close()
         raise
