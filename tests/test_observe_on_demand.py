@@ -161,6 +161,10 @@ async def test_the_observer_key_is_the_logs_own(tmp_path: Path, logs: list[LogPr
     logs.append(log)
     vkey = await _observer_vkey(log.url)  # also without observe_index
     log.stop()
+    # The JSON log names it where it names the log key.
+    records = [json.loads(line) for line in (tmp_path / "log.stdout.log").read_text().splitlines()]
+    (listening,) = [r for r in records if "observer_vkey" in r]
+    assert (listening["vkey"], listening["observer_vkey"]) == (log.vkey, vkey)
     key_file = log.data / "observer.key"
     derived = read_key_file(log.data / "log.key").derive(key_name("localhost/sigledger"), KEY_LABEL)
     assert read_key_file(key_file).vkey == derived.vkey == vkey
@@ -503,3 +507,34 @@ def test_project_pages_parse_json_and_html() -> None:
     assert not source.allows("https://files.pythonhosted.org/other/x.whl")
     assert not source.allows("http://pypi.org/packages/x.whl")
     assert not source.allows("https://pypi.org.evil.example/x.whl")
+
+
+async def test_an_index_that_changes_a_file_is_reported_first_seen_wins(
+    tmp_path: Path, logs: list[LogProcess]
+) -> None:
+    name, data = wheel("moving", "1.0")
+    index = JsonIndex({name: data})
+    async with index.serving():
+        log = _log(tmp_path, index.url).start()
+        logs.append(log)
+        status, answer, _ = await _lookup(log.url, project="moving", version="1.0")
+        (first,) = _proven(answer, log.vkey)
+        assert first.statement.sha256 == hashlib.sha256(data).digest()
+        log.stop()
+        # The index replaces the published file; the restarted log reads the page again
+        # (it no longer knows the release complete), reports the change, fetches nothing.
+        index.files[name] = data + b"changed"
+        fetched = len(index.fetched)
+        log = _log(tmp_path, index.url).start()
+        logs.append(log)
+        status, answer, _ = await _lookup(log.url, project="moving", version="1.0")
+        assert status == 200 and _proven(answer, log.vkey) == [first]
+        assert len(index.fetched) == fetched
+        _, metrics, _ = await get(log.url + "/metrics")
+        assert 'sigledger_observed_files_total{outcome="changed"} 1.0' in metrics.decode()
+        log.stop()
+    records = [json.loads(line) for line in (tmp_path / "log.stdout.log").read_text().splitlines()]
+    (alarm,) = [r for r in records if "stated_sha256" in r]
+    assert alarm["logged_sha256"] == first.statement.sha256.hex()
+    assert alarm["stated_sha256"] == hashlib.sha256(data + b"changed").hexdigest()
+    assert alarm["level"] == "warning" and "ALARM" in alarm["msg"]

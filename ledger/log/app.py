@@ -181,7 +181,8 @@ class Metrics(MetricSet):
         self.observed = self.counter(
             "sigledger_observed_files",
             "Files the log observed on demand (observed), skipped for good (too large, "
-            "inconsistent index) or failed to fetch (failed)",
+            "inconsistent index), failed to fetch (failed), or observed before and now "
+            "stated by the index with another hash (changed)",
             "outcome",
         )
         self.static_size = self.gauge(

@@ -52,6 +52,12 @@ lookup finds which files are observed and fetches the rest, and the binding
 rule makes a resubmission the existing entry, never a second one. Concurrent
 lookups of one release share one pass.
 
+**Changed files.** When the index page states a hash for a file the observer
+already observed and it is not the logged one (the index changed a published
+file), the file is not fetched again (first seen wins) and the log reports it:
+a warning naming both hashes and the entry, and
+``sigledger_observed_files{outcome="changed"}``.
+
 **Large releases.** When more than ``observe_max_files`` files are missing, the
 answer is ``202 Accepted`` with ``Retry-After`` (see :class:`Pending`) and the
 release is observed in the background, ``observe_max_files`` files per pass
@@ -524,10 +530,15 @@ class Observer:
             return None
         return CHECK
 
-    async def _observed(self, identities: Iterable[str]) -> set[str]:
-        """Which of these file identities the observer key has an entry for."""
+    async def _observed(self, identities: Iterable[str]) -> dict[str, tuple[int, bytes]]:
+        """The observer key's entry (index, sha256) for each of these file identities
+        it has one for."""
         found = await self.storage.find_bindings((self.vkey, i) for i in identities)
-        return {identity for (_signer, identity), bound in found.items() if bound}
+        return {
+            identity: (bound[0].index, bound[0].sha256)
+            for (_signer, identity), bound in found.items()
+            if bound
+        }
 
     def _below(self) -> int:
         # Committed, not only published: with witnesses, an entry may be stored and
@@ -623,7 +634,22 @@ class Observer:
                 idents[f.filename] = file_identity(f.filename).key
             except FormatError:
                 continue
-        release.done = await self._observed(set(idents.values()))
+        observed = await self._observed(set(idents.values()))
+        release.done = set(observed)
+        for f in release.files:
+            logged = observed.get(idents.get(f.filename, ""))
+            if logged is not None and f.sha256 is not None and f.sha256 != logged[1]:
+                # First seen wins; the index now states other bytes: say so loudly.
+                self.count("changed", 1)
+                log.warning(
+                    "ALARM: the index states another hash for a file the log observed",
+                    extra={
+                        "file": f.url,
+                        "entry": logged[0],
+                        "logged_sha256": logged[1].hex(),
+                        "stated_sha256": f.sha256.hex(),
+                    },
+                )
         todo = [
             f
             for f in release.files
