@@ -134,8 +134,8 @@ async def test_lookup_observes_a_release_never_seen(
     (entry,) = _proven(answer, log.vkey)
     assert entry.statement.sha256 == hashlib.sha256(files[name]).digest()
     assert answer["tree_size"] == 3 + 2
-    # Project only: the newest final release, 2.0, is observed already; so is nothing
-    # new. Another project's lookup observes its newest release.
+    # Project only: the log observed some of it, so nothing new; a project it has
+    # nothing of gets its newest release observed.
     status, answer, _ = await _lookup(log.url, project="fresh")
     assert status == 200 and answer["tree_size"] == 5
     status, answer, _ = await _lookup(log.url, project="other_pkg")
@@ -192,6 +192,10 @@ async def test_observer_binding_conflict_refused_with_evidence(
     server, files = pypi
     log = _log(tmp_path, server.url).start()
     logs.append(log)
+    # (By project only, a project the log has nothing of: its newest final release.)
+    status, answer, _ = await _lookup(log.url, project="fresh")
+    assert {e.statement.version for e in _proven(answer, log.vkey)} == {"2.0"}
+    assert len(answer["entries"]) == 2
     status, answer, _ = await _lookup(log.url, project="other-pkg", version="0.5")
     assert status == 200
     (first,) = _proven(answer, log.vkey)
