@@ -4,7 +4,8 @@ Submissions wait in a bounded queue. A batch closes when it holds
 ``batch_max_size`` statements or its oldest statement is ``batch_max_age``
 seconds old. Per batch, strictly in this order:
 
-1. apply the binding rule (one signer, one hash per file identity, see
+1. apply the binding rule (one key, one hash per file identity, for signers and
+   observers alike, see
    :func:`sigledger.ledger.entry.file_identity`: any spelling of a filename is the same
    file; the same bytes under another spelling answer with the existing entry);
 2. **durably commit** the new entries, the changed tiles and the new tree head
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field, fields
 
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
-from sigledger.ledger.entry import Entry, SignedStatement, decode_entry, encode_entry
+from sigledger.ledger.entry import Entry, Signed, decode_entry, encode_entry
 from sigledger.ledger.errors import (
     BindingConflictError,
     NotWitnessedError,
@@ -87,7 +88,7 @@ class Placed:
 
 @dataclass
 class _Unit:
-    statements: Sequence[SignedStatement]
+    statements: Sequence[Signed]
     future: asyncio.Future[list[Receipt]]
     enqueued: float = field(default_factory=time.monotonic)
 
@@ -328,7 +329,7 @@ class Sequencer:
     def queued(self) -> int:
         return self._queued
 
-    async def submit(self, statements: Sequence[SignedStatement]) -> list[Receipt]:
+    async def submit(self, statements: Sequence[Signed]) -> list[Receipt]:
         """Queue already-verified statements; return their receipts once published."""
         if self._stopping:
             raise ShuttingDownError("the log is shutting down; retry later")
@@ -504,7 +505,7 @@ class Sequencer:
             if conflicts:
                 unit.future.set_exception(
                     BindingConflictError(
-                        "this signer already logged a different hash for "
+                        "this key already logged a different hash for "
                         + ", ".join(described)
                         + "; nothing in this request was logged",
                         conflicts,
@@ -633,7 +634,7 @@ def _log_part(note: bytes) -> bytes:
     return format_note(Note(parsed.text, parsed.signatures[:1]))
 
 
-def _binding_key(s: SignedStatement) -> BindingKey:
+def _binding_key(s: Signed) -> BindingKey:
     return (s.signer_vkey(), s.statement.identity.key)
 
 
