@@ -229,7 +229,7 @@ CASES: list[tuple[str, str]] = [
     ("verison = 1  # <-\n" + LOG_TABLE, "verison: unknown key"),
     (
         MINIMAL + 'extra = "x"  # <-\n',
-        "log[0].extra: unknown key (expected one of: url, key, origin)",
+        "log[0].extra: unknown key (expected one of: url, key, origin, observer)",
     ),
     # logs
     ("version = 1\n", "no [[log]] table: a policy must trust at least one log"),
@@ -317,7 +317,8 @@ CASES: list[tuple[str, str]] = [
     ),
     (
         MINIMAL + f'[default]\nsigners = ["{ALICE}"]\nany_signer = true  # <-\n',
-        "default.any_signer: unknown key (expected one of: signers, threshold, any-signer)",
+        "default.any_signer: unknown key (expected one of: signers, threshold, any-signer, "
+        "observers, observer-threshold, require)",
     ),
     (
         MINIMAL + f'[default]\nsigners = "{ALICE}"  # <-\n',

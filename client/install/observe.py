@@ -1,0 +1,465 @@
+"""``sigledger observe``: log what an index serves, as an independent observer.
+
+A mirror, a crawler or a proxy runs this to put its own vantage point into the
+log: for every release file of the chosen projects (all of the index's
+projects when none are named) it reads the project's simple-API page (PEP 691
+JSON or PEP 503 HTML, as the proxy does), downloads the file, hashes it and
+submits an *observation* signed with its observer key: "index U served file F
+with sha256 H and size S at time T". Observations go to the log's ``/add`` in
+batches (:data:`BATCH` per request) while the next files download.
+
+Binding rule and alarms
+-----------------------
+
+The log binds one hash per (observer key, file) forever. When this observer
+already logged another hash for a file, the log refuses the batch with the
+first entry as evidence (409 ``binding_conflict``); the conflicting
+observations are taken out, reported as :class:`Alarm` (both statements: the
+logged entry and the refused observation, each as base64 bytes any reader can
+decode and check) and the rest is submitted again. An alarm means the index
+changed a published file, or served it differently to this observer.
+
+State file
+----------
+
+What was observed is remembered per index, log and observer key, so a rerun
+downloads and submits only new files. JSON, replaced atomically after each
+batch (an interrupted run keeps what was logged)::
+
+    {"version": 1, "index": "http://…/simple/", "log": "http://…", "observer": "<vkey>",
+     "files": {"<filename>": {"sha256": "<hex>", "size": N, "log_index": N}}}
+
+A file is downloaded again only when the index's page lists another sha256 for
+it than the one observed (then its new bytes are submitted, and the log's
+binding rule turns a change into an alarm). Default location:
+``<user state dir>/observe/<digest of index, log and key>.json``.
+
+Limits: :data:`MAX_FILE` bytes per file (a larger file is skipped and
+reported), ``concurrency`` simultaneous page reads and downloads, upstream
+timeouts on connect and each read (see
+:class:`~sigledger.client.install.proxy.HttpUpstream`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sigledger.client.install.policy import default_state_dir
+from sigledger.client.install.proxy import HttpUpstream, IndexFile, RefusedError
+from sigledger.client.publish.submit import sign_observation
+from sigledger.client.receipts import verify_receipt
+from sigledger.client.remote import LogClient, normalize_url
+from sigledger.ledger.entry import (
+    SignedObservation,
+    Statement,
+    decode_entry,
+    encode_signed,
+)
+from sigledger.ledger.errors import BindingConflictError, ConfigError, FormatError
+from sigledger.ledger.note import Signer, Verifier
+
+__all__ = [
+    "BATCH",
+    "MAX_FILE",
+    "Alarm",
+    "ObserveReport",
+    "ObserverState",
+    "default_observe_state",
+    "observe_index",
+]
+
+STATE_VERSION = 1
+BATCH = 500  # observations per /add request (the log takes up to 1000 by default)
+MAX_FILE = 4 << 30  # bytes: a larger upstream file is skipped and reported
+_LINGER = 0.05  # seconds the submitter waits for more observations to fill a batch
+
+
+def index_base(url: str) -> str:
+    """The simple-API base URL as observations record it (one trailing slash)."""
+    return url.rstrip("/") + "/"
+
+
+def default_observe_state(index: str, log: str, observer: str) -> Path:
+    """``<state dir>/observe/<digest>.json``: one state per index, log and key."""
+    digest = hashlib.sha256(f"{index_base(index)}\n{normalize_url(log)}\n{observer}".encode())
+    return default_state_dir() / "observe" / f"{digest.hexdigest()[:24]}.json"
+
+
+class ObserverState:
+    """The files this observer logged for one index (see the module doc)."""
+
+    def __init__(self, path: Path, index: str, log: str, observer: str) -> None:
+        self.path = path
+        self.index = index_base(index)
+        self.log = normalize_url(log)
+        self.observer = observer
+        self.files: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def load(cls, path: Path, index: str, log: str, observer: str) -> ObserverState:
+        """The state at ``path`` (empty when there is none). Raises ConfigError when
+        it is unreadable or belongs to another index, log or key."""
+        state = cls(path, index, log, observer)
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            return state
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot read the observer state: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+            raise ConfigError(f"{path}: not an observer state file (version {STATE_VERSION})")
+        for name in ("index", "log", "observer"):
+            if doc.get(name) != getattr(state, name):
+                raise ConfigError(
+                    f"{path}: this state is for {name} {doc.get(name)!r}, not "
+                    f"{getattr(state, name)!r}; pass another --state FILE"
+                )
+        files = doc.get("files")
+        if not isinstance(files, dict):
+            raise ConfigError(f"{path}: malformed observer state (no files table)")
+        state.files = {str(k): v for k, v in files.items() if isinstance(v, dict)}
+        return state
+
+    def save(self) -> None:
+        """Replace the state file atomically."""
+        doc = {
+            "version": STATE_VERSION,
+            "index": self.index,
+            "log": self.log,
+            "observer": self.observer,
+            "files": self.files,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(doc, separators=(",", ":"), sort_keys=True))
+        tmp.replace(self.path)
+
+    def wanted(self, f: IndexFile) -> bool:
+        """Whether ``f`` must be downloaded: never observed, or listed with another hash."""
+        known = self.files.get(f.filename)
+        if known is None:
+            return True
+        listed = f.hashes.get("sha256")
+        return listed is not None and listed != known.get("sha256")
+
+
+@dataclass
+class Alarm:
+    """This observer already logged another hash for a file the index now serves."""
+
+    project: str
+    filename: str
+    index_url: str
+    served_sha256: str
+    served_size: int
+    logged: list[tuple[int, bytes]]  # (log index, entry bytes) of the first observation
+    refused: SignedObservation  # the observation the log refused
+
+    @property
+    def message(self) -> str:
+        first = ", ".join(f"#{i}" for i, _ in self.logged) or "(not named)"
+        hashes = []
+        for _, data in self.logged:
+            try:
+                hashes.append("sha256:" + decode_entry(data).statement.sha256.hex())
+            except FormatError:
+                continue
+        held = " and ".join(hashes) or "another hash"
+        return (
+            f"ALARM: {self.index_url} served {self.filename} as sha256:{self.served_sha256}, "
+            f"but this observer logged {held} for it (entry {first}): the index changed a "
+            "published file, or serves it differently"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        logged = []
+        for index, data in self.logged:
+            doc: dict[str, Any] = {"log_index": index, "entry": base64.b64encode(data).decode()}
+            try:
+                entry = decode_entry(data)
+                doc.update(
+                    sha256=entry.statement.sha256.hex(),
+                    size=entry.statement.size,
+                    signer=entry.signed.signer_vkey(),
+                    integrated_time_ms=entry.time_ms,
+                    index_url=getattr(entry.signed, "index_url", None),
+                    observed_ms=getattr(entry.signed, "observed_ms", None),
+                )
+            except FormatError as exc:
+                doc["error"] = str(exc)
+            logged.append(doc)
+        return {
+            "project": self.project,
+            "filename": self.filename,
+            "index_url": self.index_url,
+            "message": self.message,
+            "evidence": {
+                "logged": logged,
+                "refused": {
+                    "sha256": self.served_sha256,
+                    "size": self.served_size,
+                    "observed_ms": self.refused.observed_ms,
+                    "signer": self.refused.signer_vkey(),
+                    "signed": base64.b64encode(encode_signed(self.refused)).decode(),
+                },
+            },
+        }
+
+
+@dataclass
+class ObserveReport:
+    """What one pass over the index did."""
+
+    index: str
+    observer: str
+    projects: int = 0
+    files: int = 0  # file links seen on the pages
+    observed: list[dict[str, Any]] = field(default_factory=list)  # logged in this pass
+    skipped: list[dict[str, str]] = field(default_factory=list)  # not observable, and why
+    errors: list[dict[str, str]] = field(default_factory=list)  # failed this pass (retry later)
+    alarms: list[Alarm] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "observer": self.observer,
+            "projects": self.projects,
+            "files": self.files,
+            "observed": self.observed,
+            "skipped": self.skipped,
+            "errors": self.errors,
+            "alarms": [a.to_json() for a in self.alarms],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Seen:
+    project: str
+    file: IndexFile
+    sha256: bytes
+    size: int
+    signed: SignedObservation
+
+
+async def _download(upstream: HttpUpstream, f: IndexFile, limit: int) -> tuple[bytes, int] | str:
+    """The file's sha256 and size, or why it could not be read."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        async for chunk in upstream.stream(f):
+            size += len(chunk)
+            if size > limit:
+                return f"larger than {limit} bytes"
+            digest.update(chunk)
+    except RefusedError as exc:
+        return exc.reason
+    return digest.digest(), size
+
+
+async def observe_index(
+    index: str,
+    log_url: str,
+    signer: Signer,
+    projects: Sequence[str] = (),
+    *,
+    state: ObserverState,
+    log_key: Verifier | None = None,
+    concurrency: int = 8,
+    max_file: int = MAX_FILE,
+    progress: Callable[[int, int], None] | None = None,
+    client: LogClient | None = None,
+) -> ObserveReport:
+    """Observe the new files of ``projects`` (default: every project of the index).
+
+    ``progress(done, total)`` is called as files are handled. Raises
+    NetworkError when the log or the index's project list cannot be read,
+    LogRefusedError when the log refuses observations for another reason
+    than the binding rule, VerificationError when a receipt does not verify.
+    """
+    base = index_base(index)
+    report = ObserveReport(base, signer.vkey)
+    started = time.monotonic()
+    upstream = HttpUpstream(base)
+    gate = asyncio.Semaphore(max(1, concurrency))
+    queue: asyncio.Queue[_Seen | None] = asyncio.Queue(maxsize=2 * BATCH)
+    done = 0
+    total = 0
+
+    def advance(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    async def page(project: str) -> list[tuple[str, IndexFile]]:
+        async with gate:
+            try:
+                files = await upstream.project_files(project)
+            except RefusedError as exc:
+                report.errors.append({"project": project, "reason": exc.reason})
+                return []
+        if files is None:
+            report.errors.append({"project": project, "reason": "the index has no such project"})
+            return []
+        return [(project, f) for f in files]
+
+    async def fetch(project: str, f: IndexFile) -> None:
+        try:
+            async with gate:
+                got = await _download(upstream, f, max_file)
+            if isinstance(got, str):
+                report.errors.append({"filename": f.filename, "reason": got})
+                advance()
+                return
+            digest, size = got
+            listed = f.hashes.get("sha256")
+            if listed is not None and listed != digest.hex():
+                report.errors.append(
+                    {
+                        "filename": f.filename,
+                        "reason": f"the index page lists sha256:{listed} but the file "
+                        f"hashes to sha256:{digest.hex()}",
+                    }
+                )
+                advance()
+                return
+            st = Statement.for_file(f.filename, digest, size)
+            signed = sign_observation(signer, st, base, int(time.time() * 1000))
+            await queue.put(_Seen(project, f, digest, size, signed))
+        except FormatError as exc:
+            report.skipped.append({"filename": f.filename, "reason": str(exc)})
+            advance()
+
+    async def submit(log: LogClient, batch: list[_Seen]) -> None:
+        while batch:
+            try:
+                receipts = await log.add([s.signed for s in batch])
+            except BindingConflictError as exc:
+                batch = _take_conflicts(batch, exc, report)
+                continue
+            for s, receipt in zip(batch, receipts, strict=True):
+                if log_key is not None:
+                    verify_receipt(receipt, log_key=log_key, expect=s.signed.statement)
+                state.files[s.file.filename] = {
+                    "sha256": s.sha256.hex(),
+                    "size": s.size,
+                    "log_index": receipt.index,
+                }
+                report.observed.append(
+                    {
+                        "project": s.project,
+                        "filename": s.file.filename,
+                        "sha256": s.sha256.hex(),
+                        "size": s.size,
+                        "log_index": receipt.index,
+                        "status": receipt.status,
+                    }
+                )
+            state.save()
+            advance(len(batch))
+            return
+
+    async def submitter(log: LogClient) -> None:
+        closed = False
+        while not closed:
+            first = await queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + _LINGER
+            while len(batch) < BATCH:
+                try:
+                    item = await asyncio.wait_for(
+                        queue.get(), max(0.0, deadline - time.monotonic())
+                    )
+                except TimeoutError:
+                    break
+                if item is None:
+                    closed = True
+                    break
+                batch.append(item)
+            before = len(report.alarms)
+            await submit(log, batch)
+            advance(len(report.alarms) - before)
+
+    owned = client is None
+    log = client if client is not None else LogClient(log_url)
+    try:
+        if owned:
+            await log.__aenter__()
+        await upstream.__aenter__()
+        try:
+            names = list(projects) if projects else await upstream.projects()
+            report.projects = len(names)
+            listed = [pair for found in await asyncio.gather(*map(page, names)) for pair in found]
+            report.files = len(listed)
+            todo = [(p, f) for p, f in listed if state.wanted(f)]
+            total = len(todo)
+            if progress is not None:
+                progress(0, total)
+            sub = asyncio.create_task(submitter(log))
+            try:
+                await asyncio.gather(*(fetch(p, f) for p, f in todo))
+                await queue.put(None)
+                await sub
+            finally:
+                if not sub.done():
+                    sub.cancel()
+        finally:
+            await upstream.__aexit__(None, None, None)
+    finally:
+        if owned:
+            await log.__aexit__(None, None, None)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _take_conflicts(
+    batch: list[_Seen], exc: BindingConflictError, report: ObserveReport
+) -> list[_Seen]:
+    """The batch without the observations the log refused; those become alarms."""
+    existing: list[tuple[int, bytes, str, str, bytes]] = []
+    for index, data in exc.existing:
+        try:
+            entry = decode_entry(data)
+        except FormatError:
+            continue
+        st = entry.statement
+        existing.append((index, data, entry.signed.signer_vkey(), st.identity.key, st.sha256))
+    keep: list[_Seen] = []
+    for s in batch:
+        st = s.signed.statement
+        vkey = s.signed.signer_vkey()
+        hits = [
+            (i, d)
+            for i, d, who, key, digest in existing
+            if who == vkey and key == st.identity.key and digest != st.sha256
+        ]
+        if hits:
+            report.alarms.append(
+                Alarm(
+                    s.project,
+                    s.file.filename,
+                    s.signed.index_url,
+                    s.sha256.hex(),
+                    s.size,
+                    hits,
+                    s.signed,
+                )
+            )
+        else:
+            keep.append(s)
+    if len(keep) == len(batch):
+        # The log named no entry we can match: keep nothing back silently.
+        raise exc
+    return keep
