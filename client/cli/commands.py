@@ -272,6 +272,7 @@ def proxy(args: argparse.Namespace, ui: Ui) -> int:
     from sigledger.client.install.inputs import require_policy
     from sigledger.client.install.policy import default_cache_dir, default_state_dir
     from sigledger.client.install.proxy import ProxyConfig, run_proxy
+    from sigledger.client.publish.submit import load_key
     from sigledger.ledger.service.config import parse_listen
     from sigledger.ledger.service.diagnostics import configure_logging
 
@@ -293,6 +294,7 @@ def proxy(args: argparse.Namespace, ui: Ui) -> int:
         cache_bytes=args.cache_size << 20,
         page_ttl=args.page_ttl,
         unlisted=args.unlisted,
+        observer=load_key(Path(args.observer_key)) if args.observer_key else None,
     )
     configure_logging("json" if args.json_log else "text")
     asyncio.run(run_proxy(cfg, announce=ui.error))

@@ -43,7 +43,6 @@ timeouts on connect and each read (see
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import time
@@ -52,24 +51,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sigledger.client.install.observations import Alarm, add_observations
 from sigledger.client.install.policy import default_state_dir
 from sigledger.client.install.proxy import HttpUpstream, IndexFile, RefusedError
 from sigledger.client.publish.submit import sign_observation
 from sigledger.client.receipts import verify_receipt
 from sigledger.client.remote import LogClient, normalize_url
-from sigledger.ledger.entry import (
-    SignedObservation,
-    Statement,
-    decode_entry,
-    encode_signed,
-)
-from sigledger.ledger.errors import BindingConflictError, ConfigError, FormatError
+from sigledger.ledger.entry import SignedObservation, Statement
+from sigledger.ledger.errors import ConfigError, FormatError
 from sigledger.ledger.note import Signer, Verifier
 
 __all__ = [
     "BATCH",
     "MAX_FILE",
-    "Alarm",
     "ObserveReport",
     "ObserverState",
     "default_observe_state",
@@ -149,69 +143,6 @@ class ObserverState:
             return True
         listed = f.hashes.get("sha256")
         return listed is not None and listed != known.get("sha256")
-
-
-@dataclass
-class Alarm:
-    """This observer already logged another hash for a file the index now serves."""
-
-    project: str
-    filename: str
-    index_url: str
-    served_sha256: str
-    served_size: int
-    logged: list[tuple[int, bytes]]  # (log index, entry bytes) of the first observation
-    refused: SignedObservation  # the observation the log refused
-
-    @property
-    def message(self) -> str:
-        first = ", ".join(f"#{i}" for i, _ in self.logged) or "(not named)"
-        hashes = []
-        for _, data in self.logged:
-            try:
-                hashes.append("sha256:" + decode_entry(data).statement.sha256.hex())
-            except FormatError:
-                continue
-        held = " and ".join(hashes) or "another hash"
-        return (
-            f"ALARM: {self.index_url} served {self.filename} as sha256:{self.served_sha256}, "
-            f"but this observer logged {held} for it (entry {first}): the index changed a "
-            "published file, or serves it differently"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        logged = []
-        for index, data in self.logged:
-            doc: dict[str, Any] = {"log_index": index, "entry": base64.b64encode(data).decode()}
-            try:
-                entry = decode_entry(data)
-                doc.update(
-                    sha256=entry.statement.sha256.hex(),
-                    size=entry.statement.size,
-                    signer=entry.signed.signer_vkey(),
-                    integrated_time_ms=entry.time_ms,
-                    index_url=getattr(entry.signed, "index_url", None),
-                    observed_ms=getattr(entry.signed, "observed_ms", None),
-                )
-            except FormatError as exc:
-                doc["error"] = str(exc)
-            logged.append(doc)
-        return {
-            "project": self.project,
-            "filename": self.filename,
-            "index_url": self.index_url,
-            "message": self.message,
-            "evidence": {
-                "logged": logged,
-                "refused": {
-                    "sha256": self.served_sha256,
-                    "size": self.served_size,
-                    "observed_ms": self.refused.observed_ms,
-                    "signer": self.refused.signer_vkey(),
-                    "signed": base64.b64encode(encode_signed(self.refused)).decode(),
-                },
-            },
-        }
 
 
 @dataclass
@@ -341,13 +272,12 @@ async def observe_index(
             advance()
 
     async def submit(log: LogClient, batch: list[_Seen]) -> None:
-        while batch:
-            try:
-                receipts = await log.add([s.signed for s in batch])
-            except BindingConflictError as exc:
-                batch = _take_conflicts(batch, exc, report)
-                continue
-            for s, receipt in zip(batch, receipts, strict=True):
+        if batch:
+            accepted, alarms = await add_observations(log, [s.signed for s in batch])
+            report.alarms.extend(alarms)
+            refused = {id(a.refused) for a in alarms}
+            batch = [s for s in batch if id(s.signed) not in refused]
+            for s, (_, receipt) in zip(batch, accepted, strict=True):
                 if log_key is not None:
                     verify_receipt(receipt, log_key=log_key, expect=s.signed.statement)
                 state.files[s.file.filename] = {
@@ -367,7 +297,6 @@ async def observe_index(
                 )
             state.save()
             advance(len(batch))
-            return
 
     async def submitter(log: LogClient) -> None:
         closed = False
@@ -422,44 +351,3 @@ async def observe_index(
             await log.__aexit__(None, None, None)
     report.seconds = time.monotonic() - started
     return report
-
-
-def _take_conflicts(
-    batch: list[_Seen], exc: BindingConflictError, report: ObserveReport
-) -> list[_Seen]:
-    """The batch without the observations the log refused; those become alarms."""
-    existing: list[tuple[int, bytes, str, str, bytes]] = []
-    for index, data in exc.existing:
-        try:
-            entry = decode_entry(data)
-        except FormatError:
-            continue
-        st = entry.statement
-        existing.append((index, data, entry.signed.signer_vkey(), st.identity.key, st.sha256))
-    keep: list[_Seen] = []
-    for s in batch:
-        st = s.signed.statement
-        vkey = s.signed.signer_vkey()
-        hits = [
-            (i, d)
-            for i, d, who, key, digest in existing
-            if who == vkey and key == st.identity.key and digest != st.sha256
-        ]
-        if hits:
-            report.alarms.append(
-                Alarm(
-                    s.project,
-                    s.file.filename,
-                    s.signed.index_url,
-                    s.sha256.hex(),
-                    s.size,
-                    hits,
-                    s.signed,
-                )
-            )
-        else:
-            keep.append(s)
-    if len(keep) == len(batch):
-        # The log named no entry we can match: keep nothing back silently.
-        raise exc
-    return keep
