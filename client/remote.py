@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from sigledger.ledger.entry import SignedStatement
+from sigledger.ledger.entry import Signed
 from sigledger.ledger.errors import (
     FormatError,
     LedgerError,
@@ -146,9 +146,9 @@ class LogClient(HttpClient):
         return body
 
     async def add(
-        self, statements: Sequence[SignedStatement], *, use_msgpack: bool = False
+        self, statements: Sequence[Signed], *, use_msgpack: bool = False
     ) -> list[Receipt]:
-        """Submit statements; return the log's receipts (unverified) in order."""
+        """Submit signed statements and observations; return the receipts (unverified)."""
         ctype = MSGPACK_TYPE if use_msgpack else JSON_TYPE
         status, body, _ = await self._request(
             "POST",

@@ -66,6 +66,60 @@ sampleproject 4.0.0, signed by the key with seed bytes 0..31 named
 The signer is identified by its signed-note verifier key (``key_name`` plus
 ``public_key``, algorithm Ed25519 0x01); see :func:`SignedStatement.signer_vkey`.
 
+An **observation** is the second kind of logged statement: an observer key
+(same key format as a signer's) states "the index at INDEX_URL served the file
+FILENAME of release PROJECT VERSION with SHA-256 DIGEST and SIZE bytes at
+OBSERVED_MS". The observer hashed the bytes it downloaded itself; nobody
+vouches for the file's contents, only for what was served (the first-seen
+hash, as the Go checksum database records it). Its signed message::
+
+    b"sigledger/observation/v1\\n" || msgpack([project, version, filename, sha256, size,
+                                               index_url, observed_ms, key_name])
+
+A **signed observation** (:class:`SignedObservation`, ``encode_signed``) is::
+
+    [2, project, version, filename, sha256, size, key_name, public_key, signature,
+     index_url, observed_ms]
+
+and its logged entry appends ``time_ms`` (12 elements). The first six
+elements keep the positions and types of a signed statement, so anything that
+reads the project, version, filename, sha256 or size of an entry reads either
+kind; the leading 2 tells them apart. ``index_url`` is the simple-API base URL
+the file was served by: an ``http``/``https`` URL of at most 1024 characters
+without whitespace or control characters; ``observed_ms`` is milliseconds since
+the Unix epoch below 2**63. The binding rule applies per key exactly as for
+signers: one observer key, one hash per file identity.
+
+The same file observed by the key with seed bytes 0..31 named
+``log.example.org/observer`` at https://pypi.org/simple/::
+
+    >>> from sigledger.ledger.entry import decode_signed, encode_signed
+    >>> from sigledger.client.publish.submit import sign_observation
+    >>> observer = Signer.from_seed("log.example.org/observer", bytes(range(32)))
+    >>> obs = sign_observation(observer, st, "https://pypi.org/simple/", 1767225599000)
+    >>> observation_message(st, obs.index_url, obs.observed_ms, obs.key_name)[:25]
+    b'sigledger/observation/v1\\n'
+    >>> data = encode_entry(Entry(obs, 1767225600000))
+    >>> for i in range(0, len(data), 32): print(data[i:i+32].hex())
+    9c02ad73616d706c6570726f6a656374a5342e302e30d92473616d706c657072
+    6f6a6563742d342e302e302d7079332d6e6f6e652d616e792e77686cc4200000
+    000000000000000000000000000000000000000000000000000000000000cd10
+    92b86c6f672e6578616d706c652e6f72672f6f62736572766572c42003a107bf
+    f3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8c440ec69
+    1bb64276f4d496d7d1ec4f07eed583862097929c1898dbecbbaedeb599bfd37c
+    2f9de456ffb6f6d2eb010d90f12e4c76ab43aa553ac1681ffcc356db2e03b868
+    747470733a2f2f707970692e6f72672f73696d706c652fcf0000019b76daa418
+    cf0000019b76daa800
+    >>> entry = decode_entry(data)
+    >>> (entry.signed.kind, entry.signed.index_url, entry.signed.verify())
+    ('observation', 'https://pypi.org/simple/', True)
+    >>> decode_signed(encode_signed(obs)) == obs
+    True
+
+(``9c`` = array of 12, ``02`` = format 2: an observation; after the signature,
+``b8 18 68747470...`` = the 24-byte index URL, ``cf...a418`` = observed_ms,
+``cf...a800`` = time_ms.)
+
 **File identity** (:func:`file_identity`). Installers treat many spellings of
 a filename as one file, so the binding rule ("one signer, one hash per file")
 and every comparison of files use a canonical identity computed with
@@ -95,7 +149,7 @@ import base64
 import functools
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
 from nacl.exceptions import BadSignatureError
@@ -116,12 +170,15 @@ from sigledger.ledger.note import ALG_ED25519, check_key_name, key_id
 from sigledger.ledger.tiles import MAX_ENTRY_SIZE  # an entry must fit an entry bundle
 
 FORMAT_VERSION = 1
+OBSERVATION_FORMAT = 2
 STATEMENT_CONTEXT = b"sigledger/statement/v1\n"
+OBSERVATION_CONTEXT = b"sigledger/observation/v1\n"
 
 MAX_PROJECT_LEN = 200
 MAX_VERSION_LEN = 128
 MAX_FILENAME_LEN = 255
 MAX_KEY_NAME_LEN = 128
+MAX_INDEX_URL_LEN = 1024
 
 # PEP 508 names (the canonical form is also lower case with single '-').
 _PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
@@ -175,6 +232,8 @@ class Statement:
 class SignedStatement:
     """A statement plus the publisher's key and Ed25519 signature."""
 
+    kind: ClassVar[str] = "signature"
+
     statement: Statement
     key_name: str
     public_key: bytes
@@ -184,22 +243,59 @@ class SignedStatement:
         """The signer's identity as a signed-note verifier key string."""
         return signer_vkey(self.key_name, self.public_key)
 
+    def message(self) -> bytes:
+        """The exact bytes the signature is over."""
+        return statement_message(self.statement, self.key_name)
+
     def verify(self) -> bool:
         """True iff the signature is valid for this statement and key."""
-        try:
-            VerifyKey(self.public_key).verify(
-                statement_message(self.statement, self.key_name), self.signature
-            )
-        except (BadSignatureError, ValueError, TypeError):
-            return False
-        return True
+        return _verify(self.public_key, self.message(), self.signature)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedObservation:
+    """An observer's signed account of what an index served (see the module doc)."""
+
+    kind: ClassVar[str] = "observation"
+
+    statement: Statement
+    index_url: str
+    observed_ms: int
+    key_name: str
+    public_key: bytes
+    signature: bytes
+
+    def signer_vkey(self) -> str:
+        """The observer's identity as a signed-note verifier key string."""
+        return signer_vkey(self.key_name, self.public_key)
+
+    def message(self) -> bytes:
+        """The exact bytes the signature is over."""
+        return observation_message(self.statement, self.index_url, self.observed_ms, self.key_name)
+
+    def verify(self) -> bool:
+        """True iff the signature is valid for this observation and key."""
+        return _verify(self.public_key, self.message(), self.signature)
+
+
+# What a logged entry holds: a publisher's signature or an observer's observation.
+Signed = SignedStatement | SignedObservation
+
+
+def _verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        VerifyKey(public_key).verify(message, signature)
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A logged entry: a signed statement and the time the log integrated it."""
+    """A logged entry: a signed statement or observation and the time the log
+    integrated it."""
 
-    signed: SignedStatement
+    signed: Signed
     time_ms: int
 
     @property
@@ -312,16 +408,37 @@ def statement_message(st: Statement, key_name: str) -> bytes:
     )
 
 
+def observation_message(st: Statement, index_url: str, observed_ms: int, key_name: str) -> bytes:
+    """The exact bytes the observer key named ``key_name`` signs for ``st`` served by
+    ``index_url`` at ``observed_ms``."""
+    return OBSERVATION_CONTEXT + _pack(
+        [st.project, st.version, st.filename, st.sha256, st.size, index_url, observed_ms, key_name]
+    )
+
+
+def check_index_url(url: object) -> str:
+    """``url`` if it is a valid observation index URL (see the module doc), else FormatError."""
+    if not isinstance(url, str) or not 0 < len(url) <= MAX_INDEX_URL_LEN:
+        raise FormatError(
+            f"index URL must be a non-empty string of at most {MAX_INDEX_URL_LEN} characters"
+        )
+    if not url.startswith(("http://", "https://")) or url.partition("://")[2][:1] in ("", "/"):
+        raise FormatError(f"index URL {url[:100]!r} must be an http:// or https:// URL")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise FormatError(f"index URL {url[:100]!r} must not contain whitespace or control codes")
+    return url
+
+
 def _pack(obj: list[Any]) -> bytes:
     data = msgpack.packb(obj, use_bin_type=True)
     assert isinstance(data, bytes)
     return data
 
 
-def _signed_fields(s: SignedStatement) -> list[Any]:
+def _signed_fields(s: Signed) -> list[Any]:
     st = s.statement
-    return [
-        FORMAT_VERSION,
+    fields = [
+        FORMAT_VERSION if isinstance(s, SignedStatement) else OBSERVATION_FORMAT,
         st.project,
         st.version,
         st.filename,
@@ -331,10 +448,18 @@ def _signed_fields(s: SignedStatement) -> list[Any]:
         s.public_key,
         s.signature,
     ]
+    if isinstance(s, SignedObservation):
+        fields += [s.index_url, s.observed_ms]
+    return fields
 
 
 def encode_signed_statement(s: SignedStatement) -> bytes:
     """Canonical msgpack of a signed statement (the submission form)."""
+    return _pack(_signed_fields(s))
+
+
+def encode_signed(s: Signed) -> bytes:
+    """Canonical msgpack of a signed statement or observation (the submission form)."""
     return _pack(_signed_fields(s))
 
 
@@ -379,10 +504,26 @@ def _unpack_canonical(data: bytes, what: str) -> list[Any]:
     return obj
 
 
-def _signed_from_fields(fields: list[Any], what: str) -> SignedStatement:
-    version = fields[0]
-    if type(version) is not int or version != FORMAT_VERSION:
+# Fields of each format: the signed form, and its entry (one more: time_ms).
+_FIELDS = {FORMAT_VERSION: 9, OBSERVATION_FORMAT: 11}
+
+
+def _format_of(fields: list[Any], what: str, extra: int) -> int:
+    """The format number of ``fields`` after checking their count (``extra``: 1 for
+    an entry's time_ms, 0 for a signed form)."""
+    version = fields[0] if fields else None
+    if type(version) is not int or version not in _FIELDS:
         raise FormatError(f"{what} has unknown format version {version!r}")
+    want = _FIELDS[version] + extra
+    if len(fields) != want:
+        raise FormatError(
+            f"{what} of format version {version} must have {want} fields, not {len(fields)}"
+        )
+    return version
+
+
+def _signed_from_fields(fields: list[Any], what: str) -> Signed:
+    version = fields[0]
     _v, project, ver, filename, sha256, size, key_name, public_key, signature = fields[:9]
     _check_statement_fields(project, ver, filename, sha256, size)
     if not isinstance(key_name, str) or not 0 < len(key_name) <= MAX_KEY_NAME_LEN:
@@ -392,28 +533,39 @@ def _signed_from_fields(fields: list[Any], what: str) -> SignedStatement:
         raise FormatError("public key must be 32 bytes")
     if not isinstance(signature, bytes) or len(signature) != 64:
         raise FormatError("signature must be 64 bytes")
-    return SignedStatement(
-        Statement(project, ver, filename, sha256, size), key_name, public_key, signature
-    )
+    st = Statement(project, ver, filename, sha256, size)
+    if version == FORMAT_VERSION:
+        return SignedStatement(st, key_name, public_key, signature)
+    index_url, observed_ms = fields[9:11]
+    check_index_url(index_url)
+    if type(observed_ms) is not int or not 0 <= observed_ms <= MAX_UINT63:
+        raise FormatError("observation time must be an integer in [0, 2**63)")
+    return SignedObservation(st, index_url, observed_ms, key_name, public_key, signature)
 
 
-def decode_signed_statement(data: bytes) -> SignedStatement:
-    """Strictly decode :func:`encode_signed_statement` output (signature not checked)."""
+def decode_signed(data: bytes) -> Signed:
+    """Strictly decode :func:`encode_signed` output, either kind (signature not checked)."""
     fields = _unpack_canonical(data, "signed statement")
-    if len(fields) != 9:
-        raise FormatError(f"signed statement must have 9 fields, not {len(fields)}")
+    _format_of(fields, "signed statement", 0)
     return _signed_from_fields(fields, "signed statement")
 
 
+def decode_signed_statement(data: bytes) -> SignedStatement:
+    """Strictly decode :func:`encode_signed_statement` output (signature not checked);
+    an observation is refused (see :func:`decode_signed`)."""
+    signed = decode_signed(data)
+    if not isinstance(signed, SignedStatement):
+        raise FormatError("signed statement is an observation, not a publisher's signature")
+    return signed
+
+
 def decode_entry(data: bytes) -> Entry:
-    """Strictly decode a logged entry (signature not checked; see SignedStatement.verify)."""
+    """Strictly decode a logged entry of either kind (signature not checked; see
+    ``entry.signed.verify()``)."""
     fields = _unpack_canonical(data, "entry")
-    if len(fields) != 10:
-        if fields and fields[0] != FORMAT_VERSION:
-            raise FormatError(f"entry has unknown format version {fields[0]!r}")
-        raise FormatError(f"entry must have 10 fields, not {len(fields)}")
+    version = _format_of(fields, "entry", 1)
     signed = _signed_from_fields(fields, "entry")
-    time_ms = fields[9]
+    time_ms = fields[_FIELDS[version]]
     if type(time_ms) is not int or not 0 <= time_ms <= MAX_UINT63:
         raise FormatError("entry time must be an integer in [0, 2**63)")
     return Entry(signed, time_ms)

@@ -9,9 +9,15 @@ JSON (``Content-Type: application/json``): one statement object, or
      "signer": "<signed-note verifier key, Ed25519>",
      "signature": "<base64 of the 64-byte Ed25519 signature>"}
 
+It may also carry ``"kind": "signature"`` (the default). An observation
+(:class:`~sigledger.ledger.entry.SignedObservation`) is the same object plus
+``"kind": "observation"``, ``"index_url": "<simple-API base URL>"`` and
+``"observed_ms": <integer>``; ``signer`` is then the observer's key. One request
+may mix both kinds.
+
 msgpack (``Content-Type: application/msgpack``): a msgpack array of bin values,
-each the canonical encoding of one signed statement
-(:func:`sigledger.ledger.entry.encode_signed_statement`).
+each the canonical encoding of one signed statement or observation
+(:func:`sigledger.ledger.entry.encode_signed`).
 
 Every malformed or non-canonical request raises
 :class:`~sigledger.ledger.errors.FormatError` naming the statement and field.
@@ -40,10 +46,13 @@ from packaging.version import InvalidVersion, Version
 
 from sigledger.ledger.encoding import MAX_UINT63, b64decode, sha256_from_hex
 from sigledger.ledger.entry import (
+    Signed,
+    SignedObservation,
     SignedStatement,
     Statement,
-    decode_signed_statement,
-    encode_signed_statement,
+    check_index_url,
+    decode_signed,
+    encode_signed,
     file_identity,
     is_project_name,
 )
@@ -53,11 +62,14 @@ from sigledger.ledger.note import ALG_ED25519, Verifier, parse_note
 JSON_TYPE = "application/json"
 MSGPACK_TYPE = "application/msgpack"
 _KEYS = frozenset({"project", "version", "filename", "sha256", "size", "signer", "signature"})
+_OBSERVATION_KEYS = _KEYS | {"kind", "index_url", "observed_ms"}
+KINDS = (SignedStatement.kind, SignedObservation.kind)
 
 
-def statement_to_json(s: SignedStatement) -> dict[str, Any]:
+def statement_to_json(s: Signed) -> dict[str, Any]:
+    """The JSON object of a signed statement or observation (see the module doc)."""
     st = s.statement
-    return {
+    doc: dict[str, Any] = {
         "project": st.project,
         "version": st.version,
         "filename": st.filename,
@@ -66,14 +78,22 @@ def statement_to_json(s: SignedStatement) -> dict[str, Any]:
         "signer": s.signer_vkey(),
         "signature": base64.b64encode(s.signature).decode(),
     }
+    if isinstance(s, SignedObservation):
+        doc.update(kind=s.kind, index_url=s.index_url, observed_ms=s.observed_ms)
+    return doc
 
 
-def statement_from_json(obj: object, where: str = "statement") -> SignedStatement:
+def statement_from_json(obj: object, where: str = "statement") -> Signed:
+    """Read :func:`statement_to_json` output of either kind (signature not checked)."""
     if not isinstance(obj, dict):
         raise FormatError(f"{where} must be a JSON object")
-    keys = set(obj)
-    if keys != _KEYS:
-        missing, extra = sorted(_KEYS - keys), sorted(keys - _KEYS)
+    kind = obj.get("kind", SignedStatement.kind)
+    if kind not in KINDS:
+        raise FormatError(f"{where}: kind must be one of {list(KINDS)}, not {str(kind)[:40]!r}")
+    want = _OBSERVATION_KEYS if kind == SignedObservation.kind else _KEYS
+    keys = set(obj) - ({"kind"} if kind == SignedStatement.kind else set())
+    if keys != want:
+        missing, extra = sorted(want - keys), sorted(keys - want)
         raise FormatError(f"{where}: missing keys {missing}, unknown keys {extra}")
     sha = obj["sha256"]
     digest = sha256_from_hex(sha)
@@ -103,7 +123,18 @@ def statement_from_json(obj: object, where: str = "statement") -> SignedStatemen
         st.validate()
     except FormatError as exc:
         raise FormatError(f"{where}: {exc}") from None
-    return SignedStatement(st, verifier.name, verifier.public_key, signature)
+    if kind == SignedStatement.kind:
+        return SignedStatement(st, verifier.name, verifier.public_key, signature)
+    try:
+        index_url = check_index_url(obj["index_url"])
+    except FormatError as exc:
+        raise FormatError(f"{where}: {exc}") from None
+    observed_ms = obj["observed_ms"]
+    if type(observed_ms) is not int or not 0 <= observed_ms <= MAX_UINT63:
+        raise FormatError(f"{where}: observed_ms must be an integer in [0, 2**63)")
+    return SignedObservation(
+        st, index_url, observed_ms, verifier.name, verifier.public_key, signature
+    )
 
 
 def _b64(value: object, what: str) -> bytes:
@@ -112,24 +143,22 @@ def _b64(value: object, what: str) -> bytes:
     return b64decode(value, what)
 
 
-def encode_add_request(
-    statements: Sequence[SignedStatement], content_type: str = JSON_TYPE
-) -> bytes:
+def encode_add_request(statements: Sequence[Signed], content_type: str = JSON_TYPE) -> bytes:
     if content_type == MSGPACK_TYPE:
-        data = msgpack.packb([encode_signed_statement(s) for s in statements], use_bin_type=True)
+        data = msgpack.packb([encode_signed(s) for s in statements], use_bin_type=True)
         assert isinstance(data, bytes)
         return data
     return json.dumps({"statements": [statement_to_json(s) for s in statements]}).encode()
 
 
-def parse_add_request(body: bytes, content_type: str, max_statements: int) -> list[SignedStatement]:
+def parse_add_request(body: bytes, content_type: str, max_statements: int) -> list[Signed]:
     """Decode and validate a /add body (signatures are checked separately)."""
     if content_type == MSGPACK_TYPE:
         items = _msgpack_items(body, max_statements)
         out = []
         for i, item in enumerate(items):
             try:
-                out.append(decode_signed_statement(item))
+                out.append(decode_signed(item))
             except FormatError as exc:
                 raise FormatError(f"statement {i}: {exc}") from None
         return out
@@ -325,7 +354,7 @@ class CheckedAdd:
     verify. ``statements`` is empty unless both are empty.
     """
 
-    statements: tuple[SignedStatement, ...] = ()
+    statements: tuple[Signed, ...] = ()
     error: str | None = None
     bad_signatures: tuple[int, ...] = ()
 

@@ -17,10 +17,10 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from sigledger.client.publish.submit import sign_statement
+from sigledger.client.publish.submit import sign_observation, sign_statement
 from sigledger.ledger import merkle, tiles
 from sigledger.ledger.checkpoint import open_checkpoint
-from sigledger.ledger.entry import SignedStatement, Statement
+from sigledger.ledger.entry import Signed, SignedObservation, SignedStatement, Statement
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.wire import JSON_TYPE, encode_add_request
 from tests.memtree import MemoryTree
@@ -172,8 +172,22 @@ def signed(
     return sign_statement(signer, st)
 
 
+def observed(
+    observer: Signer,
+    project: str = "sampleproject",
+    version: str = "1.0.0",
+    content: bytes = b"x",
+    kind: str = "whl",
+    index_url: str = "https://index.example/simple/",
+    observed_ms: int = 1767225600000,
+) -> SignedObservation:
+    """An observation of the file :func:`signed` would sign, served by ``index_url``."""
+    st = signed(observer, project, version, content, kind).statement
+    return sign_observation(observer, st, index_url, observed_ms)
+
+
 async def post_add(
-    url: str, statements: list[SignedStatement], headers: dict[str, str] | None = None
+    url: str, statements: list[Signed], headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
     """``POST /add`` (JSON) without retries: status, JSON answer, response headers."""
     body = encode_add_request(statements, JSON_TYPE)

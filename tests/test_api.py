@@ -53,10 +53,12 @@ from sigledger.ledger.wire import (
     statement_to_json,
 )
 from sigledger.ledger.witness.app import _render_error as witness_errors
-from tests.helpers import signed
+from tests.helpers import observed, signed
 
 ALICE = Signer.from_seed("alice", bytes([7]) * 32)
+OBSERVER = Signer.from_seed("log.example/observer", bytes([8]) * 32)
 GOOD = [signed(ALICE, version=f"{i}.0") for i in range(3)]
+SEEN = [observed(OBSERVER, version=f"{i}.0") for i in range(2)]
 
 
 @pytest.mark.parametrize("ctype", [JSON_TYPE, MSGPACK_TYPE])
@@ -85,6 +87,43 @@ def test_json_rejects_non_canonical_fields() -> None:
     ]:
         with pytest.raises(FormatError, match=field):
             statement_from_json({**obj, field: value})
+
+
+@pytest.mark.parametrize("ctype", [JSON_TYPE, MSGPACK_TYPE])
+def test_observations_travel_with_statements(ctype: str) -> None:
+    mixed = [GOOD[0], SEEN[0], GOOD[1], SEEN[1]]
+    body = encode_add_request(mixed, ctype)
+    assert parse_add_request(body, ctype, 10) == mixed
+    checked = check_add_request(body, ctype, 10)
+    assert checked.statements == tuple(mixed) and not checked.bad_signatures
+    forged = replace(SEEN[1], index_url="https://elsewhere.example/simple/")
+    checked = check_add_request(encode_add_request([GOOD[0], forged], ctype), ctype, 10)
+    assert checked.bad_signatures == (1,)
+
+
+def test_observation_json_form() -> None:
+    obj = statement_to_json(SEEN[0])
+    assert obj["kind"] == "observation"
+    assert obj["index_url"] == SEEN[0].index_url
+    assert obj["observed_ms"] == SEEN[0].observed_ms
+    assert set(obj) - set(statement_to_json(GOOD[0])) == {"kind", "index_url", "observed_ms"}
+    assert statement_from_json(obj) == SEEN[0]
+    # A statement may name its kind; it is the default.
+    assert statement_from_json({**statement_to_json(GOOD[0]), "kind": "signature"}) == GOOD[0]
+    for change, complaint in [
+        ({"kind": "vote"}, "kind"),
+        ({"kind": ["observation"]}, "kind"),
+        ({"kind": "signature"}, "unknown keys"),
+        ({"index_url": "ftp://x/simple/"}, "index URL"),
+        ({"index_url": 7}, "index URL"),
+        ({"observed_ms": -1}, "observed_ms"),
+        ({"observed_ms": 1.5}, "observed_ms"),
+    ]:
+        with pytest.raises(FormatError, match=complaint):
+            statement_from_json({**obj, **change})
+    for key in ("index_url", "observed_ms"):
+        with pytest.raises(FormatError, match="missing keys"):
+            statement_from_json({k: v for k, v in obj.items() if k != key})
 
 
 def test_msgpack_rejects_non_canonical_arrays() -> None:

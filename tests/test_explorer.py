@@ -40,7 +40,7 @@ from sigledger.ledger.note import (
 from sigledger.ledger.service.config import ServerConfig
 from sigledger.ledger.tiles import decode_entry_bundle, entry_bundle_for
 from sigledger.ledger.wire import JSON_TYPE, encode_add_request
-from tests.helpers import LogProcess, WitnessProcess, get, read_log, signed
+from tests.helpers import LogProcess, WitnessProcess, get, observed, read_log, signed
 
 ALICE = Signer.from_seed("alice@example.org", bytes([1]) * 32)
 BOB = Signer.from_seed("bob@example.org", bytes([2]) * 32)
@@ -181,6 +181,34 @@ async def _small_log(client: TestClient) -> None:
     )
     await _add(client, [signed(BOB, "pkg-a", "2.0", b"a-2.0-whl"), signed(BOB, "other", "0.1")])
     await _add(client, [signed(HOSTILE, "pkg-a", "1.0", b"evil")])  # the conflict
+
+
+async def test_observation_entries_show_kind_and_index(client: TestClient) -> None:
+    observer = Signer.from_seed("localhost/sigledger/observer", bytes([5]) * 32)
+    index_url = "http://127.0.0.1:9/simple/"
+    await _add(
+        client,
+        [
+            signed(ALICE, "pkg-a", "1.0", b"a-1.0-whl"),
+            observed(observer, "pkg-a", "1.0", b"a-1.0-whl", index_url=index_url),
+        ],
+    )
+    doc, _, _ = await _page(client, "/entry/1")
+    f = fields_of(doc)
+    assert (f["kind"], f["format_version"], f["index_url"]) == ("observation", "2", index_url)
+    assert f["observed_ms"] == "1767225600000" and f["observed"] == "2026-01-01 00:00:00.000Z"
+    assert (f["key_name"], f["signer"], f["signature_check"]) == (
+        observer.name,
+        observer.vkey,
+        "valid",
+    )
+    assert doc.by_id("index-url").text() == index_url
+    doc, _, _ = await _page(client, "/entry/0")
+    assert fields_of(doc)["kind"] == "signature" and "index_url" not in fields_of(doc)
+    doc, text, _ = await _page(client, "/project/pkg-a")
+    assert "observed at " + index_url in text
+    doc, _, _ = await _page(client, "/signer/" + quote(observer.vkey, safe=""))
+    assert indexes(doc.by_id("signer-entries")) == [1]
 
 
 def _links(doc: Node) -> set[str]:
@@ -673,6 +701,7 @@ async def test_explorer_in_a_browser(
     assert fields_of(doc) == {
         "index": "11",
         "format_version": "1",
+        "kind": "signature",
         "project": st.project,
         "version": st.version,
         "filename": st.filename,

@@ -44,7 +44,7 @@ from aiohttp import web
 
 from sigledger.ledger import merkle
 from sigledger.ledger import wire as api
-from sigledger.ledger.entry import SignedStatement
+from sigledger.ledger.entry import Signed
 from sigledger.ledger.errors import (
     BadQueryError,
     BadSignatureError,
@@ -234,7 +234,7 @@ class Gate:
         finally:
             self.backlog.leave(reserved)
 
-    def admit_signers(self, statements: Sequence[SignedStatement]) -> None:
+    def admit_signers(self, statements: Sequence[Signed]) -> None:
         """The submitters list and the per-signer limit: SignerNotAllowedError or
         RateLimitedError for the first signer refused."""
         for vkey, count in collections.Counter(s.signer_vkey() for s in statements).items():
@@ -521,7 +521,7 @@ async def handle_add(request: web.Request) -> web.Response:
     return web.json_response(api.encode_add_answer(receipts))
 
 
-async def _sequenced(request: web.Request, statements: Sequence[SignedStatement]) -> list[Receipt]:
+async def _sequenced(request: web.Request, statements: Sequence[Signed]) -> list[Receipt]:
     """The receipts of verified, admitted statements, counted by outcome."""
     metrics = request.app[METRICS_KEY]
     started = time.monotonic()
@@ -551,7 +551,7 @@ def _rate_limited(
     )
 
 
-async def _checked_statements(request: web.Request, body: bytes) -> tuple[SignedStatement, ...]:
+async def _checked_statements(request: web.Request, body: bytes) -> tuple[Signed, ...]:
     """Parse ``body`` and verify every signature; MalformedRequestError,
     BadSignatureError or WorkersRestartingError otherwise."""
     cfg = request.app[CONFIG_KEY]

@@ -57,7 +57,9 @@ from sigledger.ledger.encoding import b64encode as _b64
 from sigledger.ledger.encoding import sha256_from_hex
 from sigledger.ledger.entry import (
     MAX_VERSION_LEN,
+    OBSERVATION_FORMAT,
     Entry,
+    SignedObservation,
     Statement,
     decode_entry,
     is_project_name,
@@ -414,11 +416,18 @@ def canonical_project(name: str) -> str | None:
 
 
 def _signer_link(view: _View, entry: Entry) -> str:
+    """The key's name linked to its page; an observer's marked as such, with the index."""
     vkey = entry.signed.signer_vkey()
-    return (
+    link = (
         f'<a href="{esc(view.href("signer", vkey))}" title="{esc(vkey)}"'
         f' class="signer">{esc(entry.signed.key_name)}</a>'
     )
+    if isinstance(entry.signed, SignedObservation):
+        link += (
+            f' <small class="badge observation" title="observed at '
+            f'{esc(entry.signed.index_url)}">observed</small>'
+        )
+    return link
 
 
 def _entries_table(
@@ -905,7 +914,8 @@ async def handle_entry(request: web.Request, view: _View) -> web.Response:
     )
     fields = [
         ("Log index", "index", str(index)),
-        ("Format version", "format_version", "1"),
+        ("Format version", "format_version", str(_format_version(signed))),
+        ("Kind", "kind", esc(signed.kind)),
         ("Project", "project", _a(view.href("project", st.project), st.project)),
         (
             "Version",
@@ -923,6 +933,7 @@ async def handle_entry(request: web.Request, view: _View) -> web.Response:
         ("Public key", "public_key", f"<code>{esc(_b64(signed.public_key))}</code>"),
         ("Signer (verifier key)", "signer", _a(view.href("signer", vkey), vkey)),
         ("Signature", "signature", f"<code>{esc(_b64(signed.signature))}</code>"),
+        *_observation_fields(signed),
         ("Signature check", "signature_check", sig_state),
         ("Logged at (ms)", "time_ms", str(entry.time_ms)),
         ("Logged at", "time", _time(entry.time_ms)),
@@ -943,7 +954,7 @@ async def handle_entry(request: web.Request, view: _View) -> web.Response:
         others_html = '<p class="muted" id="same-file-none">No other entries for this file.</p>'
     body = f"""<h1>Entry #{index}</h1>
 <p><code>{esc(st.filename)}</code> of {_a(view.href("project", st.project), st.project)}
-{esc(st.version)}, signed by {_signer_link(view, entry)}.</p>
+{esc(st.version)}, {_attribution(view, entry)}.</p>
 {alert}
 <table class="fields" id="entry-fields"><tbody>{field_rows}</tbody></table>
 <details><summary>Entry bytes (base64)</summary><pre id="entry-bytes">{esc(_b64(data))}</pre>
@@ -954,6 +965,31 @@ async def handle_entry(request: web.Request, view: _View) -> web.Response:
 {_checkpoint_section(view, time_ms)}
 <nav class="pager">{" ".join(nav)}</nav>"""
     return _page(view, f"Entry #{index}: {st.filename}", body)
+
+
+def _format_version(signed: object) -> int:
+    return OBSERVATION_FORMAT if isinstance(signed, SignedObservation) else 1
+
+
+def _observation_fields(signed: object) -> list[tuple[str, str, str]]:
+    """The fields only an observation has: which index served the file, and when."""
+    if not isinstance(signed, SignedObservation):
+        return []
+    return [
+        ("Index URL", "index_url", f"<code>{esc(signed.index_url)}</code>"),
+        ("Observed at (ms)", "observed_ms", str(signed.observed_ms)),
+        ("Observed at", "observed", _time(signed.observed_ms)),
+    ]
+
+
+def _attribution(view: _View, entry: Entry) -> str:
+    """ "signed by KEY" or "served by INDEX as observed by KEY"."""
+    if isinstance(entry.signed, SignedObservation):
+        return (
+            f'served by <code id="index-url">{esc(entry.signed.index_url)}</code> as observed by '
+            + _signer_link(view, entry)
+        )
+    return "signed by " + _signer_link(view, entry)
 
 
 async def handle_signer(request: web.Request, view: _View) -> web.Response:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, fields
 
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import Checkpoint, sign_checkpoint
-from sigledger.ledger.entry import Entry, SignedStatement, decode_entry, encode_entry
+from sigledger.ledger.entry import Entry, Signed, decode_entry, encode_entry
 from sigledger.ledger.errors import (
     BindingConflictError,
     NotWitnessedError,
@@ -87,7 +87,7 @@ class Placed:
 
 @dataclass
 class _Unit:
-    statements: Sequence[SignedStatement]
+    statements: Sequence[Signed]
     future: asyncio.Future[list[Receipt]]
     enqueued: float = field(default_factory=time.monotonic)
 
@@ -328,7 +328,7 @@ class Sequencer:
     def queued(self) -> int:
         return self._queued
 
-    async def submit(self, statements: Sequence[SignedStatement]) -> list[Receipt]:
+    async def submit(self, statements: Sequence[Signed]) -> list[Receipt]:
         """Queue already-verified statements; return their receipts once published."""
         if self._stopping:
             raise ShuttingDownError("the log is shutting down; retry later")
@@ -633,7 +633,7 @@ def _log_part(note: bytes) -> bytes:
     return format_note(Note(parsed.text, parsed.signatures[:1]))
 
 
-def _binding_key(s: SignedStatement) -> BindingKey:
+def _binding_key(s: Signed) -> BindingKey:
     return (s.signer_vkey(), s.statement.identity.key)
 
 
