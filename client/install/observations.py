@@ -68,7 +68,7 @@ class Alarm:
             try:
                 entry = decode_entry(data)
                 doc.update(
-                    kind=getattr(entry.signed, "kind", "signature"),
+                    kind=entry.signed.kind,
                     sha256=entry.statement.sha256.hex(),
                     size=entry.statement.size,
                     signer=entry.signed.signer_vkey(),

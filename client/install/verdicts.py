@@ -39,7 +39,12 @@ from sigledger.client.install.policy import Policy
 from sigledger.client.publish.submit import hash_file
 from sigledger.client.receipts import check_witness_quorum, verify_receipt
 from sigledger.client.trust import VerifiedEntry, VerifiedLog
-from sigledger.ledger.entry import Statement, file_identity, parse_release_filename
+from sigledger.ledger.entry import (
+    SignedObservation,
+    Statement,
+    file_identity,
+    parse_release_filename,
+)
 from sigledger.ledger.errors import FormatError, VerificationError
 
 RESULT_FORMAT_VERSION = 1
@@ -289,7 +294,7 @@ def _file_key(e: VerifiedEntry) -> FileKey:
 def kind(e: VerifiedEntry) -> str:
     """``"signature"`` (a publisher signed the file) or ``"observation"`` (an
     observer logged what an index served)."""
-    return str(getattr(e.entry.signed, "kind", "signature"))
+    return e.entry.signed.kind
 
 
 def role(e: VerifiedEntry) -> str:
@@ -321,9 +326,9 @@ def entry_json(e: VerifiedEntry) -> dict[str, Any]:
         "integrated_time_ms": e.entry.time_ms,
         "tree_size": e.checkpoint.size,
     }
-    for name in ("index_url", "observed_ms"):
-        if hasattr(e.entry.signed, name):
-            doc[name] = getattr(e.entry.signed, name)
+    if isinstance(e.entry.signed, SignedObservation):
+        doc["index_url"] = e.entry.signed.index_url
+        doc["observed_ms"] = e.entry.signed.observed_ms
     return doc
 
 
@@ -421,7 +426,7 @@ def check_offline(policy: Policy, a: Pin, receipt: dict[str, Any]) -> Outcome:
     except VerificationError as exc:
         return Outcome(a, False, str(exc))
     vkey = v.entry.signed.signer_vkey()
-    observed = getattr(v.entry.signed, "kind", "signature") == "observation"
+    observed = v.entry.signed.kind == "observation"
     decision = policy.evaluate(st.project, [] if observed else [vkey], [vkey] if observed else [])
     return Outcome(
         a,
