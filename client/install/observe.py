@@ -58,7 +58,7 @@ from sigledger.client.publish.submit import sign_observation
 from sigledger.client.receipts import verify_receipt
 from sigledger.client.remote import LogClient, normalize_url
 from sigledger.ledger.entry import SignedObservation, Statement
-from sigledger.ledger.errors import ConfigError, FormatError
+from sigledger.ledger.errors import ConfigError, FormatError, UnavailableError
 from sigledger.ledger.note import Signer, Verifier
 
 __all__ = [
@@ -74,6 +74,7 @@ STATE_VERSION = 1
 BATCH = 500  # observations per /add request (the log takes up to 1000 by default)
 MAX_FILE = 4 << 30  # bytes: a larger upstream file is skipped and reported
 _LINGER = 0.05  # seconds the submitter waits for more observations to fill a batch
+_BUSY_TRIES = 60  # /add answers "busy" (429, 503) this many times before a run gives up
 
 
 def index_base(url: str) -> str:
@@ -273,7 +274,15 @@ async def observe_index(
 
     async def submit(log: LogClient, batch: list[_Seen]) -> None:
         if batch:
-            accepted, alarms = await add_observations(log, [s.signed for s in batch])
+            for attempt in range(_BUSY_TRIES):
+                try:
+                    accepted, alarms = await add_observations(log, [s.signed for s in batch])
+                    break
+                except UnavailableError as exc:
+                    # A crawler outruns the log's per-key rate: wait as told, then resend.
+                    if attempt + 1 == _BUSY_TRIES:
+                        raise
+                    await asyncio.sleep(float(getattr(exc, "retry_after", 1) or 1))
             report.alarms.extend(alarms)
             refused = {id(a.refused) for a in alarms}
             batch = [s for s in batch if id(s.signed) not in refused]

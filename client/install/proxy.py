@@ -1442,7 +1442,9 @@ class Proxy:
                 ],
             }
             write_alarm(self.cfg.state_dir / ALARMS_FILE, doc)
-            log.critical("refused %s: %s", verdict.filename, reason, extra={**extra, **doc})
+            log.critical(
+                "refused %s: %s", verdict.filename, reason, extra={**extra, "evidence": doc}
+            )
             evidence = "\nLogged entries (evidence):\n" + "".join(
                 f"  #{e.index} {kind(e)} by {e.entry.signed.signer_vkey()}: "
                 f"sha256:{e.entry.statement.sha256.hex()}\n"

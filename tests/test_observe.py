@@ -1,0 +1,228 @@
+"""Observers end to end: ``sigledger observe``, the observing proxy, the policy over
+observations, ``verify`` and the monitor, against a real log and two real pypiserver
+views of one package folder, one of which serves other bytes for one file (a
+targeted attack)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sigledger.client.install.policy import LogTrust, Policy, SignerRule, dump_policy
+from sigledger.client.publish.submit import write_key
+from sigledger.ledger.entry import SignedObservation, decode_entry, decode_signed
+from sigledger.ledger.note import Signer, Verifier
+from tests.helpers import LogProcess, run_cli
+from tests.index import PyPIServer, http_get, pip_install, uv_install, wheel
+from tests.test_monitor import monitor
+from tests.test_proxy import ProxyProcess
+
+MIRROR = Signer.from_seed("mirror.example/observer", hashlib.sha256(b"mirror").digest())
+SECOND = Signer.from_seed("second.example/observer", hashlib.sha256(b"second").digest())
+PROXY = Signer.from_seed("proxy.example/observer", hashlib.sha256(b"proxy").digest())
+VICTIM = "demo-1.1-py3-none-any.whl"
+
+
+@dataclass
+class Views:
+    log: LogProcess
+    honest: PyPIServer
+    tampered: PyPIServer
+    tmp: Path
+    files: dict[str, bytes]  # what the honest view serves
+    evil: bytes  # what the tampered view serves for VICTIM
+    keys: dict[str, Path]
+
+    def observe(self, index: str, key: str, state: str, *projects: str) -> tuple[int, Any]:
+        r = run_cli(
+            "observe",
+            "--json",
+            "--index",
+            index,
+            "--log",
+            self.log.url,
+            "--log-key",
+            self.log.vkey,
+            "--key",
+            str(self.keys[key]),
+            "--state",
+            str(self.tmp / state),
+            *projects,
+            timeout=120,
+        )
+        assert r.stdout, r.stderr
+        return r.returncode, json.loads(r.stdout)
+
+    def policy(self, name: str, *observers: Signer) -> Path:
+        verifier = Verifier.from_vkey(self.log.vkey)
+        rule = SignerRule(frozenset(), 1, observers=frozenset(o.vkey for o in observers))
+        path = self.tmp / name
+        path.write_text(
+            dump_policy(Policy((LogTrust(self.log.url, verifier, verifier.name),), default=rule))
+        )
+        return path
+
+
+@pytest.fixture
+def views(tmp_path: Path) -> Iterator[Views]:
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    files = {}
+    for name, version in (("demo", "1.0"), ("demo", "1.1"), ("other", "2.0")):
+        filename, data = wheel(name, version, f"NAME = {name!r}\nVERSION = {version!r}\n")
+        (packages / filename).write_bytes(data)
+        files[filename] = data
+    copy = tmp_path / "tampered-packages"
+    shutil.copytree(packages, copy)
+    _, evil = wheel("demo", "1.1", "import os  # not what was published\n")
+    (copy / VICTIM).write_bytes(evil)
+    keys = {}
+    for name, signer in (("mirror", MIRROR), ("second", SECOND), ("proxy", PROXY)):
+        keys[name] = tmp_path / f"{name}.key"
+        write_key(keys[name], signer)
+    log = LogProcess(tmp_path / "log").start()
+    honest, tampered = PyPIServer(packages), PyPIServer(copy)
+    try:
+        honest.start()
+        tampered.start()
+        yield Views(log, honest, tampered, tmp_path, files, evil, keys)
+    finally:
+        tampered.stop()
+        honest.stop()
+        log.stop()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.timeout(300)
+def test_targeted_attack_on_observed_files(views: Views) -> None:
+    good, evil = _sha(views.files[VICTIM]), _sha(views.evil)
+
+    # A mirror observes the honest view (every project): the first observation wins.
+    rc, doc = views.observe(views.honest.url, "mirror", "mirror.json")
+    assert rc == 0, doc
+    assert sorted(o["filename"] for o in doc["observed"]) == sorted(views.files)
+    assert {o["status"] for o in doc["observed"]} == {"added"}
+    assert not doc["alarms"] and not doc["errors"]
+    # A rerun remembers what it observed: nothing new to submit.
+    rc, doc = views.observe(views.honest.url, "mirror", "mirror.json")
+    assert rc == 0 and doc["observed"] == [] and doc["files"] == 3, doc
+
+    # The same observer later sees the tampered view: its disagreement is refused by
+    # the log and reported as an alarm with both statements; the rest is logged.
+    rc, doc = views.observe(views.tampered.url, "mirror", "mirror-tampered.json", "demo")
+    assert rc == 1, doc
+    assert [o["filename"] for o in doc["observed"]] == ["demo-1.0-py3-none-any.whl"]
+    assert doc["observed"][0]["status"] == "existing"
+    (alarm,) = doc["alarms"]
+    assert alarm["filename"] == VICTIM and "ALARM" in alarm["message"]
+    (logged,) = alarm["evidence"]["logged"]
+    first = decode_entry(base64.b64decode(logged["entry"]))
+    refused = decode_signed(base64.b64decode(alarm["evidence"]["refused"]["signed"]))
+    assert isinstance(first.signed, SignedObservation) and first.signed.verify()
+    assert isinstance(refused, SignedObservation) and refused.verify()
+    assert first.statement.sha256.hex() == good and refused.statement.sha256.hex() == evil
+    assert first.signed.signer_vkey() == refused.signer_vkey() == MIRROR.vkey
+    assert refused.index_url == views.tampered.url
+
+    # A second observer of the tampered view: the log records its (different) view.
+    rc, doc = views.observe(views.tampered.url, "second", "second.json", "demo")
+    assert rc == 0 and len(doc["observed"]) == 2, doc
+
+    # A proxy in front of the tampered view, trusting the mirror's observations,
+    # refuses the file (409 with the evidence); pip and uv install nothing from it.
+    policy = views.policy("policy.toml", MIRROR)
+    work = views.tmp / "proxy"
+    proxy = ProxyProcess(
+        views.tampered.url,
+        policy,
+        work,
+        "--page-ttl",
+        "0",
+        "--observer-key",
+        str(views.keys["proxy"]),
+    ).start()
+    try:
+        index = proxy.url + "/simple/"
+        status, body, _ = http_get(f"{proxy.url}/files/demo/{VICTIM}")
+        text = body.decode()
+        assert status == 409, text
+        # (the tampered file is larger: the proxy stops reading at the logged size)
+        assert f"for {VICTIM} but the log holds sha256:{good}" in text
+        assert f"observed by {MIRROR.vkey}" in text and "Logged entries (evidence)" in text
+        (record,) = [
+            json.loads(x) for x in (work / "state" / "alarms.jsonl").read_text().splitlines()
+        ]
+        assert record["served"] == f"more than the {len(views.files[VICTIM])} bytes"
+        assert [e["sha256"] for e in record["logged"]] == [good]
+        assert record["logged"][0]["kind"] == "observation"
+        for install in (pip_install, uv_install):
+            target = views.tmp / f"target-{install.__name__}"
+            r = install(index, target, views.tmp, "demo==1.1")
+            assert r.returncode != 0, r.stdout + r.stderr
+            assert not (target / "demo").exists()
+        # What the proxy serves it also logs, under its own key.
+        r = pip_install(index, views.tmp / "target-ok", views.tmp, "demo==1.0")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (views.tmp / "target-ok" / "demo" / "__init__.py").exists()
+        deadline = time.monotonic() + 20
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            health = json.loads(http_get(proxy.url + "/healthz")[1])
+            if health["observations_logged"] >= 1:
+                break
+            time.sleep(0.2)
+        assert health["observations_logged"] == 1 and health["observer"] == PROXY.vkey, health
+    finally:
+        proxy.stop()
+
+    # verify, trusting both observers: the honest file fails with both entries.
+    both = views.policy("both.toml", MIRROR, SECOND)
+    honest_file = views.tmp / VICTIM
+    honest_file.write_bytes(views.files[VICTIM])
+    env = {
+        "SIGLEDGER_STATE_DIR": str(views.tmp / "verify-state"),
+        "SIGLEDGER_CACHE_DIR": str(views.tmp / "verify-cache"),
+    }
+    r = run_cli("verify", "--json", "--policy", str(both), str(honest_file), env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    (result,) = json.loads(r.stdout)["results"]
+    assert result["alarm"] and "ALARM: trusted observer" in result["reason"]
+    assert [e["sha256"] for e in result["entries"]] == [good]
+    assert [e["sha256"] for e in result["conflicting_entries"]] == [evil]
+    assert result["conflicting_entries"][0]["kind"] == "observation"
+    # Trusting the mirror alone, the honest file verifies; the tampered one (logged by
+    # the untrusted second observer) fails with the mirror's entry as evidence.
+    r = run_cli("verify", "--policy", str(policy), str(honest_file), env=env)
+    assert r.returncode == 0, r.stderr
+    evil_file = views.tmp / "evil" / VICTIM
+    evil_file.parent.mkdir()
+    evil_file.write_bytes(views.evil)
+    r = run_cli("verify", "--policy", str(policy), str(evil_file), env=env)
+    assert r.returncode == 1, r.stderr
+    assert f"ALARM: trusted observer {MIRROR.vkey} logged a different hash sha256:{good}" in (
+        r.stderr
+    )
+
+    # The monitor reports the disagreement with both statements as evidence.
+    rc, alarms, err = asyncio.run(
+        monitor(views.tmp / "monitor", "--log", views.log.url, "--log-key", views.log.vkey)
+    )
+    conflicts = [a for a in alarms if a["type"] == "conflicting_observations"]
+    assert rc == 1 and len(conflicts) == 1, (alarms, err)
+    entries = conflicts[0]["evidence"]["entries"]
+    assert [e["sha256"] for e in entries] == [good, evil]
+    assert [e["kind"] for e in entries] == ["observation", "observation"]
+    assert {e["signer"] for e in entries} == {MIRROR.vkey, SECOND.vkey}
