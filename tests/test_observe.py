@@ -10,6 +10,8 @@ import base64
 import hashlib
 import json
 import shutil
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from sigledger.client.install.policy import LogTrust, Policy, SignerRule, dump_p
 from sigledger.client.publish.submit import write_key
 from sigledger.ledger.entry import SignedObservation, decode_entry, decode_signed
 from sigledger.ledger.note import Signer, Verifier
-from tests.helpers import LogProcess, run_cli
+from tests.helpers import LogProcess, run_cli, sigledger_cmd, tree_env
 from tests.index import PyPIServer, http_get, pip_install, uv_install, wheel
 from tests.test_monitor import monitor
 from tests.test_proxy import ProxyProcess
@@ -226,3 +228,63 @@ def test_targeted_attack_on_observed_files(views: Views) -> None:
     assert [e["sha256"] for e in entries] == [good, evil]
     assert [e["kind"] for e in entries] == ["observation", "observation"]
     assert {e["signer"] for e in entries} == {MIRROR.vkey, SECOND.vkey}
+
+
+@pytest.mark.timeout(120)
+def test_observe_follows_the_index(tmp_path: Path) -> None:
+    """``--follow`` observes files as the index gains them, one JSON line per pass,
+    until interrupted; a later run resumes from the state file."""
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    first, data = wheel("demo", "1.0")
+    (packages / first).write_bytes(data)
+    keyfile = tmp_path / "mirror.key"
+    write_key(keyfile, MIRROR)
+    state = tmp_path / "state.json"
+    log = LogProcess(tmp_path / "log").start()
+    server = PyPIServer(packages)
+    try:
+        server.start()
+        args = ["--index", server.url, "--log", log.url, "--key", str(keyfile)]
+        follow = ["--json", "--follow", "--interval", "0.2", "--state", str(state)]
+        proc = subprocess.Popen(
+            [*sigledger_cmd(), "observe", *follow, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=tree_env(),
+        )
+        try:
+
+            def observed() -> set[str]:
+                try:
+                    return set(json.loads(state.read_text())["files"])
+                except (FileNotFoundError, ValueError):
+                    return set()
+
+            def wait_for(names: set[str]) -> None:
+                deadline = time.monotonic() + 30
+                while observed() != names:
+                    assert proc.poll() is None and time.monotonic() < deadline, observed()
+                    time.sleep(0.1)
+
+            wait_for({first})
+            second, data = wheel("demo", "1.1")
+            (packages / second).write_bytes(data)
+            wait_for({first, second})
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 130, err
+        passes = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        logged = [o["filename"] for p in passes for o in p["observed"]]
+        assert logged == [first, second], passes
+        # Nothing new: a one-off run from the same state submits nothing.
+        r = run_cli("observe", "--json", *args, "--state", str(state))
+        assert r.returncode == 0 and json.loads(r.stdout)["observed"] == [], r.stderr
+    finally:
+        server.stop()
+        log.stop()

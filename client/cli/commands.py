@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -27,7 +28,7 @@ from sigledger.client.cli.output import (
     report_outcomes,
     report_published,
 )
-from sigledger.ledger.errors import ConfigError, VerificationError
+from sigledger.ledger.errors import ConfigError, NetworkError, VerificationError
 
 if TYPE_CHECKING:  # only for types: commands import the library when they run
     from sigledger.client.install.environment import TargetEnvironment
@@ -323,22 +324,33 @@ def observe(args: argparse.Namespace, ui: Ui) -> int:
         with ui.progress(
             "observing", None, lines=lambda done, total: f"observing: {done}/{total} new files"
         ) as progress:
-            report = asyncio.run(
-                observe_index(
-                    index,
-                    url,
-                    key,
-                    args.projects,
-                    state=state,
-                    log_key=log_key,
-                    concurrency=args.concurrency,
-                    progress=progress.update,
+            try:
+                report = asyncio.run(
+                    observe_index(
+                        index,
+                        url,
+                        key,
+                        args.projects,
+                        state=state,
+                        log_key=log_key,
+                        concurrency=args.concurrency,
+                        progress=progress.update,
+                    )
                 )
-            )
+            except NetworkError as exc:
+                if not args.follow:
+                    raise
+                # A follower outlives a passing outage: say so, try again next pass.
+                ui.error(f"FAIL: this pass: {exc}; trying again in {args.interval:g}s")
+                time.sleep(args.interval)
+                continue
         alarms += len(report.alarms)
         errors += len(report.errors)
-        if ui.json:
-            ui.data({"version": 1, "state": str(path), **report.to_json()})
+        doc = {"version": 1, "state": str(path), **report.to_json()}
+        if ui.json and args.follow:
+            print(json.dumps(doc), flush=True)  # one line per pass (JSON lines)
+        elif ui.json:
+            ui.data(doc)
         else:
             for alarm in report.alarms:
                 ui.error(alarm.message)
@@ -353,6 +365,7 @@ def observe(args: argparse.Namespace, ui: Ui) -> int:
                 f"{report.projects} project page(s) in {report.seconds:.1f}s "
                 f"({len(report.alarms)} alarm(s), {len(report.errors)} error(s)); state {path}"
             )
+            sys.stdout.flush()
         if not args.follow:
             break
         time.sleep(args.interval)

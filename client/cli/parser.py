@@ -573,7 +573,8 @@ def _observe(sub: Any) -> None:
     ob.add_argument(
         "--follow",
         action="store_true",
-        help="keep going: observe new files every --interval seconds until interrupted",
+        help="keep going: observe new files every --interval seconds until interrupted "
+        "(with --json, one JSON object per line and pass)",
     )
     ob.add_argument(
         "--interval",
