@@ -14,7 +14,9 @@ signatures and proofs (:mod:`sigledger.client.receipts`) before using it.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +30,7 @@ from sigledger.ledger.errors import (
     NotFoundError,
     NotWitnessedError,
     RefusedError,
+    UnavailableError,
     request_error_class,
 )
 from sigledger.ledger.service.httpclient import HttpClient
@@ -43,6 +46,7 @@ from sigledger.ledger.wire import (
 )
 
 USER_AGENT = "sigledger-client/0.1"
+OBSERVING_WAIT = 300.0  # seconds a lookup waits for a log observing a large release
 
 
 LogRefusedError = RefusedError
@@ -84,6 +88,11 @@ class LogClient(HttpClient):
 
     async def _request(self, method: str, path: str, **kw: Any) -> tuple[int, bytes, str]:
         """One request with retries on connection errors, 503 and 429 (``Retry-After``)."""
+        status, body, ctype, _ = await self._request_once(method, path, **kw)
+        return status, body, ctype
+
+    async def _request_once(self, method: str, path: str, **kw: Any) -> tuple[int, bytes, str, str]:
+        """:meth:`_request`, also returning the answer's ``Retry-After``."""
 
         async def attempt() -> tuple[int, bytes, str, str]:
             async with self.session.request(method, self.url + path, **kw) as resp:
@@ -91,7 +100,7 @@ class LogClient(HttpClient):
                 return resp.status, body, resp.content_type, resp.headers.get("Retry-After", "")
 
         try:
-            status, body, ctype, _ = await retrying(
+            return await retrying(
                 attempt,
                 Backoff(self._retries + 1, first=0.5),
                 again=_busy_wait,
@@ -101,7 +110,6 @@ class LogClient(HttpClient):
             raise NetworkError(
                 f"cannot reach the log at {self.url}: {exc.__class__.__name__}: {exc}"
             ) from exc
-        return status, body, ctype
 
     def _raise_for(self, status: int, body: bytes, what: str) -> None:
         if status == 200:
@@ -163,8 +171,22 @@ class LogClient(HttpClient):
             raise self._malformed("/add", exc) from None
 
     async def lookup(self, **params: str) -> LookupAnswer:
-        """One page of GET /lookup (unverified)."""
-        status, body, _ = await self._request("GET", "/lookup", params=params)
+        """One page of GET /lookup (unverified). While the log answers 202 (it is
+        observing a large release), ask again after its ``Retry-After``, for at most
+        :data:`OBSERVING_WAIT` seconds."""
+        deadline = time.monotonic() + OBSERVING_WAIT
+        while True:
+            status, body, _, after = await self._request_once("GET", "/lookup", params=params)
+            if status != 202:
+                break
+            wait = min(float(after) if after.isdigit() else 1.0, 30.0)
+            if time.monotonic() + wait > deadline:
+                raise UnavailableError(
+                    f"the log at {self.url} is still observing the release asked for "
+                    f"after {OBSERVING_WAIT:.0f} s; ask again later",
+                    retry_after=int(wait),
+                )
+            await asyncio.sleep(wait)
         self._raise_for(status, body, "looking up entries")
         try:
             return LookupAnswer.parse(body)

@@ -166,7 +166,7 @@ from packaging.version import InvalidVersion, Version
 
 from sigledger.ledger.encoding import MAX_UINT63
 from sigledger.ledger.errors import FormatError
-from sigledger.ledger.note import ALG_ED25519, check_key_name, key_id
+from sigledger.ledger.note import ALG_ED25519, Signer, check_key_name, key_id
 from sigledger.ledger.tiles import MAX_ENTRY_SIZE  # an entry must fit an entry bundle
 
 FORMAT_VERSION = 1
@@ -276,6 +276,18 @@ class SignedObservation:
     def verify(self) -> bool:
         """True iff the signature is valid for this observation and key."""
         return _verify(self.public_key, self.message(), self.signature)
+
+    @classmethod
+    def sign(
+        cls, signer: Signer, statement: Statement, index_url: str, observed_ms: int
+    ) -> SignedObservation:
+        """``signer``'s observation that ``index_url`` served ``statement``'s file at
+        ``observed_ms`` (FormatError for an invalid index URL)."""
+        check_index_url(index_url)
+        message = observation_message(statement, index_url, observed_ms, signer.name)
+        return cls(
+            statement, index_url, observed_ms, signer.name, signer.public_key, signer.sign(message)
+        )
 
 
 # What a logged entry holds: a publisher's signature or an observer's observation.

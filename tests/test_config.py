@@ -36,6 +36,24 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
     assert cfg.origin == "example.org/log"
 
 
+def test_observe_index_from_file_and_environment(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(
+        'observe-index = ["https://pypi.org/simple https://files.pythonhosted.org/packages/"]\n'
+    )
+    cfg = load_config(str(f), environ={})
+    assert cfg.observe_sources() == [
+        ("https://pypi.org/simple/", ("https://files.pythonhosted.org/packages/",))
+    ]
+    env = {"SIGLEDGER_OBSERVE_INDEX": "http://127.0.0.1:1/simple/,http://127.0.0.1:2/a"}
+    cfg = load_config(str(f), environ=env)
+    assert cfg.observe_sources() == [
+        ("http://127.0.0.1:1/simple/", ()),
+        ("http://127.0.0.1:2/a/", ()),
+    ]
+    assert load_config(environ={}).observe_sources() == []
+
+
 @pytest.mark.parametrize(
     ("text", "env", "match"),
     [
@@ -49,6 +67,11 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
         ('log_level = "loud"\n', {}, "log_level"),
         ("not toml [", {}, "invalid TOML"),
         ("", {"SIGLEDGER_QUEUE_MAX": "lots"}, "SIGLEDGER_QUEUE_MAX"),
+        ('observe_index = ["ftp://x/simple/"]\n', {}, "observe_index"),
+        ('observe_index = ["https://x/simple/ files.example"]\n', {}, "not an http"),
+        ("observe_max_files = 0\n", {}, "at least 1"),
+        ("observe_timeout = 0\n", {}, "positive"),
+        ("", {"SIGLEDGER_OBSERVE_CLIENT_RATE": "-1"}, "observe_client_rate"),
     ],
 )
 def test_invalid_config_is_refused(

@@ -72,6 +72,7 @@ def serve(args: argparse.Namespace, ui: Ui) -> int:
     flags |= _given(args, witness_quorum="witness_quorum", log_format="log_format")
     flags |= _given(args, database="database", publish_dir="publish_dir")
     flags |= _given(args, ha="ha", internal_url="internal_url")
+    flags |= _given(args, observe_index="observe_index")
     return _run_service(load_config(args.config, flags), run_server, ui)
 
 

@@ -216,6 +216,15 @@ def _serve(sub: Any) -> None:
         help="cosignatures required before a checkpoint is published",
     )
     s.add_argument(
+        "--observe-index",
+        action="append",
+        default=None,
+        metavar="'URL [FILE_PREFIX ...]'",
+        help="observe releases of this simple-API index on demand: a lookup for a release "
+        "the log has not observed fetches, hashes and logs its files (repeatable; env "
+        "SIGLEDGER_OBSERVE_INDEX, comma-separated)",
+    )
+    s.add_argument(
         "--publish-dir",
         metavar="DIR",
         help="also write the checkpoint, tiles and entry bundles as static files under DIR "

@@ -355,7 +355,8 @@ async def check_artifacts(
         by_hash.setdefault(e.entry.statement.sha256, []).append(e)
         same_file.setdefault(_file_key(e), []).append(e)
     # A file whose bytes are not in the log may still be there by name: ask, so
-    # the report can say which hash the log holds for it.
+    # the report can say which hash the log holds for it (and a log that observes
+    # on demand observes it now, answering with its observation).
     unknown = {
         (a.project, a.version, a.filename)
         for a in artifacts
@@ -372,6 +373,7 @@ async def check_artifacts(
             if e.index not in known:
                 known.add(e.index)
                 same_file.setdefault(_file_key(e), []).append(e)
+                by_hash.setdefault(e.entry.statement.sha256, []).append(e)
     verdicts = _Verdicts()
     outcomes = []
     for a in artifacts:

@@ -21,14 +21,7 @@ from sigledger.client.logkey import open_with_log_key
 from sigledger.client.publish.files import receipt_path, write_receipt
 from sigledger.client.receipts import verify_receipt
 from sigledger.client.remote import LogClient
-from sigledger.ledger.entry import (
-    SignedObservation,
-    SignedStatement,
-    Statement,
-    check_index_url,
-    observation_message,
-    statement_message,
-)
+from sigledger.ledger.entry import SignedObservation, SignedStatement, Statement, statement_message
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.keys import read_key_file, write_key_file
@@ -82,15 +75,7 @@ def sign_observation(
 ) -> SignedObservation:
     """An observation under ``signer``: ``index_url`` served the file of ``statement``
     (whose sha256 and size the observer computed from the bytes) at ``observed_ms``."""
-    check_index_url(index_url)
-    return SignedObservation(
-        statement,
-        index_url,
-        observed_ms,
-        signer.name,
-        signer.public_key,
-        signer.sign(observation_message(statement, index_url, observed_ms, signer.name)),
-    )
+    return SignedObservation.sign(signer, statement, index_url, observed_ms)
 
 
 @dataclass

@@ -12,7 +12,12 @@ Routes (read side per c2sp.org/tlog-tiles@v0.1.0):
 * ``POST /add`` -- submit signed statements (see :mod:`sigledger.ledger.wire`); answers
   after integration with one receipt per statement.
 * ``GET /lookup`` -- entries by sha256 or by project[/version[/filename]], each
-  with an inclusion proof against the returned checkpoint; paged.
+  with an inclusion proof against the returned checkpoint; paged. With
+  ``observe_index`` set, a lookup of a release the log's observer has not
+  observed first observes it (:mod:`sigledger.ledger.log.observer`); ``202``
+  with ``Retry-After`` while a large release is observed in the background.
+* ``GET /observer`` -- the verifier key of the log's observer key (one line,
+  ``text/plain``): the key of the observations the log makes itself.
 * ``GET /proof/consistency?old=M&new=N`` -- RFC 6962 consistency proof.
 * ``GET /`` and below -- the read-only HTML explorer (:mod:`sigledger.ledger.log.explorer`).
 * ``GET /healthz`` -- 200 while storage works and the checkpoint is fresh.
@@ -66,6 +71,8 @@ from sigledger.ledger.log.database import (
     parse_database_url,
     sqlite_url,
 )
+from sigledger.ledger.log.observer import NEW as NEW_RELEASE
+from sigledger.ledger.log.observer import Observer, open_observer_key
 from sigledger.ledger.log.publish import StaticPublisher
 from sigledger.ledger.log.reads import LogReads
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
@@ -171,6 +178,12 @@ class Metrics(MetricSet):
             "for (misses), bytes held (bytes)",
             "measure",
         )
+        self.observed = self.counter(
+            "sigledger_observed_files",
+            "Files the log observed on demand (observed), skipped for good (too large, "
+            "inconsistent index) or failed to fetch (failed)",
+            "outcome",
+        )
         self.static_size = self.gauge(
             "sigledger_static_tree_size",
             "Tree size of the checkpoint in the static publication directory (publish_dir)",
@@ -185,6 +198,8 @@ SIGNER_KEY = web.AppKey("signer", Signer)
 READS_KEY = web.AppKey("reads", LogReads)
 VERIFY_POOL_KEY: web.AppKey[VerifyPool | None] = web.AppKey("verify_pool")
 ELECTION_KEY: web.AppKey[Election] = web.AppKey("election")  # only with the ha setting
+OBSERVER_SIGNER_KEY = web.AppKey("observer_signer", Signer)
+OBSERVER_KEY: web.AppKey[Observer | None] = web.AppKey("observer")  # with observe_index
 OFFLOAD_BYTES = 4096  # about a dozen statements: below that, a process hop costs more
 
 
@@ -197,6 +212,7 @@ class Gate:
         self.metrics = metrics
         self.clients = TokenBuckets(cfg.client_rate, cfg.client_burst)
         self.signers = TokenBuckets(cfg.signer_rate, cfg.signer_burst)
+        self.observing = TokenBuckets(cfg.observe_client_rate, cfg.observe_client_burst)
         self.backlog = Backlog(cfg.verify_queue_bytes, cfg.verify_queue_requests)
         self.submitters = Submitters(Path(cfg.submitters_file) if cfg.submitters_file else None)
         self.ip_header = cfg.client_ip_header
@@ -216,6 +232,19 @@ class Gate:
                 self.cfg.client_burst,
                 wait,
                 {"limit": "client"},
+            )
+
+    def admit_observation(self, client: str) -> None:
+        """The per-address limit on lookups that make the log observe: RateLimitedError."""
+        wait = self.observing.take(client)
+        if wait:
+            self.metrics.limited.labels("observe").inc()
+            raise _rate_limited(
+                "too many lookups that make the log observe from this address",
+                self.cfg.observe_client_rate,
+                self.cfg.observe_client_burst,
+                wait,
+                {"limit": "observe"},
             )
 
     @contextmanager
@@ -343,6 +372,7 @@ def create_app(cfg: ServerConfig) -> web.Application:
     app.router.add_get("/tile/{path:.+}", handle_tile)
     app.router.add_post("/add", handle_add)
     app.router.add_get("/lookup", handle_lookup)
+    app.router.add_get("/observer", handle_observer)
     app.router.add_post("/lookup", handle_batch_lookup)
     app.router.add_get("/proof/consistency", handle_consistency)
     app.router.add_get("/healthz", handle_healthz)
@@ -355,6 +385,11 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG_KEY]
     metrics = app[METRICS_KEY]
     storage, signer, origin = await open_log(cfg)
+    try:
+        observer_signer = await open_observer_key(cfg.data_dir, storage, origin)
+    except BaseException:
+        await storage.close()
+        raise
 
     def on_batch(entries: int, seconds: float) -> None:
         metrics.batch_size.observe(entries)
@@ -414,11 +449,25 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
         pool_.start()
     app[VERIFY_POOL_KEY] = pool_
     app[SIGNER_KEY] = signer
+    app[OBSERVER_SIGNER_KEY] = observer_signer
+    observer = None
+    if cfg.observe_index:
+        observer = Observer(
+            observer_signer,
+            seq,
+            storage,
+            cfg,
+            lambda outcome, n: metrics.observed.labels(outcome).inc(n),
+        )
+        await observer.start()
+    app[OBSERVER_KEY] = observer
     lag = asyncio.create_task(_watch_loop_lag(metrics), name="sigledger-loop-lag")
     try:
         yield
     finally:
         lag.cancel()
+        if observer is not None:
+            await observer.close()
         if electing is not None:
             electing.cancel()
         if pool_ is not None:
@@ -589,8 +638,35 @@ async def handle_lookup(request: web.Request) -> web.Response:
         query = api.parse_lookup_query(request.query)
     except FormatError as exc:
         raise BadQueryError(str(exc)) from None
+    observer = request.app[OBSERVER_KEY]
+    need = await observer.needs(query) if observer is not None else None
+    if observer is not None and need is not None:
+        if need == NEW_RELEASE:  # a release the log has nothing of: the client pays
+            gate = request.app[GATE_KEY]
+            gate.admit_observation(gate.client_of(request))
+        pending = await observer.observe(query, need)
+        if pending is not None:
+            return web.json_response(
+                pending.to_json(),
+                status=202,
+                headers={
+                    "Retry-After": str(pending.retry_after),
+                    "Cache-Control": "no-store",
+                    "Access-Control-Allow-Origin": "*",
+                },
+            )
     answer = await request.app[READS_KEY].lookup(query)
     return web.json_response(answer.to_json(), headers=_LOOKUP_HEADERS)
+
+
+async def handle_observer(request: web.Request) -> web.Response:
+    """The verifier key of the log's own observer key."""
+    return web.Response(
+        text=request.app[OBSERVER_SIGNER_KEY].vkey + "\n",
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"},
+    )
 
 
 async def handle_batch_lookup(request: web.Request) -> web.Response:
@@ -693,15 +769,23 @@ async def run_server(cfg: ServerConfig, announce: Callable[[str], None] | None =
         if ELECTION_KEY in app:
             app[ELECTION_KEY].listening(cfg.internal_url or url)
         signer = app[SIGNER_KEY]
+        observer = app[OBSERVER_SIGNER_KEY]
         pub = app[SEQUENCER_KEY].published
         log.info(
             "listening",
-            extra={"url": url, "vkey": signer.vkey, "tree_size": pub.size if pub else 0},
+            extra={
+                "url": url,
+                "vkey": signer.vkey,
+                "observer_vkey": observer.vkey,
+                "observe_index": [u for u, _ in cfg.observe_sources()],
+                "tree_size": pub.size if pub else 0,
+            },
         )
         if announce is not None:
             announce(
                 f"sigledger log {signer.name} listening on {url}\n"
                 f"verifier key: {signer.vkey}\n"
+                f"observer key: {observer.vkey}\n"
                 f"data: {cfg.data_dir}"
             )
 

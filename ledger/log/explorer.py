@@ -359,8 +359,8 @@ def _page(
 {body}
 </main>
 <footer>sigledger transparency log <code>{esc(origin)}</code> · tree size {view.size} ·
-API: <a href="{esc(b)}checkpoint">checkpoint</a>, <a href="{esc(b)}healthz">healthz</a>,
-<a href="{esc(b)}metrics">metrics</a></footer>
+API: <a href="{esc(b)}checkpoint">checkpoint</a>, <a href="{esc(b)}observer">observer key</a>,
+<a href="{esc(b)}healthz">healthz</a>, <a href="{esc(b)}metrics">metrics</a></footer>
 {script}</body>
 </html>
 """
@@ -606,8 +606,8 @@ async def handle_home(request: web.Request, view: _View) -> web.Response:
         else ""
     )
     body = f"""<h1>{esc(view.seq.origin)}</h1>
-<p>A transparency log of signed statements about Python release files. Search by project
-name, file SHA-256 or signer verifier key, or browse the latest entries.</p>
+<p>A transparency log of signed statements and observations about Python release files.
+Search by project name, file SHA-256 or signer verifier key, or browse the latest entries.</p>
 {_checkpoint_section(view, time_ms)}
 <section id="growth">
 <h2>Log growth</h2>

@@ -166,10 +166,49 @@ class ServerConfig(ServiceSettings):
     internal_url: str = ""
     """With ``ha``: the URL other servers reach this one at to forward /add while it
     leads (e.g. ``http://10.0.0.5:8080``). Default: the address it listens on."""
+    observe_index: list[str] = dataclasses.field(default_factory=list)
+    """Upstream indexes the log observes on demand (see :mod:`sigledger.ledger.log.observer`),
+    each ``"URL [FILE_PREFIX ...]"``: a simple-API base URL (``https://pypi.org/simple/``)
+    and the URL prefixes its files may also be served from besides the index's own host
+    (``https://files.pythonhosted.org/packages/``). Tried in order. Empty: the log
+    observes nothing itself. Environment: comma-separated."""
+    observe_max_files: int = 20
+    """Most files one lookup makes the log fetch while the client waits; a release
+    with more files is answered 202 with Retry-After and observed in the background,
+    this many files at a time."""
+    observe_concurrency: int = 4
+    """Downloads from upstream indexes in flight at once (the whole log)."""
+    observe_max_file_mb: int = 1024
+    """Largest release file (MB) the log downloads to observe; larger ones are skipped."""
+    observe_timeout: float = 120.0
+    """Seconds one download (or one index page) may take before it is abandoned."""
+    observe_client_rate: float = 1.0
+    """Lookups per second that make the log observe, per client address (0: no limit);
+    429 beyond. Lookups of what the log already observed are not counted."""
+    observe_client_burst: int = 20
+    """Observing lookups a client address may make at once before observe_client_rate
+    applies."""
     log_format: str = "auto"
     """``json`` (one object per line on stdout), ``text``, or ``auto``: text when
     stdout is a terminal, JSON otherwise (journald, containers, files)."""
     log_level: str = "info"
+
+    def observe_sources(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(index URL, file URL prefixes) of each ``observe_index``; the index URL always
+        ends with ``/`` (it is what observations name, so it is spelled one way)."""
+        out = []
+        for item in self.observe_index:
+            url, *prefixes = item.split()
+            for u in (url, *prefixes):
+                scheme, sep, rest = u.partition("://")
+                if not sep or scheme not in ("http", "https") or rest[:1] in ("", "/"):
+                    raise ConfigError(
+                        f"observe_index {item!r}: {u!r} is not an http(s) URL; write "
+                        "'URL [FILE_PREFIX ...]', e.g. 'https://pypi.org/simple/ "
+                        "https://files.pythonhosted.org/packages/'"
+                    )
+            out.append((url if url.endswith("/") else url + "/", tuple(prefixes)))
+        return out
 
     @property
     def database_url(self) -> str:
@@ -201,17 +240,27 @@ class ServerConfig(ServiceSettings):
             "verify_queue_requests",
             "client_burst",
             "signer_burst",
+            "observe_max_files",
+            "observe_concurrency",
+            "observe_max_file_mb",
+            "observe_client_burst",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.read_cache_mb < 0:
             raise ConfigError("read_cache_mb must be 0 (no cache) or positive")
-        for name in ("client_rate", "signer_rate"):
+        for name in ("client_rate", "signer_rate", "observe_client_rate"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 (no limit) or positive")
         if self.client_ip_header and not self.client_ip_header.replace("-", "").isalnum():
             raise ConfigError(f"client_ip_header {self.client_ip_header!r} is not a header name")
-        for name in ("batch_max_age", "checkpoint_period", "stale_after", "request_timeout"):
+        for name in (
+            "batch_max_age",
+            "checkpoint_period",
+            "stale_after",
+            "request_timeout",
+            "observe_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         if not 0 <= self.witness_quorum <= len(self.witnesses):
@@ -222,6 +271,7 @@ class ServerConfig(ServiceSettings):
         if self.witness_timeout <= 0 or self.witness_refresh <= 0:
             raise ConfigError("witness_timeout and witness_refresh must be positive")
         self.witness_endpoints()
+        self.observe_sources()
         if self.database and not self.database.startswith(DATABASE_SCHEMES):
             raise ConfigError(
                 "database must be a URL: sqlite:///ABSOLUTE/PATH, sqlite:RELATIVE/PATH or "
