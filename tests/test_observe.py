@@ -20,7 +20,13 @@ from typing import Any
 
 import pytest
 
-from sigledger.client.install.policy import LogTrust, Policy, SignerRule, dump_policy
+from sigledger.client.install.policy import (
+    LogTrust,
+    Policy,
+    SignerRule,
+    dump_policy,
+    load_policy,
+)
 from sigledger.client.publish.submit import write_key
 from sigledger.ledger.entry import SignedObservation, decode_entry, decode_signed
 from sigledger.ledger.note import Signer, Verifier
@@ -279,7 +285,7 @@ def test_observe_follows_the_index(tmp_path: Path) -> None:
                 proc.kill()
                 proc.communicate()
         assert proc.returncode == 130, err
-        passes = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        passes = [json.loads(line) for line in out.splitlines() if line.startswith('{"version"')]
         logged = [o["filename"] for p in passes for o in p["observed"]]
         assert logged == [first, second], passes
         # Nothing new: a one-off run from the same state submits nothing.
@@ -288,3 +294,61 @@ def test_observe_follows_the_index(tmp_path: Path) -> None:
     finally:
         server.stop()
         log.stop()
+
+
+@pytest.mark.timeout(120)
+def test_pin_makes_the_logs_own_observation_the_default(tmp_path: Path) -> None:
+    """``policy pin`` records the log's observer key (``GET /observer``) and the
+    observers of the pinned files; with that default, a file nobody signed verifies
+    once the log has observed it (here on demand), and other bytes for it do not."""
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    files = {}
+    for name, version in (("demo", "1.0"), ("other", "2.0")):
+        filename, data = wheel(name, version, f"N = {name!r}\n")
+        (packages / filename).write_bytes(data)
+        files[filename] = data
+    keyfile = tmp_path / "mirror.key"
+    write_key(keyfile, MIRROR)
+    server = PyPIServer(packages).start()
+    log = LogProcess(tmp_path / "log", "--observe-index", server.url)
+    try:
+        log.start()
+        observer = http_get(log.url + "/observer")[1].decode().strip()
+        env = {
+            "SIGLEDGER_STATE_DIR": str(tmp_path / "state"),
+            "SIGLEDGER_CACHE_DIR": str(tmp_path / "cache"),
+        }
+        r = run_cli(
+            "observe", "--index", server.url, "--log", log.url, "--key", str(keyfile), "demo",
+            "--state", str(tmp_path / "observer.json"), env=env,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        demo = "demo-1.0-py3-none-any.whl"
+        req = tmp_path / "requirements.txt"
+        req.write_text(f"demo==1.0 --hash=sha256:{_sha(files[demo])}\n")
+        policy_file = tmp_path / "policy.toml"
+        r = run_cli(
+            "policy", "pin", "--json", "-r", str(req), "--log", log.url,
+            "--log-key", log.vkey, "--policy", str(policy_file), env=env,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["log_observer"] == observer and doc["observers"] == {"demo": [MIRROR.vkey]}
+        policy = load_policy(policy_file)
+        assert policy.logs[0].observer == Verifier.from_vkey(observer)
+        assert policy.default == SignerRule(frozenset(), 1, observers=frozenset({observer}))
+        assert policy.projects["demo"].observers == {MIRROR.vkey}
+
+        other = tmp_path / "other-2.0-py3-none-any.whl"
+        other.write_bytes(files[other.name])
+        r = run_cli("verify", "--policy", str(policy_file), str(other), env=env)
+        assert r.returncode == 0, r.stderr
+        assert f"observed by 1 of 1 trusted observers (threshold 1): {observer}" in r.stderr
+        _, evil = wheel("other", "2.0", "import os  # not what the index served\n")
+        other.write_bytes(evil)
+        r = run_cli("verify", "--policy", str(policy_file), str(other), env=env)
+        assert r.returncode == 1 and f"the log holds sha256:{_sha(files[other.name])}" in (r.stderr)
+    finally:
+        log.stop()
+        server.stop()
