@@ -231,6 +231,13 @@ class Policy:
         mode = rule.mode
         sig_ok, sig_reason = _signer_part(rule, seen, trusted, untrusted)
         if mode == "signers":
+            seen_observers = sorted(set(observers))
+            if not sig_ok and seen_observers:
+                # Say what the log does hold: observations, which this rule does not count.
+                sig_reason += (
+                    f"; observed by {', '.join(seen_observers)}, but the policy for "
+                    f"{name} requires signers"
+                )
             return Decision(sig_ok, sig_reason, trusted, untrusted, watched)
         obs_ok, obs_reason = _observer_part(rule, set(observers), watched)
         if mode == "observers":
