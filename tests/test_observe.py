@@ -304,7 +304,7 @@ def test_pin_makes_the_logs_own_observation_the_default(tmp_path: Path) -> None:
     packages = tmp_path / "packages"
     packages.mkdir()
     files = {}
-    for name, version in (("demo", "1.0"), ("other", "2.0")):
+    for name, version in (("demo", "1.0"), ("other", "2.0"), ("other", "1.5")):
         filename, data = wheel(name, version, f"N = {name!r}\n")
         (packages / filename).write_bytes(data)
         files[filename] = data
@@ -348,7 +348,23 @@ def test_pin_makes_the_logs_own_observation_the_default(tmp_path: Path) -> None:
         _, evil = wheel("other", "2.0", "import os  # not what the index served\n")
         other.write_bytes(evil)
         r = run_cli("verify", "--policy", str(policy_file), str(other), env=env)
-        assert r.returncode == 1 and f"the log holds sha256:{_sha(files[other.name])}" in (r.stderr)
+        assert r.returncode == 1, r.stderr
+        assert f"the log holds sha256:{_sha(files[other.name])}" in r.stderr
+
+        # Through the proxy with that policy: an older version nobody asked the log
+        # about is observed on demand, then installed.
+        proxy = ProxyProcess(server.url, policy_file, tmp_path / "proxy", "--page-ttl", "0")
+        proxy.start()
+        try:
+            target = tmp_path / "target"
+            r = pip_install(proxy.url + "/simple/", target, tmp_path, "other==1.5")
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert (target / "other" / "__init__.py").exists()
+        finally:
+            proxy.stop()
+        status, body, _ = http_get(log.url + "/lookup?project=other&version=1.5")
+        (entry,) = json.loads(body)["entries"]
+        assert decode_entry(base64.b64decode(entry["entry"])).signed.signer_vkey() == observer
     finally:
         log.stop()
         server.stop()

@@ -85,6 +85,11 @@ Failure behaviour
 * A file the page left out: ``404`` with the reason.
 * The log cannot be reached or its answers do not verify: ``503``/``502``;
   no page is served unchecked.
+* When the policy trusts observers for a project, the newest versions on the
+  upstream page that the log holds nothing for (at most three per page build)
+  are looked up by version: a log configured to observe that index
+  (``observe_index``) observes them then, and the page shows them if the
+  policy accepts the log's observation.
 * Upstream bytes that differ from the log's hash for a file the log holds
   (signed or *observed*: the default policy trusts the log's own observation):
   the same ``409``, and the evidence -- the logged entries (bytes, kind, key)
@@ -108,6 +113,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import html
@@ -1026,6 +1032,7 @@ class ProxyConfig:
 ALARMS_FILE = "alarms.jsonl"
 _OBSERVE_BATCH = 100
 _FLUSH_SECONDS = 5.0  # at exit, how long pending observations may take to be logged
+_ON_DEMAND_VERSIONS = 3  # versions per page build the log is asked to observe
 
 
 class ObservationSink:
@@ -1257,6 +1264,7 @@ class Proxy:
         # The checkpoint first: a log showing two histories stops us before any lookup.
         cp = await self.verified_log.checkpoint()
         entries = await self.verified_log.lookup(project=project)
+        entries += await self._observe_missing(project, files, entries)
         size = max([cp.size, *(e.checkpoint.size for e in entries)])
         verdicts = judge(self.cfg.policy, project, files, entries, unlisted=self.cfg.unlisted)
         for v in verdicts.values():
@@ -1268,6 +1276,46 @@ class Proxy:
             for line in v.warnings:
                 log.warning("WARN: serving %s: %s", v.filename, line, extra=extra)
         return ProjectView(project, verdicts, size, self.verified_log.origin, time.monotonic())
+
+    async def _observe_missing(
+        self, project: str, files: Sequence[IndexFile], entries: Sequence[VerifiedEntry]
+    ) -> list[VerifiedEntry]:
+        """Ask the log about the newest versions the page lists that it holds nothing
+        for, when the policy trusts observers for the project: a log that observes
+        on demand observes them now (as sum.golang.org does for a module version it
+        never saw). At most :data:`_ON_DEMAND_VERSIONS` per page build; a refusal or
+        an error leaves those files off the page, as before."""
+        rule = self.cfg.policy.rule_for(project)
+        if rule is None or not rule.observers:
+            return []
+        held = {e.entry.statement.identity.key for e in entries}
+        missing: set[Version] = set()
+        for f in files:
+            try:
+                identity = file_identity(f.filename)
+            except FormatError:
+                continue
+            if identity.project == project and identity.key not in held:
+                with contextlib.suppress(InvalidVersion):
+                    missing.add(Version(identity.version))
+        wanted = sorted(missing, reverse=True)[:_ON_DEMAND_VERSIONS]
+        found = await asyncio.gather(
+            *(self.verified_log.lookup(project=project, version=str(v)) for v in wanted),
+            return_exceptions=True,
+        )
+        known = {e.index for e in entries}
+        out: list[VerifiedEntry] = []
+        for version, answer in zip(wanted, found, strict=True):
+            if isinstance(answer, LogMisbehaviorError):
+                raise answer
+            if isinstance(answer, BaseException):
+                log.info("the log did not observe %s %s: %s", project, version, answer)
+                continue
+            for e in answer:
+                if e.index not in known:
+                    known.add(e.index)
+                    out.append(e)
+        return out
 
     # --- handlers -----------------------------------------------------------------------
 
