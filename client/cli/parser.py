@@ -549,7 +549,8 @@ def _observe(sub: Any) -> None:
         "observer key; a state file remembers what was observed, so a rerun submits only "
         "new files. If the log refuses an observation because this key already logged "
         "another hash for that file, the index changed a published file: an ALARM with "
-        "both statements is reported and the exit status is 1. "
+        "both statements is reported and the exit status is 1 (also when a file could "
+        "not be read; 3 when the log or the index cannot be reached). "
         "Format and behaviour: client/install/observe.py.",
     )
     ob.add_argument("projects", nargs="*", metavar="PROJECT", help="projects to observe")

@@ -58,7 +58,7 @@ from sigledger.client.publish.submit import sign_observation
 from sigledger.client.receipts import verify_receipt
 from sigledger.client.remote import LogClient, normalize_url
 from sigledger.ledger.entry import SignedObservation, Statement
-from sigledger.ledger.errors import ConfigError, FormatError, UnavailableError
+from sigledger.ledger.errors import ConfigError, FormatError, NetworkError, UnavailableError
 from sigledger.ledger.note import Signer, Verifier
 
 __all__ = [
@@ -337,13 +337,16 @@ async def observe_index(
             await log.__aenter__()
         await upstream.__aenter__()
         try:
-            names = list(projects) if projects else await upstream.projects()
+            try:
+                names = list(projects) if projects else await upstream.projects()
+            except RefusedError as exc:
+                raise NetworkError(f"cannot list the index's projects: {exc.reason}") from None
             report.projects = len(names)
             listed = [pair for found in await asyncio.gather(*map(page, names)) for pair in found]
             report.files = len(listed)
             todo = [(p, f) for p, f in listed if state.wanted(f)]
             total = len(todo)
-            if progress is not None:
+            if progress is not None and total:
                 progress(0, total)
             sub = asyncio.create_task(submitter(log))
             try:
