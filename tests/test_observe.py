@@ -368,3 +368,33 @@ def test_pin_makes_the_logs_own_observation_the_default(tmp_path: Path) -> None:
     finally:
         log.stop()
         server.stop()
+
+
+@pytest.mark.timeout(60)
+def test_observe_reports_a_refusing_log(tmp_path: Path) -> None:
+    """A log that does not take this observer's key: exit 1 with the log's reason,
+    and the state file records nothing (a rerun will try again)."""
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    filename, data = wheel("demo", "1.0")
+    (packages / filename).write_bytes(data)
+    keyfile = tmp_path / "mirror.key"
+    write_key(keyfile, MIRROR)
+    allowed = tmp_path / "submitters.txt"
+    allowed.write_text(SECOND.vkey + "\n")
+    state = tmp_path / "state.json"
+    log = LogProcess(tmp_path / "log", env={"SIGLEDGER_SUBMITTERS_FILE": str(allowed)})
+    server = PyPIServer(packages)
+    try:
+        log.start()
+        server.start()
+        r = run_cli(
+            "observe", "--json", "--index", server.url, "--log", log.url,
+            "--key", str(keyfile), "--state", str(state),
+        )  # fmt: skip
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert json.loads(r.stdout)["error"] == "signer_not_allowed"
+        assert not state.exists()
+    finally:
+        server.stop()
+        log.stop()

@@ -43,6 +43,7 @@ timeouts on connect and each read (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -349,13 +350,23 @@ async def observe_index(
             if progress is not None and total:
                 progress(0, total)
             sub = asyncio.create_task(submitter(log))
+            fetchers = asyncio.gather(*(fetch(p, f) for p, f in todo))
+            both: set[asyncio.Future[Any]] = {sub, fetchers}
             try:
-                await asyncio.gather(*(fetch(p, f) for p, f in todo))
+                # The submitter ends early only by failing (the log refused, or cannot
+                # be reached): then the downloads, which may wait on the full queue, stop.
+                await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+                if sub.done():
+                    sub.result()
+                await fetchers
                 await queue.put(None)
                 await sub
             finally:
-                if not sub.done():
-                    sub.cancel()
+                for task in both:
+                    if not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
         finally:
             await upstream.__aexit__(None, None, None)
     finally:
