@@ -58,6 +58,7 @@ then you don't know what your problem is.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -367,6 +368,12 @@ class Signer(_Key):
     def sign(self, message: bytes) -> bytes:
         """The raw 64-byte Ed25519 signature of ``message`` (deterministic)."""
         return bytes(self._key.sign(bytes(message)).signature)
+
+    def derive(self, name: str, label: bytes) -> Signer:
+        """Another Ed25519 key named ``name``: its seed is HMAC-SHA256(this seed,
+        ``label``), so every holder of this key derives the same one, and nobody
+        else can."""
+        return Signer(name, hmac.new(self._seed, bytes(label), hashlib.sha256).digest())
 
     def __repr__(self) -> str:
         return f"<Signer {self._name}+{self._key_id:08x} ({_ALG_NAMES[self._alg]})>"

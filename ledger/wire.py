@@ -575,7 +575,9 @@ class LookupAnswer:
 
     Every proof is against the one checkpoint of the answer. ``next_cursor``
     (``GET`` only) is the ``cursor`` of the next page, larger than every
-    index in this one; null on the last page.
+    index in this one; null on the last page. A log that observes on demand may
+    answer a ``GET`` with ``202`` and ``Retry-After`` instead, while it observes a
+    large release (:class:`sigledger.ledger.log.observer.Pending`): ask again then.
     """
 
     tree_size: int

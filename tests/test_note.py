@@ -741,3 +741,14 @@ def test_key_parsers_arbitrary_text(text: str) -> None:
 @given(st.sampled_from(KEY_STRINGS), st.data())
 def test_key_parsers_mutated_keys(key: str, data: st.DataObject) -> None:
     _try_key_parsers(_mutate(key.encode(), data).decode("utf-8", "surrogateescape"))
+
+
+def test_derived_keys_are_deterministic_and_separate() -> None:
+    key = Signer.from_seed("log.example/log", bytes(range(32)))
+    a = key.derive("log.example/log/observer", b"label one")
+    assert a.vkey == key.derive("log.example/log/observer", b"label one").vkey
+    assert a.name == "log.example/log/observer"
+    assert a.public_key != key.public_key
+    assert a.public_key != key.derive("log.example/log/observer", b"label two").public_key
+    other = Signer.from_seed("log.example/log", bytes(32))
+    assert a.public_key != other.derive("log.example/log/observer", b"label one").public_key

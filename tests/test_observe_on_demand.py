@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +25,7 @@ from sigledger.ledger.checkpoint import open_checkpoint
 from sigledger.ledger.entry import Entry, SignedObservation, Statement, decode_entry
 from sigledger.ledger.errors import BindingConflictError
 from sigledger.ledger.log.observer import (
+    KEY_LABEL,
     IndexFile,
     Source,
     key_name,
@@ -31,7 +33,7 @@ from sigledger.ledger.log.observer import (
     release_files,
 )
 from sigledger.ledger.note import Signer, Verifier
-from sigledger.ledger.service.keys import read_key_file
+from sigledger.ledger.service.keys import read_key_file, write_key_file
 from tests.helpers import LogProcess, get, observed, run_cli
 from tests.index import ALICE, PyPIServer, free_port, wheel
 
@@ -132,8 +134,8 @@ async def test_lookup_observes_a_release_never_seen(
     (entry,) = _proven(answer, log.vkey)
     assert entry.statement.sha256 == hashlib.sha256(files[name]).digest()
     assert answer["tree_size"] == 3 + 2
-    # Project only: the newest final release, 2.0, is observed already; so is nothing
-    # new. Another project's lookup observes its newest release.
+    # Project only: the log observed some of it, so nothing new; a project it has
+    # nothing of gets its newest release observed.
     status, answer, _ = await _lookup(log.url, project="fresh")
     assert status == 200 and answer["tree_size"] == 5
     status, answer, _ = await _lookup(log.url, project="other_pkg")
@@ -154,12 +156,46 @@ async def test_lookup_observes_a_release_never_seen(
     assert 'sigledger_observed_files_total{outcome="observed"} 6.0' in metrics.decode()
 
 
+async def test_the_observer_key_is_the_logs_own(tmp_path: Path, logs: list[LogProcess]) -> None:
+    log = LogProcess(tmp_path / "log").start()
+    logs.append(log)
+    vkey = await _observer_vkey(log.url)  # also without observe_index
+    log.stop()
+    # The JSON log names it where it names the log key.
+    records = [json.loads(line) for line in (tmp_path / "log.stdout.log").read_text().splitlines()]
+    (listening,) = [r for r in records if "observer_vkey" in r]
+    assert (listening["vkey"], listening["observer_vkey"]) == (log.vkey, vkey)
+    key_file = log.data / "observer.key"
+    derived = read_key_file(log.data / "log.key").derive(key_name("localhost/sigledger"), KEY_LABEL)
+    assert read_key_file(key_file).vkey == derived.vkey == vkey
+    # Lost: made again from the log key (every server holding the log key has it).
+    key_file.unlink()
+    log = LogProcess(tmp_path / "log").start()
+    logs.append(log)
+    assert await _observer_vkey(log.url) == vkey
+    log.stop()
+    # Another key in its place: refused, naming both.
+    write_key_file(key_file, Signer.generate("localhost/sigledger/observer"))
+    with pytest.raises(RuntimeError, match="is not the observer key of the log"):
+        LogProcess(tmp_path / "log").start()
+    # A key placed before the first start is the observer key of a new log.
+    own = Signer.generate("log.example.org/eyes")
+    write_key_file(tmp_path / "new" / "observer.key", own)
+    log = LogProcess(tmp_path / "new").start()
+    logs.append(log)
+    assert await _observer_vkey(log.url) == own.vkey
+
+
 async def test_observer_binding_conflict_refused_with_evidence(
     tmp_path: Path, pypi: tuple[PyPIServer, dict[str, bytes]], logs: list[LogProcess]
 ) -> None:
     server, files = pypi
     log = _log(tmp_path, server.url).start()
     logs.append(log)
+    # (By project only, a project the log has nothing of: its newest final release.)
+    status, answer, _ = await _lookup(log.url, project="fresh")
+    assert {e.statement.version for e in _proven(answer, log.vkey)} == {"2.0"}
+    assert len(answer["entries"]) == 2
     status, answer, _ = await _lookup(log.url, project="other-pkg", version="0.5")
     assert status == 200
     (first,) = _proven(answer, log.vkey)
@@ -247,6 +283,8 @@ class JsonIndex:
     go: asyncio.Event = field(default_factory=asyncio.Event)
     stalled: asyncio.Event = field(default_factory=asyncio.Event)
     fetched: list[str] = field(default_factory=list)
+    urls: dict[str, str] = field(default_factory=dict)  # filename -> URL the page states
+    stated: dict[str, str] = field(default_factory=dict)  # filename -> sha256 the page states
     port: int = field(default_factory=free_port)
 
     @property
@@ -264,8 +302,10 @@ class JsonIndex:
             "files": [
                 {
                     "filename": n,
-                    "url": f"../../files/{n}",
-                    "hashes": {"sha256": hashlib.sha256(self.files[n]).hexdigest()},
+                    "url": self.urls.get(n, f"../../files/{n}"),
+                    "hashes": {
+                        "sha256": self.stated.get(n, hashlib.sha256(self.files[n]).hexdigest())
+                    },
                     "size": len(self.files[n]),
                 }
                 for n in listed
@@ -284,6 +324,24 @@ class JsonIndex:
             await self.go.wait()
         return web.Response(body=self.files[name])
 
+    async def redirect(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(request.query["to"])
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[JsonIndex]:
+        app = web.Application()
+        app.router.add_get("/simple/{project}/", self.page)
+        app.router.add_get("/files/{name}", self.file)
+        app.router.add_get("/redirect", self.redirect)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        try:
+            yield self
+        finally:
+            self.go.set()
+            await runner.cleanup()
+
 
 @pytest.fixture
 async def json_index() -> AsyncIterator[JsonIndex]:
@@ -291,17 +349,39 @@ async def json_index() -> AsyncIterator[JsonIndex]:
     for tag in (*TAGS, "py2.py3-none-any", "cp310-cp310-macosx_11_0_arm64", "cp39-abi3-any"):
         name, data = wheel("slow", "1.0", tag=tag)
         index.files[name] = data
-    app = web.Application()
-    app.router.add_get("/simple/{project}/", index.page)
-    app.router.add_get("/files/{name}", index.file)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", index.port).start()
-    try:
+    async with index.serving():
         yield index
-    finally:
-        index.go.set()
-        await runner.cleanup()
+
+
+async def test_fetches_stay_under_the_index_and_bad_files_are_not_logged(
+    tmp_path: Path, logs: list[LogProcess]
+) -> None:
+    good, _ = wheel("guard", "1.0")
+    names = [good, *(wheel("guard", "1.0", tag=t)[0] for t in TAGS[1:]), "guard-1.0.tar.gz"]
+    index = JsonIndex({n: wheel("guard", "1.0")[1] for n in names})
+    elsewhere = JsonIndex(dict(index.files))
+    big = "guard-1.0-py2-none-any.whl"
+    index.files[big] = bytes(1200 * 1024)  # beyond observe_max_file_mb = 1
+    outside = f"http://127.0.0.1:{elsewhere.port}/files/"
+    index.urls[names[1]] = outside + names[1]  # another host
+    index.urls[names[2]] = f"../../redirect?to={outside}{names[2]}"  # redirected there
+    index.stated[names[3]] = "ab" * 32  # the page states another hash than it serves
+    env = {"SIGLEDGER_OBSERVE_MAX_FILE_MB": "1"}
+    async with index.serving(), elsewhere.serving():
+        log = _log(tmp_path, index.url, env=env).start()
+        logs.append(log)
+        status, answer, _ = await _lookup(log.url, project="guard", version="1.0")
+        assert status == 200, answer
+        (entry,) = _proven(answer, log.vkey)
+        assert entry.statement.filename == good
+        assert elsewhere.fetched == []  # nothing outside the configured index
+        assert sorted(index.fetched) == sorted([good, names[3], big])
+        _, metrics, _ = await get(log.url + "/metrics")
+        assert 'sigledger_observed_files_total{outcome="skipped"} 4.0' in metrics.decode()
+        # Not asked for again: the release is known, the bad files remembered.
+        status, answer, _ = await _lookup(log.url, project="guard", version="1.0")
+        assert status == 200 and len(answer["entries"]) == 1
+        assert sorted(index.fetched) == sorted([good, names[3], big])
 
 
 async def _wait_for(event: asyncio.Event, timeout: float = 30) -> None:
@@ -431,3 +511,34 @@ def test_project_pages_parse_json_and_html() -> None:
     assert not source.allows("https://files.pythonhosted.org/other/x.whl")
     assert not source.allows("http://pypi.org/packages/x.whl")
     assert not source.allows("https://pypi.org.evil.example/x.whl")
+
+
+async def test_an_index_that_changes_a_file_is_reported_first_seen_wins(
+    tmp_path: Path, logs: list[LogProcess]
+) -> None:
+    name, data = wheel("moving", "1.0")
+    index = JsonIndex({name: data})
+    async with index.serving():
+        log = _log(tmp_path, index.url).start()
+        logs.append(log)
+        status, answer, _ = await _lookup(log.url, project="moving", version="1.0")
+        (first,) = _proven(answer, log.vkey)
+        assert first.statement.sha256 == hashlib.sha256(data).digest()
+        log.stop()
+        # The index replaces the published file; the restarted log reads the page again
+        # (it no longer knows the release complete), reports the change, fetches nothing.
+        index.files[name] = data + b"changed"
+        fetched = len(index.fetched)
+        log = _log(tmp_path, index.url).start()
+        logs.append(log)
+        status, answer, _ = await _lookup(log.url, project="moving", version="1.0")
+        assert status == 200 and _proven(answer, log.vkey) == [first]
+        assert len(index.fetched) == fetched
+        _, metrics, _ = await get(log.url + "/metrics")
+        assert 'sigledger_observed_files_total{outcome="changed"} 1.0' in metrics.decode()
+        log.stop()
+    records = [json.loads(line) for line in (tmp_path / "log.stdout.log").read_text().splitlines()]
+    (alarm,) = [r for r in records if "stated_sha256" in r]
+    assert alarm["logged_sha256"] == first.statement.sha256.hex()
+    assert alarm["stated_sha256"] == hashlib.sha256(data + b"changed").hexdigest()
+    assert alarm["level"] == "warning" and "ALARM" in alarm["msg"]

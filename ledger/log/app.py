@@ -181,7 +181,8 @@ class Metrics(MetricSet):
         self.observed = self.counter(
             "sigledger_observed_files",
             "Files the log observed on demand (observed), skipped for good (too large, "
-            "inconsistent index) or failed to fetch (failed)",
+            "inconsistent index), failed to fetch (failed), or observed before and now "
+            "stated by the index with another hash (changed)",
             "outcome",
         )
         self.static_size = self.gauge(
@@ -386,7 +387,7 @@ async def _log_context(app: web.Application) -> AsyncIterator[None]:
     metrics = app[METRICS_KEY]
     storage, signer, origin = await open_log(cfg)
     try:
-        observer_signer = await open_observer_key(cfg.data_dir, storage, origin)
+        observer_signer = await open_observer_key(cfg.data_dir, storage, signer, origin)
     except BaseException:
         await storage.close()
         raise

@@ -8,11 +8,15 @@ hashing them, logging one observation statement per file
 observer key) and answering the lookup with their inclusion proofs, in the
 same request.
 
-**The observer key.** ``<data>/observer.key`` (mode 0600), generated on the
-first start; its key name is ``<origin>/observer`` (the origin cut short so
-that the name fits 128 characters). Its verifier key is recorded in the log's
-metadata (``observer_vkey``) so a later start refuses another key, is served at
-``GET /observer`` and is printed with the log key when the server starts.
+**The observer key.** ``<data>/observer.key`` (mode 0600), made on the first
+start: derived from the log key (:meth:`~sigledger.ledger.note.Signer.derive`,
+label :data:`KEY_LABEL`), so every server of a log (``ha``) that holds the log
+key has it too, and a lost file is made again; a key put in that file before the
+first start is used instead. Its key name is ``<origin>/observer`` (the origin
+cut short so that the name fits 128 characters). Its verifier key is recorded in
+the log's metadata (``observer_vkey``), so a later start refuses another key; it
+is served at ``GET /observer`` and printed with the log key when the server
+starts.
 
 **Which lookups observe.** ``GET /lookup`` by project (first page only): with
 ``version`` or ``filename`` that release, without either the project's newest
@@ -47,6 +51,12 @@ crash or ``kill -9`` in the middle loses nothing but downloads: the retried
 lookup finds which files are observed and fetches the rest, and the binding
 rule makes a resubmission the existing entry, never a second one. Concurrent
 lookups of one release share one pass.
+
+**Changed files.** When the index page states a hash for a file the observer
+already observed and it is not the logged one (the index changed a published
+file), the file is not fetched again (first seen wins) and the log reports it:
+a warning naming both hashes and the entry, and
+``sigledger_observed_files{outcome="changed"}``.
 
 **Large releases.** When more than ``observe_max_files`` files are missing, the
 answer is ``202 Accepted`` with ``Retry-After`` (see :class:`Pending`) and the
@@ -87,13 +97,13 @@ from sigledger.ledger.entry import (
     file_identity,
     parse_release_filename,
 )
-from sigledger.ledger.errors import FormatError, OverloadedError, UnavailableError
+from sigledger.ledger.errors import ConfigError, FormatError, OverloadedError, UnavailableError
 from sigledger.ledger.log.sequencer import Sequencer
 from sigledger.ledger.log.store import EntryQuery, LogStorage
 from sigledger.ledger.note import Signer, check_key_name
 from sigledger.ledger.service.config import ServerConfig
 from sigledger.ledger.service.httpclient import HttpClient
-from sigledger.ledger.service.keys import service_key
+from sigledger.ledger.service.keys import read_key_file, write_key_file
 from sigledger.ledger.wire import LookupQuery
 
 log = logging.getLogger("sigledger.observer")
@@ -101,6 +111,7 @@ log = logging.getLogger("sigledger.observer")
 KEY_FILE = "observer.key"
 META_KEY = "observer_vkey"
 KEY_SUFFIX = "/observer"
+KEY_LABEL = b"sigledger/observer-key/v1"
 JSON_SIMPLE = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{JSON_SIMPLE}, text/html;q=0.2"
 MAX_PAGE_BYTES = 16 << 20
@@ -128,21 +139,32 @@ def key_name(origin: str) -> str:
     return name
 
 
-async def open_observer_key(data_dir: Path, storage: LogStorage, origin: str) -> Signer:
-    """The log's observer key, made on the first start (see the module doc)."""
+async def open_observer_key(
+    data_dir: Path, storage: LogStorage, log_signer: Signer, origin: str
+) -> Signer:
+    """The log's observer key (see the module doc); ConfigError when the key file
+    holds another key than the one the log recorded, or a recorded key that is not
+    the derived one is missing."""
+    path = data_dir / KEY_FILE
     recorded = await storage.get_meta(META_KEY)
-    signer = service_key(
-        "observer",
-        data_dir,
-        data_dir / KEY_FILE,
-        new=recorded is None,
-        vkey=recorded,
-        generate=lambda: Signer.generate(key_name(origin)),
-        lost="a new key is another observer: installers trusting this one would not trust it",
-        log=log,
-    )
+    if path.exists():
+        signer = read_key_file(path)
+    else:
+        signer = log_signer.derive(key_name(origin), KEY_LABEL)
+        if recorded is not None and signer.vkey != recorded:
+            raise ConfigError(
+                f"the observer key of the log in {data_dir} ({recorded}) is missing: restore "
+                f"{path} (a new key is another observer, which installers do not trust)"
+            )
+        write_key_file(path, signer)
+        log.info("wrote the observer key", extra={"key_file": str(path), "vkey": signer.vkey})
     if recorded is None:
         await storage.set_meta({META_KEY: signer.vkey})
+    elif signer.vkey != recorded:
+        raise ConfigError(
+            f"key {path} ({signer.vkey}) is not the observer key of the log in {data_dir} "
+            f"({recorded}); refusing to start"
+        )
     return signer
 
 
@@ -508,10 +530,15 @@ class Observer:
             return None
         return CHECK
 
-    async def _observed(self, identities: Iterable[str]) -> set[str]:
-        """Which of these file identities the observer key has an entry for."""
+    async def _observed(self, identities: Iterable[str]) -> dict[str, tuple[int, bytes]]:
+        """The observer key's entry (index, sha256) for each of these file identities
+        it has one for."""
         found = await self.storage.find_bindings((self.vkey, i) for i in identities)
-        return {identity for (_signer, identity), bound in found.items() if bound}
+        return {
+            identity: (bound[0].index, bound[0].sha256)
+            for (_signer, identity), bound in found.items()
+            if bound
+        }
 
     def _below(self) -> int:
         # Committed, not only published: with witnesses, an entry may be stored and
@@ -607,7 +634,22 @@ class Observer:
                 idents[f.filename] = file_identity(f.filename).key
             except FormatError:
                 continue
-        release.done = await self._observed(set(idents.values()))
+        observed = await self._observed(set(idents.values()))
+        release.done = set(observed)
+        for f in release.files:
+            logged = observed.get(idents.get(f.filename, ""))
+            if logged is not None and f.sha256 is not None and f.sha256 != logged[1]:
+                # First seen wins; the index now states other bytes: say so loudly.
+                self.count("changed", 1)
+                log.warning(
+                    "ALARM: the index states another hash for a file the log observed",
+                    extra={
+                        "file": f.url,
+                        "entry": logged[0],
+                        "logged_sha256": logged[1].hex(),
+                        "stated_sha256": f.sha256.hex(),
+                    },
+                )
         todo = [
             f
             for f in release.files
@@ -626,7 +668,8 @@ class Observer:
 
     async def _background(self, key: str, release: _Release) -> None:
         try:
-            while True:
+            # Each pass logs or skips every file it takes; the bound is a safeguard.
+            for _ in range(math.ceil(len(release.files) / self.max_files) + 1):
                 todo = await self._missing(release, None)
                 if not todo:
                     self._complete.add(key)

@@ -4,7 +4,8 @@ Submissions wait in a bounded queue. A batch closes when it holds
 ``batch_max_size`` statements or its oldest statement is ``batch_max_age``
 seconds old. Per batch, strictly in this order:
 
-1. apply the binding rule (one signer, one hash per file identity, see
+1. apply the binding rule (one key, one hash per file identity, for signers and
+   observers alike, see
    :func:`sigledger.ledger.entry.file_identity`: any spelling of a filename is the same
    file; the same bytes under another spelling answer with the existing entry);
 2. **durably commit** the new entries, the changed tiles and the new tree head
@@ -504,7 +505,7 @@ class Sequencer:
             if conflicts:
                 unit.future.set_exception(
                     BindingConflictError(
-                        "this signer already logged a different hash for "
+                        "this key already logged a different hash for "
                         + ", ".join(described)
                         + "; nothing in this request was logged",
                         conflicts,

@@ -28,7 +28,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from sigledger.ledger.errors import ConfigError
+from sigledger.ledger.entry import check_index_url
+from sigledger.ledger.errors import ConfigError, FormatError
 
 ENV_PREFIX = "SIGLEDGER_"
 DEFAULT_ORIGIN = "localhost/sigledger"
@@ -207,7 +208,12 @@ class ServerConfig(ServiceSettings):
                         "'URL [FILE_PREFIX ...]', e.g. 'https://pypi.org/simple/ "
                         "https://files.pythonhosted.org/packages/'"
                     )
-            out.append((url if url.endswith("/") else url + "/", tuple(prefixes)))
+            base = url if url.endswith("/") else url + "/"
+            try:
+                check_index_url(base)  # what every observation from it names
+            except FormatError as exc:
+                raise ConfigError(f"observe_index {item!r}: {exc}") from None
+            out.append((base, tuple(prefixes)))
         return out
 
     @property
