@@ -41,6 +41,7 @@ REPORTING = {
     "migrate",
     "publish",
     "verify",
+    "observe",
     "pip install",
     "uv pip install",
     "uv sync",

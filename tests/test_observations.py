@@ -96,8 +96,10 @@ async def test_readers_take_logs_with_observations(log_server: LogProcess, tmp_p
     assert "Traceback" not in err
     assert rc == 1
     # The disagreeing observation is the monitor's conflict, with both entries.
-    (conflict,) = [a for a in alarms if a["type"] == "conflicting_signers"]
+    (conflict,) = [a for a in alarms if a["type"] == "conflicting_observations"]
     assert "entries 0 and 3" in conflict["message"] and OTHER_EYE.vkey in conflict["message"]
+    kinds = [e["kind"] for e in conflict["evidence"]["entries"]]
+    assert kinds == ["signature", "observation"]
 
     env = {"SIGLEDGER_STATE_DIR": str(tmp_path / "state"), "SIGLEDGER_POLICY": str(policy)}
     r = await asyncio.to_thread(run_cli, "verify", str(wheel), env=env)

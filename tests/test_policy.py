@@ -229,7 +229,7 @@ CASES: list[tuple[str, str]] = [
     ("verison = 1  # <-\n" + LOG_TABLE, "verison: unknown key"),
     (
         MINIMAL + 'extra = "x"  # <-\n',
-        "log[0].extra: unknown key (expected one of: url, key, origin)",
+        "log[0].extra: unknown key (expected one of: url, key, origin, observer)",
     ),
     # logs
     ("version = 1\n", "no [[log]] table: a policy must trust at least one log"),
@@ -317,7 +317,8 @@ CASES: list[tuple[str, str]] = [
     ),
     (
         MINIMAL + f'[default]\nsigners = ["{ALICE}"]\nany_signer = true  # <-\n',
-        "default.any_signer: unknown key (expected one of: signers, threshold, any-signer)",
+        "default.any_signer: unknown key (expected one of: signers, threshold, any-signer, "
+        "observers, observer-threshold, require)",
     ),
     (
         MINIMAL + f'[default]\nsigners = "{ALICE}"  # <-\n',
@@ -663,3 +664,103 @@ def test_policy_dataclasses_are_frozen(policy: Policy) -> None:
     decision: Any = policy.evaluate("requests", [])
     with pytest.raises(AttributeError):
         decision.ok = True
+
+
+# ---------------------------------------------------------------------------
+# Observers
+
+MIRROR = key("mirror.example/observer", 20)
+LOGOBS = key("log.example.org/observer", 21)
+
+
+def test_observer_rules_parse_and_round_trip() -> None:
+    text = (
+        MINIMAL
+        + f'observer = "{LOGOBS}"\n'
+        + f'[default]\nobservers = ["{LOGOBS}"]\n'
+        + f'[project.both]\nsigners = ["{ALICE}"]\nobservers = ["{LOGOBS}", "{MIRROR}"]\n'
+        + 'observer-threshold = 2\nrequire = "both"\n'
+        + f'[project.either]\nsigners = ["{ALICE}"]\nobservers = ["{MIRROR}"]\n'
+    )
+    policy = parse_policy(text)
+    assert policy.logs[0].observer == Verifier.from_vkey(LOGOBS)
+    assert policy.default == SignerRule(frozenset(), 1, observers=frozenset({LOGOBS}))
+    assert policy.default.mode == "observers"
+    both = policy.projects["both"]
+    assert both.mode == "both" and both.observer_threshold == 2
+    assert policy.projects["either"].mode == "either"
+    assert parse_policy(dump_policy(policy)) == policy
+
+
+def test_signer_only_rules_keep_their_meaning() -> None:
+    # A policy written before observers existed: signers only, observations never count.
+    policy = parse_policy(MINIMAL + f'[default]\nsigners = ["{ALICE}"]\n')
+    assert policy.default is not None and policy.default.mode == "signers"
+    assert not policy.evaluate("x", [], [ALICE]).ok
+    assert policy.evaluate("x", [ALICE]).ok
+
+
+def test_evaluate_observers() -> None:
+    policy = parse_policy(
+        MINIMAL
+        + f'[default]\nobservers = ["{LOGOBS}"]\n'
+        + f'[project.both]\nsigners = ["{ALICE}"]\nobservers = ["{LOGOBS}", "{MIRROR}"]\n'
+        + 'observer-threshold = 2\nrequire = "both"\n'
+        + f'[project.either]\nsigners = ["{ALICE}"]\nobservers = ["{MIRROR}"]\n'
+    )
+    ok = policy.evaluate("anything", [], [LOGOBS])
+    assert ok.ok and ok.observers == (LOGOBS,)
+    assert ok.reason.startswith("observed by 1 of 1 trusted observers")
+    # A signature by someone is not an observation by the log.
+    no = policy.evaluate("anything", [ALICE], [MIRROR])
+    assert not no.ok and f"observed only by: {MIRROR}" in no.reason
+    # both: n of m signers and k of n observers
+    assert not policy.evaluate("both", [ALICE], [LOGOBS]).ok
+    assert not policy.evaluate("both", [], [LOGOBS, MIRROR]).ok
+    assert policy.evaluate("both", [ALICE], [LOGOBS, MIRROR]).ok
+    # either
+    assert policy.evaluate("either", [ALICE], []).ok
+    assert policy.evaluate("either", [], [MIRROR]).ok
+    failed = policy.evaluate("either", [BOB], [LOGOBS])
+    assert not failed.ok and "the policy accepts either" in failed.reason
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ('require = "observers"\nsigners = ["{a}"]  # <-\n', "lists no observers but require"),
+        ('observers = ["{o}"]\nrequire = "both"  # <-\n', "lists no signers"),
+        ('observers = ["{o}"]\nrequire = "all"  # <-\n', "is not one of signers"),
+        ('observers = ["{o}"]\nobserver-threshold = 2  # <-\n', "more than the 1 listed"),
+        ('observers = ["{o}", "{o}"]  # <-\n', "this observer is listed twice"),
+    ],
+)
+def test_observer_rule_errors(rule: str, message: str) -> None:
+    text = MINIMAL + "[default]\n" + rule.format(a=ALICE, o=MIRROR)
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text, "policy.toml")
+    assert message in str(info.value), info.value
+
+
+def test_pin_records_observers_and_the_logs_own_observation_as_default() -> None:
+    empty = Policy(logs=(), source="p.toml")
+    trust = LogTrust(
+        "https://log.example.org",
+        Verifier.from_vkey(LOG),
+        "log.example.org",
+        Verifier.from_vkey(LOGOBS),
+    )
+    pinned = pin_projects(empty, trust, {"demo": [ALICE]}, None, {"demo": [MIRROR], "x": [LOGOBS]})
+    assert pinned.logs == (trust,)
+    assert pinned.default == SignerRule(frozenset(), 1, observers=frozenset({LOGOBS}))
+    assert pinned.projects["demo"] == SignerRule(
+        frozenset({ALICE}), 1, observers=frozenset({MIRROR})
+    )
+    assert pinned.projects["x"].mode == "observers"
+    again = parse_policy(dump_policy(pinned))
+    assert again == pinned
+    # A policy with its own [default] keeps it; a later pin without the observer keeps it.
+    own = Policy((trust,), default=SignerRule(frozenset({ALICE}), 1))
+    plain = LogTrust("https://log.example.org", Verifier.from_vkey(LOG), "log.example.org")
+    kept = pin_projects(own, plain, {"demo": [BOB]})
+    assert kept.default == own.default and kept.logs[0].observer == Verifier.from_vkey(LOGOBS)

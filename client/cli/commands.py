@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
+import sys
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +28,7 @@ from sigledger.client.cli.output import (
     report_outcomes,
     report_published,
 )
-from sigledger.ledger.errors import ConfigError, VerificationError
+from sigledger.ledger.errors import ConfigError, NetworkError, VerificationError
 
 if TYPE_CHECKING:  # only for types: commands import the library when they run
     from sigledger.client.install.environment import TargetEnvironment
@@ -271,6 +274,7 @@ def proxy(args: argparse.Namespace, ui: Ui) -> int:
     from sigledger.client.install.inputs import require_policy
     from sigledger.client.install.policy import default_cache_dir, default_state_dir
     from sigledger.client.install.proxy import ProxyConfig, run_proxy
+    from sigledger.client.publish.submit import load_key
     from sigledger.ledger.service.config import parse_listen
     from sigledger.ledger.service.diagnostics import configure_logging
 
@@ -292,10 +296,83 @@ def proxy(args: argparse.Namespace, ui: Ui) -> int:
         cache_bytes=args.cache_size << 20,
         page_ttl=args.page_ttl,
         unlisted=args.unlisted,
+        observer=load_key(Path(args.observer_key)) if args.observer_key else None,
     )
     configure_logging("json" if args.json_log else "text")
     asyncio.run(run_proxy(cfg, announce=ui.error))
     return EXIT_OK
+
+
+def observe(args: argparse.Namespace, ui: Ui) -> int:
+    from sigledger.client.install.observe import (
+        ObserverState,
+        default_observe_state,
+        observe_index,
+    )
+    from sigledger.client.logkey import parse_log_key
+    from sigledger.client.publish.submit import load_key
+
+    index = _need(args.index, "--index", "SIGLEDGER_INDEX")
+    url = _need(args.log, "--log", "SIGLEDGER_LOG")
+    key = load_key(Path(_need(args.key, "--key", "SIGLEDGER_KEY")))
+    log_key = parse_log_key(args.log_key) if args.log_key else None
+    if args.concurrency < 1 or args.interval < 0:
+        raise ConfigError("--concurrency must be at least 1 and --interval at least 0")
+    path = Path(args.state) if args.state else default_observe_state(index, url, key.vkey)
+    state = ObserverState.load(path, index, url, key.vkey)
+    alarms = errors = 0
+    while True:
+        with ui.progress(
+            "observing", None, lines=lambda done, total: f"observing: {done}/{total} new files"
+        ) as progress:
+            try:
+                report = asyncio.run(
+                    observe_index(
+                        index,
+                        url,
+                        key,
+                        args.projects,
+                        state=state,
+                        log_key=log_key,
+                        concurrency=args.concurrency,
+                        progress=progress.update,
+                    )
+                )
+            except NetworkError as exc:
+                if not args.follow:
+                    raise
+                # A follower outlives a passing outage: say so, try again next pass.
+                ui.error(f"FAIL: this pass: {exc}; trying again in {args.interval:g}s")
+                time.sleep(args.interval)
+                continue
+        alarms += len(report.alarms)
+        errors += len(report.errors)
+        doc = {"version": 1, "state": str(path), **report.to_json()}
+        if ui.json and args.follow:
+            print(json.dumps(doc), flush=True)  # one line per pass (JSON lines)
+        elif ui.json:
+            ui.data(doc)
+        else:
+            for alarm in report.alarms:
+                ui.error(alarm.message)
+                print(json.dumps(alarm.to_json()["evidence"], indent=2))
+            for err in report.errors:
+                what = err.get("filename") or err.get("project")
+                ui.error(f"FAIL: {what}: {err['reason']}")
+            for skip in report.skipped:
+                ui.note(f"skipped {skip['filename']}: {skip['reason']}")
+            ui.info(
+                f"observed {len(report.observed)} new file(s) of {report.files} on "
+                f"{report.projects} project page(s) in {report.seconds:.1f}s "
+                f"({len(report.alarms)} alarm(s), {len(report.errors)} error(s)); state {path}"
+            )
+            sys.stdout.flush()
+        if not args.follow:
+            break
+        time.sleep(args.interval)
+    if alarms:
+        return EXIT_FAIL
+    return EXIT_FAIL if errors else EXIT_OK
 
 
 def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
@@ -327,6 +404,7 @@ def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
         )
     )
     projects = {p: sorted(v) for p, v in sorted(result.signers.items())}
+    observed = {p: sorted(v) for p, v in sorted(result.observers.items())}
     selection = result.selection
     skipped = selection.skipped if selection is not None else []
     local = selection.not_from_index if selection is not None else []
@@ -338,6 +416,8 @@ def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
                 "policy": str(path),
                 "written": result.written,
                 "projects": projects,
+                "observers": observed,
+                "log_observer": result.log_observer,
                 "not_pinned": result.missing,
                 "environment": env.describe(),
                 "not_for_environment": [s.to_json() for s in skipped],
@@ -355,9 +435,14 @@ def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
                 ui.info(f"SKIP: {s.pin.name}: {s.reason}")
         for project, keys in projects.items():
             ui.info(f"pinned {project}: {', '.join(keys)}")
+        for project, keys in observed.items():
+            ui.info(f"pinned {project} observers: {', '.join(keys)}")
+        if result.log_observer:
+            ui.info(f"the log's observer: {result.log_observer}")
         if result.written:
+            count = len({*projects, *observed})
             ui.info(
-                f"wrote {path} ({len(projects)} projects; {len(skipped)} files not for "
+                f"wrote {path} ({count} projects; {len(skipped)} files not for "
                 f"this environment, {env.describe()})"
             )
         elif not result.missing:
@@ -528,6 +613,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, Ui], int]] = {
     "publish": publish,
     "verify": verify,
     "proxy": proxy,
+    "observe": observe,
     "pip install": install_frontend,
     "uv pip install": install_frontend,
     "uv sync": install_frontend,

@@ -152,6 +152,7 @@ def build_parser() -> Parser:
     _publish(sub)
     _verify(sub)
     _proxy(sub)
+    _observe(sub)
     _frontends(sub)
     _policy(sub)
     _witness(sub)
@@ -526,7 +527,71 @@ def _proxy(sub: Any) -> None:
         help="reuse a checked project page this long (default 30; 0: check every request)",
     )
     px.add_argument(
+        "--observer-key",
+        metavar="FILE",
+        default=_env("OBSERVER_KEY"),
+        help="log every verified download as an observation signed with this key "
+        "(env SIGLEDGER_OBSERVER_KEY)",
+    )
+    px.add_argument(
         "--json-log", action="store_true", help="log one JSON object per line (default: text)"
+    )
+
+
+def _observe(sub: Any) -> None:
+    ob = _command(
+        sub,
+        "observe",
+        "observe",
+        help="log the hash of every file an index serves, as an observer",
+        description="Download the release files of PROJECTs (default: every project of the "
+        "index) through the simple API, hash them and log signed observations under your "
+        "observer key; a state file remembers what was observed, so a rerun submits only "
+        "new files. If the log refuses an observation because this key already logged "
+        "another hash for that file, the index changed a published file: an ALARM with "
+        "both statements is reported and the exit status is 1 (also when a file could "
+        "not be read; 3 when the log or the index cannot be reached). "
+        "Format and behaviour: client/install/observe.py.",
+    )
+    ob.add_argument("projects", nargs="*", metavar="PROJECT", help="projects to observe")
+    ob.add_argument(
+        "--index",
+        default=_env("INDEX"),
+        metavar="URL",
+        help="the simple index, e.g. https://pypi.org/simple/ (env SIGLEDGER_INDEX)",
+    )
+    _shared(ob, "log", "log_key", log_key="the log's verifier key: check every receipt")
+    ob.add_argument(
+        "--key",
+        default=_env("KEY"),
+        metavar="FILE",
+        help="the observer's signing key file (sigledger keygen; env SIGLEDGER_KEY)",
+    )
+    ob.add_argument(
+        "--state",
+        metavar="FILE",
+        default=None,
+        help="what was observed (default: observe/ in the user state directory)",
+    )
+    ob.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        metavar="N",
+        help="page reads and downloads at once (default 8)",
+    )
+    ob.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep going: observe new files every --interval seconds until interrupted "
+        "(with --json, one JSON object per line and pass)",
+    )
+    ob.add_argument(
+        "--interval",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="with --follow, the pause between passes (default 300)",
     )
 
 

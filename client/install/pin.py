@@ -1,5 +1,9 @@
-"""``sigledger policy pin`` as a library: trust, per project, the signers a log
-shows for the locked hashes.
+"""``sigledger policy pin`` as a library: trust, per project, the signers and
+observers a log shows for the locked hashes.
+
+The log's own observer key (``GET /observer``; a log without one answers 404)
+is recorded in the policy's ``[[log]]`` table, and a policy without a
+``[default]`` gets "the log's own observation suffices" as its default.
 
 :func:`pin_policy` verifies the log's checkpoint against the given key (a wrong
 key names the key the log signs with, see :mod:`sigledger.client.logkey`), looks
@@ -19,9 +23,12 @@ pinned to the signers of its other files.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import aiohttp
 
 from sigledger.client.checkpoints import FileCheckpointStore
 from sigledger.client.install.environment import TargetEnvironment
@@ -36,12 +43,13 @@ from sigledger.client.install.policy import (
     pin_projects,
 )
 from sigledger.client.install.selection import Selection
-from sigledger.client.install.verdicts import matches
+from sigledger.client.install.verdicts import kind, matches
 from sigledger.client.install.verify import logged_by_hash, select_inputs
 from sigledger.client.logkey import open_with_log_key
-from sigledger.client.remote import normalize_url
+from sigledger.client.remote import LogClient, normalize_url
 from sigledger.client.trust import VerifiedLog
-from sigledger.ledger.note import Verifier
+from sigledger.ledger.errors import FormatError, NetworkError
+from sigledger.ledger.note import ALG_ED25519, Verifier
 
 
 @dataclass
@@ -51,6 +59,28 @@ class PinResult:
     missing: list[str] = field(default_factory=list)  # pins the log does not show
     written: bool = False
     selection: Selection | None = None  # what the lock files put in scope
+    observers: dict[str, set[str]] = field(default_factory=dict)  # project -> observer keys
+    log_observer: str | None = None  # the log's own observer key, when it serves one
+
+
+async def logged_keys(
+    log: VerifiedLog, pins: Sequence[Pin]
+) -> tuple[dict[str, set[str]], dict[str, set[str]], list[str]]:
+    """Per project, the signers and the observers of entries that attest exactly
+    the pinned files; and the names of the pins no verified entry attests."""
+    artifacts = list(pins)
+    entries = await log.lookup_hashes(sorted({a.sha256.hex() for a in artifacts}), related=False)
+    signers: dict[str, set[str]] = {}
+    observers: dict[str, set[str]] = {}
+    missing: list[str] = []
+    for a in artifacts:
+        found = [e for e in entries if matches(a, e) and e.entry.signed.verify()]
+        if not found:
+            missing.append(a.name)
+        for e in found:
+            into = observers if kind(e) == "observation" else signers
+            into.setdefault(e.entry.statement.project, set()).add(e.entry.signed.signer_vkey())
+    return signers, observers, sorted(missing)
 
 
 async def logged_signers(
@@ -58,17 +88,31 @@ async def logged_signers(
 ) -> tuple[dict[str, set[str]], list[str]]:
     """Per project, the signers of entries that attest exactly the pinned files;
     and the names of the pins no verified entry attests."""
-    artifacts = list(pins)
-    entries = await log.lookup_hashes(sorted({a.sha256.hex() for a in artifacts}), related=False)
-    signers: dict[str, set[str]] = {}
-    missing: list[str] = []
-    for a in artifacts:
-        found = [e for e in entries if matches(a, e) and e.entry.signed.verify()]
-        if not found:
-            missing.append(a.name)
-        for e in found:
-            signers.setdefault(e.entry.statement.project, set()).add(e.entry.signed.signer_vkey())
-    return signers, sorted(missing)
+    signers, _, missing = await logged_keys(log, pins)
+    return signers, missing
+
+
+async def fetch_observer_key(client: LogClient) -> Verifier | None:
+    """The log's own observer key (``GET /observer``), or None for a log that
+    does not observe (404). Raises NetworkError when the log answers otherwise."""
+    url = client.url + "/observer"
+    try:
+        async with client.session.get(url) as resp:
+            body = await resp.content.read(4096)
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise NetworkError(f"cannot reach the log at {url}: {exc}") from None
+    if status == 404:
+        return None
+    if status != 200:
+        raise NetworkError(f"the log answered {status} for {url}")
+    try:
+        verifier = Verifier.from_vkey(body.decode("utf-8", "replace").strip())
+    except FormatError as exc:
+        raise NetworkError(f"{url} is not an observer verifier key: {exc}") from None
+    if verifier.alg != ALG_ED25519:
+        raise NetworkError(f"{url} is not an Ed25519 (0x01) observer key")
+    return verifier
 
 
 def existing_policy(path: Path) -> Policy:
@@ -111,17 +155,26 @@ async def pin_policy(
         note = await log.client.checkpoint()
         open_with_log_key(note, log_key, log.url, trust.origin)
         await log.accept(note)
+        observer = await fetch_observer_key(log.client)
+        trust = dataclasses.replace(trust, observer=observer)
         artifacts = list(pins)
         selection = None
         if locks:
             logged = await logged_by_hash(log, locks, all_files)
             selection = select_inputs(env or TargetEnvironment.current(), locks, logged, all_files)
             artifacts.extend(selection.pins)
-        signers, missing = await logged_signers(log, artifacts)
+        signers, observers, missing = await logged_keys(log, artifacts)
     if selection is not None:
         missing = sorted([*missing, *(f"{o.artifact.name}: {o.reason}" for o in selection.failed)])
-    result = PinResult(policy_path, signers, missing, selection=selection)
-    if signers and not (strict and missing):
-        write_policy(policy_path, pin_projects(policy, trust, signers, threshold))
+    result = PinResult(
+        policy_path,
+        signers,
+        missing,
+        selection=selection,
+        observers=observers,
+        log_observer=observer.vkey if observer is not None else None,
+    )
+    if (signers or observers) and not (strict and missing):
+        write_policy(policy_path, pin_projects(policy, trust, signers, threshold, observers))
         result.written = True
     return result

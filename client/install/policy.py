@@ -10,6 +10,9 @@ or ``$SIGLEDGER_POLICY``). Version 1::
     key = "log.example.org+1a2b3c4d+AV..."   # required: the log's signed-note
                                       # verifier key, Ed25519 (type 0x01)
     origin = "log.example.org"        # optional checkpoint origin; default: the key's name
+    observer = "log.example.org/observer+5a6b7c8d+AT..."
+                                      # optional: the log's own observer key (its
+                                      # GET /observer), recorded by `policy pin`
 
     [witnesses]                       # optional
     keys = ["w1.example+5e6f7a8b+BA...", "w2.example+9c0d1e2f+BB..."]
@@ -24,8 +27,15 @@ or ``$SIGLEDGER_POLICY``). Version 1::
     [project."requests"]              # one table per project
     signers = ["a@example.org+...", "b@example.org+...", "c@example.org+..."]
     threshold = 2
+    observers = ["log.example.org/observer+...", "mirror.example/observer+..."]
+    observer-threshold = 1
+    require = "both"
 
-A **signer rule** (``[default]`` or ``[project."NAME"]``) has these keys:
+A **rule** (``[default]`` or ``[project."NAME"]``) says whose logged
+statements make a hash trusted. Two kinds count: *signatures* (a publisher
+signed the file) and *observations* (an observer -- the log itself, a proxy,
+a mirror -- logged the hash an index served it for that file, the first time
+it saw it). A rule has these keys:
 
 * ``signers``: publisher verifier keys, Ed25519 (type 0x01), no key twice.
   Required unless ``any-signer = true``.
@@ -36,6 +46,26 @@ A **signer rule** (``[default]`` or ``[project."NAME"]``) has these keys:
   accepted. That proves the file was published to the log (everyone sees the
   same file), not who made it, so it must be asked for explicitly; the
   threshold then only needs to be at least 1.
+* ``observers``: observer verifier keys, Ed25519 (type 0x01), no key twice.
+* ``observer-threshold`` (default 1): at least this many *distinct* listed
+  observers must have logged an observation of the exact hash (k of n).
+  Between 1 and the number of observers.
+* ``require``: which part must hold -- ``"signers"`` (n of m signers),
+  ``"observers"`` (k of n observers), ``"either"`` or ``"both"``. Default:
+  the part that is listed, ``"either"`` when both are. A rule must list what
+  its ``require`` needs.
+
+Whatever ``require`` says, a listed signer or observer that logged a
+*different* hash for the same file makes the check fail with both entries as
+evidence (someone is being shown another file).
+
+The default a new user gets, as with Go's checksum database, is "the log's own
+observation suffices": ``sigledger policy pin`` records the log's observer key
+(``GET /observer``) in the ``[[log]]`` table and, when the policy has no
+``[default]`` yet, writes ``[default] observers = [<that key>]``. Observers
+that logged the pinned hashes are recorded per project as signers are.
+Policies written before observers existed load unchanged: a rule with only
+``signers`` requires signers, as before.
 
 Project names are canonicalized (PEP 503) when the policy is loaded; two tables
 naming the same project (``[project.Foo_Bar]`` and ``[project.foo-bar]``) are
@@ -50,6 +80,7 @@ checkpoint verification code.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -92,9 +123,10 @@ POLICY_VERSION = 1
 APP_NAME = "sigledger"
 
 _TOP_KEYS = ("version", "log", "witnesses", "default", "project")
-_LOG_KEYS = ("url", "key", "origin")
+_LOG_KEYS = ("url", "key", "origin", "observer")
 _WITNESS_KEYS = ("keys", "quorum")
-_RULE_KEYS = ("signers", "threshold", "any-signer")
+_RULE_KEYS = ("signers", "threshold", "any-signer", "observers", "observer-threshold", "require")
+REQUIRE_MODES = ("signers", "observers", "either", "both")
 
 
 class PolicyError(ConfigError):
@@ -110,6 +142,7 @@ class LogTrust:
     url: str
     verifier: Verifier
     origin: str
+    observer: Verifier | None = None  # the log's own observer key, when known
 
 
 @dataclass(frozen=True)
@@ -127,6 +160,24 @@ class SignerRule:
     signers: frozenset[str]  # canonical verifier keys (Verifier.vkey)
     threshold: int
     any_signer: bool = False
+    observers: frozenset[str] = frozenset()  # observer verifier keys
+    observer_threshold: int = 1
+    require: str | None = None  # one of REQUIRE_MODES; None: derived (see mode)
+
+    @property
+    def mode(self) -> str:
+        """``require``, else the listed part(s): signers, observers or either."""
+        if self.require is not None:
+            return self.require
+        has_signers = bool(self.signers) or self.any_signer
+        if self.observers and has_signers:
+            return "either"
+        return "observers" if self.observers else "signers"
+
+    @property
+    def trusted_keys(self) -> frozenset[str]:
+        """Every key whose different hash for a file is an alarm."""
+        return self.signers | self.observers
 
 
 @dataclass(frozen=True)
@@ -137,6 +188,7 @@ class Decision:
     reason: str
     trusted: tuple[str, ...]  # trusted signers that logged the hash, sorted
     untrusted: tuple[str, ...]  # other signers that logged it, sorted
+    observers: tuple[str, ...] = ()  # trusted observers that logged it, sorted
 
 
 @dataclass(frozen=True)
@@ -153,13 +205,15 @@ class Policy:
         """The rule of ``project`` (any spelling), else the default rule, else None."""
         return self.projects.get(str(canonicalize_name(project)), self.default)
 
-    def evaluate(self, project: str, signers: Iterable[str]) -> Decision:
+    def evaluate(
+        self, project: str, signers: Iterable[str], observers: Iterable[str] = ()
+    ) -> Decision:
         """Decide whether a hash is trusted for ``project``.
 
         ``signers`` are the verifier keys of every signer the log shows
-        attesting this exact hash for this project. A signer counts once
-        however often it appears; signers outside the rule never count towards
-        the threshold.
+        attesting this exact hash for this project, ``observers`` those of
+        every observer that logged an observation of it. A key counts once
+        however often it appears; keys outside the rule never count.
         """
         name = str(canonicalize_name(project))
         seen = set(signers)
@@ -173,39 +227,40 @@ class Policy:
             )
         trusted = tuple(sorted(seen & rule.signers))
         untrusted = tuple(sorted(seen - rule.signers))
-        if rule.any_signer:
-            if not seen:
-                return Decision(False, "no signer has logged this hash", trusted, untrusted)
-            return Decision(
-                True,
-                f"logged by {len(seen)} signer(s) and any-signer is set "
-                "(this proves publication, not authorship)",
-                trusted,
-                untrusted,
+        watched = tuple(sorted(set(observers) & rule.observers))
+        mode = rule.mode
+        sig_ok, sig_reason = _signer_part(rule, seen, trusted, untrusted)
+        if mode == "signers":
+            seen_observers = sorted(set(observers))
+            if not sig_ok and seen_observers:
+                # Say what the log does hold: observations, which this rule does not count.
+                sig_reason += (
+                    f"; observed by {', '.join(seen_observers)}, but the policy for "
+                    f"{name} requires signers"
+                )
+            return Decision(sig_ok, sig_reason, trusted, untrusted, watched)
+        obs_ok, obs_reason = _observer_part(rule, set(observers), watched)
+        if mode == "observers":
+            return Decision(obs_ok, obs_reason, trusted, untrusted, watched)
+        if mode == "both":
+            ok = sig_ok and obs_ok
+            reason = (
+                f"{sig_reason}; and {obs_reason}"
+                if ok
+                else "; ".join(
+                    r for good, r in ((sig_ok, sig_reason), (obs_ok, obs_reason)) if not good
+                )
+                + " (the policy requires signers and observers)"
             )
-        if len(trusted) >= rule.threshold:
-            return Decision(
-                True,
-                f"signed by {len(trusted)} of {len(rule.signers)} trusted signers "
-                f"(threshold {rule.threshold}): {', '.join(trusted)}",
-                trusted,
-                untrusted,
-            )
-        if not trusted:
-            detail = (
-                f"signed only by: {', '.join(untrusted)}"
-                if untrusted
-                else "no signer has logged this hash"
-            )
-            return Decision(
-                False, f"not signed by any trusted signer ({detail})", trusted, untrusted
-            )
+            return Decision(ok, reason, trusted, untrusted, watched)
+        if sig_ok or obs_ok:
+            return Decision(True, sig_reason if sig_ok else obs_reason, trusted, untrusted, watched)
         return Decision(
             False,
-            f"{rule.threshold} of {len(rule.signers)} required signers, "
-            f"got {len(trusted)}: {', '.join(trusted)}",
+            f"{sig_reason}; and {obs_reason} (the policy accepts either)",
             trusted,
             untrusted,
+            watched,
         )
 
     def log_for(self, url_or_origin: str) -> LogTrust | None:
@@ -215,6 +270,56 @@ class Policy:
             if log.url.rstrip("/") == wanted or log.origin == url_or_origin:
                 return log
         return None
+
+
+def _signer_part(
+    rule: SignerRule, seen: set[str], trusted: tuple[str, ...], untrusted: tuple[str, ...]
+) -> tuple[bool, str]:
+    """Whether the signatures meet the rule (n of m, or any-signer), and why."""
+    if rule.any_signer:
+        if not seen:
+            return False, "no signer has logged this hash"
+        return True, (
+            f"logged by {len(seen)} signer(s) and any-signer is set "
+            "(this proves publication, not authorship)"
+        )
+    if not rule.signers:
+        return False, "the rule lists no signers"
+    if len(trusted) >= rule.threshold:
+        return True, (
+            f"signed by {len(trusted)} of {len(rule.signers)} trusted signers "
+            f"(threshold {rule.threshold}): {', '.join(trusted)}"
+        )
+    if not trusted:
+        detail = (
+            f"signed only by: {', '.join(untrusted)}"
+            if untrusted
+            else "no signer has logged this hash"
+        )
+        return False, f"not signed by any trusted signer ({detail})"
+    return False, (
+        f"{rule.threshold} of {len(rule.signers)} required signers, "
+        f"got {len(trusted)}: {', '.join(trusted)}"
+    )
+
+
+def _observer_part(rule: SignerRule, seen: set[str], watched: tuple[str, ...]) -> tuple[bool, str]:
+    """Whether the observations meet the rule (k of n observers), and why."""
+    if not rule.observers:
+        return False, "the rule lists no observers"
+    if len(watched) >= rule.observer_threshold:
+        return True, (
+            f"observed by {len(watched)} of {len(rule.observers)} trusted observers "
+            f"(threshold {rule.observer_threshold}): {', '.join(watched)}"
+        )
+    if not watched:
+        others = sorted(seen - rule.observers)
+        detail = f"observed only by: {', '.join(others)}" if others else "no observation logged"
+        return False, f"not observed by any trusted observer ({detail})"
+    return False, (
+        f"{rule.observer_threshold} of {len(rule.observers)} required observers, "
+        f"got {len(watched)}: {', '.join(watched)}"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -315,7 +420,12 @@ class _Parser(TomlReader):
                     raise self.fail((*path, "url"), "this log URL is listed twice")
                 if other.origin == origin:
                     raise self.fail(path, f"origin {short_repr(origin)} is listed twice")
-            logs.append(LogTrust(url, verifier, origin))
+            observer = None
+            if "observer" in table:
+                observer = self.verifier(
+                    (*path, "observer"), table["observer"], (ALG_ED25519,), "an observer"
+                )
+            logs.append(LogTrust(url, verifier, origin, observer))
         return tuple(logs)
 
     def witnesses(self, value: object) -> WitnessPolicy:
@@ -338,6 +448,15 @@ class _Parser(TomlReader):
             )
         return WitnessPolicy(tuple(verifiers), quorum)
 
+    def keys(self, path: TomlPath, value: object, role: str, noun: str) -> set[str]:
+        found: set[str] = set()
+        for index, item in enumerate(self.strings(path, value)):
+            vkey = self.verifier((*path, index), item, (ALG_ED25519,), role).vkey
+            if vkey in found:
+                raise self.fail((*path, index), f"this {noun} is listed twice")
+            found.add(vkey)
+        return found
+
     def rule(self, path: TomlPath, value: object) -> SignerRule:
         table = self.table(path, value, _RULE_KEYS)
         any_signer = table.get("any-signer", False)
@@ -345,28 +464,56 @@ class _Parser(TomlReader):
             raise self.fail(
                 (*path, "any-signer"), f"must be true or false, not {short_repr(any_signer)}"
             )
-        signers: set[str] = set()
-        for index, item in enumerate(self.strings((*path, "signers"), table.get("signers", []))):
-            vkey = self.verifier(
-                (*path, "signers", index), item, (ALG_ED25519,), "a release signer"
-            ).vkey
-            if vkey in signers:
-                raise self.fail((*path, "signers", index), "this signer is listed twice")
-            signers.add(vkey)
-        if not signers and not any_signer:
+        signers = self.keys(
+            (*path, "signers"), table.get("signers", []), "a release signer", "signer"
+        )
+        observers = self.keys(
+            (*path, "observers"), table.get("observers", []), "an observer", "observer"
+        )
+        require: str | None = None
+        if "require" in table:
+            require = self.string((*path, "require"), table["require"])
+            if require not in REQUIRE_MODES:
+                raise self.fail(
+                    (*path, "require"),
+                    f"{short_repr(require)} is not one of " + ", ".join(REQUIRE_MODES),
+                )
+        needs_signers = require in ("signers", "both") or (require is None and not observers)
+        needs_observers = require in ("observers", "both")
+        if needs_signers and not signers and not any_signer:
             raise self.fail(
                 path,
-                "lists no signers (list some, or set any-signer = true to accept any signer)",
+                "lists no signers (list some, or set any-signer = true to accept any signer"
+                + (", or list observers)" if require is None else ")"),
             )
+        if needs_observers and not observers:
+            raise self.fail(path, f'lists no observers but require = "{require}"')
         threshold = self.integer((*path, "threshold"), table.get("threshold", 1))
         if threshold < 1:
             raise self.fail((*path, "threshold"), "must be at least 1")
-        if not any_signer and threshold > len(signers):
+        if signers and not any_signer and threshold > len(signers):
             raise self.fail(
                 (*path, "threshold"),
                 f"{threshold} is more than the {len(signers)} listed signer(s)",
             )
-        return SignerRule(frozenset(signers), threshold, any_signer)
+        observer_threshold = self.integer(
+            (*path, "observer-threshold"), table.get("observer-threshold", 1)
+        )
+        if observer_threshold < 1:
+            raise self.fail((*path, "observer-threshold"), "must be at least 1")
+        if observers and observer_threshold > len(observers):
+            raise self.fail(
+                (*path, "observer-threshold"),
+                f"{observer_threshold} is more than the {len(observers)} listed observer(s)",
+            )
+        return SignerRule(
+            frozenset(signers),
+            threshold,
+            any_signer,
+            frozenset(observers),
+            observer_threshold,
+            require,
+        )
 
 
 def parse_policy(text: str, source: str = "<memory>") -> Policy:
@@ -401,9 +548,18 @@ def load_policy(path: str | Path) -> Policy:
 
 
 def _rule_table(rule: SignerRule) -> dict[str, Any]:
-    table: dict[str, Any] = {"signers": sorted(rule.signers), "threshold": rule.threshold}
+    table: dict[str, Any] = {}
+    if rule.signers or not rule.observers:
+        table["signers"] = sorted(rule.signers)
+    if rule.threshold != 1 or "signers" in table:
+        table["threshold"] = rule.threshold
     if rule.any_signer:
         table["any-signer"] = True
+    if rule.observers:
+        table["observers"] = sorted(rule.observers)
+        table["observer-threshold"] = rule.observer_threshold
+    if rule.require is not None:
+        table["require"] = rule.require
     return table
 
 
@@ -418,6 +574,8 @@ def dump_policy(policy: Policy) -> str:
         entry: dict[str, Any] = {"url": log.url, "key": log.verifier.vkey}
         if log.origin != log.verifier.name:
             entry["origin"] = log.origin
+        if log.observer is not None:
+            entry["observer"] = log.observer.vkey
         logs.append(entry)
     doc: dict[str, Any] = {"version": POLICY_VERSION, "log": logs}
     if policy.witnesses.verifiers or policy.witnesses.quorum:
@@ -434,20 +592,42 @@ def dump_policy(policy: Policy) -> str:
     return tomli_w.dumps(doc)
 
 
+def _checked_keys(where: str, name: str, vkeys: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for vkey in vkeys:
+        try:
+            verifier = Verifier.from_vkey(vkey)
+        except FormatError as exc:
+            raise PolicyError(
+                f"{where}: project {name}: {short_repr(vkey)} is not a verifier key: {exc}"
+            ) from None
+        if verifier.alg != ALG_ED25519:
+            raise PolicyError(
+                f"{where}: project {name}: {short_repr(vkey)} is not an Ed25519 (0x01) key"
+            )
+        found.add(verifier.vkey)
+    return found
+
+
 def pin_projects(
     policy: Policy,
     log: LogTrust,
     signers_by_project: Mapping[str, Iterable[str]],
     threshold: int | None = None,
+    observers_by_project: Mapping[str, Iterable[str]] | None = None,
 ) -> Policy:
-    """A copy of ``policy`` that trusts ``log`` and these signers for these projects.
+    """A copy of ``policy`` that trusts ``log`` and these signers (and observers)
+    for these projects.
 
     ``log`` replaces the trusted log with the same key, or is added. Each
     project's rule lists the given signers plus those it already had; its
-    threshold is ``threshold``, else the existing one, else 1. Raises
-    PolicyError (``SOURCE: ...``) for invalid keys, names or thresholds, and
-    when ``log``'s URL or origin belongs to a log with another key (replacing a
-    log key is left to a person editing the file).
+    threshold is ``threshold``, else the existing one, else 1. Observers are
+    added the same way (their threshold is kept, else 1). When ``log`` names
+    its observer key and the policy has no ``[default]``, the default becomes
+    "the log's own observation suffices". Raises PolicyError (``SOURCE: ...``)
+    for invalid keys, names or thresholds, and when ``log``'s URL or origin
+    belongs to a log with another key (replacing a log key is left to a person
+    editing the file).
     """
     where = policy.source
     if log.verifier.alg != ALG_ED25519:
@@ -455,6 +635,8 @@ def pin_projects(
     logs = list(policy.logs)
     for index, existing in enumerate(logs):
         if existing.verifier == log.verifier:
+            if log.observer is None and existing.observer is not None:
+                log = dataclasses.replace(log, observer=existing.observer)
             logs[index] = log
             break
     else:
@@ -467,8 +649,9 @@ def pin_projects(
                 f"{where}: the log at {other.url} (origin {other.origin}) is trusted with "
                 f"another key ({other.verifier.vkey}); edit the policy to replace it"
             )
+    observed = observers_by_project or {}
     projects = dict(policy.projects)
-    for project, vkeys in signers_by_project.items():
+    for project in sorted({*signers_by_project, *observed}):
         try:
             name = str(canonicalize_name(project, validate=True))
         except InvalidName:
@@ -477,29 +660,35 @@ def pin_projects(
             ) from None
         old = projects.get(name)
         signers = set(old.signers) if old is not None else set()
-        for vkey in vkeys:
-            try:
-                verifier = Verifier.from_vkey(vkey)
-            except FormatError as exc:
-                raise PolicyError(
-                    f"{where}: project {name}: {short_repr(vkey)} is not a verifier key: {exc}"
-                ) from None
-            if verifier.alg != ALG_ED25519:
-                raise PolicyError(
-                    f"{where}: project {name}: {short_repr(vkey)} is not an Ed25519 (0x01) key"
-                )
-            signers.add(verifier.vkey)
+        signers |= _checked_keys(where, name, signers_by_project.get(project, ()))
+        observers = set(old.observers) if old is not None else set()
+        observers |= _checked_keys(where, name, observed.get(project, ()))
         any_signer = old.any_signer if old is not None else False
         wanted = threshold if threshold is not None else old.threshold if old is not None else 1
-        if not signers and not any_signer:
+        if not signers and not any_signer and not observers:
             raise PolicyError(f"{where}: project {name}: no signers to pin")
-        if wanted < 1 or (not any_signer and wanted > len(signers)):
+        if wanted < 1 or (signers and not any_signer and wanted > len(signers)):
             raise PolicyError(
                 f"{where}: project {name}: threshold {wanted} is not between 1 and "
                 f"{len(signers)} (the number of signers)"
             )
-        projects[name] = SignerRule(frozenset(signers), wanted, any_signer)
-    return Policy(tuple(logs), policy.witnesses, policy.default, projects, policy.source)
+        require = old.require if old is not None else None
+        if require in ("signers", "both") and not signers and not any_signer:
+            require = None
+        if require in ("observers", "both") and not observers:
+            require = None
+        projects[name] = SignerRule(
+            frozenset(signers),
+            wanted,
+            any_signer,
+            frozenset(observers),
+            old.observer_threshold if old is not None else 1,
+            require,
+        )
+    default = policy.default
+    if default is None and log.observer is not None:
+        default = SignerRule(frozenset(), 1, observers=frozenset({log.observer.vkey}))
+    return Policy(tuple(logs), policy.witnesses, default, projects, policy.source)
 
 
 # ---------------------------------------------------------------------------

@@ -85,6 +85,22 @@ Failure behaviour
 * A file the page left out: ``404`` with the reason.
 * The log cannot be reached or its answers do not verify: ``503``/``502``;
   no page is served unchecked.
+* When the policy trusts observers for a project, the newest versions on the
+  upstream page that the log holds nothing for (at most three per page build)
+  are looked up by version: a log configured to observe that index
+  (``observe_index``) observes them then, and the page shows them if the
+  policy accepts the log's observation.
+* Upstream bytes that differ from the log's hash for a file the log holds
+  (signed or *observed*: the default policy trusts the log's own observation):
+  the same ``409``, and the evidence -- the logged entries (bytes, kind, key)
+  and the hash served -- is logged at CRITICAL and appended as one JSON line
+  to ``<state>/alarms.jsonl``.
+* With ``--observer-key`` every download the proxy serves is logged as an
+  observation under that key (batched, in the background; see
+  :class:`ObservationSink`), so the proxy is an independent vantage point in
+  the log. If the log refuses one because this key already observed other
+  bytes for that file, that is an alarm with both statements as evidence
+  (logged, and appended to ``alarms.jsonl``).
 * The log shows two histories (:class:`~sigledger.ledger.errors.LogMisbehaviorError`):
   the proxy stops. Every page and download answers ``503`` with a plain-text
   explanation, ``/healthz`` answers ``503`` with the evidence as JSON, the
@@ -96,6 +112,8 @@ Failure behaviour
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import dataclasses
 import hashlib
 import html
@@ -121,10 +139,18 @@ from packaging.version import InvalidVersion, Version
 
 from sigledger.client.checkpoints import FileCheckpointStore
 from sigledger.client.install.lockfiles import Pin
+from sigledger.client.install.observations import Alarm, add_observations
 from sigledger.client.install.policy import LogTrust, Policy, SignerRule
-from sigledger.client.install.verdicts import Outcome, evaluate
+from sigledger.client.install.verdicts import Outcome, entry_json, evaluate, kind
+from sigledger.client.publish.submit import sign_observation
+from sigledger.client.remote import LogClient
 from sigledger.client.trust import VerifiedEntry, VerifiedLog
-from sigledger.ledger.entry import file_identity, parse_release_filename
+from sigledger.ledger.entry import (
+    SignedObservation,
+    Statement,
+    file_identity,
+    parse_release_filename,
+)
 from sigledger.ledger.errors import (
     ConfigError,
     FormatError,
@@ -133,6 +159,7 @@ from sigledger.ledger.errors import (
     NetworkError,
     VerificationError,
 )
+from sigledger.ledger.note import Signer
 from sigledger.ledger.service.httpclient import HttpClient
 from sigledger.ledger.service.runner import run_app
 
@@ -556,6 +583,8 @@ class Verdict:
     alarm: bool = False
     # Served, but someone the rule does not trust logged another hash for this file.
     warnings: tuple[str, ...] = ()
+    # The entries that decided a served file (the evidence when a download differs).
+    logged: tuple[VerifiedEntry, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     def shown(self) -> ShownFile:
         up = self.upstream
@@ -664,6 +693,7 @@ def _judge_file(
             outcome.trusted,
             tuple(e.index for e in outcome.entries),
             warnings=tuple(outcome.warning_lines()),
+            logged=tuple(outcome.entries),
         )
     if passed:
         reason = f"the log holds {len(passed)} different trusted hashes for this file"
@@ -996,6 +1026,92 @@ class ProxyConfig:
     cache_bytes: int = 2 << 30
     page_ttl: float = 30.0
     unlisted: str = "require-any-signer"
+    observer: Signer | None = None  # logs what it downloads as observations under this key
+
+
+ALARMS_FILE = "alarms.jsonl"
+_OBSERVE_BATCH = 100
+_FLUSH_SECONDS = 5.0  # at exit, how long pending observations may take to be logged
+_ON_DEMAND_VERSIONS = 3  # versions per page build the log is asked to observe
+
+
+class ObservationSink:
+    """Logs the files the proxy downloaded as observations, in the background.
+
+    Batches of up to :data:`_OBSERVE_BATCH`; a refusal by the binding rule (the
+    index served this proxy other bytes for a file it observed before) is an
+    alarm: logged with both statements and appended to ``alarms``. A log that
+    cannot be reached costs the observations of that batch (a warning), never
+    a download.
+    """
+
+    def __init__(self, log_url: str, signer: Signer, index_url: str, alarms: Path) -> None:
+        self.client = LogClient(log_url)
+        self.signer = signer
+        self.index_url = index_url
+        self.alarms_file = alarms
+        self.queue: asyncio.Queue[SignedObservation] = asyncio.Queue()
+        self.seen: set[tuple[str, bytes]] = set()
+        self.logged = 0
+        self.alarms: list[Alarm] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, filename: str, sha256: bytes, size: int) -> None:
+        if (filename, sha256) in self.seen:
+            return
+        self.seen.add((filename, sha256))
+        try:
+            st = Statement.for_file(filename, sha256, size)
+            signed = sign_observation(self.signer, st, self.index_url, int(time.time() * 1000))
+        except FormatError as exc:
+            log.warning("not observed %s: %s", filename, exc)
+            return
+        self.queue.put_nowait(signed)
+
+    async def start(self) -> None:
+        await self.client.__aenter__()
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self.queue.join(), _FLUSH_SECONDS)
+            except TimeoutError:
+                log.warning("%d observation(s) not logged at exit", self.queue.qsize())
+            self._task.cancel()
+        await self.client.__aexit__(None, None, None)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < _OBSERVE_BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                accepted, alarms = await add_observations(self.client, batch)
+                self.logged += len(accepted)
+                for alarm in alarms:
+                    self._alarm(alarm)
+            except LedgerError as exc:
+                log.warning("observations not logged: %s", exc, extra={"count": len(batch)})
+            finally:
+                for _ in batch:
+                    self.queue.task_done()
+
+    def _alarm(self, alarm: Alarm) -> None:
+        self.alarms.append(alarm)
+        doc = alarm.to_json()
+        log.critical(alarm.message, extra={"evidence": doc["evidence"]})
+        write_alarm(self.alarms_file, doc)
+
+
+def write_alarm(path: Path, doc: Mapping[str, Any]) -> None:
+    """Append one alarm (JSON, one line) to ``path``; a failure is only logged."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            fh.write(json.dumps(doc, sort_keys=True) + "\n")
+    except OSError as err:
+        log.warning("cannot write the alarm file", extra={"file": str(path), "err": str(err)})
 
 
 def _text(status: int, body: str, **headers: str) -> web.Response:
@@ -1025,6 +1141,16 @@ class Proxy:
         self._views: OrderedDict[str, ProjectView] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._projects: tuple[float, list[str]] | None = None
+        self.observations: ObservationSink | None = None
+        if cfg.observer is not None:
+            if not isinstance(upstream, HttpUpstream):
+                raise ConfigError(
+                    "--observer-key needs an HTTP upstream index: observations name the "
+                    "index URL that served the file"
+                )
+            self.observations = ObservationSink(
+                cfg.log.url, cfg.observer, upstream.description, cfg.state_dir / ALARMS_FILE
+            )
 
     # --- stopping on misbehavior --------------------------------------------------
 
@@ -1138,6 +1264,7 @@ class Proxy:
         # The checkpoint first: a log showing two histories stops us before any lookup.
         cp = await self.verified_log.checkpoint()
         entries = await self.verified_log.lookup(project=project)
+        entries += await self._observe_missing(project, files, entries)
         size = max([cp.size, *(e.checkpoint.size for e in entries)])
         verdicts = judge(self.cfg.policy, project, files, entries, unlisted=self.cfg.unlisted)
         for v in verdicts.values():
@@ -1149,6 +1276,46 @@ class Proxy:
             for line in v.warnings:
                 log.warning("WARN: serving %s: %s", v.filename, line, extra=extra)
         return ProjectView(project, verdicts, size, self.verified_log.origin, time.monotonic())
+
+    async def _observe_missing(
+        self, project: str, files: Sequence[IndexFile], entries: Sequence[VerifiedEntry]
+    ) -> list[VerifiedEntry]:
+        """Ask the log about the newest versions the page lists that it holds nothing
+        for, when the policy trusts observers for the project: a log that observes
+        on demand observes them now (as sum.golang.org does for a module version it
+        never saw). At most :data:`_ON_DEMAND_VERSIONS` per page build; a refusal or
+        an error leaves those files off the page, as before."""
+        rule = self.cfg.policy.rule_for(project)
+        if rule is None or not rule.observers:
+            return []
+        held = {e.entry.statement.identity.key for e in entries}
+        missing: set[Version] = set()
+        for f in files:
+            try:
+                identity = file_identity(f.filename)
+            except FormatError:
+                continue
+            if identity.project == project and identity.key not in held:
+                with contextlib.suppress(InvalidVersion):
+                    missing.add(Version(identity.version))
+        wanted = sorted(missing, reverse=True)[:_ON_DEMAND_VERSIONS]
+        found = await asyncio.gather(
+            *(self.verified_log.lookup(project=project, version=str(v)) for v in wanted),
+            return_exceptions=True,
+        )
+        known = {e.index for e in entries}
+        out: list[VerifiedEntry] = []
+        for version, answer in zip(wanted, found, strict=True):
+            if isinstance(answer, LogMisbehaviorError):
+                raise answer
+            if isinstance(answer, BaseException):
+                log.info("the log did not observe %s %s: %s", project, version, answer)
+                continue
+            for e in answer:
+                if e.index not in known:
+                    known.add(e.index)
+                    out.append(e)
+        return out
 
     # --- handlers -----------------------------------------------------------------------
 
@@ -1288,6 +1455,8 @@ class Proxy:
                 verdict.filename,
                 extra={"project": verdict.project, "sha256": got, "size": size},
             )
+            if self.observations is not None:
+                self.observations.add(verdict.filename, bytes.fromhex(got), size)
             return self.cache.add(got, tmp)
         finally:
             tmp.unlink(missing_ok=True)
@@ -1297,19 +1466,47 @@ class Proxy:
         want = verdict.sha256.hex()
         source = "the log holds" if verdict.verified else "the upstream page lists"
         reason = f"upstream served {served} for {verdict.filename} but {source} sha256:{want}"
-        signed = f" (signed by {', '.join(verdict.signers)})" if verdict.signers else ""
-        log.warning(
-            "refused %s: %s",
-            verdict.filename,
-            reason,
-            extra={"project": verdict.project, "upstream_url": verdict.upstream.url},
+        kinds = {kind(e) for e in verdict.logged}
+        by = (
+            "observed and signed"
+            if len(kinds) > 1
+            else "observed"
+            if kinds == {"observation"}
+            else "signed"
         )
+        signed = f" ({by} by {', '.join(verdict.signers)})" if verdict.signers else ""
+        extra = {"project": verdict.project, "upstream_url": verdict.upstream.url}
+        evidence = ""
+        if verdict.verified:
+            doc = {
+                "message": reason,
+                "project": verdict.project,
+                "filename": verdict.filename,
+                "upstream_url": verdict.upstream.url,
+                "served": served,
+                "logged": [
+                    {**entry_json(e), "entry": base64.b64encode(e.data).decode()}
+                    for e in verdict.logged
+                ],
+            }
+            write_alarm(self.cfg.state_dir / ALARMS_FILE, doc)
+            log.critical(
+                "refused %s: %s", verdict.filename, reason, extra={**extra, "evidence": doc}
+            )
+            evidence = "\nLogged entries (evidence):\n" + "".join(
+                f"  #{e.index} {kind(e)} by {e.entry.signed.signer_vkey()}: "
+                f"sha256:{e.entry.statement.sha256.hex()}\n"
+                for e in verdict.logged
+            )
+        else:
+            log.warning("refused %s: %s", verdict.filename, reason, extra=extra)
         return RefusedError(
             409,
             reason,
             f"{reason}{signed}.\nThe upstream index, or something between it and this "
             "proxy, is serving other bytes than the ones published to the log; nothing was "
-            f"served or cached. Details: /why/{verdict.project}/{quote(verdict.filename)}",
+            f"served or cached.{evidence}\nDetails: "
+            f"/why/{verdict.project}/{quote(verdict.filename)}",
         )
 
     async def _send(self, request: web.Request, path: Path, filename: str) -> web.StreamResponse:
@@ -1380,6 +1577,9 @@ class Proxy:
                 "tree_size": cp.size,
                 "upstream": self.upstream.description,
                 "cached_bytes": self.cache.total,
+                "observer": self.cfg.observer.vkey if self.cfg.observer else None,
+                "observations_logged": self.observations.logged if self.observations else 0,
+                "observation_alarms": len(self.observations.alarms) if self.observations else 0,
             }
         )
 
@@ -1388,8 +1588,12 @@ class Proxy:
     async def _startup(self, app: web.Application) -> None:
         await self.upstream.start()
         await self.verified_log.__aenter__()
+        if self.observations is not None:
+            await self.observations.start()
 
     async def _cleanup(self, app: web.Application) -> None:
+        if self.observations is not None:
+            await self.observations.close()
         await self.verified_log.__aexit__(None, None, None)
         await self.upstream.close()
 

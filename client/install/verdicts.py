@@ -7,11 +7,13 @@ pylock.toml pin) :func:`check_artifacts` asks the log, through
 1. which entries attest this exact SHA-256 (lookup by hash);
 2. which of those are for the pinned project (and version, file name and
    size, where the pin says);
-3. whether the distinct signers of those entries satisfy the policy's rule for
-   the project (n of m trusted signers);
-4. whether any signer the rule trusts logged a *different* hash for the same
-   file -- an alarm: someone is being shown another file.
-5. whether anyone else (a signer the rule does not trust) logged a different
+3. whether the distinct signers and observers of those entries satisfy the
+   policy's rule for the project (n of m trusted signers, k of n trusted
+   observers, either or both: see :mod:`~sigledger.client.install.policy`);
+4. whether any signer or observer the rule trusts logged a *different* hash for
+   the same file -- an alarm: someone is being shown another file; the outcome
+   holds both entries (``entries`` and ``conflicts``) as evidence.
+5. whether anyone else (a key the rule does not trust) logged a different
    hash for the same file: the file still verifies, but each such entry is a
    warning (:attr:`Outcome.warnings`, ``WARN`` lines, ``"warnings"`` in JSON).
 
@@ -37,7 +39,12 @@ from sigledger.client.install.policy import Policy
 from sigledger.client.publish.submit import hash_file
 from sigledger.client.receipts import check_witness_quorum, verify_receipt
 from sigledger.client.trust import VerifiedEntry, VerifiedLog
-from sigledger.ledger.entry import Statement, file_identity, parse_release_filename
+from sigledger.ledger.entry import (
+    SignedObservation,
+    Statement,
+    file_identity,
+    parse_release_filename,
+)
 from sigledger.ledger.errors import FormatError, VerificationError
 
 RESULT_FORMAT_VERSION = 1
@@ -86,27 +93,15 @@ class Outcome:
         """One sentence per warning entry, naming its index."""
         project = self.project or self.artifact.project
         return [
-            f"entry #{e.index}: {e.entry.signed.signer_vkey()} (not trusted for {project}) "
+            f"entry #{e.index}: {'observer ' if kind(e) == 'observation' else ''}"
+            f"{e.entry.signed.signer_vkey()} "
+            f"(not trusted for {project}) "
             f"logged a different hash sha256:{e.entry.statement.sha256.hex()} for "
             f"{e.entry.statement.filename}"
             for e in self.warnings
         ]
 
     def to_json(self) -> dict[str, Any]:
-        def entry_json(e: VerifiedEntry) -> dict[str, Any]:
-            st = e.entry.statement
-            return {
-                "log_index": e.index,
-                "project": st.project,
-                "version": st.version,
-                "filename": st.filename,
-                "sha256": st.sha256.hex(),
-                "size": st.size,
-                "signer": e.entry.signed.signer_vkey(),
-                "integrated_time_ms": e.entry.time_ms,
-                "tree_size": e.checkpoint.size,
-            }
-
         a = self.artifact
         return {
             "artifact": a.name,
@@ -204,14 +199,15 @@ def evaluate(
         by_project.setdefault(e.entry.statement.project, []).append(e)
     outcome: Outcome | None = None
     for project, entries in sorted(by_project.items()):
-        decision = policy.evaluate(project, {e.entry.signed.signer_vkey() for e in entries})
+        signers, observers = keys_by_kind(entries)
+        decision = policy.evaluate(project, signers, observers)
         candidate = Outcome(
             a,
             decision.ok,
             decision.reason,
             project=project,
             entries=entries,
-            trusted=decision.trusted,
+            trusted=decision.trusted + decision.observers,
         )
         if decision.ok or outcome is None:
             outcome = candidate
@@ -222,11 +218,13 @@ def evaluate(
     if conflicts:
         c = conflicts[0]
         st = c.entry.statement
+        agreeing = ", ".join(f"#{e.index}" for e in outcome.entries)
         return Outcome(
             a,
             False,
-            f"ALARM: trusted signer {c.entry.signed.signer_vkey()} logged a different hash "
-            f"sha256:{st.sha256.hex()} for {st.filename} (entry #{c.index})",
+            f"ALARM: trusted {role(c)} {c.entry.signed.signer_vkey()} logged a different hash "
+            f"sha256:{st.sha256.hex()} for {st.filename} (entry #{c.index}; "
+            f"entry {agreeing} logged sha256:{a.sha256.hex()})",
             alarm=True,
             project=outcome.project,
             entries=outcome.entries,
@@ -271,7 +269,8 @@ def _conflicts(
     same_file: Mapping[FileKey, Sequence[VerifiedEntry]],
     verified: Callable[[VerifiedEntry], bool],
 ) -> list[VerifiedEntry]:
-    """Entries by signers the rule trusts that give another hash for the same file."""
+    """Entries by signers or observers the rule trusts that give another hash for
+    the same file."""
     if outcome.project is None:
         return []
     rule = policy.rule_for(outcome.project)
@@ -283,13 +282,54 @@ def _conflicts(
         for key in sorted(files)
         for e in same_file.get(key, ())
         if e.entry.statement.sha256 != outcome.artifact.sha256
-        and e.entry.signed.signer_vkey() in rule.signers
+        and e.entry.signed.signer_vkey() in rule.trusted_keys
         and verified(e)
     ]
 
 
 def _file_key(e: VerifiedEntry) -> FileKey:
     return e.entry.statement.identity.key
+
+
+def kind(e: VerifiedEntry) -> str:
+    """``"signature"`` (a publisher signed the file) or ``"observation"`` (an
+    observer logged what an index served)."""
+    return e.entry.signed.kind
+
+
+def role(e: VerifiedEntry) -> str:
+    """How a report names the key behind an entry."""
+    return "observer" if kind(e) == "observation" else "signer"
+
+
+def keys_by_kind(entries: Sequence[VerifiedEntry]) -> tuple[set[str], set[str]]:
+    """The keys of the signature entries and those of the observation entries."""
+    signers: set[str] = set()
+    observers: set[str] = set()
+    for e in entries:
+        (observers if kind(e) == "observation" else signers).add(e.entry.signed.signer_vkey())
+    return signers, observers
+
+
+def entry_json(e: VerifiedEntry) -> dict[str, Any]:
+    """One verified entry as reports show it (an observation adds where and when)."""
+    st = e.entry.statement
+    doc: dict[str, Any] = {
+        "log_index": e.index,
+        "kind": kind(e),
+        "project": st.project,
+        "version": st.version,
+        "filename": st.filename,
+        "sha256": st.sha256.hex(),
+        "size": st.size,
+        "signer": e.entry.signed.signer_vkey(),
+        "integrated_time_ms": e.entry.time_ms,
+        "tree_size": e.checkpoint.size,
+    }
+    if isinstance(e.entry.signed, SignedObservation):
+        doc["index_url"] = e.entry.signed.index_url
+        doc["observed_ms"] = e.entry.signed.observed_ms
+    return doc
 
 
 async def check_artifacts(
@@ -387,11 +427,13 @@ def check_offline(policy: Policy, a: Pin, receipt: dict[str, Any]) -> Outcome:
         )
     except VerificationError as exc:
         return Outcome(a, False, str(exc))
-    decision = policy.evaluate(st.project, [v.entry.signed.signer_vkey()])
+    vkey = v.entry.signed.signer_vkey()
+    observed = v.entry.signed.kind == "observation"
+    decision = policy.evaluate(st.project, [] if observed else [vkey], [vkey] if observed else [])
     return Outcome(
         a,
         decision.ok,
         decision.reason + " (offline, from the receipt)",
         project=st.project,
-        trusted=decision.trusted,
+        trusted=decision.trusted + decision.observers,
     )

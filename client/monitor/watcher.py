@@ -61,6 +61,12 @@ the monitor, usually the signed ``checkpoint`` note and RFC 6962 proofs, and a
     ``inclusion_proof`` against ``checkpoint``. ``identity_equivocation`` is
     possible only in a log written before the identity rule, or by a log that
     ignores it.
+``conflicting_observations``
+    As ``conflicting_signers`` when at least one of the two entries is an
+    observation (``kind`` in each entry says which): an index served one
+    observer other bytes for a file than another observer or the publisher
+    logged -- a targeted attack or a changed file. Both statements are in
+    ``entries``, each with its inclusion proof.
 ``rebuild``
     For a watched project: a wheel logged again with another build tag (a
     different file by the rules, but the same wheel name, version and tags):
@@ -99,6 +105,7 @@ time_ms)``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import hashlib
@@ -125,7 +132,7 @@ from sigledger.client.tiles import BadTileError, Finding, TileAuth
 from sigledger.client.trust import CheckpointAcceptor
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import parse_checkpoint
-from sigledger.ledger.entry import file_identity
+from sigledger.ledger.entry import decode_entry, file_identity
 from sigledger.ledger.errors import (
     ConfigError,
     FormatError,
@@ -168,6 +175,7 @@ ALARM_TYPES = (
     "signer_equivocation",
     "identity_equivocation",
     "conflicting_signers",
+    "conflicting_observations",
     "rebuild",
     "new_signer",
     "new_release",
@@ -178,6 +186,14 @@ _MISBEHAVIOR_ENTRY_REASONS = ("does_not_decode", "bad_signature")
 COMMIT_EVERY = 8192  # entries per state transaction during a catch-up
 POOL_THRESHOLD = 16384  # entries to catch up before worker processes pay for themselves
 DEFAULT_STALE_AFTER = 86400.0
+
+
+def _entry_kind(evidence: dict[str, Any]) -> str:
+    """``signature`` or ``observation``: the kind of the entry in ``evidence``."""
+    try:
+        return decode_entry(base64.b64decode(evidence["entry"])).signed.kind
+    except (KeyError, ValueError, FormatError):
+        return "signature"
 
 
 def _now_ms() -> int:
@@ -1020,10 +1036,19 @@ class LogWatcher:
         p_idx, p_sha, p_signer, p_filename = prior
         equivocation = p_signer == signer
         entries = []
+        kinds = []
         for i, sha, who in ((p_idx, p_sha, p_signer), (idx, sha256, signer)):
             ev = await self._entry(auth, i, datas)
-            entries.append({**ev, "signer": who, "sha256": sha.hex()})
-        if equivocation and p_filename != filename:
+            kinds.append(_entry_kind(ev))
+            entries.append({**ev, "kind": kinds[-1], "signer": who, "sha256": sha.hex()})
+        observed = "observation" in kinds
+        if equivocation and observed and p_filename == filename:
+            type_ = "signer_equivocation"
+            message = (
+                f"observer {signer} logged two different hashes for {filename} "
+                f"(entries {p_idx} and {idx}); the log broke its binding rule"
+            )
+        elif equivocation and p_filename != filename:
             type_ = "identity_equivocation"
             message = (
                 f"{signer} attested two different hashes for one file spelled {p_filename} "
@@ -1034,6 +1059,13 @@ class LogWatcher:
             message = (
                 f"{signer} attested two different hashes for {filename} "
                 f"(entries {p_idx} and {idx}); the log broke its binding rule"
+            )
+        elif observed:
+            type_ = "conflicting_observations"
+            message = (
+                f"{kinds[0]} by {p_signer} and {kinds[1]} by {signer} give different hashes "
+                f"for {filename} (entries {p_idx} and {idx}): an index served different bytes "
+                "for one file"
             )
         else:
             type_ = "conflicting_signers"
@@ -1057,7 +1089,8 @@ class LogWatcher:
                 "sigledger.ledger.entry.decode_entry shows filenames with the same "
                 "sigledger.ledger.entry.file_identity "
                 + ("and signer " if equivocation else "from different signers ")
-                + "with different sha256, and SignedStatement.verify() holds for both",
+                + "with different sha256, and verify() holds for both (SignedStatement "
+                "for a signature, SignedObservation for an observation: see kind)",
             },
             f"{p_idx}:{idx}",
         )
@@ -1093,7 +1126,7 @@ class LogWatcher:
             )
         if signer not in signers:
             rule = self.policy.rule_for(project) if self.policy is not None else None
-            trusted = None if rule is None or rule.any_signer else signer in rule.signers
+            trusted = None if rule is None or rule.any_signer else signer in rule.trusted_keys
             alarms.append(
                 self._alarm(
                     "new_signer",
