@@ -298,7 +298,7 @@ def proxy(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
-    from sigledger.client.install.inputs import read_locks
+    from sigledger.client.install.inputs import artifacts_from_targets, read_locks
     from sigledger.client.install.pin import pin_policy
     from sigledger.client.install.policy import default_policy_path
     from sigledger.client.install.verify import select_inputs
@@ -306,17 +306,19 @@ def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
 
     url = _need(args.log, "--log", "SIGLEDGER_LOG")
     log_key = parse_log_key(_need(args.log_key, "--log-key", "SIGLEDGER_LOG_KEY"))
+    artifacts = artifacts_from_targets(args.targets)
     locks = read_locks(args.requirement, args.lock)
-    if not locks:
-        raise ConfigError("nothing to pin: give -r FILE or --lock FILE")
+    if not locks and not artifacts:
+        raise ConfigError("nothing to pin: give files, sha256:<hex>, -r FILE or --lock FILE")
     env = _target(args)
-    select_inputs(env, locks, {}, args.all_files)  # usage errors before any network I/O
+    if locks:
+        select_inputs(env, locks, {}, args.all_files)  # usage errors before any network I/O
     path = Path(args.policy) if args.policy else default_policy_path()
     result = asyncio.run(
         pin_policy(
             url,
             log_key,
-            [],
+            artifacts,
             path,
             threshold=args.threshold,
             locks=locks,
@@ -337,6 +339,7 @@ def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
                 "policy": str(path),
                 "written": result.written,
                 "projects": projects,
+                "policy_projects": result.policy_projects,
                 "not_pinned": result.missing,
                 "environment": env.describe(),
                 "not_for_environment": [s.to_json() for s in skipped],
@@ -355,10 +358,12 @@ def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
         for project, keys in projects.items():
             ui.info(f"pinned {project}: {', '.join(keys)}")
         if result.written:
-            ui.info(
-                f"wrote {path} ({len(projects)} projects; {len(skipped)} files not for "
-                f"this environment, {env.describe()})"
-            )
+            counts = [
+                f"{result.policy_projects} project(s) in the policy, {len(projects)} pinned now"
+            ]
+            if selection is not None:
+                counts.append(f"{len(skipped)} file(s) not for {env.describe()}")
+            ui.info(f"wrote {path} ({'; '.join(counts)})")
         elif not result.missing:
             ui.note(f"nothing to pin for {env.describe()}; {path} was not changed")
     if result.missing:

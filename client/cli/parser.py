@@ -531,11 +531,17 @@ def _policy(sub: Any) -> None:
         "pin",
         "policy pin",
         help="trust, per project, the signers the log shows for your locked hashes",
-        description="Look up the locked files in scope for the target environment (as "
-        "'verify' chooses them) and write a policy that requires, for each project, the "
+        description="Look up the given files and hashes, and the locked files in scope "
+        "for the target environment (as 'verify' chooses them), and write a policy that requires, for each project, the "
         "signers that logged exactly those hashes. Files the log does not show are "
         "reported and not pinned; the policy is written for the rest (exit 1), or not at "
         "all with --strict.",
+    )
+    pin.add_argument(
+        "targets",
+        nargs="*",
+        metavar="FILE_OR_sha256:HEX",
+        help="release files or sha256:<hex> digests, as for 'verify'",
     )
     _shared(pin, "requirement", "lock", "log", "log_key", "policy", policy="policy file to update")
     pin.add_argument(

@@ -51,6 +51,7 @@ class PinResult:
     missing: list[str] = field(default_factory=list)  # pins the log does not show
     written: bool = False
     selection: Selection | None = None  # what the lock files put in scope
+    policy_projects: int = 0  # projects with a rule in the policy as written
 
 
 async def logged_signers(
@@ -122,6 +123,8 @@ async def pin_policy(
         missing = sorted([*missing, *(f"{o.artifact.name}: {o.reason}" for o in selection.failed)])
     result = PinResult(policy_path, signers, missing, selection=selection)
     if signers and not (strict and missing):
-        write_policy(policy_path, pin_projects(policy, trust, signers, threshold))
+        pinned = pin_projects(policy, trust, signers, threshold)
+        write_policy(policy_path, pinned)
         result.written = True
+        result.policy_projects = len(pinned.projects)
     return result
