@@ -532,10 +532,10 @@ def _policy(sub: Any) -> None:
         "policy pin",
         help="trust, per project, the signers the log shows for your locked hashes",
         description="Look up the given files and hashes, and the locked files in scope "
-        "for the target environment (as 'verify' chooses them), and write a policy that requires, for each project, the "
-        "signers that logged exactly those hashes. Files the log does not show are "
-        "reported and not pinned; the policy is written for the rest (exit 1), or not at "
-        "all with --strict.",
+        "for the target environment (as 'verify' chooses them), and write a policy "
+        "that requires, for each project, the signers that logged exactly those hashes. "
+        "Files the log does not show are reported and not pinned; the policy is "
+        "written for the rest (exit 1), or not at all with --strict.",
     )
     pin.add_argument(
         "targets",
