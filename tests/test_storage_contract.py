@@ -223,6 +223,31 @@ async def test_explorer_reads_order_and_page_alike(store: LogStorage) -> None:
     assert await store.identity_violations() == []
 
 
+async def test_explorer_finds_hash_prefixes_and_signer_names(store: LogStorage) -> None:
+    """The explorer's search by what it shows: a hash's first digits, a key's name."""
+    named = [
+        row(0, "demo", "1.0", "demo-1.0.tar.gz", signer="alice+00000001+AA"),
+        row(1, "demo", "1.0", "demo-1.0-py3-none-any.whl", signer="alice+00000002+AA"),
+        row(2, "demo", "2.0", "demo-2.0.tar.gz", signer="alice.b+00000003+AA"),
+        row(3, "demo", "3.0", "demo-3.0.tar.gz", signer="alicf+00000004+AA"),
+    ]
+    await store.commit_batch(Batch(named, {}, 4, b"\1" * 32, 2000))
+    digest = named[2].sha256
+    assert await store.hashes_between(digest[:6] + bytes(26), digest[:6] + b"\xff" * 26, 4, 9) == [
+        digest
+    ]
+    assert await store.hashes_between(digest[:6] + bytes(26), digest[:6] + b"\xff" * 26, 2, 9) == []
+    everything = await store.hashes_between(bytes(32), b"\xff" * 32, 4, 9)
+    assert everything == sorted(r.sha256 for r in named)
+    assert await store.hashes_between(bytes(32), b"\xff" * 32, 4, 2) == everything[:2]
+    assert await store.signers_between("alice+", "alice,", 9) == [
+        "alice+00000001+AA",
+        "alice+00000002+AA",
+    ]
+    assert await store.signers_between("alice+", "alice,", 1) == ["alice+00000001+AA"]
+    assert await store.signers_between("alic+", "alic,", 9) == []
+
+
 async def test_identity_violations_of_old_logs(store: LogStorage) -> None:
     # Two spellings of one file by one signer: possible before the identity rule.
     old = [row(0, "demo", "1.0", "demo-1.0.tar.gz"), row(1, "demo", "1.0", "Demo-1.0.tar.gz")]

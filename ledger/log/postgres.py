@@ -694,6 +694,26 @@ class PostgresStorage:
         )
         return {str(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
+    async def hashes_between(self, low: bytes, high: bytes, below: int, limit: int) -> list[bytes]:
+        rows = await self._fetch(
+            "SELECT DISTINCT sha256 FROM entries WHERE sha256 BETWEEN $1 AND $2 AND idx < $3"
+            " ORDER BY sha256 LIMIT $4",
+            low,
+            high,
+            below,
+            limit,
+        )
+        return [bytes(r[0]) for r in rows]
+
+    async def signers_between(self, low: str, high: str, limit: int) -> list[str]:
+        rows = await self._fetch(
+            "SELECT vkey FROM signers WHERE vkey >= $1 AND vkey < $2 ORDER BY vkey LIMIT $3",
+            low,
+            high,
+            limit,
+        )
+        return [str(r[0]) for r in rows]
+
     # -- bulk copy (sigledger migrate) ------------------------------------------
 
     async def all_meta(self) -> dict[str, str]:

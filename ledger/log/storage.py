@@ -436,6 +436,22 @@ class Storage:
                 out[str(r[0])] = (int(r[1]), int(r[2]), int(r[3]))
         return out
 
+    async def hashes_between(self, low: bytes, high: bytes, below: int, limit: int) -> list[bytes]:
+        async with self._r.execute(
+            "SELECT DISTINCT sha256 FROM entries INDEXED BY entries_sha256"
+            " WHERE sha256 BETWEEN ? AND ? AND idx < ? ORDER BY sha256 LIMIT ?",
+            (low, high, below, limit),
+        ) as cur:
+            return [bytes(r[0]) for r in await cur.fetchall()]
+
+    async def signers_between(self, low: str, high: str, limit: int) -> list[str]:
+        async with self._r.execute(
+            "SELECT DISTINCT signer FROM entries INDEXED BY entries_signer_identity"
+            " WHERE signer >= ? AND signer < ? ORDER BY signer LIMIT ?",
+            (low, high, limit),
+        ) as cur:
+            return [str(r[0]) for r in await cur.fetchall()]
+
     # -- bulk copy (sigledger migrate) ------------------------------------------
 
     async def all_meta(self) -> dict[str, str]:
