@@ -55,7 +55,7 @@ def _chatter(p: argparse.ArgumentParser, default: Any) -> None:
         "--verbose",
         action="count",
         default=default,
-        help="show tracebacks on errors",
+        help="more detail: full values instead of tables, what was skipped, tracebacks",
     )
     p.add_argument(
         "-q",
