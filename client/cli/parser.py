@@ -180,9 +180,15 @@ def _serve(sub: Any) -> None:
         reports=False,
         help="run a log server",
         description="Run a log server. With no arguments it starts a log on "
-        "127.0.0.1:8080 in ./sigledger-data, creating the log key on first start.",
+        "127.0.0.1:8080 with its data in the user data directory "
+        "(~/.local/share/sigledger/log on Linux; printed at start), creating the log key "
+        "on first start.",
     )
-    s.add_argument("--data", metavar="DIR", help="data directory (env SIGLEDGER_DATA)")
+    s.add_argument(
+        "--data",
+        metavar="DIR",
+        help="data directory (env SIGLEDGER_DATA; default: the user data directory)",
+    )
     s.add_argument(
         "--listen",
         metavar="HOST:PORT",
@@ -570,10 +576,15 @@ def _witness(sub: Any) -> None:
         reports=False,
         help="run a witness server",
         description="Cosign checkpoints of the configured logs, only ever consistently. With no "
-        "arguments it starts on 127.0.0.1:8081 in ./sigledger-witness, creating its key on "
+        "arguments it starts on 127.0.0.1:8081 with its data in the user data directory "
+        "(~/.local/share/sigledger/witness on Linux; printed at start), creating its key on "
         "first start.",
     )
-    ws.add_argument("--data", metavar="DIR", help="data directory (env SIGLEDGER_WITNESS_DATA)")
+    ws.add_argument(
+        "--data",
+        metavar="DIR",
+        help="data directory (env SIGLEDGER_WITNESS_DATA; default: the user data directory)",
+    )
     ws.add_argument("--listen", metavar="HOST:PORT", help="address (default 127.0.0.1:8081)")
     ws.add_argument("--config", metavar="FILE", help="TOML configuration file")
     ws.add_argument("--name", help="witness key name for a new witness")
