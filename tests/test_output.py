@@ -7,10 +7,12 @@ from __future__ import annotations
 import io
 import re
 import sys
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
 
+from sigledger.client.cli import output
 from sigledger.client.cli.output import Ui, key_ids, outcome_table, report_outcomes, shorten_middle
 from sigledger.client.install.lockfiles import Pin
 from sigledger.client.install.verdicts import Outcome
@@ -91,3 +93,23 @@ def test_report_on_a_terminal_and_piped(
     )
     assert lines[1].startswith("FAIL: small-1.0.tar.gz (requirements.txt:3): [default]")
     assert lines[2:] == ["1 of 2 verified"]
+
+
+def test_plain_progress_lines_only_for_long_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Piped, a quick run prints only its result; a long one a line every 5 s and
+    a last one to close the series."""
+    clock = [0.0]
+    monkeypatch.setattr(output, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    lines = lambda done, total: f"{done} of {total}"  # noqa: E731
+    with Ui().progress("checking", 10, lines=lines) as progress:
+        progress.update(4)
+        progress.update(10)
+    assert capsys.readouterr().err == ""
+    with Ui().progress("checking", 10, lines=lines) as progress:
+        clock[0] = 6.0
+        progress.update(4)
+        clock[0] = 7.0
+        progress.update(10)
+    assert capsys.readouterr().err == "4 of 10\n10 of 10\n"

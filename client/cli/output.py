@@ -167,7 +167,8 @@ class Ui:
 
 class Progress:
     """A transient progress bar on a terminal (rich). Elsewhere nothing, or with
-    ``lines`` a line on stderr at most every 5 seconds and at the end."""
+    ``lines`` a line on stderr at most every 5 seconds, and one at the end after
+    those (a run shorter than 5 seconds prints none)."""
 
     def __init__(
         self,
@@ -185,6 +186,7 @@ class Progress:
         self._done = 0
         self._total = total
         self._last = time.monotonic()
+        self._printed = False
         self._lines = lines if not ui.quiet else None
         self._enabled = not ui.json and not ui.quiet and sys.stderr.isatty()
         if total is not None and total < min_total:
@@ -208,8 +210,11 @@ class Progress:
             self._bar.update(self._task, completed=done, total=self._total)
         elif self._lines is not None and self._total is not None:
             now = time.monotonic()
-            if now - self._last >= 5 or done == self._total:
+            # The last line only closes a series: a run quicker than the first
+            # line prints nothing but its result, as on a terminal.
+            if now - self._last >= 5 or (done == self._total and self._printed):
                 self._last = now
+                self._printed = True
                 print(self._lines(done, self._total), file=sys.stderr)
 
     def advance(self, n: int = 1) -> None:
