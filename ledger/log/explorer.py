@@ -81,9 +81,9 @@ from sigledger.ledger.note import (
 from sigledger.ledger.tiles import entry_bundle_for
 
 PAGE_SIZE = 50
+"""Rows per page of entry lists."""
 HASH_PREFIX_MIN = 12
 """Fewest hex digits searched as the start of a file hash (the pages show 16)."""
-"""Rows per page of entry lists."""
 LATEST = 20
 """Entries on the front page."""
 GROWTH_POINTS = 200
