@@ -2,11 +2,13 @@
 
 Convention (also stated at the top of README.md, in an HTML comment):
 
-* Every fenced ``console`` block is run, in the order of the file, in one
-  temporary directory (``HOME`` is a temporary directory too), by ``bash``, with
-  ``sigledger`` on ``PATH`` running this checkout. A line ``$ COMMAND`` starts a
-  command (continued by lines while it ends with ``\\``); the lines after it are
-  what it prints, stdout and stderr together, as on a terminal.
+* Every fenced ``console`` block of a file in :data:`SOURCES` is run, in the
+  order of the file, in one temporary directory per file, by ``bash``, with
+  ``sigledger`` on ``PATH`` running this checkout (``HOME`` is a temporary
+  directory too; ``SIGLEDGER_*``, ``XDG_*``, ``PIP_*`` and ``UV_*`` are unset).
+  A line ``$ COMMAND`` starts a command (continued by lines while it ends with
+  ``\\``); the lines after it are what it prints, stdout and stderr together, as
+  on a terminal.
 * In expected output, ``...`` stands for any text, with the letters, digits and
   ``+/=`` around it (``sha256:...``, ``mT4k...=``); a line of just ``...`` for
   any number of lines. A verifier key written ``NAME+KEYID+AB...`` stands for the
@@ -16,7 +18,7 @@ Convention (also stated at the top of README.md, in an HTML comment):
   ``README_ENVIRONMENT``) are normalized.
 * Loopback ports in commands (``127.0.0.1:8080``) are replaced by free ports, and
   back in the output.
-* A command exits 0 unless it ends with the comment ``# exits N``.
+* A command must exit 0, unless its comment says ``# exits N``.
 * ``sigledger serve``, ``sigledger witness serve`` and ``sigledger proxy`` keep
   running in the background: their block shows what they print at start (they
   must print ``listening on``); one started on the port of a running one
