@@ -17,7 +17,9 @@ Convention (also stated at the top of README.md, in an HTML comment):
   the same key. Durations (``0.1 s``) and this interpreter's environment (see
   ``README_ENVIRONMENT``) are normalized.
 * Loopback ports in commands (``127.0.0.1:8080``) are replaced by free ports, and
-  back in the output.
+  back in the output; PyPI's index URL (:data:`README_INDEX`) by a local
+  pypiserver serving the tour's release files. ``pip`` and ``uv`` are those of
+  the test extras, isolated from this machine's configuration.
 * A command must exit 0, unless its comment says ``# exits N``.
 * ``sigledger serve``, ``sigledger witness serve`` and ``sigledger proxy`` keep
   running in the background: their block shows what they print at start (they
@@ -52,7 +54,7 @@ import pytest
 
 from sigledger.client.install.environment import TargetEnvironment
 from tests.helpers import ROOT, tree_env
-from tests.index import free_port, sdist, wheel
+from tests.index import PyPIServer, free_port, sdist, uv_exe, wheel
 
 # Each file is one tour, in its own directory; the least number of commands it runs
 # (a README that lost its tour fails too).
@@ -60,6 +62,8 @@ SOURCES = {ROOT / "README.md": 15, ROOT / "deploy" / "README.md": 0}
 README_ENVIRONMENT = "cp312-manylinux_2_39_x86_64 (this interpreter)"
 """How the README writes the environment ``verify`` and ``policy pin`` check for."""
 README_PORTS = (8080, 8081, 8090)
+README_INDEX = "https://pypi.org/simple/"
+"""Commands naming it get a local index serving the tour's release files instead."""
 SERVICES = re.compile(r"^sigledger (serve|witness serve|proxy)\b")
 COMMAND_TIMEOUT = 60.0
 SERVICE_TIMEOUT = 30.0
@@ -72,7 +76,7 @@ LISTEN = re.compile(r"--listen\s+(\S+)")
 KEY_PLACEHOLDER = re.compile(r"([^\s'\"()+,]+)\+[0-9a-f]{8}\+[A-Za-z0-9+/]*\.\.\.")
 REAL_KEY = r"\+[0-9a-f]{8}\+[A-Za-z0-9+/]{43,}=*"
 ELLIPSIS = re.compile(r"[A-Za-z0-9+/=]*\.\.\.[A-Za-z0-9+/=]*")
-DURATION = re.compile(r"\b\d+(?:\.\d+)? s\b")
+DURATION = re.compile(r"\b\d+(?:\.\d+)? ?m?s\b")
 
 
 @dataclass
@@ -210,9 +214,16 @@ class Tour:
         bin_dir = tmp / "bin"
         for d in (self.dir, self.home, bin_dir):
             d.mkdir()
-        shim = bin_dir / "sigledger"
-        shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m sigledger "$@"\n')
-        shim.chmod(0o755)
+        python = shlex.quote(sys.executable)
+        # this checkout's sigledger, and the pip and uv of the test extras
+        for name, command in (
+            ("sigledger", f"{python} -m sigledger"),
+            ("pip", f"{python} -m pip"),
+            ("uv", shlex.quote(uv_exe())),
+        ):
+            shim = bin_dir / name
+            shim.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+            shim.chmod(0o755)
         env = {
             k: v
             for k, v in os.environ.items()
@@ -224,8 +235,17 @@ class Tour:
             PYTHONUNBUFFERED="1",  # stdout and stderr in the order they were written
             PYTHONPATH=tree_env()["PYTHONPATH"],  # this checkout
         )
+        # pip and uv see nothing of this machine's configuration
+        env.update(
+            PIP_CONFIG_FILE=os.devnull,
+            PIP_DISABLE_PIP_VERSION_CHECK="1",
+            UV_NO_CONFIG="1",
+            UV_CACHE_DIR=str(tmp / "uv-cache"),
+            UV_PYTHON_DOWNLOADS="never",
+        )
         self.env = env
         self.ports = {port: free_port() for port in README_PORTS}
+        self.index: PyPIServer | None = None  # stands in for README_INDEX, started when named
         self.keys: dict[str, str] = {}
         self.services: dict[int, tuple[subprocess.Popen[str], threading.Thread]] = {}
         self.environment = TargetEnvironment.current().describe()
@@ -237,11 +257,26 @@ class Tour:
             text = text.replace(placeholder, key)
         for readme, real in self.ports.items():
             text = text.replace(f"127.0.0.1:{readme}", f"127.0.0.1:{real}")
+        if README_INDEX in text:
+            text = text.replace(README_INDEX, self.start_index())
         return text
+
+    def start_index(self) -> str:
+        """A real index (pypiserver) serving the tour's release files, in place of PyPI."""
+        if self.index is None:
+            files = self.dir.parent / "index"
+            files.mkdir()
+            for f in (self.dir / "dist").iterdir():
+                if f.is_file():
+                    (files / f.name).write_bytes(f.read_bytes())
+            self.index = PyPIServer(files).start()
+        return self.index.url
 
     def output_lines(self, text: str) -> list[str]:
         for readme, real in self.ports.items():
             text = text.replace(f"127.0.0.1:{real}", f"127.0.0.1:{readme}")
+        if self.index is not None:
+            text = text.replace(self.index.url, README_INDEX)
         text = text.replace(str(self.home), "~").replace(self.environment, README_ENVIRONMENT)
         return text.splitlines()
 
@@ -336,6 +371,8 @@ class Tour:
         for proc, reader in self.services.values():
             self.stop(proc, reader)
         self.services.clear()
+        if self.index is not None:
+            self.index.stop()
 
 
 # -- fixtures: what a block that needs the network would have made ---------------------
