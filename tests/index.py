@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gzip
 import hashlib
 import io
 import os
@@ -14,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -73,6 +75,32 @@ def wheel(
         for path, data in files.items():
             z.writestr(zipfile.ZipInfo(path, (2024, 1, 1, 0, 0, 0)), data)
     return f"{dist}-{tag}.whl", buf.getvalue()
+
+
+def sdist(name: str, version: str, body: str = "VALUE = 1\n") -> tuple[str, bytes]:
+    """A minimal sdist (PEP 625 name, ``PKG-INFO``, ``pyproject.toml``, one module),
+    byte-for-byte the same on every call."""
+    dist = f"{name.replace('-', '_')}-{version}"
+    files = {
+        f"{dist}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/pyproject.toml": (
+            f'[project]\nname = "{name}"\nversion = "{version}"\n\n'
+            '[build-system]\nrequires = ["setuptools>=77"]\n'
+            'build-backend = "setuptools.build_meta"\n'
+        ),
+        f"{dist}/{name.replace('-', '_')}/__init__.py": body,
+    }
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size, info.mtime, info.mode = len(data), 1704067200, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return f"{dist}.tar.gz", out.getvalue()
 
 
 def free_port() -> int:

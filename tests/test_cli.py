@@ -164,6 +164,22 @@ def test_local_file_errors_are_reported(tmp_path: Path, capsys: pytest.CaptureFi
     assert "is not a folder" in capsys.readouterr().err
 
 
+def test_a_verifier_key_passed_as_key_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The public half saved from keygen's output (mode 0644, as anyone would save
+    it) is named for what it is, not refused for its permissions."""
+    assert main(["keygen", "--name", "alice", "--out", str(tmp_path / "k.key"), "-q"]) == 0
+    vkey = tmp_path / "alice.pub"
+    vkey.write_text(capsys.readouterr().out)
+    vkey.chmod(0o644)
+    whl = make_release(tmp_path, "demo", "1.0", "whl")
+    assert main(["publish", "--dry-run", "--key", str(vkey), str(whl)]) == 2
+    err = capsys.readouterr().err
+    assert "this is a verifier key; pass the signing key file" in err
+    assert "readable by other users" not in err
+
+
 def test_exit_codes_are_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--help"])

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import pytest
 
 from sigledger.ledger.errors import ConfigError
@@ -14,8 +16,12 @@ def test_defaults() -> None:
     cfg = load_config(environ={})
     assert cfg.listen == "127.0.0.1:8080"
     assert cfg.host_port == ("127.0.0.1", 8080)
-    assert cfg.db_path == Path("sigledger-data/log.db")
-    assert cfg.key_path == Path("sigledger-data/log.key")
+    # the platform's data directory, never the working directory (conftest points
+    # XDG_DATA_HOME at a temporary directory, so no test touches the real one)
+    data = Path(platformdirs.user_data_dir("sigledger")) / "log"
+    assert data.is_absolute() and data.is_relative_to(os.environ["XDG_DATA_HOME"])
+    assert cfg.db_path == data / "log.db"
+    assert cfg.key_path == data / "log.key"
     assert 0 < cfg.batch_max_age < 1
 
 
@@ -129,7 +135,11 @@ def test_load_settings_serves_any_settings_class(tmp_path: Path) -> None:
 
 
 def test_database_setting(tmp_path: Path) -> None:
-    assert load_config(environ={}).database_url == "sqlite:sigledger-data/log.db"
+    default = Path(platformdirs.user_data_dir("sigledger")) / "log" / "log.db"
+    assert load_config(environ={}).database_url == f"sqlite://{default}"
+    assert load_config(overrides={"data": "log-data"}, environ={}).database_url == (
+        "sqlite:log-data/log.db"
+    )
     assert load_config(overrides={"data": "/srv/log"}, environ={}).database_url == (
         "sqlite:///srv/log/log.db"
     )

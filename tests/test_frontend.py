@@ -19,12 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from sigledger.client.cli.parser import protect_tool_args
+from sigledger.client.install.environment import TargetEnvironment
 from sigledger.client.install.frontend import (
     Plan,
     UvPipFrontend,
     UvSyncFrontend,
     environment_for_version,
     hash_requirements,
+    plan_from_pylock,
     read_pip_report,
     split_pip_args,
 )
@@ -540,6 +542,20 @@ def test_one_requirement_line_per_package() -> None:
         f"demo==1.0 --hash=sha256:{a.hex()} --hash=sha256:{b.hex()}\n"
         f"direct @ https://f/direct-2.0.tar.gz --hash=sha256:{c.hex()}\n"
     )
+
+
+def test_uv_compiled_files_are_named_by_what_they_are(tmp_path: Path) -> None:
+    """uv pip compile's pylock.toml is a temporary file: reports never name it."""
+    digest = hashlib.sha256(b"wheel").hexdigest()
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\ncreated-by = "uv"\n\n[[packages]]\nname = "demo"\n'
+        'version = "1.0"\nwheels = [{ url = "https://files.example/demo-1.0-py3-none-any.whl",'
+        f' hashes = {{ sha256 = "{digest}" }} }}]\n'
+    )
+    (pin,) = plan_from_pylock(lock, TargetEnvironment.current()).pins
+    assert pin.name == "demo-1.0-py3-none-any.whl (uv pip compile: demo==1.0)"
+    assert str(tmp_path) not in pin.name + pin.source
 
 
 @pytest.mark.timeout(300)

@@ -71,8 +71,8 @@ def test_requirements_fixture_pins() -> None:
         ("requests", "2.32.3", sha("requests-2.32.3.tar.gz"), f"{top}:25"),
         # Its sha512 hash is not indexed by the log and yields no pin.
         ("urllib3", "2.2.3", sha("urllib3-2.2.3-py3-none-any.whl"), f"{top}:29"),
-        # A direct reference: version unknown; "#egg=" is part of the URL.
-        ("sampleproject", None, sha("sampleproject-4.0.0.tar.gz"), f"{top}:33"),
+        # A direct reference: the version its filename names ("#egg=" is a fragment).
+        ("sampleproject", "4.0.0", sha("sampleproject-4.0.0.tar.gz"), f"{top}:33"),
     ]
     assert all(p.filename is None and p.size is None and len(p.sha256) == 32 for p in pins)
 
@@ -127,8 +127,13 @@ def pins_of(tmp_path: Path, text: str) -> list[tuple[str, str | None, str, str]]
         (f"foo==1.0.post0-dev1 --hash=sha256:{H1}\n", [("foo", "1.0.post0.dev1")]),
         # per-requirement options that do not matter here
         (f"foo==1 -C key=value --global-option=x --hash=sha256:{H1}\n", [("foo", "1")]),
-        # a direct reference
-        (f"foo @ https://example.org/foo-1.0.tar.gz --hash=sha256:{H1}\n", [("foo", None)]),
+        # a direct reference: the version its filename names, else none
+        (f"foo @ https://example.org/foo-1.0.tar.gz --hash=sha256:{H1}\n", [("foo", "1.0")]),
+        (
+            f"foo @ https://example.org/f/foo-1.0-py3-none-any.whl --hash=sha256:{H1}\n",
+            [("foo", "1.0")],
+        ),
+        (f"foo @ https://example.org/bar-1.0.tar.gz --hash=sha256:{H1}\n", [("foo", None)]),
         # global options on their own lines are ignored
         (
             "--index-url https://example.org/simple -i https://example.org/s\n"
@@ -156,6 +161,19 @@ def pins_of(tmp_path: Path, text: str) -> list[tuple[str, str | None, str, str]]
 def test_requirement_forms(tmp_path: Path, text: str, expected: list[tuple[str, str]]) -> None:
     got = [(p, v) for p, v, _, _ in pins_of(tmp_path, text)]
     assert got == expected
+
+
+def test_direct_references_are_named_by_project_and_version(tmp_path: Path) -> None:
+    """``name @ URL`` lines read as project and version, never ``name==None``."""
+    path = write(
+        tmp_path,
+        f"urllib3 @ https://files.example/urllib3-2.2.1-py3-none-any.whl --hash=sha256:{H1}\n"
+        f"foo @ https://example.org/archive.tar.gz --hash=sha256:{H2}\n",
+    )
+    named, unnamed = read_requirements(path)
+    assert named.name.startswith("urllib3==2.2.1 sha256:")
+    assert unnamed.name.startswith("foo sha256:")
+    assert "None" not in named.name + unnamed.name
 
 
 def test_one_pin_per_sha256_hash_and_line_of_first_line(tmp_path: Path) -> None:

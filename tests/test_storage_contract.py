@@ -226,6 +226,32 @@ async def test_explorer_reads_order_and_page_alike(store: LogStorage) -> None:
     assert await store.identity_violations() == []
 
 
+async def test_explorer_finds_hash_prefixes_and_signer_names(store: LogStorage) -> None:
+    """The explorer's search by what it shows: a hash's first digits, a key's name."""
+    names = {"alice1": "alice", "alice2": "alice", "aliceb": "alice.b", "alicf": "alicf"}
+    for short, name in names.items():
+        SIGNERS[short] = Signer.from_seed(name, hashlib.sha256(short.encode()).digest())
+    named = [
+        row(0, "demo", "1.0", "demo-1.0.tar.gz", signer="alice1"),
+        row(1, "demo", "1.0", "demo-1.0-py3-none-any.whl", signer="alice2"),
+        row(2, "demo", "2.0", "demo-2.0.tar.gz", signer="aliceb"),
+        row(3, "demo", "3.0", "demo-3.0.tar.gz", signer="alicf"),
+    ]
+    alices = sorted(SIGNERS[n].vkey for n in ("alice1", "alice2"))
+    await store.commit_batch(Batch(named, {}, 4, b"\1" * 32, 2000))
+    digest = named[2].sha256
+    assert await store.hashes_between(digest[:6] + bytes(26), digest[:6] + b"\xff" * 26, 4, 9) == [
+        digest
+    ]
+    assert await store.hashes_between(digest[:6] + bytes(26), digest[:6] + b"\xff" * 26, 2, 9) == []
+    everything = await store.hashes_between(bytes(32), b"\xff" * 32, 4, 9)
+    assert everything == sorted(r.sha256 for r in named)
+    assert await store.hashes_between(bytes(32), b"\xff" * 32, 4, 2) == everything[:2]
+    assert await store.signers_between("alice+", "alice,", 9) == alices
+    assert await store.signers_between("alice+", "alice,", 1) == alices[:1]
+    assert await store.signers_between("alic+", "alic,", 9) == []
+
+
 async def test_bindings_of_old_logs(store: LogStorage) -> None:
     # Two spellings of one file by one signer: possible before the identity rule
     # (migrating such a log records them as identity violations: test_identity.py).

@@ -61,6 +61,35 @@ def env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+async def test_pin_takes_files_and_digests_and_counts_the_whole_policy(
+    log_server: LogProcess, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """``policy pin`` takes what ``verify`` takes; its summary counts every project
+    the written policy has a rule for, not only the ones this run changed."""
+    url, vkey = log_server.url, log_server.vkey
+    whl = make_release(tmp_path, "requests", "2.0.0", "whl")
+    other = make_release(tmp_path, "flask", "3.0.0", "whl")
+    await publish(url, KEYS["alice"], [whl])
+    await publish(url, KEYS["bob"], [other])
+    base = ("policy", "pin", "--log", url, "--log-key", vkey)
+    r = await asyncio.to_thread(run_cli, *base, str(whl), env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"pinned requests: {KEYS['alice'].vkey}" in r.stderr
+    assert "(1 project(s) in the policy, 1 pinned now)" in r.stderr
+    digest = "sha256:" + hashlib.sha256(other.read_bytes()).hexdigest()
+    r = await asyncio.to_thread(run_cli, *base, digest, "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["projects"] == {"flask": [KEYS["bob"].vkey]}
+    assert doc["policy_projects"] == 2
+    policy = load_policy(env["SIGLEDGER_POLICY"])
+    assert sorted(policy.projects) == ["flask", "requests"]
+    r = await asyncio.to_thread(run_cli, *base, "sha256:" + "ab" * 32, env=env)
+    assert r.returncode == 1 and "not in the log, not pinned" in r.stderr
+    r = await asyncio.to_thread(run_cli, *base, str(tmp_path / "nope.whl"), env=env)
+    assert r.returncode == 2 and "neither a file nor sha256:<hex>" in r.stderr
+
+
 async def test_pin_then_verify(log_server: LogProcess, tmp_path: Path, env: dict[str, str]) -> None:
     url, vkey = log_server.url, log_server.vkey
     dist = tmp_path / "dist"

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
+import platformdirs
 import pytest
 
 from sigledger.ledger import merkle
@@ -589,8 +590,10 @@ def test_config_defaults() -> None:
     assert cfg == WitnessConfig()
     assert cfg.listen == "127.0.0.1:8081"
     assert cfg.name == "localhost/witness"
-    assert cfg.key_path == Path("sigledger-witness/witness.key")
-    assert cfg.db_path == Path("sigledger-witness/witness.db")
+    data = Path(platformdirs.user_data_dir("sigledger")) / "witness"
+    assert data.is_relative_to(os.environ["XDG_DATA_HOME"])  # see conftest
+    assert cfg.key_path == data / "witness.key"
+    assert cfg.db_path == data / "witness.db"
     assert cfg.max_request_bytes == 64 * 1024
     assert cfg.logs == []
 

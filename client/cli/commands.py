@@ -376,7 +376,7 @@ def observe(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
-    from sigledger.client.install.inputs import read_locks
+    from sigledger.client.install.inputs import artifacts_from_targets, read_locks
     from sigledger.client.install.pin import pin_policy
     from sigledger.client.install.policy import default_policy_path
     from sigledger.client.install.verify import select_inputs
@@ -384,17 +384,19 @@ def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
 
     url = _need(args.log, "--log", "SIGLEDGER_LOG")
     log_key = parse_log_key(_need(args.log_key, "--log-key", "SIGLEDGER_LOG_KEY"))
+    artifacts = artifacts_from_targets(args.targets)
     locks = read_locks(args.requirement, args.lock)
-    if not locks:
-        raise ConfigError("nothing to pin: give -r FILE or --lock FILE")
+    if not locks and not artifacts:
+        raise ConfigError("nothing to pin: give files, sha256:<hex>, -r FILE or --lock FILE")
     env = _target(args)
-    select_inputs(env, locks, {}, args.all_files)  # usage errors before any network I/O
+    if locks:
+        select_inputs(env, locks, {}, args.all_files)  # usage errors before any network I/O
     path = Path(args.policy) if args.policy else default_policy_path()
     result = asyncio.run(
         pin_policy(
             url,
             log_key,
-            [],
+            artifacts,
             path,
             threshold=args.threshold,
             locks=locks,
@@ -418,6 +420,7 @@ def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
                 "projects": projects,
                 "observers": observed,
                 "log_observer": result.log_observer,
+                "policy_projects": result.policy_projects,
                 "not_pinned": result.missing,
                 "environment": env.describe(),
                 "not_for_environment": [s.to_json() for s in skipped],
@@ -440,11 +443,13 @@ def policy_pin(args: argparse.Namespace, ui: Ui) -> int:
         if result.log_observer:
             ui.info(f"the log's observer: {result.log_observer}")
         if result.written:
-            count = len({*projects, *observed})
-            ui.info(
-                f"wrote {path} ({count} projects; {len(skipped)} files not for "
-                f"this environment, {env.describe()})"
-            )
+            counts = [
+                f"{result.policy_projects} project(s) in the policy, "
+                f"{len({*projects, *observed})} pinned now"
+            ]
+            if selection is not None:
+                counts.append(f"{len(skipped)} file(s) not for {env.describe()}")
+            ui.info(f"wrote {path} ({'; '.join(counts)})")
         elif not result.missing:
             ui.note(f"nothing to pin for {env.describe()}; {path} was not changed")
     if result.missing:

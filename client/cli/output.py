@@ -22,6 +22,7 @@ Exit codes (also in ``sigledger --help``): see :data:`EXIT_MEANINGS`. With
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -166,7 +167,8 @@ class Ui:
 
 class Progress:
     """A transient progress bar on a terminal (rich). Elsewhere nothing, or with
-    ``lines`` a line on stderr at most every 5 seconds and at the end."""
+    ``lines`` a line on stderr at most every 5 seconds, and one at the end after
+    those (a run shorter than 5 seconds prints none)."""
 
     def __init__(
         self,
@@ -184,6 +186,7 @@ class Progress:
         self._done = 0
         self._total = total
         self._last = time.monotonic()
+        self._printed = False
         self._lines = lines if not ui.quiet else None
         self._enabled = not ui.json and not ui.quiet and sys.stderr.isatty()
         if total is not None and total < min_total:
@@ -207,8 +210,11 @@ class Progress:
             self._bar.update(self._task, completed=done, total=self._total)
         elif self._lines is not None and self._total is not None:
             now = time.monotonic()
-            if now - self._last >= 5 or done == self._total:
+            # The last line only closes a series: a run quicker than the first
+            # line prints nothing but its result, as on a terminal.
+            if now - self._last >= 5 or (done == self._total and self._printed):
                 self._last = now
+                self._printed = True
                 print(self._lines(done, self._total), file=sys.stderr)
 
     def advance(self, n: int = 1) -> None:
@@ -258,21 +264,11 @@ def report_outcomes(
             doc["not_from_index"] = local
         ui.data({**doc, **(extra or {})})
         return EXIT_OK if ok else EXIT_FAIL
-    if sys.stderr.isatty() and len(outcomes) > 1 and not ui.quiet:
+    if sys.stderr.isatty() and len(outcomes) > 1 and not ui.quiet and not ui.verbose:
         from rich.console import Console
-        from rich.table import Table
 
-        table = Table(title=title, show_lines=False)
-        for col in ("", "artifact", "project", "reason"):
-            table.add_column(col, overflow="fold")
-        for o in outcomes:
-            table.add_row(
-                "[green]OK[/]" if o.ok else "[red]FAIL[/]",
-                o.artifact.name,
-                o.project or o.artifact.project or "",
-                o.reason,
-            )
-        Console(stderr=True).print(table)
+        console = Console(stderr=True)
+        console.print(outcome_table(outcomes, title, console.width))
     else:
         for o in outcomes:
             # failures are what a quiet run is for: they are always shown
@@ -311,6 +307,54 @@ def report_outcomes(
         + (f" for {env.describe()}" if env is not None and selection is not None else "")
     )
     return EXIT_OK if ok else EXIT_FAIL
+
+
+# A signed-note verifier key, "name+keyid+base64": the table shows "name+keyid".
+_VKEY = re.compile(r"([^\s,()+]+\+[0-9a-f]{8})\+[A-Za-z0-9+/]{43,}=*")
+
+
+def key_ids(text: str) -> str:
+    """``text`` with every verifier key shortened to its name and key ID."""
+    return _VKEY.sub(r"\1", text)
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, an ellipsis in the middle: both the
+    project and the tags of a wheel's name stay readable."""
+    if len(text) <= width:
+        return text
+    tail = (width - 1) // 2
+    return text[: width - 1 - tail] + "…" + text[len(text) - tail :]
+
+
+def outcome_table(outcomes: Sequence[Outcome], title: str, width: int) -> Any:
+    """The results as a rich Table for a terminal ``width`` columns wide: key IDs
+    instead of whole keys, long file names shortened in the middle (``-v`` and
+    ``--json`` show the full values)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    # After the borders (10) and the status (4): a file name gets at most 45% of
+    # the rest, the reason (wrapped at words) all that is left.
+    name_width = max(width - 14, 40) * 9 // 20
+    table = Table(title=title, show_lines=False, width=width if width < 120 else None)
+    table.add_column("", no_wrap=True)
+    table.add_column("file", no_wrap=True)
+    table.add_column("reason", ratio=1, overflow="fold")
+    for o in outcomes:
+        a = o.artifact
+        if a.filename is not None:
+            name = a.filename
+        elif a.project is not None:  # a hash from a requirements file the log did not name
+            name = f"{a.project} sha256:{a.sha256.hex()[:12]}"
+        else:
+            name = f"sha256:{a.sha256.hex()}"
+        table.add_row(
+            "[green]OK[/]" if o.ok else "[red]FAIL[/]",
+            Text(shorten_middle(name, name_width)),  # Text: values are never markup
+            Text(key_ids(o.reason)),
+        )
+    return table
 
 
 PUBLISH_VERBS = {"added": "logged", "existing": "already logged", "dry-run": "would log"}

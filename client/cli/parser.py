@@ -55,7 +55,7 @@ def _chatter(p: argparse.ArgumentParser, default: Any) -> None:
         "--verbose",
         action="count",
         default=default,
-        help="show tracebacks on errors",
+        help="more detail: full values instead of tables, what was skipped, tracebacks",
     )
     p.add_argument(
         "-q",
@@ -181,9 +181,15 @@ def _serve(sub: Any) -> None:
         reports=False,
         help="run a log server",
         description="Run a log server. With no arguments it starts a log on "
-        "127.0.0.1:8080 in ./sigledger-data, creating the log key on first start.",
+        "127.0.0.1:8080 with its data in the user data directory "
+        "(~/.local/share/sigledger/log on Linux; printed at start), creating the log key "
+        "on first start.",
     )
-    s.add_argument("--data", metavar="DIR", help="data directory (env SIGLEDGER_DATA)")
+    s.add_argument(
+        "--data",
+        metavar="DIR",
+        help="data directory (env SIGLEDGER_DATA; default: the user data directory)",
+    )
     s.add_argument(
         "--listen",
         metavar="HOST:PORT",
@@ -605,11 +611,17 @@ def _policy(sub: Any) -> None:
         "pin",
         "policy pin",
         help="trust, per project, the signers the log shows for your locked hashes",
-        description="Look up the locked files in scope for the target environment (as "
-        "'verify' chooses them) and write a policy that requires, for each project, the "
-        "signers that logged exactly those hashes. Files the log does not show are "
-        "reported and not pinned; the policy is written for the rest (exit 1), or not at "
-        "all with --strict.",
+        description="Look up the given files and hashes, and the locked files in scope "
+        "for the target environment (as 'verify' chooses them), and write a policy "
+        "that requires, for each project, the signers that logged exactly those hashes. "
+        "Files the log does not show are reported and not pinned; the policy is "
+        "written for the rest (exit 1), or not at all with --strict.",
+    )
+    pin.add_argument(
+        "targets",
+        nargs="*",
+        metavar="FILE_OR_sha256:HEX",
+        help="release files or sha256:<hex> digests, as for 'verify'",
     )
     _shared(pin, "requirement", "lock", "log", "log_key", "policy", policy="policy file to update")
     pin.add_argument(
@@ -638,10 +650,15 @@ def _witness(sub: Any) -> None:
         reports=False,
         help="run a witness server",
         description="Cosign checkpoints of the configured logs, only ever consistently. With no "
-        "arguments it starts on 127.0.0.1:8081 in ./sigledger-witness, creating its key on "
+        "arguments it starts on 127.0.0.1:8081 with its data in the user data directory "
+        "(~/.local/share/sigledger/witness on Linux; printed at start), creating its key on "
         "first start.",
     )
-    ws.add_argument("--data", metavar="DIR", help="data directory (env SIGLEDGER_WITNESS_DATA)")
+    ws.add_argument(
+        "--data",
+        metavar="DIR",
+        help="data directory (env SIGLEDGER_WITNESS_DATA; default: the user data directory)",
+    )
     ws.add_argument("--listen", metavar="HOST:PORT", help="address (default 127.0.0.1:8081)")
     ws.add_argument("--config", metavar="FILE", help="TOML configuration file")
     ws.add_argument("--name", help="witness key name for a new witness")

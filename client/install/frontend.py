@@ -582,7 +582,7 @@ def plan_from_pylock(path: Path, env: TargetEnvironment) -> Plan:
         # The compiled file is temporary: name the pin by what it is, not where it was.
         chosen = named[choice.chosen]
         source = f"uv pip compile: {chosen.project}=={chosen.version}"
-        plan.pins.append(dataclasses.replace(chosen, source=source))
+        plan.pins.append(dataclasses.replace(chosen, source=source, name=""))  # name: anew
     return plan
 
 

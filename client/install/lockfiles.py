@@ -180,7 +180,8 @@ class Pin:
             name = f"{self.filename} ({self.source})"
         elif self.project is not None:
             digest = self.sha256.hex()[:16]
-            name = f"{self.project}=={self.version} sha256:{digest}… ({self.source})"
+            what = self.project if self.version is None else f"{self.project}=={self.version}"
+            name = f"{what} sha256:{digest}… ({self.source})"
         else:
             name = f"sha256:{self.sha256.hex()}"
         object.__setattr__(self, "name", name)
@@ -490,9 +491,15 @@ def _parse_requirement(spec: str, where: str) -> Requirement:
 
 
 def _pinned_version(req: Requirement, project: str, where: str) -> str | None:
-    """The normalized ``==``/``===`` version, or None for a direct reference."""
+    """The normalized ``==``/``===`` version; for a direct reference the version its
+    URL's filename names (None if the URL names no wheel or sdist of ``project``)."""
     if req.url is not None:
-        return None
+        filename = _basename(req.url, None)
+        try:
+            named, version = parse_release_filename(filename or "")
+        except FormatError:
+            return None
+        return version if named == project else None
     specs = list(req.specifier)
     if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
         raise LockfileError(

@@ -59,6 +59,7 @@ class PinResult:
     missing: list[str] = field(default_factory=list)  # pins the log does not show
     written: bool = False
     selection: Selection | None = None  # what the lock files put in scope
+    policy_projects: int = 0  # projects with a rule in the policy as written
     observers: dict[str, set[str]] = field(default_factory=dict)  # project -> observer keys
     log_observer: str | None = None  # the log's own observer key, when it serves one
 
@@ -175,6 +176,8 @@ async def pin_policy(
         log_observer=observer.vkey if observer is not None else None,
     )
     if (signers or observers) and not (strict and missing):
-        write_policy(policy_path, pin_projects(policy, trust, signers, threshold, observers))
+        pinned = pin_projects(policy, trust, signers, threshold, observers)
+        write_policy(policy_path, pinned)
         result.written = True
+        result.policy_projects = len(pinned.projects)
     return result

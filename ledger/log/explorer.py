@@ -10,8 +10,10 @@ Pages (``GET``; every one also answers ``HEAD``):
 * ``/entries[?before=N]`` -- every entry, newest first, paged.
 * ``/search?q=Q`` -- decided by the shape of ``Q``: 64 hex digits (optionally
   ``sha256:``-prefixed) find entries by file hash; a signed-note verifier key
-  (it contains ``+``) goes to its signer page; anything else is a project name,
-  canonicalized (PEP 503), and goes to its project page.
+  (it contains ``+``) goes to its signer page; anything else is matched against
+  what the pages show -- the first 12 or more hex digits of a file hash, a
+  signer's key name, a project name (canonicalized, PEP 503) -- and goes to the
+  one match, or lists them when there are several.
 * ``/project/<name>[?version=V][&after=N]`` -- versions, signers, files with
   hashes, signers and first-seen times; files logged with more than one hash
   are highlighted as conflicts.
@@ -74,6 +76,7 @@ from sigledger.ledger.note import (
     NoteSignature,
     Signer,
     Verifier,
+    check_key_name,
     cosignature_timestamp,
     parse_note,
 )
@@ -81,6 +84,8 @@ from sigledger.ledger.tiles import entry_bundle_for
 
 PAGE_SIZE = 50
 """Rows per page of entry lists."""
+HASH_PREFIX_MIN = 12
+"""Fewest hex digits searched as the start of a file hash (the pages show 16)."""
 LATEST = 20
 """Entries on the front page."""
 GROWTH_POINTS = 200
@@ -650,11 +655,15 @@ async def handle_entries(request: web.Request, view: _View) -> web.Response:
 
 
 async def handle_search(request: web.Request, view: _View) -> web.Response:
-    """``?q=``: sha256 (64 hex), signer (verifier key), or project name."""
+    """``?q=``: a sha256 (64 hex) or its first hex digits, a signer (verifier key or
+    the key name the pages show), or a project name."""
     q = request.query.get("q", "").strip()
     if not q:
         raise PageError(
-            400, "Bad request", "Enter a project name, a file SHA-256 or a signer verifier key."
+            400,
+            "Bad request",
+            "Enter a project name, a file SHA-256 (or its first 12 hex digits), or a signer "
+            "name or verifier key.",
         )
     digest = sha256_from_hex(q.removeprefix("sha256:"), any_case=True)
     if digest is not None:
@@ -674,17 +683,61 @@ async def handle_search(request: web.Request, view: _View) -> web.Response:
         if await view.storage.signer_entries(verifier.vkey, Page(view.size, limit=1)):
             raise _redirect(view.href("signer", verifier.vkey))
         return _no_results(view, q, f"No entries signed by {verifier.vkey}.")
+    # What the pages show: a hash's first digits, a signer's name, a project's name.
+    choices = await _hashes_starting(view, q) + await _signers_named(view, q)
     project = canonical_project(q)
-    if project is None:
+    if project is not None and await view.storage.lookup(
+        EntryQuery(below=view.size, project=project, limit=1)
+    ):
+        choices.append((view.href("project", project), f"project {project}"))
+    if len(choices) == 1:
+        raise _redirect(choices[0][0])
+    if choices:
+        items = "".join(f"<li>{_a(href, text)}</li>" for href, text in choices)
+        body = f'<h1>Search</h1>\n<p>More than one match:</p>\n<ul id="choices">{items}</ul>'
+        return _page(view, f"Search: {q}", body, query=q)
+    if project is None and not _is_key_name(q):
         raise PageError(
             400,
             "Bad request",
-            f"{q!r} is neither a project name, a SHA-256 (64 hex digits) nor a signer "
-            "verifier key (name+keyid+key)",
+            f"{q!r} is neither a project name, a SHA-256 (64 hex digits, or the first 12 or "
+            "more), a signer name nor a signer verifier key (name+keyid+key)",
         )
-    if await view.storage.lookup(EntryQuery(below=view.size, project=project, limit=1)):
-        raise _redirect(view.href("project", project))
-    return _no_results(view, q, f"No entries for project {project}.")
+    looked = [f"project {project}"] if project is not None else []
+    looked += [f"signer named {q}"] if _is_key_name(q) else []
+    return _no_results(view, q, f"No entries for {' or '.join(looked)}.")
+
+
+async def _hashes_starting(view: _View, q: str) -> list[tuple[str, str]]:
+    """Search links for the logged file hashes starting with the hex digits ``q``."""
+    digits = q.removeprefix("sha256:").lower()
+    if not HASH_PREFIX_MIN <= len(digits) < 64 or digits.strip("0123456789abcdef"):
+        return []
+    low = bytes.fromhex((digits + "0" * 64)[:64])
+    high = bytes.fromhex((digits + "f" * 64)[:64])
+    found = await view.storage.hashes_between(low, high, view.size, PAGE_SIZE)
+    return [(view.href("search", query={"q": d.hex()}), f"SHA-256 {d.hex()}") for d in found]
+
+
+def _is_key_name(name: str) -> bool:
+    try:
+        check_key_name(name)
+    except FormatError:
+        return False
+    return True
+
+
+async def _signers_named(view: _View, name: str) -> list[tuple[str, str]]:
+    """Signer page links for the publisher keys named ``name`` with published entries."""
+    if not _is_key_name(name):
+        return []
+    # Verifier keys are "name+keyid+key", and "," follows "+": one bytewise range.
+    vkeys = await view.storage.signers_between(name + "+", name + ",", PAGE_SIZE)
+    return [
+        (view.href("signer", vkey), f"signer {vkey}")
+        for vkey in vkeys
+        if await view.storage.signer_entries(vkey, Page(view.size, limit=1))
+    ]
 
 
 def _redirect(location: str) -> web.HTTPSeeOther:

@@ -4,14 +4,16 @@ Both engines store each entry once: its leaf bytes, its index and a signer id
 (``signers`` holds each verifier key once). Nothing else of an entry is kept as
 text. Lookups go through two small integer keys (see :class:`IndexKeys`):
 
-* the **hash key** of the file's SHA-256 (47 bits);
+* the **hash key**: the first 47 bits of the file's SHA-256, so a key range finds
+  the hashes that start with a given hex prefix (the explorer's search);
 * the **file key**: 23 bits of the PEP 503 project name, then 24 bits of the
   canonical version of the file's identity
   (:func:`~sigledger.ledger.entry.file_identity`), so one key finds every
   spelling of a release's files and a key range finds a whole project.
 
-Both are keyed BLAKE2b hashes with a random per-log salt (meta ``index_salt``),
-so nobody can aim colliding names at another project's key. A key selects
+File keys are keyed BLAKE2b hashes with a random per-log salt (meta
+``index_salt``), so nobody can aim colliding names at another project's key (hash
+keys need no salt: a collision there costs a second preimage search of 47 bits). A key selects
 *candidates*; every answer is then decoded and compared in full here, so a
 collision costs a little time and never a wrong answer.
 
@@ -69,8 +71,9 @@ class IndexKeys:
             raise ValueError("the log has no index salt")
         return cls(bytes.fromhex(value))
 
-    def hash_key(self, sha256: bytes) -> int:
-        return _h(self.salt, b"h" + sha256, HASH_BITS)
+    @staticmethod
+    def hash_key(sha256: bytes) -> int:
+        return int.from_bytes(sha256[:8], "big") >> (64 - HASH_BITS)
 
     def file_key(self, project: str, version: str) -> int:
         """Key of (normalized project, canonical version): equal for equal versions."""
@@ -154,6 +157,10 @@ class IndexedLookups:
 
     async def _rows_by_signer(self, signer: str, start: int, below: int, limit: int) -> list[Row]:
         """A signer's rows with start <= index < below: the first ``limit`` by index."""
+        raise NotImplementedError
+
+    async def _rows_by_hash_range(self, lo: int, hi: int, below: int, limit: int) -> list[Row]:
+        """Rows with lo <= hash key <= hi and index < below: the first ``limit`` by key."""
         raise NotImplementedError
 
     async def _stored_violations(self) -> str | None:
@@ -240,6 +247,24 @@ class IndexedLookups:
         return [(str(s), str(i), [int(x) for x in ids]) for s, i, ids in json.loads(stored)][:limit]
 
     # -- explorer aggregates ----------------------------------------------------------
+
+    async def hashes_between(self, low: bytes, high: bytes, below: int, limit: int) -> list[bytes]:
+        lo, hi = self.keys.hash_key(low), self.keys.hash_key(high)
+        found: set[bytes] = set()
+        scanned = 0
+        while len(found) < limit:
+            rows = await self._rows_by_hash_range(lo, hi, below, SCAN_CHUNK)
+            found |= {
+                e.statement.sha256
+                for _i, _d, e in _decoded(rows)
+                if low <= e.statement.sha256 <= high
+            }
+            scanned += len(rows)
+            if len(rows) < SCAN_CHUNK or scanned >= 16 * SCAN_CHUNK:
+                break
+            # Many entries of one key (a popular hash logged by many): go on after it.
+            lo = self.keys.hash_key(decode_entry(rows[-1][1]).statement.sha256) + 1
+        return sorted(found)[:limit]
 
     async def project_entries(self, project: str, version: str | None, page: Page) -> list[Row]:
         if version is not None:

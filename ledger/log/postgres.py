@@ -608,8 +608,29 @@ class PostgresStorage(IndexedLookups):
             limit,
         )
 
+    async def _rows_by_hash_range(
+        self, lo: int, hi: int, below: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        return await self._entries(
+            "SELECT idx, data FROM entries WHERE hkey BETWEEN $1 AND $2 AND idx < $3"
+            " ORDER BY hkey LIMIT $4",
+            lo,
+            hi,
+            below,
+            limit,
+        )
+
     async def _stored_violations(self) -> str | None:
         return await self.get_meta(VIOLATIONS_KEY)
+
+    async def signers_between(self, low: str, high: str, limit: int) -> list[str]:
+        rows = await self._fetch(
+            "SELECT vkey FROM signers WHERE vkey >= $1 AND vkey < $2 ORDER BY vkey LIMIT $3",
+            low,
+            high,
+            limit,
+        )
+        return [str(r[0]) for r in rows]
 
     # -- explorer reads (see the SQLite engine: bounded by ``below``, at most
     # ``limit`` rows, aggregates over at most ``scan`` entries, keyset paging) --

@@ -326,8 +326,25 @@ class Storage(IndexedLookups):
         )
         return [(int(r[0]), bytes(r[1])) for r in rows]
 
+    async def _rows_by_hash_range(
+        self, lo: int, hi: int, below: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        rows = await self._r.execute_fetchall(
+            "SELECT e.idx, e.data FROM hash_keys AS k JOIN entries AS e ON e.idx = k.idx"
+            " WHERE k.k BETWEEN ? AND ? AND k.idx < ? ORDER BY k.k LIMIT ?",
+            (lo, hi, below, limit),
+        )
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
     async def _stored_violations(self) -> str | None:
         return await self.get_meta(VIOLATIONS_KEY)
+
+    async def signers_between(self, low: str, high: str, limit: int) -> list[str]:
+        rows = await self._r.execute_fetchall(
+            "SELECT vkey FROM signers WHERE vkey >= ? AND vkey < ? ORDER BY vkey LIMIT ?",
+            (low, high, limit),
+        )
+        return [str(r[0]) for r in rows]
 
     # -- explorer reads ---------------------------------------------------------
     #

@@ -269,6 +269,16 @@ class LogStorage(Protocol):
         """Per file identity: (distinct hashes, entries, distinct signers)."""
         ...
 
+    async def hashes_between(self, low: bytes, high: bytes, below: int, limit: int) -> list[bytes]:
+        """Distinct file hashes in ``low <= sha256 <= high`` (a hex prefix's range),
+        of entries below index ``below``, in order; at most ``limit``."""
+        ...
+
+    async def signers_between(self, low: str, high: str, limit: int) -> list[str]:
+        """Signer verifier keys in ``low <= vkey < high`` (bytewise; a key name's
+        range), in order; at most ``limit``."""
+        ...
+
     # -- bulk copy (sigledger migrate) ----------------------------------------
 
     async def all_meta(self) -> dict[str, str]:

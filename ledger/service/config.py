@@ -24,18 +24,28 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
+
+import platformdirs
 
 from sigledger.ledger.entry import check_index_url
 from sigledger.ledger.errors import ConfigError, FormatError
 
 ENV_PREFIX = "SIGLEDGER_"
+APP_NAME = "sigledger"
 DEFAULT_ORIGIN = "localhost/sigledger"
 LOG_FORMATS = ("json", "text", "auto")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DATABASE_SCHEMES = ("sqlite:", "postgresql://", "postgres://")
+
+
+def default_data_dir(service: str) -> str:
+    """``<user data directory>/sigledger/<service>`` (``service``: ``log``, ``witness``):
+    where pip and uv users expect an application's data (``~/.local/share`` on Linux),
+    never clutter in whatever directory the command was started from."""
+    return str(Path(platformdirs.user_data_dir(APP_NAME)) / service)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -82,9 +92,10 @@ class ServerConfig(ServiceSettings):
     DB_FILE = "log.db"
     KEY_FILE = "log.key"
 
-    data: str = "sigledger-data"
+    data: str = field(default_factory=lambda: default_data_dir("log"))
     """Data directory: holds ``log.db`` (SQLite, unless ``database`` names another
-    database) and ``log.key`` (mode 0600)."""
+    database) and ``log.key`` (mode 0600). Default: ``log`` in the user data
+    directory (``~/.local/share/sigledger/log`` on Linux); ``serve`` prints it."""
     database: str = ""
     """Where the log is stored: a SQLite file, ``sqlite:///ABSOLUTE/PATH`` or
     ``sqlite:RELATIVE/PATH``, or PostgreSQL, ``postgresql://USER@HOST:PORT/DBNAME``

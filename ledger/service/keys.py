@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sigledger.ledger.errors import ConfigError, FormatError
-from sigledger.ledger.note import Signer
+from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.files import write_atomically
 
 
@@ -36,6 +36,13 @@ def read_key_file(path: Path, *, create_hint: str = "") -> Signer:
         raise ConfigError(f"key file {path} does not exist{hint}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read key file {path}: {exc}") from None
+    if not text.startswith("PRIVATE+KEY+") and _is_verifier_key(text):
+        # The public half (keygen's output, saved to a file) is readable by anyone
+        # on purpose: the permission check below would blame the wrong thing.
+        raise ConfigError(
+            f"key file {path}: this is a verifier key; pass the signing key file "
+            "(the one 'sigledger keygen --out FILE' wrote, starting with PRIVATE+KEY+)"
+        )
     if mode & 0o077:
         raise ConfigError(
             f"key file {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}"
@@ -44,6 +51,14 @@ def read_key_file(path: Path, *, create_hint: str = "") -> Signer:
         return Signer.from_skey(text)
     except FormatError as exc:
         raise ConfigError(f"key file {path} does not hold a signer key: {exc}") from None
+
+
+def _is_verifier_key(text: str) -> bool:
+    try:
+        Verifier.from_vkey(text)
+    except FormatError:
+        return False
+    return True
 
 
 def service_key(

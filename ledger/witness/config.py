@@ -14,7 +14,12 @@ from typing import Any
 
 from sigledger.ledger.errors import ConfigError, FormatError
 from sigledger.ledger.note import ALG_ED25519, Verifier, check_key_name
-from sigledger.ledger.service.config import ServiceSettings, check_logging, load_settings
+from sigledger.ledger.service.config import (
+    ServiceSettings,
+    check_logging,
+    default_data_dir,
+    load_settings,
+)
 
 __all__ = [
     "DEFAULT_NAME",
@@ -67,8 +72,10 @@ class WitnessConfig(ServiceSettings):
     DB_FILE = "witness.db"
     KEY_FILE = "witness.key"
 
-    data: str = "sigledger-witness"
-    """Data directory: holds ``witness.db`` (SQLite) and, by default, ``witness.key``."""
+    data: str = field(default_factory=lambda: default_data_dir("witness"))
+    """Data directory: holds ``witness.db`` (SQLite) and, by default, ``witness.key``.
+    Default: ``witness`` in the user data directory (``~/.local/share/sigledger/witness``
+    on Linux); ``witness serve`` prints it."""
     listen: str = "127.0.0.1:8081"
     """HOST:PORT to listen on. Port 0 picks a free port (printed at start)."""
     name: str = DEFAULT_NAME
