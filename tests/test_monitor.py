@@ -374,33 +374,23 @@ def checked_alarm_notes(alarm: dict[str, Any], key: Verifier) -> tuple[str, dict
     return alarm["type"], alarm["evidence"]
 
 
-def tamper_database(data: Path, *, tile: tuple[int, int, int], entry: int) -> bytes:
-    """Flip one hash of a stored tile (level, n, slot) and rewrite one stored entry
-    (a valid entry with another time); returns the rewritten entry."""
-    with sqlite3.connect(data / "log.db") as db:
-        level, n, slot = tile
-        (blob,) = db.execute(
-            "SELECT data FROM tiles WHERE level = ? AND n = ?", (level, n)
-        ).fetchone()
-        blob = bytearray(blob)
-        blob[32 * slot] ^= 0xFF
-        db.execute("UPDATE tiles SET data = ? WHERE level = ? AND n = ?", (bytes(blob), level, n))
-        (old,) = db.execute("SELECT data FROM entries WHERE idx = ?", (entry,)).fetchone()
-        e = decode_entry(bytes(old))
-        new = encode_entry(Entry(e.signed, e.time_ms + 1))
-        db.execute("UPDATE entries SET data = ? WHERE idx = ?", (new, entry))
-    return new
+async def tampered_log() -> tuple[SimulatedLog, bytes]:
+    """A log of 600 entries whose server serves a tampered full tile 0/000 and a
+    rewritten entry 300 (a valid entry with another time); returns the rewritten entry.
 
-
-async def tampered_log(tmp_path: Path, servers: list[LogProcess]) -> tuple[LogProcess, bytes]:
-    """A real log of 600 entries whose full tile 0/000 and entry 300 were edited on disk."""
-    log = LogProcess(tmp_path / "log").start()
-    servers.append(log)
-    await add(log.url, filler(600))
-    log.stop()
-    rewritten = tamper_database(tmp_path / "log", tile=(0, 0, 7), entry=300)
-    log.start()
-    return log, rewritten
+    A lying server, not a damaged database: sigledger's storage derives level-0 tiles
+    from its entries, so its own tiles and entries always agree."""
+    log = SimulatedLog()
+    entries = [encode_entry(Entry(s, 1_700_000_000_000 + i)) for i, s in enumerate(filler(600))]
+    log.append(*entries)
+    log.publish()
+    log.corrupt("tile/0/000")
+    e = decode_entry(entries[300])
+    new = encode_entry(Entry(e.signed, e.time_ms + 1))
+    bundle = [*entries[256:300], new, *entries[301:512]]
+    log.overrides["tile/entries/001"] = tiles.encode_entry_bundle(bundle)
+    await log.start()
+    return log, new
 
 
 def check_bad_tile(evidence: dict[str, Any], key: Verifier) -> None:
@@ -426,11 +416,14 @@ def check_leaf_mismatch(evidence: dict[str, Any], key: Verifier, rewritten: byte
     assert merkle.leaf_hash(rewritten) != leaf
 
 
-async def test_tampered_tile_and_rewritten_entry(tmp_path: Path, servers: list[LogProcess]) -> None:
-    log, rewritten = await tampered_log(tmp_path, servers)
+async def test_tampered_tile_and_rewritten_entry(tmp_path: Path) -> None:
+    log, rewritten = await tampered_log()
     key = Verifier.from_vkey(log.vkey)
     state = tmp_path / "monitor.db"
-    rc, alarms, err = await monitor(state, *follow_args(log.url, log.vkey))
+    try:
+        rc, alarms, err = await monitor(state, *follow_args(log.url, log.vkey))
+    finally:
+        await log.stop()
     assert rc == 1, err
     assert [(a["type"], a["evidence"]["reason"]) for a in alarms] == [
         ("bad_tile", "does_not_match_checkpoint"),

@@ -71,7 +71,7 @@ async def test_serve_on_postgresql_publishes_and_survives_a_restart(
             assert b"sampleproject" in body, page
         assert server.stop() == 0
         # The data directory keeps only the key; the log is in PostgreSQL.
-        assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["log.key"]
+        assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["log.key", "observer.key"]
 
         server = LogProcess(tmp_path / "log", "--database", postgres_url).start()
         assert server.vkey == vkey
@@ -234,8 +234,8 @@ async def test_migrate_proves_the_copy(
             postgres_server.sql(f"BEGIN; {undo}; COMMIT", database)
 
     flip = "UPDATE {} SET data = set_byte(data, 5, get_byte(data, 5) # 1) WHERE {}"
-    tile = flip.format("tiles", "level = 0 AND n = 0")
-    await proof_fails(tile, tile, "hash tile 0/0 differs")
+    tile = flip.format("tiles", "level = 1 AND n = 0")  # level 0 is the entries
+    await proof_fails(tile, tile, "hash tile 1/0 differs")
     entry = flip.format("entries", "idx = 7")
     await proof_fails(entry, entry, "does not have the root")
     # A copy without its metadata (as an interrupted migrate leaves it) is not served.

@@ -244,7 +244,7 @@ async def test_refuses_a_directory_ahead_of_the_database(tmp_path: Path) -> None
 class FailingReads(Storage):
     """Entry reads fail while ``failing`` is set (a storage hiccup)."""
 
-    failing = True
+    failing = False
 
     async def read_entries(self, start: int, end: int) -> list[bytes]:
         if self.failing:
@@ -263,6 +263,9 @@ async def test_retries_after_a_failure(tmp_path: Path) -> None:
     static = StaticPublisher(flaky, out, retry_after=0.05)
     seq = Sequencer(flaky, LOG, "example.org/log", SequencerConfig(), static=static)
     await seq.start()
+    # The sequencer has loaded its tree (level-0 tiles are read from the entries);
+    # the publisher's catch-up task has not run yet (no await since it was started).
+    flaky.failing = True
     try:
         await static.flush()
         assert static.error is not None and "retrying" in static.error

@@ -187,8 +187,10 @@ async def test_corrupted_tiles_are_detected_on_start(tmp_path: Path) -> None:
     await seq.submit([signed(ALICE, version=f"{i}.0") for i in range(5)])
     await seq.stop()
     await store.close()
+    # Level-0 tiles are the entries' leaf hashes: a changed entry changes them.
     db = sqlite3.connect(tmp_path / "log.db")
-    db.execute("UPDATE tiles SET data = zeroblob(length(data)) WHERE level = 0 AND n = 0")
+    (data,) = db.execute("SELECT data FROM entries WHERE idx = 3").fetchone()
+    db.execute("UPDATE entries SET data = ? WHERE idx = 3", (data[:-1] + b"\0",))
     db.commit()
     db.close()
     store2 = await _open(tmp_path / "log.db")

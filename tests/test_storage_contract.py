@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sigledger.client.publish.submit import sign_statement
+from sigledger.ledger import merkle
 from sigledger.ledger.entry import Entry, Statement, encode_entry, file_identity
 from sigledger.ledger.log.postgres import PostgresStorage
 from sigledger.ledger.log.storage import Storage
@@ -105,11 +106,20 @@ async def test_initialize_makes_an_empty_log(store: LogStorage) -> None:
 
 
 async def test_commit_batch_stores_entries_tiles_and_head(store: LogStorage) -> None:
-    await store.commit_batch(Batch(ROWS, {(0, 0): b"t" * 96}, 3, b"\1" * 32, 2000))
+    # Level-0 tiles are the entries' leaf hashes, whatever the batch says; higher
+    # levels are stored as given.
+    await store.commit_batch(
+        Batch(ROWS, {(0, 0): b"t" * 96, (1, 0): b"u" * 32}, 3, b"\1" * 32, 2000)
+    )
     assert await store.read_entries(0, 3) == [r.data for r in ROWS]
     assert await store.read_entries(1, 2) == [ROWS[1].data]
-    assert await store.read_tile(0, 0) == b"t" * 96
-    assert await store.read_tiles([(0, 0), (1, 0)]) == {(0, 0): b"t" * 96}
+    leaves = b"".join(merkle.leaf_hash(r.data) for r in ROWS)
+    assert await store.read_tile(0, 0) == leaves
+    assert await store.read_tile(1, 0) == b"u" * 32
+    assert await store.read_tiles([(0, 0), (1, 0), (0, 1), (2, 0)]) == {
+        (0, 0): leaves,
+        (1, 0): b"u" * 32,
+    }
     assert await store.count_entries() == 3
     head = await store.latest_head()
     assert head is not None and (head.size, head.root, head.time_ms) == (3, b"\1" * 32, 2000)
@@ -120,9 +130,10 @@ async def test_a_failed_batch_leaves_nothing(store: LogStorage) -> None:
     await store.commit_batch(Batch(ROWS[:1], {}, 1, b"\1" * 32, 2000))
     # A second root for size 1 is impossible, and takes its entries down with it.
     with pytest.raises(StorageConflictError):
-        await store.commit_batch(Batch(ROWS[1:2], {(0, 0): b"x" * 32}, 1, b"\2" * 32, 3000))
+        await store.commit_batch(Batch(ROWS[1:2], {(1, 0): b"x" * 32}, 1, b"\2" * 32, 3000))
     assert await store.count_entries() == 1
-    assert await store.read_tile(0, 0) is None
+    assert await store.read_tile(1, 0) is None
+    assert await store.read_tile(0, 0) == merkle.leaf_hash(ROWS[0].data)
     head = await store.latest_head()
     assert head is not None and head.root == b"\1" * 32
 
@@ -268,9 +279,9 @@ async def test_bindings_of_old_logs(store: LogStorage) -> None:
 
 
 async def test_bulk_copy_reads_back_what_it_loads(store: LogStorage) -> None:
-    await store.commit_batch(Batch(ROWS[:2], {(0, 0): b"a" * 64}, 2, b"\1" * 32, 2000))
+    await store.commit_batch(Batch(ROWS[:2], {(1, 0): b"a" * 32}, 2, b"\1" * 32, 2000))
     await store.save_notes([(2, b"note-2", True)])
-    await store.commit_batch(Batch(ROWS[2:], {(0, 0): b"b" * 96}, 3, b"\2" * 32, 3000))
+    await store.commit_batch(Batch(ROWS[2:], {(1, 0): b"b" * 32}, 3, b"\2" * 32, 3000))
     assert await store.read_entry_rows(0, 10) == ROWS
     assert await store.read_entry_rows(1, 2) == ROWS[1:2]
     heads = await store.read_heads(1, 10)
@@ -279,8 +290,11 @@ async def test_bulk_copy_reads_back_what_it_loads(store: LogStorage) -> None:
         (3, None, False),
     ]
     assert [h.size for h in await store.read_heads(0, 2)] == [0, 2]
-    assert await store.read_tile_rows(None, 10) == [(0, 0, b"b" * 96)]
-    assert await store.read_tile_rows((0, 0), 10) == []
+    leaves = b"".join(merkle.leaf_hash(r.data) for r in ROWS)
+    assert await store.read_tile_rows(None, 10) == [(0, 0, leaves), (1, 0, b"b" * 32)]
+    assert await store.read_tile_rows(None, 1) == [(0, 0, leaves)]
+    assert await store.read_tile_rows((0, 0), 10) == [(1, 0, b"b" * 32)]
+    assert await store.read_tile_rows((1, 0), 10) == []
     meta = await store.all_meta()
     assert meta["origin"] == "example.org/log" and "schema_version" in meta
 
@@ -289,14 +303,15 @@ async def test_load_is_atomic(opener: Opener, tmp_path: Path) -> None:
     s = await opener(tmp_path)
     try:
         heads = [StoredHead(0, b"\0" * 32, 1000, None), StoredHead(3, b"\1" * 32, 2000, b"n", True)]
-        await s.load(Copied(ROWS, {(0, 0): b"t" * 96}, heads, {"origin": "o"}))
+        await s.load(Copied(ROWS, {(0, 0): b"t" * 96, (1, 0): b"u" * 32}, heads, {"origin": "o"}))
         assert await s.read_entry_rows(0, 3) == ROWS
         assert await s.latest_head(published=True) == heads[1]
         assert await s.get_meta("origin") == "o"
         # Entry 2 again: nothing of this load stays.
         with pytest.raises(StorageConflictError):
-            await s.load(Copied(ROWS[2:], {(1, 0): b"x" * 32}, meta={"origin": "p"}))
-        assert await s.read_tile(1, 0) is None
+            await s.load(Copied(ROWS[2:], {(2, 0): b"x" * 32}, meta={"origin": "p"}))
+        assert await s.read_tile(2, 0) is None
+        assert await s.read_tile(1, 0) == b"u" * 32
         assert await s.get_meta("origin") == "o"
     finally:
         await s.close()

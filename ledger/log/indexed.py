@@ -17,9 +17,15 @@ keys need no salt: a collision there costs a second preimage search of 47 bits).
 *candidates*; every answer is then decoded and compared in full here, so a
 collision costs a little time and never a wrong answer.
 
-Engines implement the ``_rows_*`` primitives (each one index range scan); this
-module implements the :class:`~sigledger.ledger.log.store.LogStorage` lookups,
-the binding check and the explorer's aggregates over them, once.
+**Level-0 hash tiles are not stored**: a level-0 tile holds the leaf hashes of
+its 256 entries, which the entries themselves give (one range read and 256
+SHA-256s); only tiles of level 1 and up are kept. This saves 32 bytes per entry,
+and the read cache (reads.py) keeps the tiles it served.
+
+Engines implement the ``_rows_*`` and ``_stored_*`` primitives (each one index
+range scan) and ``read_entries``; this module implements the
+:class:`~sigledger.ledger.log.store.LogStorage` tile reads, lookups, the binding
+check and the explorer's aggregates over them, once.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from packaging.utils import canonicalize_name, canonicalize_version
 
 from sigledger.ledger.entry import Entry, decode_entry, file_identity
 from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryQuery, EntryRow, Page
+from sigledger.ledger.merkle import leaf_hash
+from sigledger.ledger.tiles import TILE_WIDTH
 
 __all__ = ["SALT_KEY", "VIOLATIONS_KEY", "IndexKeys", "IndexedLookups", "new_salt", "row_of"]
 
@@ -166,6 +174,64 @@ class IndexedLookups:
     async def _stored_violations(self) -> str | None:
         """The identity violations recorded when an older schema was migrated (JSON)."""
         raise NotImplementedError
+
+    async def read_entries(self, start: int, end: int) -> list[bytes]:
+        raise NotImplementedError
+
+    async def _stored_tiles(self, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored tiles (level >= 1) among ``refs``."""
+        raise NotImplementedError
+
+    async def _stored_tile_rows(
+        self, after: tuple[int, int], limit: int
+    ) -> list[tuple[int, int, bytes]]:
+        """At most ``limit`` stored tiles (level, n, data) after ``after``, by (level, n)."""
+        raise NotImplementedError
+
+    # -- hash tiles -----------------------------------------------------------------
+
+    async def read_tile(self, level: int, n: int) -> bytes | None:
+        return (await self.read_tiles([(level, n)])).get((level, n))
+
+    async def read_tiles(self, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        wanted = set(refs)
+        out = await self._stored_tiles([r for r in wanted if r[0] > 0])
+        leaves = sorted(n for level, n in wanted if level == 0)
+        # Runs of consecutive tiles are one range read each.
+        runs: list[list[int]] = []
+        for n in leaves:
+            if runs and n == runs[-1][-1] + 1 and len(runs[-1]) < 64:
+                runs[-1].append(n)
+            else:
+                runs.append([n])
+        for run in runs:
+            out.update(await self._leaf_tiles(run[0], run[-1] + 1))
+        return out
+
+    async def _leaf_tiles(self, first: int, end: int) -> dict[tuple[int, int], bytes]:
+        """Level-0 tiles first <= n < end, from the entries (the newest, partial or full)."""
+        data = await self.read_entries(first * TILE_WIDTH, end * TILE_WIDTH)
+        out: dict[tuple[int, int], bytes] = {}
+        for n in range(first, end):
+            chunk = data[(n - first) * TILE_WIDTH : (n - first + 1) * TILE_WIDTH]
+            if not chunk:
+                break
+            out[(0, n)] = b"".join(leaf_hash(d) for d in chunk)
+        return out
+
+    async def read_tile_rows(
+        self, after: tuple[int, int] | None, limit: int
+    ) -> list[tuple[int, int, bytes]]:
+        rows: list[tuple[int, int, bytes]] = []
+        if after is None or after[0] == 0:
+            first = 0 if after is None else after[1] + 1
+            want = min(limit, 64)  # bounded memory: 64 tiles are 16,384 entries
+            tiles = await self._leaf_tiles(first, first + want)
+            rows = [(0, n, tiles[(0, n)]) for n in sorted(n for _, n in tiles)]
+            if len(rows) == want:
+                return rows
+            after = (0, 2**62)
+        return rows + await self._stored_tile_rows(after, limit - len(rows))
 
     # -- lookups ------------------------------------------------------------------
 

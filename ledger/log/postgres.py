@@ -14,7 +14,8 @@ Layout (schema version 3)::
             hkey bigint, fkey bigint,            the hash key and file key (indexed.py)
             signer integer,                      REFERENCES signers
             data bytea)                          the leaf bytes
-    tiles(level smallint, n bigint, data bytea,  the newest bytes of hash tile (level, n)
+    tiles(level smallint, n bigint, data bytea,  the newest bytes of hash tile (level, n),
+                                                 level >= 1 (level 0: indexed.py)
           PRIMARY KEY (level, n))
     checkpoints(size bigint PRIMARY KEY,         every committed tree head: one root per
                 time_ms, published boolean,      size; ``note`` is the signed note,
@@ -157,6 +158,7 @@ async def _compact_entries(conn: Any) -> None:
     await conn.execute(
         """
         DROP TABLE entries;
+        DELETE FROM tiles WHERE level = 0;
         ALTER TABLE entries_v3 RENAME TO entries;
         ALTER INDEX entries_v3_pkey RENAME TO entries_pkey;
         CREATE INDEX entries_hkey ON entries (hkey);
@@ -543,11 +545,7 @@ class PostgresStorage(IndexedLookups):
         rows = await self._fetch("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries")
         return int(rows[0][0])
 
-    async def read_tile(self, level: int, n: int) -> bytes | None:
-        rows = await self._fetch("SELECT data FROM tiles WHERE level = $1 AND n = $2", level, n)
-        return bytes(rows[0][0]) if rows else None
-
-    async def read_tiles(self, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    async def _stored_tiles(self, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         wanted = sorted(set(refs))
         if not wanted:
             return {}
@@ -680,10 +678,10 @@ class PostgresStorage(IndexedLookups):
         )
         return [_head(r) for r in rows]
 
-    async def read_tile_rows(
-        self, after: tuple[int, int] | None, limit: int
+    async def _stored_tile_rows(
+        self, after: tuple[int, int], limit: int
     ) -> list[tuple[int, int, bytes]]:
-        level, n = after if after is not None else (-1, -1)
+        level, n = after
         rows = await self._fetch(
             "SELECT level, n, data FROM tiles WHERE (level, n) > ($1, $2) ORDER BY level, n"
             " LIMIT $3",
@@ -843,6 +841,8 @@ def _entry_inserts(keys: IndexKeys, entries: Sequence[EntryRow]) -> list[Stateme
 
 
 def _tile_upserts(tiles: Mapping[tuple[int, int], bytes]) -> list[Statement]:
+    # Level 0 is not stored: its tiles are the entries' leaf hashes (indexed.py).
+    tiles = {ref: data for ref, data in tiles.items() if ref[0] > 0}
     if not tiles:
         return []
     refs = list(tiles)

@@ -14,7 +14,8 @@ Layout (schema version 3, 8 KiB pages)::
                                                      index entries_signer(signer)
     hash_keys(k, idx) WITHOUT ROWID                  hash key -> entry (indexed.py)
     file_keys(k, idx) WITHOUT ROWID                  file key -> entry (indexed.py)
-    tiles(level, n, data BLOB)                       the newest bytes of hash tile (level, n);
+    tiles(level, n, data BLOB)                       the newest bytes of hash tile (level, n),
+                                                     level >= 1 (level 0: indexed.py);
                                                      a partial tile's bytes are a prefix of
                                                      every later version, so `.p/W` is a slice
     checkpoints(size INTEGER PRIMARY KEY, root BLOB, time_ms, note BLOB,
@@ -26,8 +27,8 @@ Layout (schema version 3, 8 KiB pages)::
                                                      is published); ``published`` = 1 once
                                                      readers were shown it
 
-An entry costs its leaf bytes plus about 70 bytes of rows and keys (and 32 bytes
-of hash tiles): nothing is stored twice. Schema 1 and 2 files (text columns per
+An entry costs its leaf bytes plus about 65 bytes of rows and keys: nothing is
+stored twice (level-0 hash tiles are the entries' leaf hashes, computed when read). Schema 1 and 2 files (text columns per
 entry) are rebuilt into this layout when first opened, in one transaction;
 identity violations found then are kept in meta ``identity_violations``.
 
@@ -204,7 +205,7 @@ class Storage(IndexedLookups):
             ids = await self._insert_entries(db, batch.entries)
             await db.executemany(
                 "INSERT OR REPLACE INTO tiles (level, n, data) VALUES (?, ?, ?)",
-                [(lv, n, data) for (lv, n), data in batch.tiles.items()],
+                [(lv, n, data) for (lv, n), data in batch.tiles.items() if lv > 0],
             )
             await db.execute(
                 "INSERT INTO checkpoints (size, root, time_ms) VALUES (?, ?, ?)",
@@ -259,15 +260,7 @@ class Storage(IndexedLookups):
     # The reads below serve the read API: each is one query in one round trip to the
     # reader thread (execute_fetchall), not three (execute, fetch, close).
 
-    async def read_tile(self, level: int, n: int) -> bytes | None:
-        rows = list(
-            await self._r.execute_fetchall(
-                "SELECT data FROM tiles WHERE level = ? AND n = ?", (level, n)
-            )
-        )
-        return bytes(rows[0][0]) if rows else None
-
-    async def read_tiles(self, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    async def _stored_tiles(self, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         wanted = sorted(set(refs))
         out: dict[tuple[int, int], bytes] = {}
         for chunk in _chunks(wanted, 400):
@@ -404,10 +397,10 @@ class Storage(IndexedLookups):
                 for r in await cur.fetchall()
             ]
 
-    async def read_tile_rows(
-        self, after: tuple[int, int] | None, limit: int
+    async def _stored_tile_rows(
+        self, after: tuple[int, int], limit: int
     ) -> list[tuple[int, int, bytes]]:
-        level, n = after if after is not None else (-1, -1)
+        level, n = after
         async with self._r.execute(
             "SELECT level, n, data FROM tiles WHERE (level, n) > (?, ?) ORDER BY level, n LIMIT ?",
             (level, n, limit),
@@ -419,7 +412,7 @@ class Storage(IndexedLookups):
             ids = await self._insert_entries(db, rows.entries)
             await db.executemany(
                 "INSERT OR REPLACE INTO tiles (level, n, data) VALUES (?, ?, ?)",
-                [(lv, n, data) for (lv, n), data in rows.tiles.items()],
+                [(lv, n, data) for (lv, n), data in rows.tiles.items() if lv > 0],
             )
             await db.executemany(
                 "INSERT INTO checkpoints (size, root, time_ms, note, published)"
@@ -518,6 +511,7 @@ async def _to_schema_3(db: aiosqlite.Connection) -> None:
         start = chunk[-1][0] + 1
     await db.execute("DROP TABLE entries")
     await db.execute("ALTER TABLE entries_v3 RENAME TO entries")
+    await db.execute("DELETE FROM tiles WHERE level = 0")  # derived from the entries now
     violations = [
         [signer, identity, sorted(by_hash.values())]
         for (signer, identity), by_hash in sorted(bindings.items())
