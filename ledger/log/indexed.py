@@ -44,7 +44,15 @@ from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryQuery, Entry
 from sigledger.ledger.merkle import leaf_hash
 from sigledger.ledger.tiles import TILE_WIDTH
 
-__all__ = ["SALT_KEY", "VIOLATIONS_KEY", "IndexKeys", "IndexedLookups", "new_salt", "row_of"]
+__all__ = [
+    "SALT_KEY",
+    "VIOLATIONS_KEY",
+    "IndexKeys",
+    "IndexedLookups",
+    "Violations",
+    "new_salt",
+    "row_of",
+]
 
 SALT_KEY = "index_salt"
 # Identity-rule violations of logs written before the rule, found when migrating them.
@@ -118,6 +126,27 @@ def row_of(index: int, data: bytes) -> EntryRow:
         index, data, st.project, st.version, st.filename, st.sha256, e.signed.signer_vkey(),
         e.time_ms, st.identity.key,
     )  # fmt: skip
+
+
+class Violations:
+    """Identity-rule violations (one key, several hashes for one file identity) found
+    while a migration reads every entry of a log written before the rule."""
+
+    def __init__(self) -> None:
+        self._first: dict[tuple[str, str], dict[bytes, int]] = {}
+
+    def add(self, rows: Iterable[EntryRow]) -> None:
+        for r in rows:
+            self._first.setdefault((r.signer, r.identity), {}).setdefault(r.sha256, r.index)
+
+    def to_json(self) -> str | None:
+        """[[key, identity, [first index of each hash]], ...] or None when there are none."""
+        found = [
+            [signer, identity, sorted(by_hash.values())]
+            for (signer, identity), by_hash in sorted(self._first.items())
+            if len(by_hash) > 1
+        ]
+        return json.dumps(found) if found else None
 
 
 def _decoded(rows: Iterable[Row]) -> list[tuple[int, bytes, Entry]]:

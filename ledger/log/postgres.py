@@ -70,7 +70,6 @@ schema change is one more script appended to the list, never an edit of an old o
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -83,6 +82,7 @@ from sigledger.ledger.log.indexed import (
     VIOLATIONS_KEY,
     IndexedLookups,
     IndexKeys,
+    Violations,
     new_salt,
     row_of,
 )
@@ -123,7 +123,7 @@ async def _compact_entries(conn: Any) -> None:
         );
         """
     )
-    bindings: dict[tuple[str, str], dict[bytes, int]] = {}
+    violations = Violations()
     start = 0
     while True:
         rows = await conn.fetch(
@@ -143,18 +143,10 @@ async def _compact_entries(conn: Any) -> None:
             [int(r[1]) for r in rows],
             [e.data for e in decoded],
         )
-        for e in decoded:
-            bindings.setdefault((e.signer, e.identity), {}).setdefault(e.sha256, e.index)
+        violations.add(decoded)
         start = int(rows[-1][0]) + 1
-    violations = [
-        [signer, identity, sorted(by_hash.values())]
-        for (signer, identity), by_hash in sorted(bindings.items())
-        if len(by_hash) > 1
-    ]
-    if violations:
-        await conn.execute(
-            "INSERT INTO meta (key, value) VALUES ($1, $2)", VIOLATIONS_KEY, json.dumps(violations)
-        )
+    if found := violations.to_json():
+        await conn.execute("INSERT INTO meta (key, value) VALUES ($1, $2)", VIOLATIONS_KEY, found)
     await conn.execute(
         """
         DROP TABLE entries;

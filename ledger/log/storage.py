@@ -28,9 +28,10 @@ Layout (schema version 3, 8 KiB pages)::
                                                      readers were shown it
 
 An entry costs its leaf bytes plus about 65 bytes of rows and keys: nothing is
-stored twice (level-0 hash tiles are the entries' leaf hashes, computed when read). Schema 1 and 2 files (text columns per
-entry) are rebuilt into this layout when first opened, in one transaction;
-identity violations found then are kept in meta ``identity_violations``.
+stored twice (level-0 hash tiles are the entries' leaf hashes, computed when
+read). Schema 1 and 2 files (text columns per entry) are rebuilt into this
+layout when first opened, in one transaction; identity violations found then
+are kept in meta ``identity_violations``.
 
 Contracts:
 
@@ -62,6 +63,7 @@ from sigledger.ledger.log.indexed import (
     VIOLATIONS_KEY,
     IndexedLookups,
     IndexKeys,
+    Violations,
     new_salt,
     row_of,
 )
@@ -219,21 +221,7 @@ class Storage(IndexedLookups):
     ) -> dict[str, int]:
         """Insert ``rows`` with their keys; the signer ids used (for the cache, once
         the transaction commits)."""
-        if not rows:
-            return {}
-        ids = await _signer_ids(db, {r.signer for r in rows}, self._signer_ids)
-        keyed = [(r, *self.keys.of_row(r)) for r in rows]
-        await db.executemany(
-            "INSERT INTO entries (idx, signer, data) VALUES (?, ?, ?)",
-            [(r.index, ids[r.signer], r.data) for r, _h, _f in keyed],
-        )
-        await db.executemany(
-            "INSERT INTO hash_keys (k, idx) VALUES (?, ?)", [(h, r.index) for r, h, _f in keyed]
-        )
-        await db.executemany(
-            "INSERT INTO file_keys (k, idx) VALUES (?, ?)", [(f, r.index) for r, _h, f in keyed]
-        )
-        return ids
+        return await _insert_rows(db, "entries", rows, self.keys, self._signer_ids)
 
     async def save_notes(self, notes: Iterable[tuple[int, bytes, bool]]) -> None:
         async with transaction(self._w, _write_failed) as db:
@@ -478,7 +466,7 @@ async def _to_schema_3(db: aiosqlite.Connection) -> None:
         " data BLOB NOT NULL)"
     )
     ids: dict[str, int] = {}
-    bindings: dict[tuple[str, str], dict[bytes, int]] = {}
+    violations = Violations()
     start = 0
     while True:
         async with db.execute(
@@ -493,35 +481,42 @@ async def _to_schema_3(db: aiosqlite.Connection) -> None:
                 rows.append(row_of(i, d))
             except FormatError as exc:
                 raise StorageError(f"entry {i} cannot be decoded: {exc}") from exc
-        fresh = await _signer_ids(db, {r.signer for r in rows}, ids)
-        ids.update(fresh)
-        keyed = [(r, *keys.of_row(r)) for r in rows]
-        await db.executemany(
-            "INSERT INTO entries_v3 (idx, signer, data) VALUES (?, ?, ?)",
-            [(r.index, ids[r.signer], r.data) for r, _h, _f in keyed],
-        )
-        await db.executemany(
-            "INSERT INTO hash_keys (k, idx) VALUES (?, ?)", [(h, r.index) for r, h, _f in keyed]
-        )
-        await db.executemany(
-            "INSERT INTO file_keys (k, idx) VALUES (?, ?)", [(f, r.index) for r, _h, f in keyed]
-        )
-        for r in rows:
-            bindings.setdefault((r.signer, r.identity), {}).setdefault(r.sha256, r.index)
+        ids.update(await _insert_rows(db, "entries_v3", rows, keys, ids))
+        violations.add(rows)
         start = chunk[-1][0] + 1
     await db.execute("DROP TABLE entries")
     await db.execute("ALTER TABLE entries_v3 RENAME TO entries")
     await db.execute("DELETE FROM tiles WHERE level = 0")  # derived from the entries now
-    violations = [
-        [signer, identity, sorted(by_hash.values())]
-        for (signer, identity), by_hash in sorted(bindings.items())
-        if len(by_hash) > 1
-    ]
-    if violations:
+    if found := violations.to_json():
         await db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            (VIOLATIONS_KEY, json.dumps(violations)),
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (VIOLATIONS_KEY, found)
         )
+
+
+async def _insert_rows(
+    db: aiosqlite.Connection,
+    table: str,
+    rows: Sequence[EntryRow],
+    keys: IndexKeys,
+    known: dict[str, int],
+) -> dict[str, int]:
+    """Insert ``rows`` into ``table`` (entries, or its migration's new table) and their
+    keys; the signer ids used (``known``: see :func:`_signer_ids`)."""
+    if not rows:
+        return {}
+    ids = await _signer_ids(db, {r.signer for r in rows}, known)
+    keyed = [(r, *keys.of_row(r)) for r in rows]
+    await db.executemany(
+        f"INSERT INTO {table} (idx, signer, data) VALUES (?, ?, ?)",  # noqa: S608 (fixed names)
+        [(r.index, ids[r.signer], r.data) for r, _h, _f in keyed],
+    )
+    await db.executemany(
+        "INSERT INTO hash_keys (k, idx) VALUES (?, ?)", [(h, r.index) for r, h, _f in keyed]
+    )
+    await db.executemany(
+        "INSERT INTO file_keys (k, idx) VALUES (?, ?)", [(f, r.index) for r, _h, f in keyed]
+    )
+    return ids
 
 
 def _write_failed(exc: sqlite3.Error) -> BaseException:
