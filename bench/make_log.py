@@ -79,7 +79,7 @@ from sigledger.ledger.service.config import ServerConfig  # noqa: E402
 from sigledger.ledger.service.keys import read_key_file  # noqa: E402
 from sigledger.ledger.service.sqlite import StorageLockedError  # noqa: E402
 
-FORMAT = 2  # bump whenever the workload or layout changes: it names the cache directory
+FORMAT = 3  # bump whenever the workload or layout changes: it names the cache directory
 DEFAULT_ENTRIES = 1_000_000
 DEFAULT_PROJECTS = "../shared/data/pypi-top-projects.tsv"  # relative to the repository root
 DEFAULT_PUBLISHERS = 3000
