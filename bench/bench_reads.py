@@ -54,6 +54,7 @@ import aiohttp  # noqa: E402
 import make_log  # noqa: E402
 from common import fmt, print_table  # noqa: E402
 
+from sigledger.ledger.entry import decode_entry  # noqa: E402
 from sigledger.ledger.tiles import TILE_WIDTH, format_index  # noqa: E402
 from tests.helpers import LogProcess  # noqa: E402
 from tests.test_static_nginx import Nginx, nginx_binary  # noqa: E402
@@ -121,16 +122,16 @@ def lookup_paths(
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = [
-            con.execute(
-                "SELECT sha256, project, version FROM entries WHERE idx = ?", (i,)
-            ).fetchone()
+            decode_entry(
+                con.execute("SELECT data FROM entries WHERE idx = ?", (i,)).fetchone()[0]
+            ).statement
             for i in picks
         ]
     finally:
         con.close()
-    by_hash = [f"/lookup?sha256={bytes(r[0]).hex()}" for r in rows]
-    by_release = [f"/lookup?project={r[1]}&version={r[2]}" for r in rows]
-    by_project = [f"/lookup?project={r[1]}" for r in rows]
+    by_hash = [f"/lookup?sha256={r.sha256.hex()}" for r in rows]
+    by_release = [f"/lookup?project={r.project}&version={r.version}" for r in rows]
+    by_project = [f"/lookup?project={r.project}" for r in rows]
     return by_hash, by_release, by_project
 
 
