@@ -37,9 +37,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 from packaging.utils import canonicalize_name, canonicalize_version
 
-from sigledger.ledger.entry import Entry, decode_entry, file_identity
+from sigledger.ledger.entry import FileIdentity, decode_entry, file_identity, signer_vkey
 from sigledger.ledger.log.store import BindingKey, BoundEntry, EntryQuery, EntryRow, Page
 from sigledger.ledger.merkle import leaf_hash
 from sigledger.ledger.tiles import TILE_WIDTH
@@ -149,22 +150,60 @@ class Violations:
         return json.dumps(found) if found else None
 
 
-def _decoded(rows: Iterable[Row]) -> list[tuple[int, bytes, Entry]]:
-    return [(i, data, decode_entry(data)) for i, data in rows]
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """The fields of a stored entry that lookups compare, read without the checks of
+    :func:`~sigledger.ledger.entry.decode_entry` (every stored entry passed them when
+    it was logged; readers of the answers decode in full). Both kinds of entry
+    (statements, observations) keep these fields at the same places."""
+
+    project: str
+    version: str
+    filename: str
+    sha256: bytes
+    key_name: str
+    public_key: bytes
+    time_ms: int
+
+    @classmethod
+    def parse(cls, data: bytes) -> Leaf | None:
+        """None for bytes that are not an entry (a damaged row: fsck reports those)."""
+        try:
+            f = msgpack.unpackb(data, raw=False)
+            leaf = cls(f[1], f[2], f[3], bytes(f[4]), f[6], bytes(f[7]), int(f[-1]))
+        except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException):
+            return None
+        return leaf if isinstance(leaf.project, str) else None
+
+    @property
+    def signer(self) -> str:
+        return signer_vkey(self.key_name, self.public_key)
+
+    @property
+    def identity(self) -> FileIdentity:
+        return file_identity(self.filename)
 
 
-def _matches(e: Entry, q: EntryQuery) -> bool:
-    st = e.statement
+def _decoded(rows: Iterable[Row]) -> list[tuple[int, bytes, Leaf]]:
+    out = []
+    for i, data in rows:
+        leaf = Leaf.parse(data)
+        if leaf is not None:
+            out.append((i, data, leaf))
+    return out
+
+
+def _matches(e: Leaf, q: EntryQuery) -> bool:
     return (
-        (q.sha256 is None or st.sha256 == q.sha256)
-        and (q.project is None or st.project == q.project)
-        and (q.version is None or st.version == q.version)
-        and (q.identity is None or st.identity.key == q.identity)
+        (q.sha256 is None or e.sha256 == q.sha256)
+        and (q.project is None or e.project == q.project)
+        and (q.version is None or e.version == q.version)
+        and (q.identity is None or e.identity.key == q.identity)
     )
 
 
-def _file_order(e: Entry) -> tuple[str, str]:
-    return e.statement.version, e.statement.filename
+def _file_order(e: Leaf) -> tuple[str, str]:
+    return e.version, e.filename
 
 
 class IndexedLookups:
@@ -298,7 +337,7 @@ class IndexedLookups:
 
     async def _project_rows(
         self, project: str, below: int, limit: int
-    ) -> list[tuple[int, bytes, Entry]]:
+    ) -> list[tuple[int, bytes, Leaf]]:
         """The first ``limit`` entries of ``project`` (index < below), decoded."""
         lo, hi = self.keys.project_range(project)
         query = EntryQuery(below=below, project=project, limit=limit)
@@ -310,7 +349,7 @@ class IndexedLookups:
         if not wanted:
             return []
         rows = await self._rows_by_hash_keys(sorted({self.keys.hash_key(h) for h in wanted}), below)
-        return [(i, d) for i, d, e in _decoded(rows) if e.statement.sha256 in wanted][:limit]
+        return [(i, d) for i, d, e in _decoded(rows) if e.sha256 in wanted][:limit]
 
     async def lookup_identities(
         self, identities: Iterable[str], *, below: int, limit: int
@@ -319,7 +358,7 @@ class IndexedLookups:
         if not wanted:
             return []
         rows = await self._rows_by_file_keys(self.keys.identity_keys(wanted), below)
-        return [(i, d) for i, d, e in _decoded(rows) if e.statement.identity.key in wanted][:limit]
+        return [(i, d) for i, d, e in _decoded(rows) if e.identity.key in wanted][:limit]
 
     async def find_bindings(self, keys: Iterable[BindingKey]) -> dict[BindingKey, list[BoundEntry]]:
         wanted = set(keys)
@@ -328,9 +367,9 @@ class IndexedLookups:
         file_keys = self.keys.identity_keys(identity for _, identity in wanted)
         out: dict[BindingKey, list[BoundEntry]] = {}
         for i, d, e in _decoded(await self._rows_by_file_keys(file_keys, 2**62)):
-            key = (e.signed.signer_vkey(), e.statement.identity.key)
+            key = (e.signer, e.identity.key)
             if key in wanted:
-                out.setdefault(key, []).append(BoundEntry(i, e.statement.sha256, d))
+                out.setdefault(key, []).append(BoundEntry(i, e.sha256, d))
         return out
 
     async def identity_violations(self, limit: int = 1000) -> list[tuple[str, str, list[int]]]:
@@ -349,11 +388,7 @@ class IndexedLookups:
         scanned = 0
         while len(found) < limit:
             rows = await self._rows_by_hash_range(lo, hi, below, SCAN_CHUNK)
-            found |= {
-                e.statement.sha256
-                for _i, _d, e in _decoded(rows)
-                if low <= e.statement.sha256 <= high
-            }
+            found |= {e.sha256 for _i, _d, e in _decoded(rows) if low <= e.sha256 <= high}
             scanned += len(rows)
             if len(rows) < SCAN_CHUNK or scanned >= 16 * SCAN_CHUNK:
                 break
@@ -367,7 +402,7 @@ class IndexedLookups:
             found = [
                 (i, d, e)
                 for i, d, e in _decoded(rows)
-                if e.statement.project == project and e.statement.version == version
+                if e.project == project and e.version == version
             ]
         else:
             found = await self._project_rows(project, page.below, 2**62)
@@ -378,7 +413,7 @@ class IndexedLookups:
     ) -> list[tuple[str, int, int, int]]:
         by_version: dict[str, list[int]] = {}
         for i, _d, e in await self._project_rows(project, below, scan):
-            v = by_version.setdefault(e.statement.version, [0, i, e.time_ms])
+            v = by_version.setdefault(e.version, [0, i, e.time_ms])
             v[0] += 1
             v[2] = min(v[2], e.time_ms)
         out = [(ver, n, first, t) for ver, (n, first, t) in by_version.items()]
@@ -390,7 +425,7 @@ class IndexedLookups:
     ) -> list[tuple[str, int, int]]:
         by_signer: dict[str, list[int]] = {}
         for i, _d, e in await self._project_rows(project, below, scan):
-            s = by_signer.setdefault(e.signed.signer_vkey(), [0, i])
+            s = by_signer.setdefault(e.signer, [0, i])
             s[0] += 1
         out = [(vkey, n, first) for vkey, (n, first) in by_signer.items()]
         out.sort(key=lambda r: r[2])
@@ -401,7 +436,7 @@ class IndexedLookups:
     ) -> list[tuple[str, str, int, int]]:
         files: dict[str, tuple[list[str], list[str], set[bytes], list[int]]] = {}
         for _i, _d, e in await self._project_rows(project, below, scan):
-            st = e.statement
+            st = e
             f = files.setdefault(st.identity.key, ([], [], set(), [0]))
             f[0].append(st.version)
             f[1].append(st.filename)
@@ -417,14 +452,14 @@ class IndexedLookups:
 
     async def signer_entries(self, signer: str, page: Page) -> list[Row]:
         rows = _decoded(await self._rows_by_signer(signer, 0, page.below, 2**62))
-        return _keyset_page(rows, lambda i, e: (e.statement.project, *_file_order(e), i), page)
+        return _keyset_page(rows, lambda i, e: (e.project, *_file_order(e), i), page)
 
     async def signer_projects(
         self, signer: str, below: int, limit: int, scan: int
     ) -> list[tuple[str, int, int]]:
         by_project: dict[str, list[int]] = {}
         for i, _d, e in _decoded(await self._rows_by_signer(signer, 0, below, scan)):
-            p = by_project.setdefault(e.statement.project, [0, i])
+            p = by_project.setdefault(e.project, [0, i])
             p[0] += 1
         return sorted((name, n, first) for name, (n, first) in by_project.items())[:limit]
 
@@ -437,18 +472,18 @@ class IndexedLookups:
         keys = self.keys.identity_keys(wanted)
         groups: dict[str, tuple[set[bytes], list[int], set[str]]] = {}
         for _i, _d, e in _decoded(await self._rows_by_file_keys(keys, below)):
-            ident = e.statement.identity.key
+            ident = e.identity.key
             if ident in wanted:
                 g = groups.setdefault(ident, (set(), [0], set()))
-                g[0].add(e.statement.sha256)
+                g[0].add(e.sha256)
                 g[1][0] += 1
-                g[2].add(e.signed.signer_vkey())
+                g[2].add(e.signer)
         return {k: (len(h), n[0], len(s)) for k, (h, n, s) in groups.items()}
 
 
 def _keyset_page(
-    rows: list[tuple[int, bytes, Entry]],
-    order: Callable[[int, Entry], tuple[Any, ...]],
+    rows: list[tuple[int, bytes, Leaf]],
+    order: Callable[[int, Leaf], tuple[Any, ...]],
     page: Page,
 ) -> list[Row]:
     """One :class:`Page` of ``rows`` sorted by ``order``, after the row of index ``page.after``."""
