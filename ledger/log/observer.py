@@ -125,10 +125,21 @@ CHECK = "check"
 MAX_BACKGROUND = 16  # releases observed in the background at once
 ENTRY_SCAN = 10_000  # entries of a release read to find one of the observer's
 PROJECT_SCAN = 1_000  # entries of a project read for that (see Observer.needs)
+LOGGING_SECONDS = 30.0  # allowance for sequencing (and witnessing) one pass's observations
 
 
 class UpstreamError(UnavailableError, code="upstream_unavailable", retry_after=10):
     """The upstream index could not be reached (or failed) while observing; retry later."""
+
+
+def observing_seconds(cfg: ServerConfig) -> float:
+    """The longest an observing lookup may take: the project page, then
+    ``observe_max_files`` downloads ``observe_concurrency`` at a time, each up to
+    ``observe_timeout``, and :data:`LOGGING_SECONDS` to log them (750 s with the
+    defaults). Whatever forwards lookups to the log (a follower to the leader,
+    nginx) waits that long for an answer."""
+    waves = math.ceil(cfg.observe_max_files / max(1, cfg.observe_concurrency))
+    return cfg.observe_timeout * (1 + waves) + LOGGING_SECONDS
 
 
 def key_name(origin: str) -> str:
