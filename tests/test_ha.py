@@ -1,8 +1,9 @@
 """Highly available sequencing on PostgreSQL (``sigledger serve --ha``): fencing of a
 deposed leader at the storage level, then real server processes on one database
 of the real server of ``tests/postgres.py``: followers serving reads and forwarding
-/add and lookups that make the log observe (a real pypiserver upstream), the leader killed with SIGKILL again and again under load, the leader cut off
-from the database by a TCP proxy that is stopped, and PostgreSQL restarted under load.
+/add and lookups that make the log observe (a real pypiserver upstream), the leader
+killed with SIGKILL again and again under load, the leader cut off from the
+database by a TCP proxy that is stopped, and PostgreSQL restarted under load.
 """
 
 from __future__ import annotations
