@@ -504,7 +504,9 @@ def _proxy(sub: Any) -> None:
         choices=["require-any-signer", "pass-through"],
         default="require-any-signer",
         help="projects without a rule (and no [default]) in the policy: require the file "
-        "to be logged by some signer (default), or serve it unverified with a warning",
+        "to be signed in the log by some signer (default; observations do not count), or "
+        "serve it unverified with a warning. A policy from 'policy pin' has a [default] "
+        "(the log's observer), so this never applies to it",
     )
     px.add_argument(
         "--cache",

@@ -61,9 +61,14 @@ Contracts
 * The ``#sha256=`` fragment, the ``hashes`` value and the ``size`` come from
   the log, never from the upstream.
 * A project without a rule in the policy (and no ``[default]``) follows
-  ``--unlisted``: ``require-any-signer`` (the file must be logged, by anyone)
-  or ``pass-through`` (shown even when not logged, with the upstream's hash,
-  and a warning in the proxy's log).
+  ``--unlisted``: ``require-any-signer`` (the file must be signed in the log,
+  by anyone; observations do not count, not even the log's own) or
+  ``pass-through`` (shown even when not logged, with the upstream's hash, and
+  a warning in the proxy's log). A policy written by ``sigledger policy pin``
+  from a log with an observer key has a ``[default]`` trusting that key, so
+  every project has a rule and ``--unlisted`` never applies: an unsigned file
+  is served when the log observed the same hash (on demand, see below), and
+  is not served otherwise.
 * Downloads are written to a temporary file in the cache while hashed; the
   bytes are served only if the SHA-256 equals the logged one (and never more
   than the logged size is read). Verified files are kept in the cache under
