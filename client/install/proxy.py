@@ -1493,7 +1493,7 @@ class Proxy:
         digest = hashlib.sha256()
         size = 0
         limit = verdict.size if verdict.verified else None
-        too_long = False
+        too_long = complete = False
         try:
             fh = await asyncio.to_thread(tmp.open, "wb")
             try:
@@ -1506,11 +1506,16 @@ class Proxy:
                             break
                         continue  # hashed to the end (to be observed), never stored
                     fh.write(chunk)
+                else:
+                    complete = True
+            except RefusedError:
+                if not too_long:
+                    raise
+                # Refused all the same; only the observation of the bytes is lost.
             finally:
                 fh.close()
             got = digest.hexdigest()
             if too_long:
-                complete = self.observations is not None and size <= _REFUSED_MAX_BYTES
                 raise await self._mismatch(
                     verdict, f"more than the {limit} bytes", (got, size) if complete else None
                 )
