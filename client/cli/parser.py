@@ -241,7 +241,8 @@ def _serve(sub: Any) -> None:
         action="store_true",
         default=None,
         help="run as one of several servers on one PostgreSQL log: the elected leader "
-        "sequences, the others serve reads and forward /add (env SIGLEDGER_HA)",
+        "sequences, the others serve reads and forward /add and observing lookups "
+        "(env SIGLEDGER_HA)",
     )
     s.add_argument(
         "--internal-url",
