@@ -376,6 +376,27 @@ async def test_followers_forward_observing_lookups(postgres_url: str, tmp_path: 
         for server in (a, b):
             status, again = await lookup(server, "192.0.2.1", "1.0")
             assert status == 200 and len(again["entries"]) == 2 and again["tree_size"] == 2
+        # The leader said the release is complete: once the follower has read the new
+        # entries, it answers lookups of the release itself, without the leader.
+        for _ in range(100):
+            if (await read_log(b.url, cluster.vkey))[0] == 2:
+                break
+            await asyncio.sleep(0.05)
+
+        async def leader_lookups() -> float:
+            _status, body, _ = await get(a.url + "/metrics")
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in body.decode().splitlines()
+                if line.startswith("sigledger_http_requests_total{") and '"/lookup"' in line
+            )
+
+        before = await leader_lookups()
+        assert before >= 3
+        for _ in range(5):
+            status, again = await lookup(b, "192.0.2.1", "1.0")
+            assert status == 200 and len(again["entries"]) == 2
+        assert await leader_lookups() == before
 
         # The leader applies the per-client limit to the client the follower vouches
         # for: 192.0.2.1 has one observing lookup left, 192.0.2.2 its own two.

@@ -73,8 +73,13 @@ from sigledger.ledger.log.database import (
     parse_database_url,
     sqlite_url,
 )
+from sigledger.ledger.log.observer import (
+    COMPLETE_HEADER,
+    Observer,
+    observing_seconds,
+    open_observer_key,
+)
 from sigledger.ledger.log.observer import NEW as NEW_RELEASE
-from sigledger.ledger.log.observer import Observer, observing_seconds, open_observer_key
 from sigledger.ledger.log.publish import StaticPublisher
 from sigledger.ledger.log.reads import LogReads
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
@@ -653,7 +658,10 @@ async def handle_lookup(request: web.Request) -> web.Response:
             signer = request.app[SIGNER_KEY]
             if not _sequencer(request).leading:
                 seconds = observing_seconds(request.app[CONFIG_KEY])
-                return await election.forward_lookup(request, signer, client, seconds)
+                relayed = await election.forward_lookup(request, signer, client, seconds)
+                if relayed.status == 200 and relayed.headers.get(COMPLETE_HEADER):
+                    observer.mark_complete(query)  # lookups of it stay here from now on
+                return relayed
             client = election.vouched_client(signer, request) or client
         if need == NEW_RELEASE:  # a release the log has nothing of: the client pays
             gate.admit_observation(client)
@@ -669,7 +677,16 @@ async def handle_lookup(request: web.Request) -> web.Response:
                 },
             )
     answer = await request.app[READS_KEY].lookup(query)
-    return web.json_response(answer.to_json(), headers=_LOOKUP_HEADERS)
+    headers = _LOOKUP_HEADERS
+    election = request.app.get(ELECTION_KEY)
+    if (
+        observer is not None
+        and election is not None
+        and election.is_forward(request)
+        and observer.complete(query)
+    ):
+        headers = {**headers, COMPLETE_HEADER: "1"}  # the follower keeps the next ones
+    return web.json_response(answer.to_json(), headers=headers)
 
 
 async def handle_observer(request: web.Request) -> web.Response:

@@ -78,7 +78,13 @@ CLIENT_HEADER = "X-Sigledger-Client"
 VOUCH_CONTEXT = b"sigledger forwarded lookup v1\n"
 
 # Headers of the leader's answer that a follower relays.
-_RELAYED = ("content-type", "retry-after", "cache-control", "access-control-allow-origin")
+_RELAYED = (
+    "content-type",
+    "retry-after",
+    "cache-control",
+    "access-control-allow-origin",
+    "x-sigledger-release-complete",  # observer.COMPLETE_HEADER
+)
 
 
 def vouch(signer: Signer, client: str, path_qs: str) -> str:
@@ -211,6 +217,11 @@ class Election:
         to repeat: the same statements get the same entries)."""
         headers = {FORWARDED_HEADER: "1", "Content-Type": request.content_type}
         return await self._forward(request, body, headers, self.timeout)
+
+    @staticmethod
+    def is_forward(request: web.Request) -> bool:
+        """Whether ``request`` came from another server of the log (or claims to)."""
+        return bool(request.headers.get(FORWARDED_HEADER))
 
     @staticmethod
     def vouched_client(signer: Signer, request: web.Request) -> str | None:

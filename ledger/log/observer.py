@@ -50,7 +50,11 @@ submitted together through the sequencer (one unit: all logged or none), so a
 crash or ``kill -9`` in the middle loses nothing but downloads: the retried
 lookup finds which files are observed and fetches the rest, and the binding
 rule makes a resubmission the existing entry, never a second one. Concurrent
-lookups of one release share one pass.
+lookups of one release share one pass. With ``ha`` only the leader observes:
+followers forward observing lookups to it (:mod:`sigledger.ledger.log.ha`).
+The leader's answer to a forwarded lookup carries :data:`COMPLETE_HEADER` when
+the release is known complete; the follower then remembers that too (for
+:data:`COMPLETE_TTL`) and answers the next lookups of it from its own reads.
 
 **Changed files.** When the index page states a hash for a file the observer
 already observed and it is not the logged one (the index changed a published
@@ -109,6 +113,7 @@ from sigledger.ledger.wire import LookupQuery
 log = logging.getLogger("sigledger.observer")
 
 KEY_FILE = "observer.key"
+COMPLETE_HEADER = "X-Sigledger-Release-Complete"  # see the module doc
 META_KEY = "observer_vkey"
 KEY_SUFFIX = "/observer"
 KEY_LABEL = b"sigledger/observer-key/v1"
@@ -505,6 +510,17 @@ class Observer:
     def asks_release(q: LookupQuery) -> bool:
         """Whether ``q`` is a lookup that may make the log observe (by project, first page)."""
         return q.project is not None and q.cursor == 0
+
+    def complete(self, q: LookupQuery) -> bool:
+        """Whether every file the index lists for the release ``q`` asks about is
+        known observed (see :meth:`needs`)."""
+        return self.asks_release(q) and self._release_key(q) in self._complete
+
+    def mark_complete(self, q: LookupQuery) -> None:
+        """Remember the release ``q`` asks about as complete: another server (the
+        leader) says so."""
+        if self.asks_release(q):
+            self._complete.add(self._release_key(q))
 
     def _release_key(self, q: LookupQuery) -> str:
         """``project version`` (the version canonical: one key for every spelling)."""
