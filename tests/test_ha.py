@@ -325,8 +325,8 @@ async def test_followers_forward_observing_lookups(postgres_url: str, tmp_path: 
     packages = tmp_path / "packages"
     packages.mkdir()
     files = {}
-    for version in ("1.0", "2.0", "3.0"):
-        for tag in ("py3-none-any", "cp312-cp312-win_amd64"):
+    for version in ("1.0", "2.0", "3.0", "4.0", "5.0"):
+        for tag in ("py3-none-any", "cp312-cp312-win_amd64")[: 2 if version < "4" else 1]:
             name, data = wheel("fresh", version, f"V = {version!r}\n", tag=tag)
             (packages / name).write_bytes(data)
             files[name] = data
@@ -344,11 +344,13 @@ async def test_followers_forward_observing_lookups(postgres_url: str, tmp_path: 
         assert leader is a
 
         async def lookup(server: LogProcess, client: str, version: str, **headers: str) -> Any:
+            # A version ending in .whl is a filename.
+            what = {"filename": version} if version.endswith(".whl") else {"version": version}
             async with (
                 aiohttp.ClientSession() as s,
                 s.get(
                     server.url + "/lookup",
-                    params={"project": "fresh", "version": version},
+                    params={"project": "Fresh", **what},
                     headers={"X-Forwarded-For": client, **headers},
                 ) as r,
             ):
@@ -410,9 +412,16 @@ async def test_followers_forward_observing_lookups(postgres_url: str, tmp_path: 
         assert status == 429, refused
         status, answer = await lookup(b, "192.0.2.2", "3.0")
         assert status == 200 and answer["tree_size"] == 6, answer
+        # By filename (another query, the vouch covers it): 192.0.2.2's second, then
+        # its limit.
+        status, answer = await lookup(b, "192.0.2.2", "fresh-4.0-py3-none-any.whl")
+        assert status == 200 and answer["tree_size"] == 7, answer
+        status, refused = await lookup(b, "192.0.2.2", "fresh-5.0-py3-none-any.whl")
+        assert (status, refused.get("limit")) == (429, "observe"), refused
         _size, entries = await read_log(a.url, cluster.vkey)
         logged = [decode_entry(e).statement for e in entries]
-        assert sorted(st.filename for st in logged) == sorted(files)  # each file once
+        observed = sorted(n for n in files if "-5.0-" not in n)
+        assert sorted(st.filename for st in logged) == observed  # each file once
         assert all(st.sha256 == hashlib.sha256(files[st.filename]).digest() for st in logged)
     finally:
         cluster.stop()

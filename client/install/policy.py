@@ -73,9 +73,9 @@ an error. A project with no table uses ``[default]``; without a ``[default]``,
 it fails (``verify``), or the proxy's ``--unlisted`` decides (it needs a
 signature by anyone, or passes the file through); with the ``[default]`` that
 ``policy pin`` writes, an unsigned project is trusted exactly when the log's
-observer logged the same hash. Unknown keys and tables are errors, so a misspelt key cannot weaken
-the policy silently. Every error is a :class:`PolicyError` whose message starts
-``FILE:LINE:``.
+observer logged the same hash. Unknown keys and tables are errors, so a
+misspelt key cannot weaken the policy silently. Every error is a
+:class:`PolicyError` whose message starts ``FILE:LINE:``.
 
 Witness keys are carried and validated here; the quorum is enforced by the
 checkpoint verification code.

@@ -50,6 +50,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import logging
 
 import aiohttp
@@ -87,13 +88,18 @@ _RELAYED = (
 )
 
 
-def vouch(signer: Signer, client: str, path_qs: str) -> str:
-    """The :data:`FORWARDED_HEADER` value of a lookup forwarded for ``client``: an
-    Ed25519 signature by the log key (every server of the log holds it) over the
-    client address and the request path, base64. A vouch copied from the internal
-    network replays only that one lookup for that one address."""
-    message = VOUCH_CONTEXT + client.encode() + b"\n" + path_qs.encode()
-    return base64.b64encode(signer.sign(message)).decode()
+def _vouched_text(client: str, request: web.Request) -> bytes:
+    # The path and the decoded query (however either server's HTTP library spells it).
+    query = json.dumps(sorted(request.query.items()), ensure_ascii=False)
+    return VOUCH_CONTEXT + "\n".join((client, request.path, query)).encode()
+
+
+def vouch(signer: Signer, client: str, request: web.Request) -> str:
+    """The :data:`FORWARDED_HEADER` value of ``request`` forwarded for ``client``:
+    an Ed25519 signature by the log key (every server of the log holds it) over the
+    client address, the path and the query, base64. A vouch copied from the
+    internal network replays only that one lookup for that one address."""
+    return base64.b64encode(signer.sign(_vouched_text(client, request))).decode()
 
 
 def vouched_client(signer: Signer, request: web.Request) -> str | None:
@@ -107,8 +113,8 @@ def vouched_client(signer: Signer, request: web.Request) -> str | None:
         signature = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         return None
-    message = VOUCH_CONTEXT + client.encode() + b"\n" + request.path_qs.encode()
-    return client if signer.verifier().verify(message, signature) else None
+    ok = signer.verifier().verify(_vouched_text(client, request), signature)
+    return client if ok else None
 
 
 class _Forwarder(HttpClient):
@@ -234,8 +240,7 @@ class Election:
         """Relay a ``GET /lookup`` that makes the log observe to the leader, vouching
         for ``client`` (see :func:`vouch`), and its answer back; safe to repeat (a
         file observed once is never observed again)."""
-        path_qs = request.path_qs
-        headers = {FORWARDED_HEADER: vouch(signer, client, path_qs), CLIENT_HEADER: client}
+        headers = {FORWARDED_HEADER: vouch(signer, client, request), CLIENT_HEADER: client}
         return await self._forward(request, None, headers, seconds)
 
     async def _forward(
