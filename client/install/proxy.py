@@ -108,7 +108,8 @@ Failure behaviour
   (logged, and appended to ``alarms.jsonl``). When the proxy refuses bytes
   that differ from a trusted logged hash, it also logs its own observation of
   the bytes it got, before answering the ``409`` (read to the end, hashed, never
-  stored; at most :data:`_REFUSED_MAX_BYTES`): the disagreement becomes public
+  stored; at most :data:`_REFUSED_MAX_BYTES` in :data:`_REFUSED_SECONDS`, else
+  it is not observed): the disagreement becomes public
   in the log, where monitors report it with both statements. The ``409`` body
   and the alarm line say which entry holds it, or that this key had logged
   another hash for the file before (that alarm too), or why it was not logged.
@@ -1042,8 +1043,12 @@ class ProxyConfig:
 
 ALARMS_FILE = "alarms.jsonl"
 _OBSERVE_BATCH = 100
-_REFUSED_MAX_BYTES = 1 << 30  # refused bytes hashed to observe them, at most
-_SUBMIT_SECONDS = 20.0  # how long a refusal waits for its observation to be logged
+# Refused bytes past the logged size are hashed (to be observed) up to this many
+# bytes and seconds; installers wait for the 409 meanwhile (pip gives up after 15 s
+# without data), so both are bounded.
+_REFUSED_MAX_BYTES = 1 << 30
+_REFUSED_SECONDS = 5.0
+_SUBMIT_SECONDS = 5.0  # how long a refusal waits for its observation to be logged
 _FLUSH_SECONDS = 5.0  # at exit, how long pending observations may take to be logged
 _ON_DEMAND_VERSIONS = 3  # versions per page build the log is asked to observe
 
@@ -1494,6 +1499,7 @@ class Proxy:
         size = 0
         limit = verdict.size if verdict.verified else None
         too_long = complete = False
+        deadline = 0.0
         try:
             fh = await asyncio.to_thread(tmp.open, "wb")
             try:
@@ -1501,8 +1507,13 @@ class Proxy:
                     size += len(chunk)
                     digest.update(chunk)
                     if limit is not None and size > limit:
-                        too_long = True
-                        if self.observations is None or size > _REFUSED_MAX_BYTES:
+                        if not too_long:
+                            too_long, deadline = True, time.monotonic() + _REFUSED_SECONDS
+                        if (
+                            self.observations is None
+                            or size > _REFUSED_MAX_BYTES
+                            or time.monotonic() > deadline
+                        ):
                             break
                         continue  # hashed to the end (to be observed), never stored
                     fh.write(chunk)
@@ -1558,6 +1569,16 @@ class Proxy:
                 observed = await self.observations.submit_now(
                     verdict.filename, bytes.fromhex(got[0]), got[1]
                 )
+            elif self.observations is not None:
+                why = (
+                    f"the upstream failed, or sent more than {_REFUSED_MAX_BYTES} bytes or "
+                    f"took longer than {_REFUSED_SECONDS:g} s past the logged size"
+                )
+                observed = {
+                    "logged": False,
+                    "error": why,
+                    "message": f"This proxy did not observe the bytes it got: {why}.",
+                }
             doc: dict[str, Any] = {
                 "message": reason,
                 "project": verdict.project,
