@@ -1,14 +1,16 @@
 """Highly available sequencing on PostgreSQL (``sigledger serve --ha``): fencing of a
 deposed leader at the storage level, then real server processes on one database
 of the real server of ``tests/postgres.py``: followers serving reads and forwarding
-/add, the leader killed with SIGKILL again and again under load, the leader cut off
-from the database by a TCP proxy that is stopped, and PostgreSQL restarted under load.
+/add and lookups that make the log observe (a real pypiserver upstream), the leader
+killed with SIGKILL again and again under load, the leader cut off from the
+database by a TCP proxy that is stopped, and PostgreSQL restarted under load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import itertools
 import json
 import random
@@ -17,18 +19,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import open_checkpoint
+from sigledger.ledger.entry import decode_entry
 from sigledger.ledger.log.postgres import WRITER_LOCK, FencedError, PostgresStorage
 from sigledger.ledger.log.store import Batch
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.sqlite import StorageConflictError
 from sigledger.ledger.wire import JSON_TYPE, ConsistencyAnswer, encode_add_request
 from tests.helpers import LogProcess, get, read_log, run_cli, signed
+from tests.index import PyPIServer, wheel
 from tests.memtree import MemoryTree
 from tests.postgres import PostgresServer
 
@@ -108,9 +113,13 @@ def test_ha_settings_are_checked(tmp_path: Path) -> None:
 class Cluster:
     """``sigledger serve --ha`` processes sharing one database and one log key."""
 
-    def __init__(self, root: Path, database: str) -> None:
+    def __init__(
+        self, root: Path, database: str, *args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.root = root
         self.database = database
+        self.args = args
+        self.env = env or {}
         self.servers: list[LogProcess] = []
         self.names = itertools.count()
         self.vkey = ""
@@ -120,8 +129,14 @@ class Cluster:
         if self.servers:  # every server signs with the log's one key
             data.mkdir(parents=True)
             shutil.copy(self.servers[0].data / "log.key", data / "log.key")
-        env = {"SIGLEDGER_BATCH_MAX_AGE": "0.005", "SIGLEDGER_CHECKPOINT_PERIOD": "0.3"}
-        server = LogProcess(data, "--ha", "--database", database or self.database, env=env)
+        env = {
+            "SIGLEDGER_BATCH_MAX_AGE": "0.005",
+            "SIGLEDGER_CHECKPOINT_PERIOD": "0.3",
+            **self.env,
+        }
+        server = LogProcess(
+            data, "--ha", "--database", database or self.database, *self.args, env=env
+        )
         server.start()
         self.vkey = self.vkey or server.vkey
         assert server.vkey == self.vkey
@@ -304,6 +319,113 @@ async def test_followers_serve_reads_and_forward_adds(postgres_url: str, tmp_pat
             assert (await resp.json())["receipts"][0]["log_index"] == 5
     finally:
         cluster.stop()
+
+
+async def test_followers_forward_observing_lookups(postgres_url: str, tmp_path: Path) -> None:
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    files = {}
+    for version in ("1.0", "2.0", "3.0", "4.0", "5.0"):
+        for tag in ("py3-none-any", "cp312-cp312-win_amd64")[: 2 if version < "4" else 1]:
+            name, data = wheel("fresh", version, f"V = {version!r}\n", tag=tag)
+            (packages / name).write_bytes(data)
+            files[name] = data
+    index = PyPIServer(packages).start()
+    env = {
+        "SIGLEDGER_CLIENT_IP_HEADER": "X-Forwarded-For",
+        "SIGLEDGER_OBSERVE_CLIENT_RATE": "0.01",
+        "SIGLEDGER_OBSERVE_CLIENT_BURST": "2",
+    }
+    cluster = Cluster(tmp_path, postgres_url, "--observe-index", index.url, env=env)
+    try:
+        a = cluster.start()
+        b = cluster.start()
+        leader, _ = await cluster.leader()
+        assert leader is a
+
+        async def lookup(server: LogProcess, client: str, version: str, **headers: str) -> Any:
+            # A version ending in .whl is a filename.
+            what = {"filename": version} if version.endswith(".whl") else {"version": version}
+            async with (
+                aiohttp.ClientSession() as s,
+                s.get(
+                    server.url + "/lookup",
+                    params={"project": "Fresh", **what},
+                    headers={"X-Forwarded-For": client, **headers},
+                ) as r,
+            ):
+                return r.status, await r.json()
+
+        # A release nobody observed, asked of the follower: the leader observes it and
+        # the follower relays the answer with inclusion proofs.
+        status, answer = await lookup(b, "192.0.2.1", "1.0")
+        assert status == 200, answer
+        cp, _ = open_checkpoint(answer["checkpoint"].encode(), Verifier.from_vkey(cluster.vkey))
+        observer_vkey = (await get(a.url + "/observer"))[1].decode().strip()
+        got = {}
+        for item in answer["entries"]:
+            data = base64.b64decode(item["entry"])
+            proof = [base64.b64decode(h) for h in item["inclusion_proof"]]
+            merkle.check_inclusion(
+                item["log_index"], cp.size, merkle.leaf_hash(data), proof, cp.root
+            )
+            entry = decode_entry(data)
+            assert entry.signed.signer_vkey() == observer_vkey
+            got[entry.statement.filename] = entry.statement.sha256
+        want = {n: hashlib.sha256(d).digest() for n, d in files.items() if "-1.0-" in n}
+        assert got == want and cp.size == 2
+        # Asked again (of either server): answered from what is logged, nothing new.
+        for server in (a, b):
+            status, again = await lookup(server, "192.0.2.1", "1.0")
+            assert status == 200 and len(again["entries"]) == 2 and again["tree_size"] == 2
+        # The leader said the release is complete: once the follower has read the new
+        # entries, it answers lookups of the release itself, without the leader.
+        for _ in range(100):
+            if (await read_log(b.url, cluster.vkey))[0] == 2:
+                break
+            await asyncio.sleep(0.05)
+
+        async def leader_lookups() -> float:
+            _status, body, _ = await get(a.url + "/metrics")
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in body.decode().splitlines()
+                if line.startswith("sigledger_http_requests_total{") and '"/lookup"' in line
+            )
+
+        before = await leader_lookups()
+        assert before >= 3
+        for _ in range(5):
+            status, again = await lookup(b, "192.0.2.1", "1.0")
+            assert status == 200 and len(again["entries"]) == 2
+        assert await leader_lookups() == before
+
+        # The leader applies the per-client limit to the client the follower vouches
+        # for: 192.0.2.1 has one observing lookup left, 192.0.2.2 its own two.
+        status, _ = await lookup(b, "192.0.2.1", "2.0")
+        assert status == 200
+        status, refused = await lookup(b, "192.0.2.1", "3.0")
+        assert (status, refused.get("limit")) == (429, "observe"), refused
+        # A forged vouch sent to the leader counts against the address that sent it.
+        forged = {"X-Sigledger-Client": "192.0.2.2", "X-Sigledger-Forwarded": "AAAA"}
+        status, refused = await lookup(a, "192.0.2.1", "3.0", **forged)
+        assert status == 429, refused
+        status, answer = await lookup(b, "192.0.2.2", "3.0")
+        assert status == 200 and answer["tree_size"] == 6, answer
+        # By filename (another query, the vouch covers it): 192.0.2.2's second, then
+        # its limit.
+        status, answer = await lookup(b, "192.0.2.2", "fresh-4.0-py3-none-any.whl")
+        assert status == 200 and answer["tree_size"] == 7, answer
+        status, refused = await lookup(b, "192.0.2.2", "fresh-5.0-py3-none-any.whl")
+        assert (status, refused.get("limit")) == (429, "observe"), refused
+        _size, entries = await read_log(a.url, cluster.vkey)
+        logged = [decode_entry(e).statement for e in entries]
+        observed = sorted(n for n in files if "-5.0-" not in n)
+        assert sorted(st.filename for st in logged) == observed  # each file once
+        assert all(st.sha256 == hashlib.sha256(files[st.filename]).digest() for st in logged)
+    finally:
+        cluster.stop()
+        index.stop()
 
 
 async def test_killing_the_leader_under_load_loses_nothing(

@@ -176,6 +176,20 @@ def test_targeted_attack_on_observed_files(views: Views) -> None:
         assert record["served"] == f"more than the {len(views.files[VICTIM])} bytes"
         assert [e["sha256"] for e in record["logged"]] == [good]
         assert record["logged"][0]["kind"] == "observation"
+        # The proxy read the refused bytes to the end and logged what it got under its
+        # own key before answering: the disagreement is public in the log.
+        mine = record["observed"]
+        assert mine["logged"] and (mine["sha256"], mine["size"]) == (evil, len(views.evil))
+        assert mine["signer"] == PROXY.vkey
+        assert f"under its key {PROXY.vkey} (entry #{mine['log_index']})" in text
+        status, body, _ = http_get(f"{views.log.url}/lookup?project=demo&filename={VICTIM}")
+        assert status == 200
+        held = {
+            (e.signed.signer_vkey(), e.statement.sha256.hex())
+            for item in json.loads(body)["entries"]
+            if (e := decode_entry(base64.b64decode(item["entry"])))
+        }
+        assert held == {(MIRROR.vkey, good), (SECOND.vkey, evil), (PROXY.vkey, evil)}
         for install in (pip_install, uv_install):
             target = views.tmp / f"target-{install.__name__}"
             r = install(index, target, views.tmp, "demo==1.1")
@@ -189,10 +203,30 @@ def test_targeted_attack_on_observed_files(views: Views) -> None:
         health: dict[str, Any] = {}
         while time.monotonic() < deadline:
             health = json.loads(http_get(proxy.url + "/healthz")[1])
-            if health["observations_logged"] >= 1:
+            if health["observations_logged"] >= 2:
                 break
             time.sleep(0.2)
-        assert health["observations_logged"] == 1 and health["observer"] == PROXY.vkey, health
+        assert health["observations_logged"] == 2 and health["observer"] == PROXY.vkey, health
+    finally:
+        proxy.stop()
+
+    # A proxy whose own key already logged the honest bytes (the mirror's key) refuses
+    # the tampered file too; the log refuses its observation of it, which it reports.
+    work = views.tmp / "proxy-mirror-key"
+    proxy = ProxyProcess(
+        views.tampered.url, policy, work, "--observer-key", str(views.keys["mirror"])
+    ).start()
+    try:
+        status, body, _ = http_get(f"{proxy.url}/files/demo/{VICTIM}")
+        text = body.decode()
+        assert status == 409, text
+        assert f"observer {MIRROR.vkey} logged sha256:{good}" in text, text
+        lines = [json.loads(x) for x in (work / "state" / "alarms.jsonl").read_text().splitlines()]
+        own = [a for a in lines if "evidence" in a]  # the observer's own alarm
+        (refusal,) = [a for a in lines if "observed" in a]
+        assert not refusal["observed"]["logged"]
+        assert refusal["observed"]["alarm"]["evidence"]["refused"]["sha256"] == evil
+        assert [e["sha256"] for e in own[0]["evidence"]["logged"]] == [good]
     finally:
         proxy.stop()
 
@@ -228,12 +262,19 @@ def test_targeted_attack_on_observed_files(views: Views) -> None:
     rc, alarms, err = asyncio.run(
         monitor(views.tmp / "monitor", "--log", views.log.url, "--log-key", views.log.vkey)
     )
+    # One alarm per disagreeing observer: the second observer's, and the proxy's own
+    # observation of the bytes it refused.
     conflicts = [a for a in alarms if a["type"] == "conflicting_observations"]
-    assert rc == 1 and len(conflicts) == 1, (alarms, err)
-    entries = conflicts[0]["evidence"]["entries"]
-    assert [e["sha256"] for e in entries] == [good, evil]
-    assert [e["kind"] for e in entries] == ["observation", "observation"]
-    assert {e["signer"] for e in entries} == {MIRROR.vkey, SECOND.vkey}
+    assert rc == 1 and len(conflicts) == 2, (alarms, err)
+    pairs = set()
+    for conflict in conflicts:
+        entries = conflict["evidence"]["entries"]
+        assert [e["kind"] for e in entries] == ["observation", "observation"]
+        pairs.add(tuple((e["signer"], e["sha256"]) for e in entries))
+    assert pairs == {
+        ((MIRROR.vkey, good), (SECOND.vkey, evil)),
+        ((MIRROR.vkey, good), (PROXY.vkey, evil)),
+    }
 
 
 @pytest.mark.timeout(120)

@@ -4,6 +4,7 @@ installs (pip, uv) through a real proxy in front of a real pypiserver and a real
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import http.client
 import io
@@ -54,7 +55,7 @@ from sigledger.client.install.proxy import (
 from sigledger.client.publish.submit import sign_statement
 from sigledger.client.trust import VerifiedEntry
 from sigledger.ledger.checkpoint import Checkpoint
-from sigledger.ledger.entry import Entry, Statement, encode_entry
+from sigledger.ledger.entry import Entry, SignedObservation, Statement, encode_entry
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import Signer
 from tests.helpers import LogProcess, run_cli, sigledger_cmd, tree_env
@@ -348,6 +349,37 @@ def test_judge_unlisted_projects() -> None:
     assert not judge(policy, "other", [_up("other-1.0.tar.gz")], [], unlisted="pass-through")[
         "other-1.0.tar.gz"
     ].served
+
+
+def _observed(index: int, observer: Signer, filename: str, content: bytes) -> VerifiedEntry:
+    st = Statement.for_file(filename, hashlib.sha256(content).digest(), len(content))
+    obs = SignedObservation.sign(observer, st, "https://up.example/simple/", 1_700_000_000_000)
+    entry = Entry(obs, 1_700_000_000_001)
+    return VerifiedEntry(index, encode_entry(entry), entry, _CP)
+
+
+def test_unlisted_projects_when_the_default_trusts_the_logs_observer() -> None:
+    log_observer = Signer.from_seed("test/log/observer", hashlib.sha256(b"obs").digest())
+    files = [_up("free-1.0.tar.gz", b"up"), _up("free-2.0.tar.gz", b"up2")]
+    entries = [_observed(0, log_observer, "free-1.0.tar.gz", b"up")]
+    # What `policy pin` writes: [default] trusts the log's own observation. Every
+    # project then has a rule, so --unlisted never applies: a file the log observed
+    # is served, one it did not observe is not, even with pass-through.
+    rule = SignerRule(frozenset(), 1, observers=frozenset({log_observer.vkey}))
+    pinned = dataclasses.replace(_policy(), default=rule)
+    for unlisted in ("require-any-signer", "pass-through"):
+        v = judge(pinned, "free", files, entries, unlisted=unlisted)
+        assert v["free-1.0.tar.gz"].served and v["free-1.0.tar.gz"].verified
+        assert "observed by 1 of 1 trusted observers" in v["free-1.0.tar.gz"].reason
+        assert not v["free-2.0.tar.gz"].served
+        assert v["free-2.0.tar.gz"].reason == "not in the log (no entry for this file)"
+    # Without a [default], require-any-signer means a signature: an observation, even
+    # the log's own, does not count, and the reason says so.
+    v = judge(_policy(), "free", files, entries)
+    assert not v["free-1.0.tar.gz"].served
+    assert f"observed by {log_observer.vkey}, but the policy for free requires signers" in (
+        v["free-1.0.tar.gz"].reason
+    )
 
 
 # --- the cache ---------------------------------------------------------------------------

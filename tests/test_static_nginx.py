@@ -1,16 +1,23 @@
-"""Static publication served by a real nginx with the deploy configuration.
+"""The deploy nginx configurations, served by a real nginx.
 
-nginx runs as a child process (one process, no daemon) with a generated top-level
-configuration that includes deploy/nginx-static-reads.conf and
-deploy/nginx-static-api.conf unchanged, so the deploy files are what is tested.
-The log is then read through nginx with the project's own clients, after the log
-server has stopped: every answer comes from the files.
+nginx runs as a child process (one process, no daemon). Static publication: a
+generated top-level configuration includes deploy/nginx-static-reads.conf and
+deploy/nginx-static-api.conf unchanged, so the deploy files are what is tested;
+the log is then read through nginx with the project's own clients, after the log
+server has stopped: every answer comes from the files. deploy/nginx.conf (nginx
+caching in front of the log processes) is included with only what a loopback
+test must change (listen address, TLS, cache directories, upstream address),
+and the whole API is used through it, an observing lookup included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,9 +33,12 @@ from sigledger.client.remote import LogClient
 from sigledger.client.trust import VerifiedLog
 from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import open_checkpoint
+from sigledger.ledger.entry import decode_entry
+from sigledger.ledger.log.observer import observing_seconds
 from sigledger.ledger.note import Signer, Verifier
+from sigledger.ledger.service.config import ServerConfig
 from tests.helpers import ROOT, LogProcess, sigledger_cmd, signed, tree_env
-from tests.index import free_port
+from tests.index import PyPIServer, free_port, wheel
 
 DEPLOY = ROOT / "deploy"
 ALICE = Signer.from_seed("alice", bytes([1]) * 32)
@@ -44,7 +54,11 @@ def nginx_binary() -> str | None:
 class Nginx:
     """nginx serving ``root`` with the deploy snippets, proxying to ``upstream``."""
 
-    def __init__(self, binary: str, workdir: Path, root: Path, upstream: str) -> None:
+    def __init__(
+        self, binary: str, workdir: Path, root: Path | None, upstream: str, site: bool = False
+    ) -> None:
+        """With ``site``: deploy/nginx.conf (see :func:`loopback_site`), else the static
+        snippets with ``root`` as the publication directory."""
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
@@ -52,6 +66,16 @@ class Nginx:
         workdir.mkdir(parents=True, exist_ok=True)
         temp = {name: workdir / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
         self.config = workdir / "nginx.conf"
+        servers = f"include {loopback_site(workdir, self.port, upstream)};"
+        if not site:
+            servers = f"""upstream sigledger {{ server {upstream}; }}
+    limit_req_zone $binary_remote_addr zone=sigledger_add:1m rate=100r/s;
+    server {{
+        listen 127.0.0.1:{self.port};
+        root {root};
+        include {DEPLOY / "nginx-static-reads.conf"};
+        include {DEPLOY / "nginx-static-api.conf"};
+    }}"""
         self.config.write_text(
             f"""
 daemon off;
@@ -67,14 +91,7 @@ http {{
     fastcgi_temp_path {temp["fastcgi"]};
     uwsgi_temp_path {temp["uwsgi"]};
     scgi_temp_path {temp["scgi"]};
-    upstream sigledger {{ server {upstream}; }}
-    limit_req_zone $binary_remote_addr zone=sigledger_add:1m rate=100r/s;
-    server {{
-        listen 127.0.0.1:{self.port};
-        root {root};
-        include {DEPLOY / "nginx-static-reads.conf"};
-        include {DEPLOY / "nginx-static-api.conf"};
-    }}
+    {servers}
 }}
 """
         )
@@ -124,6 +141,28 @@ http {{
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+
+
+def loopback_site(workdir: Path, port: int, upstream: str) -> Path:
+    """deploy/nginx.conf for a loopback test: plain HTTP on ``port`` instead of the
+    redirect and TLS servers, caches under ``workdir``, the log at ``upstream``.
+    Every change must apply, so a reshaped deploy file fails here, not silently."""
+    text = (DEPLOY / "nginx.conf").read_text()
+    changes = [
+        (r"server 127\.0\.0\.1:8080;", f"server {upstream};"),
+        (r"/var/cache/nginx/", f"{workdir}/cache/"),
+        (r"server \{\n    listen 80;.*?return 301 [^\n]*\n\}\n", ""),
+        (r"listen 443 ssl http2;", f"listen 127.0.0.1:{port};"),
+        (r"\n *listen \[::\]:443 ssl http2;", ""),
+        (r"\n *ssl_[a-z_]+ [^\n]*;", ""),
+    ]
+    for pattern, replacement in changes:
+        text, n = re.subn(pattern, replacement, text, flags=re.DOTALL)
+        assert n, f"deploy/nginx.conf no longer has {pattern!r}"
+    (workdir / "cache").mkdir(exist_ok=True)
+    path = workdir / "site.conf"
+    path.write_text(text)
+    return path
 
 
 @pytest.fixture
@@ -268,3 +307,83 @@ async def test_log_read_through_nginx(
     assert status != 200
     async with aiohttp.ClientSession() as s, s.post(nginx.url + "/tile/0/000") as r:
         assert r.status in (403, 405)
+
+
+def _read_timeout(conf: Path, location: str) -> float:
+    """The proxy_read_timeout (seconds) of ``location`` in a deploy file."""
+    body = re.search(re.escape(location) + r" \{(.*?)\n *\}", conf.read_text(), re.DOTALL)
+    assert body, f"{conf.name} has no {location}"
+    found = re.search(r"proxy_read_timeout (\d+)s;", body.group(1))
+    assert found, f"{conf.name} {location} keeps nginx's 60 s read timeout"
+    return float(found.group(1))
+
+
+def test_lookups_wait_as_long_as_observing_takes() -> None:
+    longest = observing_seconds(ServerConfig())
+    assert _read_timeout(DEPLOY / "nginx.conf", "location = /lookup") >= longest
+    assert _read_timeout(DEPLOY / "nginx-static-api.conf", "location /") >= longest
+
+
+async def test_the_api_through_the_caching_nginx(
+    tmp_path: Path, nginx_path: str, processes: list[LogProcess | Nginx]
+) -> None:
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    files = {}
+    for tag in ("py3-none-any", "cp312-cp312-win_amd64"):
+        name, data = wheel("fresh", "1.0", "V = 1\n", tag=tag)
+        (packages / name).write_bytes(data)
+        files[name] = hashlib.sha256(data).digest()
+    index = PyPIServer(packages).start()
+    try:
+        log = LogProcess(tmp_path / "log", "--observe-index", index.url).start()
+        processes.append(log)
+        nginx = Nginx(nginx_path, tmp_path / "nginx", None, log.url.removeprefix("http://"), True)
+        processes.append(nginx.start())
+        key = Verifier.from_vkey(log.vkey)
+
+        status, body, _ = await _get(nginx.url + "/observer")
+        assert status == 200
+        observer = body.decode().strip()
+        assert observer == (await _get(log.url + "/observer"))[1].decode().strip()
+        # A release never seen: the log observes it while nginx waits, and the answer
+        # proves both files against the checkpoint it returns.
+        status, body, h = await _get(nginx.url + "/lookup?project=fresh&version=1.0")
+        assert status == 200, body
+        assert h["Cache-Control"] == "public, max-age=2"
+        answer = json.loads(body)
+        cp, _ = open_checkpoint(answer["checkpoint"].encode(), key)
+        got = {}
+        for item in answer["entries"]:
+            data = base64.b64decode(item["entry"])
+            proof = [base64.b64decode(x) for x in item["inclusion_proof"]]
+            merkle.check_inclusion(
+                item["log_index"], cp.size, merkle.leaf_hash(data), proof, cp.root
+            )
+            entry = decode_entry(data)
+            assert entry.signed.signer_vkey() == observer
+            got[entry.statement.filename] = entry.statement.sha256
+        assert got == files
+        # Submissions, batch lookups, proofs, checkpoint and tiles.
+        async with LogClient(nginx.url) as client:
+            await client.add([signed(ALICE, version=f"{i}.0") for i in range(3)])
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(nginx.url + "/lookup", json={"sha256": [d.hex() for d in files.values()]}) as r,
+        ):
+            assert r.status == 200, await r.text()
+            assert len((await r.json())["entries"]) == 2
+        deadline = time.monotonic() + 15
+        while await _size_at(nginx.url) != 5:  # the checkpoint is cached for 1 s
+            assert time.monotonic() < deadline, "the checkpoint did not reach 5 entries"
+            await asyncio.sleep(0.1)
+        status, body, _ = await _get(nginx.url + "/proof/consistency?old=2&new=5")
+        assert status == 200 and json.loads(body)["hashes"], body
+        status, body, h = await _get(nginx.url + "/tile/0/000.p/5")
+        assert status == 200 and len(body) == 5 * 32
+        status, _, _ = await _get(nginx.url + "/metrics")
+        assert status == 200  # from 127.0.0.1: an internal scraper
+        status, _, _ = await _get(nginx.url + "/explorer-or-anything-else")
+        assert status == 404
+    finally:
+        index.stop()

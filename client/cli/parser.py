@@ -241,7 +241,8 @@ def _serve(sub: Any) -> None:
         action="store_true",
         default=None,
         help="run as one of several servers on one PostgreSQL log: the elected leader "
-        "sequences, the others serve reads and forward /add (env SIGLEDGER_HA)",
+        "sequences, the others serve reads and forward /add and observing lookups "
+        "(env SIGLEDGER_HA)",
     )
     s.add_argument(
         "--internal-url",
@@ -504,7 +505,9 @@ def _proxy(sub: Any) -> None:
         choices=["require-any-signer", "pass-through"],
         default="require-any-signer",
         help="projects without a rule (and no [default]) in the policy: require the file "
-        "to be logged by some signer (default), or serve it unverified with a warning",
+        "to be signed in the log by some signer (default; observations do not count), or "
+        "serve it unverified with a warning. A policy from 'policy pin' has a [default] "
+        "(the log's observer), so this never applies to it",
     )
     px.add_argument(
         "--cache",

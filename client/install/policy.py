@@ -70,9 +70,12 @@ Policies written before observers existed load unchanged: a rule with only
 Project names are canonicalized (PEP 503) when the policy is loaded; two tables
 naming the same project (``[project.Foo_Bar]`` and ``[project.foo-bar]``) are
 an error. A project with no table uses ``[default]``; without a ``[default]``,
-it fails. Unknown keys and tables are errors, so a misspelt key cannot weaken
-the policy silently. Every error is a :class:`PolicyError` whose message starts
-``FILE:LINE:``.
+it fails (``verify``), or the proxy's ``--unlisted`` decides (it needs a
+signature by anyone, or passes the file through); with the ``[default]`` that
+``policy pin`` writes, an unsigned project is trusted exactly when the log's
+observer logged the same hash. Unknown keys and tables are errors, so a
+misspelt key cannot weaken the policy silently. Every error is a
+:class:`PolicyError` whose message starts ``FILE:LINE:``.
 
 Witness keys are carried and validated here; the quorum is enforced by the
 checkpoint verification code.

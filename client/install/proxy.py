@@ -61,9 +61,14 @@ Contracts
 * The ``#sha256=`` fragment, the ``hashes`` value and the ``size`` come from
   the log, never from the upstream.
 * A project without a rule in the policy (and no ``[default]``) follows
-  ``--unlisted``: ``require-any-signer`` (the file must be logged, by anyone)
-  or ``pass-through`` (shown even when not logged, with the upstream's hash,
-  and a warning in the proxy's log).
+  ``--unlisted``: ``require-any-signer`` (the file must be signed in the log,
+  by anyone; observations do not count, not even the log's own) or
+  ``pass-through`` (shown even when not logged, with the upstream's hash, and
+  a warning in the proxy's log). A policy written by ``sigledger policy pin``
+  from a log with an observer key has a ``[default]`` trusting that key, so
+  every project has a rule and ``--unlisted`` never applies: an unsigned file
+  is served when the log observed the same hash (on demand, see below), and
+  is not served otherwise.
 * Downloads are written to a temporary file in the cache while hashed; the
   bytes are served only if the SHA-256 equals the logged one (and never more
   than the logged size is read). Verified files are kept in the cache under
@@ -100,7 +105,14 @@ Failure behaviour
   :class:`ObservationSink`), so the proxy is an independent vantage point in
   the log. If the log refuses one because this key already observed other
   bytes for that file, that is an alarm with both statements as evidence
-  (logged, and appended to ``alarms.jsonl``).
+  (logged, and appended to ``alarms.jsonl``). When the proxy refuses bytes
+  that differ from a trusted logged hash, it also logs its own observation of
+  the bytes it got, before answering the ``409`` (read to the end, hashed, never
+  stored; at most :data:`_REFUSED_MAX_BYTES` in :data:`_REFUSED_SECONDS`, else
+  it is not observed): the disagreement becomes public
+  in the log, where monitors report it with both statements. The ``409`` body
+  and the alarm line say which entry holds it, or that this key had logged
+  another hash for the file before (that alarm too), or why it was not logged.
 * The log shows two histories (:class:`~sigledger.ledger.errors.LogMisbehaviorError`):
   the proxy stops. Every page and download answers ``503`` with a plain-text
   explanation, ``/healthz`` answers ``503`` with the evidence as JSON, the
@@ -1031,6 +1043,12 @@ class ProxyConfig:
 
 ALARMS_FILE = "alarms.jsonl"
 _OBSERVE_BATCH = 100
+# Refused bytes past the logged size are hashed (to be observed) up to this many
+# bytes and seconds; installers wait for the 409 meanwhile (pip gives up after 15 s
+# without data), so both are bounded.
+_REFUSED_MAX_BYTES = 1 << 30
+_REFUSED_SECONDS = 5.0
+_SUBMIT_SECONDS = 5.0  # how long a refusal waits for its observation to be logged
 _FLUSH_SECONDS = 5.0  # at exit, how long pending observations may take to be logged
 _ON_DEMAND_VERSIONS = 3  # versions per page build the log is asked to observe
 
@@ -1052,6 +1070,8 @@ class ObservationSink:
         self.alarms_file = alarms
         self.queue: asyncio.Queue[SignedObservation] = asyncio.Queue()
         self.seen: set[tuple[str, bytes]] = set()
+        # What became of each observation of refused bytes (see submit_now).
+        self.refused: dict[tuple[str, bytes], dict[str, Any]] = {}
         self.logged = 0
         self.alarms: list[Alarm] = []
         self._task: asyncio.Task[None] | None = None
@@ -1067,6 +1087,48 @@ class ObservationSink:
             log.warning("not observed %s: %s", filename, exc)
             return
         self.queue.put_nowait(signed)
+
+    async def submit_now(self, filename: str, sha256: bytes, size: int) -> dict[str, Any]:
+        """Log an observation of bytes the proxy refused, at once: what became of it,
+        as JSON (``logged``, and ``log_index`` or ``alarm`` or ``error``), with a
+        ``message`` for the refusal's answer. Bytes refused again are not submitted
+        again (the log's answer would be the same)."""
+        known = self.refused.get((filename, sha256))
+        if known is not None:
+            return known
+        doc: dict[str, Any] = {"signer": self.signer.vkey, "sha256": sha256.hex(), "size": size}
+        try:
+            st = Statement.for_file(filename, sha256, size)
+            signed = sign_observation(self.signer, st, self.index_url, int(time.time() * 1000))
+            accepted, alarms = await asyncio.wait_for(
+                add_observations(self.client, [signed]), _SUBMIT_SECONDS
+            )
+        except (FormatError, LedgerError, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            log.warning("observation of refused bytes not logged: %s", reason)
+            return doc | {
+                "logged": False,
+                "error": reason,
+                "message": f"This proxy's observation of the bytes it got was not logged: {reason}",
+            }
+        self.seen.add((filename, sha256))
+        for alarm in alarms:
+            self._alarm(alarm)
+        if alarms:
+            doc |= {"logged": False, "alarm": alarms[0].to_json(), "message": alarms[0].message}
+        else:
+            ((_, receipt),) = accepted
+            self.logged += 1
+            doc |= {
+                "logged": True,
+                "log_index": receipt.index,
+                "message": (
+                    f"This proxy logged the bytes it got as an observation under its key "
+                    f"{self.signer.vkey} (entry #{receipt.index}): the disagreement is public."
+                ),
+            }
+        self.refused[filename, sha256] = doc
+        return doc
 
     async def start(self) -> None:
         await self.client.__aenter__()
@@ -1436,20 +1498,40 @@ class Proxy:
         digest = hashlib.sha256()
         size = 0
         limit = verdict.size if verdict.verified else None
+        too_long = complete = False
+        deadline = 0.0
         try:
             fh = await asyncio.to_thread(tmp.open, "wb")
             try:
                 async for chunk in self.upstream.stream(verdict.upstream):
                     size += len(chunk)
-                    if limit is not None and size > limit:
-                        raise self._mismatch(verdict, f"more than the {limit} bytes")
                     digest.update(chunk)
+                    if limit is not None and size > limit:
+                        if not too_long:
+                            too_long, deadline = True, time.monotonic() + _REFUSED_SECONDS
+                        if (
+                            self.observations is None
+                            or size > _REFUSED_MAX_BYTES
+                            or time.monotonic() > deadline
+                        ):
+                            break
+                        continue  # hashed to the end (to be observed), never stored
                     fh.write(chunk)
+                else:
+                    complete = True
+            except RefusedError:
+                if not too_long:
+                    raise
+                # Refused all the same; only the observation of the bytes is lost.
             finally:
                 fh.close()
             got = digest.hexdigest()
+            if too_long:
+                raise await self._mismatch(
+                    verdict, f"more than the {limit} bytes", (got, size) if complete else None
+                )
             if verdict.sha256 is not None and got != verdict.sha256.hex():
-                raise self._mismatch(verdict, f"sha256:{got}")
+                raise await self._mismatch(verdict, f"sha256:{got}", (got, size))
             log.info(
                 "downloaded %s",
                 verdict.filename,
@@ -1461,7 +1543,11 @@ class Proxy:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _mismatch(self, verdict: Verdict, served: str) -> RefusedError:
+    async def _mismatch(
+        self, verdict: Verdict, served: str, got: tuple[str, int] | None
+    ) -> RefusedError:
+        """The refusal of bytes that are not the expected ones; ``got`` (their sha256
+        and size, when read to the end) is observed when they contradict the log."""
         assert verdict.sha256 is not None
         want = verdict.sha256.hex()
         source = "the log holds" if verdict.verified else "the upstream page lists"
@@ -1478,7 +1564,22 @@ class Proxy:
         extra = {"project": verdict.project, "upstream_url": verdict.upstream.url}
         evidence = ""
         if verdict.verified:
-            doc = {
+            observed = None
+            if self.observations is not None and got is not None:
+                observed = await self.observations.submit_now(
+                    verdict.filename, bytes.fromhex(got[0]), got[1]
+                )
+            elif self.observations is not None:
+                why = (
+                    f"the upstream failed, or sent more than {_REFUSED_MAX_BYTES} bytes or "
+                    f"took longer than {_REFUSED_SECONDS:g} s past the logged size"
+                )
+                observed = {
+                    "logged": False,
+                    "error": why,
+                    "message": f"This proxy did not observe the bytes it got: {why}.",
+                }
+            doc: dict[str, Any] = {
                 "message": reason,
                 "project": verdict.project,
                 "filename": verdict.filename,
@@ -1489,6 +1590,8 @@ class Proxy:
                     for e in verdict.logged
                 ],
             }
+            if observed is not None:
+                doc["observed"] = observed
             write_alarm(self.cfg.state_dir / ALARMS_FILE, doc)
             log.critical(
                 "refused %s: %s", verdict.filename, reason, extra={**extra, "evidence": doc}
@@ -1498,6 +1601,8 @@ class Proxy:
                 f"sha256:{e.entry.statement.sha256.hex()}\n"
                 for e in verdict.logged
             )
+            if observed is not None:
+                evidence += observed["message"] + "\n"
         else:
             log.warning("refused %s: %s", verdict.filename, reason, extra=extra)
         return RefusedError(

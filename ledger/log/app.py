@@ -15,7 +15,9 @@ Routes (read side per c2sp.org/tlog-tiles@v0.1.0):
   with an inclusion proof against the returned checkpoint; paged. With
   ``observe_index`` set, a lookup of a release the log's observer has not
   observed first observes it (:mod:`sigledger.ledger.log.observer`); ``202``
-  with ``Retry-After`` while a large release is observed in the background.
+  with ``Retry-After`` while a large release is observed in the background. With
+  ``ha``, a follower forwards such a lookup to the leader
+  (:mod:`sigledger.ledger.log.ha`).
 * ``GET /observer`` -- the verifier key of the log's observer key (one line,
   ``text/plain``): the key of the observations the log makes itself.
 * ``GET /proof/consistency?old=M&new=N`` -- RFC 6962 consistency proof.
@@ -71,8 +73,13 @@ from sigledger.ledger.log.database import (
     parse_database_url,
     sqlite_url,
 )
+from sigledger.ledger.log.observer import (
+    COMPLETE_HEADER,
+    Observer,
+    observing_seconds,
+    open_observer_key,
+)
 from sigledger.ledger.log.observer import NEW as NEW_RELEASE
-from sigledger.ledger.log.observer import Observer, open_observer_key
 from sigledger.ledger.log.publish import StaticPublisher
 from sigledger.ledger.log.reads import LogReads
 from sigledger.ledger.log.sequencer import Sequencer, SequencerConfig
@@ -642,9 +649,22 @@ async def handle_lookup(request: web.Request) -> web.Response:
     observer = request.app[OBSERVER_KEY]
     need = await observer.needs(query) if observer is not None else None
     if observer is not None and need is not None:
+        gate = request.app[GATE_KEY]
+        client = gate.client_of(request)
+        election = request.app.get(ELECTION_KEY)
+        if election is not None:
+            # Only the leader logs: a follower forwards the lookup (ha.py), vouching
+            # for the client, whose limit the leader then applies.
+            signer = request.app[SIGNER_KEY]
+            if not _sequencer(request).leading:
+                seconds = observing_seconds(request.app[CONFIG_KEY])
+                relayed = await election.forward_lookup(request, signer, client, seconds)
+                if relayed.status == 200 and relayed.headers.get(COMPLETE_HEADER):
+                    observer.mark_complete(query)  # lookups of it stay here from now on
+                return relayed
+            client = election.vouched_client(signer, request) or client
         if need == NEW_RELEASE:  # a release the log has nothing of: the client pays
-            gate = request.app[GATE_KEY]
-            gate.admit_observation(gate.client_of(request))
+            gate.admit_observation(client)
         pending = await observer.observe(query, need)
         if pending is not None:
             return web.json_response(
@@ -657,7 +677,16 @@ async def handle_lookup(request: web.Request) -> web.Response:
                 },
             )
     answer = await request.app[READS_KEY].lookup(query)
-    return web.json_response(answer.to_json(), headers=_LOOKUP_HEADERS)
+    headers = _LOOKUP_HEADERS
+    election = request.app.get(ELECTION_KEY)
+    if (
+        observer is not None
+        and election is not None
+        and election.is_forward(request)
+        and observer.complete(query)
+    ):
+        headers = {**headers, COMPLETE_HEADER: "1"}  # the follower keeps the next ones
+    return web.json_response(answer.to_json(), headers=headers)
 
 
 async def handle_observer(request: web.Request) -> web.Response:

@@ -28,7 +28,14 @@ Followers serve every read from the database: the checkpoint is the newest
 moving backwards), tiles, entries, lookups and proofs are bounded by its size. They
 accept ``POST /add`` by forwarding the request body to the leader's internal URL
 (from the leader row) and relaying its answer; with no reachable leader they answer
-503 with Retry-After (``no_leader``).
+503 with Retry-After (``no_leader``). A ``GET /lookup`` that makes the log observe
+(``observe_index``, see :mod:`sigledger.ledger.log.observer`) is forwarded the same
+way, since only the leader logs observations; every other lookup is answered from
+the follower's own reads. The follower vouches for the client's address (header
+:data:`CLIENT_HEADER`, signed with the log key in :data:`FORWARDED_HEADER`, see
+:func:`vouch`), so that the leader applies the per-client limit on observing
+lookups to the client, not to the follower; a lookup whose vouch does not verify
+counts against the address that sent it.
 
 Ordering guarantees come from storage: one root per size (the checkpoints primary
 key), entries committed before any receipt is given, and the sequencer's reload of
@@ -40,7 +47,10 @@ deploy/README.md); until then nobody else leads, but nobody can fork the log eit
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import json
 import logging
 
 import aiohttp
@@ -49,10 +59,11 @@ from aiohttp import web
 from sigledger.ledger.errors import NoLeaderError
 from sigledger.ledger.log.postgres import PostgresStorage
 from sigledger.ledger.log.sequencer import Sequencer
+from sigledger.ledger.note import Signer
 from sigledger.ledger.service.httpclient import HttpClient
 from sigledger.ledger.service.sqlite import StorageError
 
-__all__ = ["FORWARDED_HEADER", "PERIOD", "Election"]
+__all__ = ["CLIENT_HEADER", "FORWARDED_HEADER", "PERIOD", "Election", "vouch", "vouched_client"]
 
 log = logging.getLogger("sigledger.ha")
 
@@ -63,6 +74,47 @@ PERIOD = 0.5
 # Marks a forwarded /add: its receiver never forwards it again (no loops while the
 # leader row is stale).
 FORWARDED_HEADER = "X-Sigledger-Forwarded"
+# The client address a follower forwards an observing lookup for.
+CLIENT_HEADER = "X-Sigledger-Client"
+VOUCH_CONTEXT = b"sigledger forwarded lookup v1\n"
+
+# Headers of the leader's answer that a follower relays.
+_RELAYED = (
+    "content-type",
+    "retry-after",
+    "cache-control",
+    "access-control-allow-origin",
+    "x-sigledger-release-complete",  # observer.COMPLETE_HEADER
+)
+
+
+def _vouched_text(client: str, request: web.Request) -> bytes:
+    # The path and the decoded query (however either server's HTTP library spells it).
+    query = json.dumps(sorted(request.query.items()), ensure_ascii=False)
+    return VOUCH_CONTEXT + "\n".join((client, request.path, query)).encode()
+
+
+def vouch(signer: Signer, client: str, request: web.Request) -> str:
+    """The :data:`FORWARDED_HEADER` value of ``request`` forwarded for ``client``:
+    an Ed25519 signature by the log key (every server of the log holds it) over the
+    client address, the path and the query, base64. A vouch copied from the
+    internal network replays only that one lookup for that one address."""
+    return base64.b64encode(signer.sign(_vouched_text(client, request))).decode()
+
+
+def vouched_client(signer: Signer, request: web.Request) -> str | None:
+    """The client address another server of this log forwarded ``request`` for, or
+    None when it is not a vouched forward."""
+    client = request.headers.get(CLIENT_HEADER)
+    value = request.headers.get(FORWARDED_HEADER)
+    if not client or not value:
+        return None
+    try:
+        signature = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    ok = signer.verifier().verify(_vouched_text(client, request), signature)
+    return client if ok else None
 
 
 class _Forwarder(HttpClient):
@@ -169,12 +221,36 @@ class Election:
         A leader that cannot be reached may just have died: the leader row is read
         again at once and, if it names another leader, the request goes there (safe
         to repeat: the same statements get the same entries)."""
+        headers = {FORWARDED_HEADER: "1", "Content-Type": request.content_type}
+        return await self._forward(request, body, headers, self.timeout)
+
+    @staticmethod
+    def is_forward(request: web.Request) -> bool:
+        """Whether ``request`` came from another server of the log (or claims to)."""
+        return bool(request.headers.get(FORWARDED_HEADER))
+
+    @staticmethod
+    def vouched_client(signer: Signer, request: web.Request) -> str | None:
+        """See :func:`vouched_client` (here for servers that import ha.py lazily)."""
+        return vouched_client(signer, request)
+
+    async def forward_lookup(
+        self, request: web.Request, signer: Signer, client: str, seconds: float
+    ) -> web.Response:
+        """Relay a ``GET /lookup`` that makes the log observe to the leader, vouching
+        for ``client`` (see :func:`vouch`), and its answer back; safe to repeat (a
+        file observed once is never observed again)."""
+        headers = {FORWARDED_HEADER: vouch(signer, client, request), CLIENT_HEADER: client}
+        return await self._forward(request, None, headers, seconds)
+
+    async def _forward(
+        self, request: web.Request, body: bytes | None, headers: dict[str, str], seconds: float
+    ) -> web.Response:
         if request.headers.get(FORWARDED_HEADER):
             raise NoLeaderError("this server stopped leading the log; retry")
         if self._forwarder is None:
             self._forwarder = _Forwarder(self.timeout)
             await self._forwarder.start()
-        headers = {FORWARDED_HEADER: "1", "Content-Type": request.content_type}
         tried: set[str] = set()
         if not self.leader_url:
             # Not polled yet (just started) or between leaders: ask the database now
@@ -188,17 +264,22 @@ class Election:
                 raise NoLeaderError("no leader is known right now (a takeover is under way)")
             tried.add(url)
             try:
-                return await self._relay(url, body, headers)
+                return await self._relay(
+                    request.method, url + request.path_qs, body, headers, seconds
+                )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 log.info("leader unreachable", extra={"url": url, "error": str(exc)})
                 with contextlib.suppress(StorageError):
                     row = await self.storage.leader()
                     self.leader_url = row[1] if row else None
 
-    async def _relay(self, url: str, body: bytes, headers: dict[str, str]) -> web.Response:
+    async def _relay(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str], seconds: float
+    ) -> web.Response:
         assert self._forwarder is not None
-        async with self._forwarder.session.post(url + "/add", data=body, headers=headers) as resp:
+        async with self._forwarder.session.request(
+            method, url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=seconds)
+        ) as resp:
             answer = await resp.read()
-            kept = ("content-type", "retry-after")
-            relayed = {k: v for k, v in resp.headers.items() if k.lower() in kept}
+            relayed = {k: v for k, v in resp.headers.items() if k.lower() in _RELAYED}
             return web.Response(status=resp.status, body=answer, headers=relayed)

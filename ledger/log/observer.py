@@ -50,7 +50,11 @@ submitted together through the sequencer (one unit: all logged or none), so a
 crash or ``kill -9`` in the middle loses nothing but downloads: the retried
 lookup finds which files are observed and fetches the rest, and the binding
 rule makes a resubmission the existing entry, never a second one. Concurrent
-lookups of one release share one pass.
+lookups of one release share one pass. With ``ha`` only the leader observes:
+followers forward observing lookups to it (:mod:`sigledger.ledger.log.ha`).
+The leader's answer to a forwarded lookup carries :data:`COMPLETE_HEADER` when
+the release is known complete; the follower then remembers that too (for
+:data:`COMPLETE_TTL`) and answers the next lookups of it from its own reads.
 
 **Changed files.** When the index page states a hash for a file the observer
 already observed and it is not the logged one (the index changed a published
@@ -109,6 +113,7 @@ from sigledger.ledger.wire import LookupQuery
 log = logging.getLogger("sigledger.observer")
 
 KEY_FILE = "observer.key"
+COMPLETE_HEADER = "X-Sigledger-Release-Complete"  # see the module doc
 META_KEY = "observer_vkey"
 KEY_SUFFIX = "/observer"
 KEY_LABEL = b"sigledger/observer-key/v1"
@@ -125,10 +130,21 @@ CHECK = "check"
 MAX_BACKGROUND = 16  # releases observed in the background at once
 ENTRY_SCAN = 10_000  # entries of a release read to find one of the observer's
 PROJECT_SCAN = 1_000  # entries of a project read for that (see Observer.needs)
+LOGGING_SECONDS = 30.0  # allowance for sequencing (and witnessing) one pass's observations
 
 
 class UpstreamError(UnavailableError, code="upstream_unavailable", retry_after=10):
     """The upstream index could not be reached (or failed) while observing; retry later."""
+
+
+def observing_seconds(cfg: ServerConfig) -> float:
+    """The longest an observing lookup may take: the project page, then
+    ``observe_max_files`` downloads ``observe_concurrency`` at a time, each up to
+    ``observe_timeout``, and :data:`LOGGING_SECONDS` to log them (750 s with the
+    defaults). Whatever forwards lookups to the log (a follower to the leader,
+    nginx) waits that long for an answer."""
+    waves = math.ceil(cfg.observe_max_files / max(1, cfg.observe_concurrency))
+    return cfg.observe_timeout * (1 + waves) + LOGGING_SECONDS
 
 
 def key_name(origin: str) -> str:
@@ -494,6 +510,17 @@ class Observer:
     def asks_release(q: LookupQuery) -> bool:
         """Whether ``q`` is a lookup that may make the log observe (by project, first page)."""
         return q.project is not None and q.cursor == 0
+
+    def complete(self, q: LookupQuery) -> bool:
+        """Whether every file the index lists for the release ``q`` asks about is
+        known observed (see :meth:`needs`)."""
+        return self.asks_release(q) and self._release_key(q) in self._complete
+
+    def mark_complete(self, q: LookupQuery) -> None:
+        """Remember the release ``q`` asks about as complete: another server (the
+        leader) says so."""
+        if self.asks_release(q):
+            self._complete.add(self._release_key(q))
 
     def _release_key(self, q: LookupQuery) -> str:
         """``project version`` (the version canonical: one key for every spelling)."""

@@ -173,11 +173,12 @@ class ServerConfig(ServiceSettings):
     ha: bool = False
     """High availability (PostgreSQL only): several servers on one database, one of them
     (the leader, elected through the writer lock) sequences; the others serve reads and
-    forward /add to it (see :mod:`sigledger.ledger.log.ha`). Off: a second server on the
-    database is refused."""
+    forward /add, and lookups that make the log observe, to it (see
+    :mod:`sigledger.ledger.log.ha`). Off: a second server on the database is refused."""
     internal_url: str = ""
-    """With ``ha``: the URL other servers reach this one at to forward /add while it
-    leads (e.g. ``http://10.0.0.5:8080``). Default: the address it listens on."""
+    """With ``ha``: the URL other servers reach this one at to forward /add (and
+    observing lookups) while it leads (e.g. ``http://10.0.0.5:8080``). Default: the
+    address it listens on."""
     observe_index: list[str] = dataclasses.field(default_factory=list)
     """Upstream indexes the log observes on demand (see :mod:`sigledger.ledger.log.observer`),
     each ``"URL [FILE_PREFIX ...]"``: a simple-API base URL (``https://pypi.org/simple/``)
