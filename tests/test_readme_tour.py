@@ -14,12 +14,15 @@ Convention (also stated at the top of README.md, in an HTML comment):
   any number of lines. A verifier key written ``NAME+KEYID+AB...`` stands for the
   real key of that name: the first line that shows it learns it, later commands
   get the real key where they say ``NAME+KEYID+AB...``, and later output must show
-  the same key. Durations (``0.1 s``) and this interpreter's environment (see
+  the same key; its key ID alone (``NAME+KEYID``) is read as the README writes it.
+  Durations (``0.1 s``) and this interpreter's environment (see
   ``README_ENVIRONMENT``) are normalized.
 * Loopback ports in commands (``127.0.0.1:8080``) are replaced by free ports, and
-  back in the output; PyPI's index URL (:data:`README_INDEX`) by a local
-  pypiserver serving the tour's release files. ``pip`` and ``uv`` are those of
-  the test extras, isolated from this machine's configuration.
+  back in the output; PyPI's index URL (:data:`README_INDEX`) and its files host
+  (:data:`README_FILES`) by a local pypiserver serving the tour's release files
+  and, as PyPI does, releases nobody in the tour signed (:data:`UNSIGNED`).
+  ``pip`` and ``uv`` are those of the test extras, isolated from this machine's
+  configuration.
 * A command must exit 0, unless its comment says ``# exits N``.
 * ``sigledger serve``, ``sigledger witness serve`` and ``sigledger proxy`` keep
   running in the background: their block shows what they print at start (they
@@ -64,6 +67,16 @@ README_ENVIRONMENT = "cp312-manylinux_2_39_x86_64 (this interpreter)"
 README_PORTS = (8080, 8081, 8090)
 README_INDEX = "https://pypi.org/simple/"
 """Commands naming it get a local index serving the tour's release files instead."""
+README_FILES = "https://files.pythonhosted.org/packages/"
+"""Where PyPI's pages link the files: the local index's file prefix instead."""
+UNSIGNED = (
+    wheel("sampleproject", "3.0.0"),
+    sdist("sampleproject", "3.0.0"),
+    wheel("six", "1.17.0", tag="py2.py3-none-any"),
+    sdist("six", "1.17.0"),
+)
+"""What the local index serves besides the tour's ``dist/``: an older release of
+sampleproject and another project, which nobody in the tour signs."""
 SERVICES = re.compile(r"^sigledger (serve|witness serve|proxy)\b")
 COMMAND_TIMEOUT = 60.0
 SERVICE_TIMEOUT = 30.0
@@ -257,8 +270,10 @@ class Tour:
             text = text.replace(placeholder, key)
         for readme, real in self.ports.items():
             text = text.replace(f"127.0.0.1:{readme}", f"127.0.0.1:{real}")
-        if README_INDEX in text:
-            text = text.replace(README_INDEX, self.start_index())
+        if README_INDEX in text or README_FILES in text:
+            index = self.start_index()
+            text = text.replace(README_INDEX, index)
+            text = text.replace(README_FILES, index.replace("/simple/", "/packages/"))
         return text
 
     def start_index(self) -> str:
@@ -269,6 +284,8 @@ class Tour:
             for f in (self.dir / "dist").iterdir():
                 if f.is_file():
                     (files / f.name).write_bytes(f.read_bytes())
+            for name, data in UNSIGNED:
+                (files / name).write_bytes(data)
             self.index = PyPIServer(files).start()
         return self.index.url
 
@@ -277,6 +294,12 @@ class Tour:
             text = text.replace(f"127.0.0.1:{real}", f"127.0.0.1:{readme}")
         if self.index is not None:
             text = text.replace(self.index.url, README_INDEX)
+            text = text.replace(self.index.url.replace("/simple/", "/packages/"), README_FILES)
+        for placeholder, key in self.keys.items():  # a learned key's ID, as the README wrote it
+            m = KEY_PLACEHOLDER.fullmatch(placeholder)
+            assert m is not None
+            n = len(m.group(1)) + 9  # NAME+KEYID
+            text = re.sub(re.escape(key[:n]) + r"(?!\+)", placeholder[:n], text)
         text = text.replace(str(self.home), "~").replace(self.environment, README_ENVIRONMENT)
         return text.splitlines()
 
