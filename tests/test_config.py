@@ -63,7 +63,8 @@ def test_observe_index_from_file_and_environment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "env", "match"),
     [
-        ('listn = "x"\n', {}, "unknown setting 'listn'"),
+        ('listn = "x"\n', {}, r"unknown setting 'listn' \(did you mean 'listen'\?\)"),
+        ('qwerty = "x"\n', {}, r"unknown setting 'qwerty'$"),
         ("batch_max_size = 'many'\n", {}, "batch_max_size has an invalid value"),
         ("batch_max_size = true\n", {}, "invalid value"),
         ("batch_max_size = 0\n", {}, "at least 1"),

@@ -27,7 +27,10 @@ Convention (also stated at the top of README.md, in an HTML comment):
 * ``sigledger serve``, ``sigledger witness serve`` and ``sigledger proxy`` keep
   running in the background: their block shows what they print at start (they
   must print ``listening on``); one started on the port of a running one
-  replaces it (a restart). All are stopped at the end.
+  replaces it (a restart). All are stopped at the end. One expected to fail
+  (``# exits N``) runs as any other command.
+* ``deploy/README.md`` runs in a directory holding a copy of ``deploy/``
+  (:data:`CHECKOUT`), as the repository root its commands name.
 * ``<!-- tour: skip REASON -->`` before a fenced block: not run here, for that
   reason. ``<!-- tour: fixture NAME -->``: instead of that block (a ``sh`` block,
   say, that builds or downloads files), the test runs :data:`FIXTURES` ``[NAME]``,
@@ -44,6 +47,7 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,7 +65,9 @@ from tests.index import PyPIServer, free_port, sdist, uv_exe, wheel
 
 # Each file is one tour, in its own directory; the least number of commands it runs
 # (a README that lost its tour fails too).
-SOURCES = {ROOT / "README.md": 15, ROOT / "deploy" / "README.md": 0}
+SOURCES = {ROOT / "README.md": 30, ROOT / "deploy" / "README.md": 4}
+CHECKOUT = {ROOT / "deploy" / "README.md": ("deploy",)}
+"""What a file's tour directory holds of the repository, as the repository root would."""
 README_ENVIRONMENT = "cp312-manylinux_2_39_x86_64 (this interpreter)"
 """How the README writes the environment ``verify`` and ``policy pin`` check for."""
 README_PORTS = (8080, 8081, 8090)
@@ -323,7 +329,7 @@ class Tour:
     def run(self, block: Block) -> None:
         for cmd in block.commands:
             text = self.command_text(cmd.text)
-            if SERVICES.match(text):
+            if SERVICES.match(text) and cmd.exit_status == 0:
                 self.start_service(cmd, block, text)
                 continue
             done = subprocess.run(
@@ -484,6 +490,8 @@ def tour(tmp_path: Path) -> Iterator[Tour]:
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("source", list(SOURCES), ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_readme_tour_runs_as_written(tour: Tour, source: Path) -> None:
+    for folder in CHECKOUT.get(source, ()):
+        shutil.copytree(ROOT / folder, tour.dir / folder)
     ran = 0
     for block in parse_blocks(source.read_text(), source):
         if block.kind == "skip":
