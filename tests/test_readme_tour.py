@@ -536,3 +536,7 @@ def test_the_convention_parses_and_matches(tmp_path: Path) -> None:
     assert match_output(["OK: f sha256:... in 0.1 s"], ["OK: f sha256:abc in 12.5 s"], keys)
     assert not match_output(["OK: f sha256:..."], ["FAIL: f sha256:abc"], keys)
     assert second.exit_status == 0 and Command("x  # exits 4", [], 1).exit_status == 4
+    # A learned key's ID alone reads as the README wrote it; the whole key stays.
+    t = Tour(tmp_path)
+    t.keys = dict(keys)
+    assert t.output_lines(f"{key} (key ID a+0badc0de)") == [f"{key} (key ID a+1a2b3c4d)"]
