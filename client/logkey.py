@@ -19,6 +19,15 @@ from sigledger.ledger.errors import ConfigError, FormatError, VerificationError
 from sigledger.ledger.note import ALG_ED25519, Note, Verifier, parse_note
 
 
+class WrongLogKeyError(
+    VerificationError,
+    hint="Nothing from this log was trusted. Check --log-key and --log: the key belongs "
+    "to another log, or the URL does. A log's key is the 'verifier key:' line its "
+    "server prints at start.",
+):
+    """A log's checkpoint is not signed by the key given for it."""
+
+
 def parse_log_key(value: str, flag: str = "--log-key") -> Verifier:
     """The Ed25519 verifier key a log signs its checkpoints with; ConfigError if not one."""
     try:
@@ -45,7 +54,8 @@ def open_with_log_key(
     """Verify the log's signature (and origin, if given) on a checkpoint from ``url``.
 
     Raises VerificationError for a malformed note or checkpoint, a checkpoint
-    for another origin, or one the key did not sign (naming who did).
+    for another origin, or (:class:`WrongLogKeyError`) one the key did not sign,
+    naming who did.
     """
     try:
         return open_checkpoint(note, key, origin)
@@ -54,10 +64,9 @@ def open_with_log_key(
     except VerificationError as exc:
         signers = note_signers(note)
         by = ", ".join(signers) if signers else "no key"
-        raise VerificationError(
+        raise WrongLogKeyError(
             f"the checkpoint from {url} is not signed by the log key {key.vkey} "
-            f"(key ID {key.name}+{key.key_id:08x}); it is signed by {by}: {exc}. "
-            "Check --log-key and --log: the key belongs to another log, or the URL does"
+            f"(key ID {key.name}+{key.key_id:08x}); it is signed by {by}: {exc}"
         ) from None
 
 

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,8 @@ import platformdirs
 import pytest
 
 from sigledger.ledger.errors import ConfigError
-from sigledger.ledger.service.config import load_config, load_settings
+from sigledger.ledger.service.config import ServerConfig, load_config, load_settings
+from tests.helpers import ROOT
 
 
 def test_defaults() -> None:
@@ -63,7 +66,8 @@ def test_observe_index_from_file_and_environment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "env", "match"),
     [
-        ('listn = "x"\n', {}, "unknown setting 'listn'"),
+        ('listn = "x"\n', {}, r"unknown setting 'listn' \(did you mean 'listen'\?\)"),
+        ('qwerty = "x"\n', {}, r"unknown setting 'qwerty'$"),
         ("batch_max_size = 'many'\n", {}, "batch_max_size has an invalid value"),
         ("batch_max_size = true\n", {}, "invalid value"),
         ("batch_max_size = 0\n", {}, "at least 1"),
@@ -154,3 +158,23 @@ def test_database_setting(tmp_path: Path) -> None:
     assert load_config(str(f), flags, environ=env).database == "postgres://other@127.0.0.1/x"
     with pytest.raises(ConfigError, match="database must be a URL"):
         load_config(overrides={"database": "/var/lib/log.db"}, environ={})
+
+
+def test_the_example_configuration_lists_every_setting() -> None:
+    """deploy/sigledger.toml documents every key (deploy/README.md says so) and loads."""
+    example = ROOT / "deploy" / "sigledger.toml"
+    listed = set(re.findall(r"^#?([a-z_]+) = ", example.read_text(), re.MULTILINE))
+    assert listed == {f.name for f in fields(ServerConfig)}
+    assert load_config(str(example), environ={}).data == "/var/lib/sigledger"
+    # The first commented-out value of each key is its default.
+    defaults = load_config(environ={})
+    shown: dict[str, object] = {}
+    for name, value in re.findall(r"^#([a-z_]+) = (.*)$", example.read_text(), re.MULTILINE):
+        shown.setdefault(name, tomllib.loads(f"v = {value}")["v"])
+
+    def default(name: str) -> object:
+        value = getattr(defaults, name)
+        return list(value) if isinstance(value, tuple) else value
+
+    assert len(shown) > 30
+    assert {n: v for n, v in shown.items() if v != default(n)} == {}

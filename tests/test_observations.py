@@ -100,6 +100,22 @@ async def test_readers_take_logs_with_observations(log_server: LogProcess, tmp_p
     assert "entries 0 and 3" in conflict["message"] and OTHER_EYE.vkey in conflict["message"]
     kinds = [e["kind"] for e in conflict["evidence"]["entries"]]
     assert kinds == ["signature", "observation"]
+    # An observer's files are observed, not signed: its alarms say so.
+    (release,) = [
+        a for a in alarms if a["type"] == "new_release" and a["evidence"]["version"] == "2.0"
+    ]
+    assert (
+        release["message"]
+        == f"new release demo 2.0 (demo-2.0-py3-none-any.whl, entry 2) observed by {EYE.vkey}"
+    )
+    (first,) = [
+        a for a in alarms if a["type"] == "new_signer" and a["evidence"]["signer"] == EYE.vkey
+    ]
+    assert first["message"].startswith(f"{EYE.vkey} observed demo for the first time (")
+    (alice,) = [
+        a for a in alarms if a["type"] == "new_signer" and a["evidence"]["signer"] == ALICE.vkey
+    ]
+    assert alice["message"].startswith(f"{ALICE.vkey} signed demo for the first time (")
 
     env = {"SIGLEDGER_STATE_DIR": str(tmp_path / "state"), "SIGLEDGER_POLICY": str(policy)}
     r = await asyncio.to_thread(run_cli, "verify", str(wheel), env=env)

@@ -14,17 +14,23 @@ Convention (also stated at the top of README.md, in an HTML comment):
   any number of lines. A verifier key written ``NAME+KEYID+AB...`` stands for the
   real key of that name: the first line that shows it learns it, later commands
   get the real key where they say ``NAME+KEYID+AB...``, and later output must show
-  the same key. Durations (``0.1 s``) and this interpreter's environment (see
+  the same key; its key ID alone (``NAME+KEYID``) is read as the README writes it.
+  Durations (``0.1 s``) and this interpreter's environment (see
   ``README_ENVIRONMENT``) are normalized.
 * Loopback ports in commands (``127.0.0.1:8080``) are replaced by free ports, and
-  back in the output; PyPI's index URL (:data:`README_INDEX`) by a local
-  pypiserver serving the tour's release files. ``pip`` and ``uv`` are those of
-  the test extras, isolated from this machine's configuration.
+  back in the output; PyPI's index URL (:data:`README_INDEX`) and its files host
+  (:data:`README_FILES`) by a local pypiserver serving the tour's release files
+  and, as PyPI does, releases nobody in the tour signed (:data:`UNSIGNED`).
+  ``pip`` and ``uv`` are those of the test extras, isolated from this machine's
+  configuration.
 * A command must exit 0, unless its comment says ``# exits N``.
 * ``sigledger serve``, ``sigledger witness serve`` and ``sigledger proxy`` keep
   running in the background: their block shows what they print at start (they
   must print ``listening on``); one started on the port of a running one
-  replaces it (a restart). All are stopped at the end.
+  replaces it (a restart). All are stopped at the end. One expected to fail
+  (``# exits N``) runs as any other command.
+* ``deploy/README.md`` runs in a directory holding a copy of ``deploy/``
+  (:data:`CHECKOUT`), as the repository root its commands name.
 * ``<!-- tour: skip REASON -->`` before a fenced block: not run here, for that
   reason. ``<!-- tour: fixture NAME -->``: instead of that block (a ``sh`` block,
   say, that builds or downloads files), the test runs :data:`FIXTURES` ``[NAME]``,
@@ -41,6 +47,7 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,12 +65,24 @@ from tests.index import PyPIServer, free_port, sdist, uv_exe, wheel
 
 # Each file is one tour, in its own directory; the least number of commands it runs
 # (a README that lost its tour fails too).
-SOURCES = {ROOT / "README.md": 15, ROOT / "deploy" / "README.md": 0}
+SOURCES = {ROOT / "README.md": 30, ROOT / "deploy" / "README.md": 4}
+CHECKOUT = {ROOT / "deploy" / "README.md": ("deploy",)}
+"""What a file's tour directory holds of the repository, as the repository root would."""
 README_ENVIRONMENT = "cp312-manylinux_2_39_x86_64 (this interpreter)"
 """How the README writes the environment ``verify`` and ``policy pin`` check for."""
 README_PORTS = (8080, 8081, 8090)
 README_INDEX = "https://pypi.org/simple/"
 """Commands naming it get a local index serving the tour's release files instead."""
+README_FILES = "https://files.pythonhosted.org/packages/"
+"""Where PyPI's pages link the files: the local index's file prefix instead."""
+UNSIGNED = (
+    wheel("sampleproject", "3.0.0"),
+    sdist("sampleproject", "3.0.0"),
+    wheel("six", "1.17.0", tag="py2.py3-none-any"),
+    sdist("six", "1.17.0"),
+)
+"""What the local index serves besides the tour's ``dist/``: an older release of
+sampleproject and another project, which nobody in the tour signs."""
 SERVICES = re.compile(r"^sigledger (serve|witness serve|proxy)\b")
 COMMAND_TIMEOUT = 60.0
 SERVICE_TIMEOUT = 30.0
@@ -257,8 +276,10 @@ class Tour:
             text = text.replace(placeholder, key)
         for readme, real in self.ports.items():
             text = text.replace(f"127.0.0.1:{readme}", f"127.0.0.1:{real}")
-        if README_INDEX in text:
-            text = text.replace(README_INDEX, self.start_index())
+        if README_INDEX in text or README_FILES in text:
+            index = self.start_index()
+            text = text.replace(README_INDEX, index)
+            text = text.replace(README_FILES, index.replace("/simple/", "/packages/"))
         return text
 
     def start_index(self) -> str:
@@ -269,6 +290,8 @@ class Tour:
             for f in (self.dir / "dist").iterdir():
                 if f.is_file():
                     (files / f.name).write_bytes(f.read_bytes())
+            for name, data in UNSIGNED:
+                (files / name).write_bytes(data)
             self.index = PyPIServer(files).start()
         return self.index.url
 
@@ -277,6 +300,12 @@ class Tour:
             text = text.replace(f"127.0.0.1:{real}", f"127.0.0.1:{readme}")
         if self.index is not None:
             text = text.replace(self.index.url, README_INDEX)
+            text = text.replace(self.index.url.replace("/simple/", "/packages/"), README_FILES)
+        for placeholder, key in self.keys.items():  # a learned key's ID, as the README wrote it
+            m = KEY_PLACEHOLDER.fullmatch(placeholder)
+            assert m is not None
+            n = len(m.group(1)) + 9  # NAME+KEYID
+            text = re.sub(re.escape(key[:n]) + r"(?!\+)", placeholder[:n], text)
         text = text.replace(str(self.home), "~").replace(self.environment, README_ENVIRONMENT)
         return text.splitlines()
 
@@ -300,7 +329,7 @@ class Tour:
     def run(self, block: Block) -> None:
         for cmd in block.commands:
             text = self.command_text(cmd.text)
-            if SERVICES.match(text):
+            if SERVICES.match(text) and cmd.exit_status == 0:
                 self.start_service(cmd, block, text)
                 continue
             done = subprocess.run(
@@ -461,6 +490,8 @@ def tour(tmp_path: Path) -> Iterator[Tour]:
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("source", list(SOURCES), ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_readme_tour_runs_as_written(tour: Tour, source: Path) -> None:
+    for folder in CHECKOUT.get(source, ()):
+        shutil.copytree(ROOT / folder, tour.dir / folder)
     ran = 0
     for block in parse_blocks(source.read_text(), source):
         if block.kind == "skip":
@@ -505,3 +536,7 @@ def test_the_convention_parses_and_matches(tmp_path: Path) -> None:
     assert match_output(["OK: f sha256:... in 0.1 s"], ["OK: f sha256:abc in 12.5 s"], keys)
     assert not match_output(["OK: f sha256:..."], ["FAIL: f sha256:abc"], keys)
     assert second.exit_status == 0 and Command("x  # exits 4", [], 1).exit_status == 4
+    # A learned key's ID alone reads as the README wrote it; the whole key stays.
+    t = Tour(tmp_path)
+    t.keys = dict(keys)
+    assert t.output_lines(f"{key} (key ID a+0badc0de)") == [f"{key} (key ID a+1a2b3c4d)"]

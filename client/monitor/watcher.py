@@ -1103,12 +1103,18 @@ class LogWatcher:
         if history is None:
             history = self._history[project] = await self.state.project_history(rec.id, project)
         versions, signers = history
-        alarms = []
+        alarms: list[Alarm] = []
+        if version in versions and signer in signers:
+            return alarms
+        entry = await self._entry(auth, idx, datas)
+        # an observer key observed the file; it did not sign a release
+        signed = "observed" if _entry_kind(entry) == "observation" else "signed"
         if version not in versions:
             alarms.append(
                 self._alarm(
                     "new_release",
-                    f"new release {project} {version} ({filename}, entry {idx}) signed by {signer}",
+                    f"new release {project} {version} ({filename}, entry {idx})"
+                    f" {signed} by {signer}",
                     {
                         "checkpoint": auth.note_text,
                         "tree_size": auth.size,
@@ -1117,7 +1123,7 @@ class LogWatcher:
                         "filename": filename,
                         "sha256": sha256.hex(),
                         "signer": signer,
-                        "entry": await self._entry(auth, idx, datas),
+                        "entry": entry,
                         "how_to_check": follow.HOW_TO_CHECK_ENTRY
                         + " for entry; decode_entry(entry) names this project and version",
                     },
@@ -1130,7 +1136,7 @@ class LogWatcher:
             alarms.append(
                 self._alarm(
                     "new_signer",
-                    f"{signer} signed {project} for the first time ({filename}, entry {idx})"
+                    f"{signer} {signed} {project} for the first time ({filename}, entry {idx})"
                     + (" and the policy does not trust it" if trusted is False else ""),
                     {
                         "checkpoint": auth.note_text,
@@ -1139,7 +1145,7 @@ class LogWatcher:
                         "signer": signer,
                         "previous_signers": sorted(signers),
                         "trusted_by_policy": trusted,
-                        "entry": await self._entry(auth, idx, datas),
+                        "entry": entry,
                         "how_to_check": follow.HOW_TO_CHECK_ENTRY
                         + " for entry; decode_entry(entry) is signed by signer",
                     },

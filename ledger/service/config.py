@@ -21,6 +21,7 @@ Example ``sigledger.toml``::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -416,7 +417,10 @@ def load_settings(
             elif name in kinds:
                 values[name] = coerce_setting(name, kinds[name], value, path)
             else:
-                raise ConfigError(f"{path}: unknown setting {key!r}")
+                known = [*kinds, *(tables or {})]
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{path}: unknown setting {key!r}{hint}")
     values.update(settings_from_env(env, prefix, kinds))
     for name, value in (overrides or {}).items():
         if value is None:
