@@ -14,6 +14,7 @@ import json
 import random
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from sigledger.client.publish.submit import publish
@@ -22,13 +23,15 @@ from sigledger.ledger.checkpoint import open_checkpoint
 from sigledger.ledger.errors import ConfigError, VerificationError
 from sigledger.ledger.log.database import describe, parse_database_url, sqlite_url
 from sigledger.ledger.log.migrate import prove_copy
-from sigledger.ledger.log.postgres import PostgresStorage
+from sigledger.ledger.log.postgres import MIGRATIONS, PostgresStorage
+from sigledger.ledger.log.store import EntryQuery
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.sqlite import StorageLockedError
 from tests.helpers import LogProcess, get, make_release, read_log, run_cli
 from tests.memtree import MemoryTree
 from tests.postgres import PostgresServer
 from tests.test_crash import _hammer
+from tests.test_storage_contract import ALICE, BOB, row
 
 pytestmark = pytest.mark.slow
 
@@ -413,3 +416,49 @@ def test_a_user_without_rights_is_told_to_own_the_database(
     out = run_cli("serve", "--data", str(tmp_path), "--database", postgres_server.url("not_ours"))
     assert out.returncode != 0
     assert "permission denied" in out.stderr and "createdb -O USER DBNAME" in out.stderr
+
+
+async def test_schema_2_is_compacted_with_its_violations(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    """A database of schema 2 (text columns per entry, level-0 tiles stored) that holds
+    two hashes of one file by one key (possible before the identity rule) migrates to
+    schema 3: the same entries, found by every lookup, the violation recorded."""
+    rows = [
+        row(0, "demo", "1.0", "demo-1.0.tar.gz"),
+        row(1, "demo", "1.0", "Demo-1.0.tar.gz"),  # alice again, another hash
+        row(2, "demo", "1.0", "demo-1.0-py3-none-any.whl", signer="b"),
+    ]
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        for script in MIGRATIONS[:2]:
+            assert isinstance(script, str)
+            await conn.execute(script)
+        await conn.execute("INSERT INTO meta VALUES ('schema_version', '2'), ('origin', 'o')")
+        await conn.execute("INSERT INTO signers (vkey) VALUES ($1), ($2)", ALICE, BOB)
+        for r in rows:
+            await conn.execute(
+                "INSERT INTO entries (idx, time_ms, signer, sha256, project, version, filename,"
+                " identity, data) SELECT $1, $2, id, $3, $4, $5, $6, $7, $8 FROM signers"
+                " WHERE vkey = $9",
+                r.index, r.time_ms, r.sha256, r.project, r.version, r.filename, r.identity,
+                r.data, r.signer,
+            )  # fmt: skip
+        await conn.execute(
+            "INSERT INTO tiles (level, n, data) VALUES (0, 0, '\\x00'), (1, 0, '\\x01')"
+        )
+    finally:
+        await conn.close()
+    store = await PostgresStorage.open(postgres_url)
+    try:
+        assert await store.get_meta("schema_version") == "3"
+        assert await store.read_entry_rows(0, 3) == rows
+        assert await store.identity_violations() == [(ALICE, rows[0].identity, [0, 1])]
+        found = await store.lookup(EntryQuery(below=3, sha256=rows[2].sha256))
+        assert [i for i, _ in found] == [2]
+        assert [i for i, _ in await store.lookup(EntryQuery(below=3, project="demo"))] == [0, 1, 2]
+        # Level 0 comes from the entries now; higher levels stay as stored.
+        leaves = b"".join(merkle.leaf_hash(r.data) for r in rows)
+        assert await store.read_tiles([(0, 0), (1, 0)]) == {(0, 0): leaves, (1, 0): b"\x01"}
+    finally:
+        await store.close()

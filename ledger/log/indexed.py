@@ -50,9 +50,9 @@ __all__ = [
     "VIOLATIONS_KEY",
     "IndexKeys",
     "IndexedLookups",
-    "Violations",
     "new_salt",
     "row_of",
+    "violations_json",
 ]
 
 SALT_KEY = "index_salt"
@@ -129,25 +129,12 @@ def row_of(index: int, data: bytes) -> EntryRow:
     )  # fmt: skip
 
 
-class Violations:
-    """Identity-rule violations (one key, several hashes for one file identity) found
-    while a migration reads every entry of a log written before the rule."""
-
-    def __init__(self) -> None:
-        self._first: dict[tuple[str, str], dict[bytes, int]] = {}
-
-    def add(self, rows: Iterable[EntryRow]) -> None:
-        for r in rows:
-            self._first.setdefault((r.signer, r.identity), {}).setdefault(r.sha256, r.index)
-
-    def to_json(self) -> str | None:
-        """[[key, identity, [first index of each hash]], ...] or None when there are none."""
-        found = [
-            [signer, identity, sorted(by_hash.values())]
-            for (signer, identity), by_hash in sorted(self._first.items())
-            if len(by_hash) > 1
-        ]
-        return json.dumps(found) if found else None
+def violations_json(found: Iterable[tuple[str, str, Iterable[int]]]) -> str | None:
+    """What a migration records in meta ``identity_violations``: the (key, file identity,
+    first index of each hash) of every file one key logged with several hashes before
+    the identity rule (the engines group them in SQL), or None when there are none."""
+    rows = sorted([vkey, identity, sorted(int(i) for i in ids)] for vkey, identity, ids in found)
+    return json.dumps(rows) if rows else None
 
 
 @dataclass(frozen=True, slots=True)

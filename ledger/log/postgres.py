@@ -82,9 +82,9 @@ from sigledger.ledger.log.indexed import (
     VIOLATIONS_KEY,
     IndexedLookups,
     IndexKeys,
-    Violations,
     new_salt,
     row_of,
+    violations_json,
 )
 from sigledger.ledger.log.store import Batch, Copied, EntryRow, StoredHead
 from sigledger.ledger.service.sqlite import (
@@ -123,7 +123,12 @@ async def _compact_entries(conn: Any) -> None:
         );
         """
     )
-    violations = Violations()
+    # (key id, identity, hash, index) of every entry, grouped in SQL at the end: memory
+    # stays flat however long the log.
+    await conn.execute(
+        "CREATE TEMP TABLE migrate_bindings (signer integer, identity text, sha256 bytea,"
+        " idx bigint) ON COMMIT DROP"
+    )
     start = 0
     while True:
         rows = await conn.fetch(
@@ -143,9 +148,21 @@ async def _compact_entries(conn: Any) -> None:
             [int(r[1]) for r in rows],
             [e.data for e in decoded],
         )
-        violations.add(decoded)
+        await conn.execute(
+            "INSERT INTO migrate_bindings SELECT * FROM unnest($1::integer[], $2::text[],"
+            " $3::bytea[], $4::bigint[])",
+            [int(r[1]) for r in rows],
+            [e.identity for e in decoded],
+            [e.sha256 for e in decoded],
+            [e.index for e in decoded],
+        )
         start = int(rows[-1][0]) + 1
-    if found := violations.to_json():
+    grouped = await conn.fetch(
+        "SELECT s.vkey, b.identity, array_agg(b.idx) FROM (SELECT signer, identity,"
+        " MIN(idx) AS idx FROM migrate_bindings GROUP BY signer, identity, sha256) AS b"
+        " JOIN signers AS s ON s.id = b.signer GROUP BY s.vkey, b.identity HAVING COUNT(*) > 1"
+    )
+    if found := violations_json((str(r[0]), str(r[1]), r[2]) for r in grouped):
         await conn.execute("INSERT INTO meta (key, value) VALUES ($1, $2)", VIOLATIONS_KEY, found)
     await conn.execute(
         """

@@ -63,9 +63,9 @@ from sigledger.ledger.log.indexed import (
     VIOLATIONS_KEY,
     IndexedLookups,
     IndexKeys,
-    Violations,
     new_salt,
     row_of,
+    violations_json,
 )
 from sigledger.ledger.log.store import (
     Batch,
@@ -466,7 +466,12 @@ async def _to_schema_3(db: aiosqlite.Connection) -> None:
         " data BLOB NOT NULL)"
     )
     ids: dict[str, int] = {}
-    violations = Violations()
+    # (key, identity, hash, index) of every entry, grouped in SQL at the end: memory
+    # stays flat however long the log.
+    await db.execute(
+        "CREATE TEMP TABLE migrate_bindings (signer INTEGER, identity TEXT, sha256 BLOB,"
+        " idx INTEGER)"
+    )
     start = 0
     while True:
         async with db.execute(
@@ -482,12 +487,26 @@ async def _to_schema_3(db: aiosqlite.Connection) -> None:
             except FormatError as exc:
                 raise StorageError(f"entry {i} cannot be decoded: {exc}") from exc
         ids.update(await _insert_rows(db, "entries_v3", rows, keys, ids))
-        violations.add(rows)
+        await db.executemany(
+            "INSERT INTO temp.migrate_bindings VALUES (?, ?, ?, ?)",
+            [(ids[r.signer], r.identity, r.sha256, r.index) for r in rows],
+        )
         start = chunk[-1][0] + 1
     await db.execute("DROP TABLE entries")
     await db.execute("ALTER TABLE entries_v3 RENAME TO entries")
     await db.execute("DELETE FROM tiles WHERE level = 0")  # derived from the entries now
-    if found := violations.to_json():
+    async with db.execute(
+        "SELECT s.vkey, b.identity, group_concat(b.idx) FROM (SELECT signer, identity,"
+        " MIN(idx) AS idx FROM temp.migrate_bindings GROUP BY signer, identity, sha256) AS b"
+        " JOIN signers AS s ON s.id = b.signer GROUP BY b.signer, b.identity"
+        " HAVING COUNT(*) > 1"
+    ) as cur:
+        found = violations_json(
+            (str(v), str(i), [int(x) for x in str(ix).split(",")])
+            for v, i, ix in await cur.fetchall()
+        )
+    await db.execute("DROP TABLE temp.migrate_bindings")
+    if found:
         await db.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (VIOLATIONS_KEY, found)
         )
