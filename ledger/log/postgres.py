@@ -129,6 +129,8 @@ async def _compact_entries(conn: Any) -> None:
         "CREATE TEMP TABLE migrate_bindings (signer integer, identity text, sha256 bytea,"
         " idx bigint) ON COMMIT DROP"
     )
+    total = int(await conn.fetchval("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries"))
+    log.info("migrating the log database to schema 3", extra={"entries": total})
     start = 0
     while True:
         rows = await conn.fetch(
@@ -156,6 +158,8 @@ async def _compact_entries(conn: Any) -> None:
             [e.sha256 for e in decoded],
             [e.index for e in decoded],
         )
+        if (int(rows[-1][0]) + 1) // 100_000 != start // 100_000:
+            log.info("migrating", extra={"done": int(rows[-1][0]) + 1, "entries": total})
         start = int(rows[-1][0]) + 1
     grouped = await conn.fetch(
         "SELECT s.vkey, b.identity, array_agg(b.idx) FROM (SELECT signer, identity,"

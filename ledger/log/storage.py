@@ -86,6 +86,7 @@ from sigledger.ledger.service.sqlite import (
 log = logging.getLogger("sigledger.storage")
 
 SCHEMA_VERSION = "3"
+REPORT_EVERY = 100_000  # entries between progress lines of a migration
 PAGE_SIZE = 8192
 
 _SCHEMA = """
@@ -459,7 +460,11 @@ async def _to_schema_3(db: aiosqlite.Connection) -> None:
     async with db.execute("SELECT value FROM meta WHERE key = ?", (SALT_KEY,)) as cur:
         row = await cur.fetchone()
     keys = IndexKeys.from_meta(None if row is None else str(row[0]))
-    log.info("migrating the log database to schema %s", SCHEMA_VERSION)
+    async with db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries") as cur:
+        found_row = await cur.fetchone()
+    total = int(found_row[0]) if found_row else 0
+    # About a minute per million entries: say so, and how far it got.
+    log.info("migrating the log database to schema %s", SCHEMA_VERSION, extra={"entries": total})
     await db.execute("DROP TABLE IF EXISTS entries_v3")
     await db.execute(
         "CREATE TABLE entries_v3 (idx INTEGER PRIMARY KEY, signer INTEGER NOT NULL,"
@@ -491,6 +496,8 @@ async def _to_schema_3(db: aiosqlite.Connection) -> None:
             "INSERT INTO temp.migrate_bindings VALUES (?, ?, ?, ?)",
             [(ids[r.signer], r.identity, r.sha256, r.index) for r in rows],
         )
+        if (chunk[-1][0] + 1) // REPORT_EVERY != start // REPORT_EVERY:
+            log.info("migrating", extra={"done": chunk[-1][0] + 1, "entries": total})
         start = chunk[-1][0] + 1
     await db.execute("DROP TABLE entries")
     await db.execute("ALTER TABLE entries_v3 RENAME TO entries")
