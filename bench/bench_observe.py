@@ -39,7 +39,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import os
 import platform
 import random
 import statistics
@@ -54,7 +53,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
-from common import print_table  # noqa: E402
+from common import print_table, proc_cpu  # noqa: E402
 
 from sigledger.ledger import merkle  # noqa: E402
 from sigledger.ledger.checkpoint import open_checkpoint  # noqa: E402
@@ -92,15 +91,6 @@ def build_release(
         (packages / filename).write_bytes(data)
         out[filename] = data
     return out
-
-
-def proc_cpu(pid: int) -> float | None:
-    """CPU seconds (user+system) of a process, from /proc (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def lookup(

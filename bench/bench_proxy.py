@@ -92,7 +92,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
-from common import machine_cpu, print_table  # noqa: E402
+from common import machine_cpu, print_table, proc_cpu  # noqa: E402
 
 from sigledger.client.install.policy import LogTrust, Policy, SignerRule, dump_policy  # noqa: E402
 from sigledger.client.publish.submit import sign_statement  # noqa: E402
@@ -223,15 +223,6 @@ class ProxyProcess:
     def cached_files(self) -> int:
         files = self.work / "cache" / "files"
         return sum(1 for _ in files.iterdir()) if files.is_dir() else 0
-
-
-def proc_cpu(pid: int) -> float | None:
-    """CPU seconds (user+system) of a process, from /proc (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- installs ------------------------------------------------------------------------

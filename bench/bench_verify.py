@@ -84,7 +84,7 @@ if str(ROOT) not in sys.path:
 
 import make_log  # noqa: E402
 import tomli_w  # noqa: E402
-from common import machine_cpu, print_table  # noqa: E402
+from common import machine_cpu, print_table, proc_cpu  # noqa: E402
 
 from sigledger.client.checkpoints import FileCheckpointStore  # noqa: E402
 from sigledger.client.install.lockfiles import (  # noqa: E402
@@ -238,15 +238,6 @@ def check_lock_files(pylock: Path, requirements: Path, picks: Sequence[Pick]) ->
 
 
 # -- measuring ---------------------------------------------------------------------
-
-
-def proc_cpu(pid: int) -> float | None:
-    """CPU seconds (user+system) of a process, from /proc (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu() -> float:

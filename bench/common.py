@@ -36,6 +36,15 @@ def machine_cpu() -> float | None:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def proc_cpu(pid: int) -> float | None:
+    """CPU seconds (user+system) of a process, from /proc (Linux); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float | None:
     """Resident set size of one process, MB (Linux /proc); None when unreadable."""
     try:

@@ -12,9 +12,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
+import pytest
 from yarl import URL
 
 from sigledger.client.publish.submit import sign_observation, sign_statement
@@ -26,6 +27,14 @@ from sigledger.ledger.wire import JSON_TYPE, encode_add_request
 from tests.memtree import MemoryTree
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def missing_tool(reason: str) -> NoReturn:
+    """A test needs a system tool this machine lacks: a visible skip on a developer's
+    machine, a failure under CI (``CI`` set), where .ci/run installs what is missing."""
+    if os.environ.get("CI"):
+        pytest.fail(reason + " (required under CI)")
+    pytest.skip(reason)
 
 
 def sigledger_cmd() -> list[str]:

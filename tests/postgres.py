@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import missing_tool
 from tests.index import free_port
 
 ROLE = "sigledger"
@@ -121,10 +122,9 @@ class PostgresServer:
 def postgres_server() -> Iterator[PostgresServer]:
     bindir = find_bindir()
     if bindir is None:
-        reason = "PostgreSQL server binaries (initdb, pg_ctl, psql) not found; install postgresql"
-        if os.environ.get("CI"):
-            pytest.fail(reason + " (required under CI)")
-        pytest.skip(reason)
+        missing_tool(
+            "PostgreSQL server binaries (initdb, pg_ctl, psql) not found; install postgresql"
+        )
     server = PostgresServer(bindir)
     try:
         yield server.start()

@@ -40,7 +40,15 @@ from sigledger.ledger.note import (
 from sigledger.ledger.service.config import ServerConfig
 from sigledger.ledger.tiles import decode_entry_bundle, entry_bundle_for
 from sigledger.ledger.wire import JSON_TYPE, encode_add_request
-from tests.helpers import LogProcess, WitnessProcess, get, observed, read_log, signed
+from tests.helpers import (
+    LogProcess,
+    WitnessProcess,
+    get,
+    missing_tool,
+    observed,
+    read_log,
+    signed,
+)
 
 ALICE = Signer.from_seed("alice@example.org", bytes([1]) * 32)
 BOB = Signer.from_seed("bob@example.org", bytes([2]) * 32)
@@ -543,15 +551,10 @@ CHROMIUM_FLAGS = (
 def _chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
-        # As for PostgreSQL and nginx: a visible skip on a developer's machine,
-        # a failure under CI, where .ci/run installs what is missing.
-        reason = (
+        missing_tool(
             "the explorer's browser tests need Debian's chromium, which is not installed: "
             "apt-get install -y chromium (.ci/run installs it when it is missing)"
         )
-        if os.environ.get("CI"):
-            pytest.fail(reason + " (required under CI)")
-        pytest.skip(reason)
     return exe
 
 

@@ -37,7 +37,7 @@ from sigledger.ledger.entry import decode_entry
 from sigledger.ledger.log.observer import observing_seconds
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.config import ServerConfig
-from tests.helpers import ROOT, LogProcess, sigledger_cmd, signed, tree_env
+from tests.helpers import ROOT, LogProcess, missing_tool, sigledger_cmd, signed, tree_env
 from tests.index import PyPIServer, free_port, wheel
 
 DEPLOY = ROOT / "deploy"
@@ -169,9 +169,10 @@ def loopback_site(workdir: Path, port: int, upstream: str) -> Path:
 def nginx_path() -> str:
     binary = nginx_binary()
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("nginx is required in CI (.ci/run installs Debian's nginx)")
-        pytest.skip("nginx is not installed (apt-get install nginx); static serving untested")
+        missing_tool(
+            "nginx is not installed (apt-get install nginx; .ci/run installs it); "
+            "static serving untested"
+        )
     return binary
 
 
