@@ -98,7 +98,7 @@ from sigledger.client.install.policy import LogTrust, Policy, SignerRule, dump_p
 from sigledger.client.publish.submit import sign_statement  # noqa: E402
 from sigledger.ledger.entry import Statement  # noqa: E402
 from sigledger.ledger.note import Verifier  # noqa: E402
-from tests.helpers import LogProcess, post_add, sigledger_cmd, tree_env  # noqa: E402
+from tests.helpers import LogProcess, ProxyProcess, post_add  # noqa: E402
 from tests.index import ALICE, PyPIServer, installer_env, wheel  # noqa: E402
 
 TARGET_RATIO = 1.3
@@ -155,74 +155,6 @@ def write_policy(path: Path, log: LogProcess, names: Sequence[str]) -> None:
 
 
 # -- processes -----------------------------------------------------------------------
-
-
-class ProxyProcess:
-    """``sigledger proxy`` on a free loopback port, its output in a file."""
-
-    def __init__(self, upstream: str, policy: Path, work: Path, *extra: str) -> None:
-        self.work = work
-        self.args = [
-            *sigledger_cmd(),
-            "proxy",
-            "--upstream",
-            upstream,
-            "--listen",
-            "127.0.0.1:0",
-            "--policy",
-            str(policy),
-            "--cache",
-            str(work / "cache"),
-            "--state",
-            str(work / "state"),
-            *extra,
-        ]
-        self.output = work / "proxy.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-
-    def start(self, timeout: float = START_TIMEOUT_S) -> ProxyProcess:
-        self.work.mkdir(parents=True, exist_ok=True)
-        with self.output.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.args, stdout=out, stderr=subprocess.STDOUT, env=tree_env()
-            )
-        deadline = time.monotonic() + timeout
-        while not self.url:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the proxy exited: {self.output.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the proxy did not start: {self.output.read_text()[-3000:]}")
-            if m := re.search(r"listening on (http://\S+)/simple/", self.output.read_text()):
-                self.url = m.group(1)
-            else:
-                time.sleep(0.05)
-        return self
-
-    @property
-    def index(self) -> str:
-        return self.url + "/simple/"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
-
-    def cached_files(self) -> int:
-        files = self.work / "cache" / "files"
-        return sum(1 for _ in files.iterdir()) if files.is_dir() else 0
 
 
 # -- installs ------------------------------------------------------------------------

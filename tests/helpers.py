@@ -269,3 +269,95 @@ def worker_pids(server_pid: int) -> list[int]:
         if ppid == server_pid and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
             out.append(int(entry))
     return out
+
+
+class ProxyProcess:
+    """``sigledger proxy`` on a free loopback port; ``lines`` is everything it logged."""
+
+    def __init__(self, upstream: str, policy: Path, work: Path, *extra: str) -> None:
+        self.work = work
+        self.args = [
+            *sigledger_cmd(),
+            "proxy",
+            "--upstream",
+            upstream,
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            str(policy),
+            "--cache",
+            str(work / "cache"),
+            "--state",
+            str(work / "state"),
+            "--json-log",
+            *extra,
+        ]
+        self.lines: list[str] = []
+        self.url = ""
+
+    def start(self, timeout: float = 30) -> ProxyProcess:
+        self.proc = subprocess.Popen(
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=tree_env(),
+        )
+        found: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert self.proc.stdout is not None
+            with self.proc.stdout as stream:
+                for line in stream:
+                    self.lines.append(line)
+                    found.put(line)
+            found.put(None)
+
+        self.pump = threading.Thread(target=pump, daemon=True)
+        self.pump.start()
+        deadline = time.monotonic() + timeout
+        while not self.url:
+            line = found.get(timeout=max(0.01, deadline - time.monotonic()))
+            if line is None:
+                raise RuntimeError("proxy exited: " + "".join(self.lines))
+            if m := re.search(r"listening on (http://\S+)/simple/", line):
+                self.url = m.group(1)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def index(self) -> str:
+        return self.url + "/simple/"
+
+    def cached_files(self) -> int:
+        """How many downloads the proxy holds in its cache."""
+        files = self.work / "cache" / "files"
+        return sum(1 for _ in files.iterdir()) if files.is_dir() else 0
+
+    def stop(self) -> int | None:
+        """Stop it (SIGTERM, then kill); its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.pump.join(timeout=10)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def logged(self, text: str, timeout: float = 10) -> bool:
+        """Whether ``text`` shows up in the proxy's output within ``timeout`` seconds
+        (its lines arrive through a pipe and a reader thread, a little after the answer)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True

@@ -30,10 +30,9 @@ from sigledger.client.install.policy import (
 from sigledger.client.publish.submit import write_key
 from sigledger.ledger.entry import SignedObservation, decode_entry, decode_signed
 from sigledger.ledger.note import Signer, Verifier
-from tests.helpers import LogProcess, run_cli, sigledger_cmd, tree_env
+from tests.helpers import LogProcess, ProxyProcess, run_cli, sigledger_cmd, tree_env
 from tests.index import PyPIServer, http_get, pip_install, uv_install, wheel
 from tests.test_monitor import monitor
-from tests.test_proxy import ProxyProcess
 
 MIRROR = Signer.from_seed("mirror.example/observer", hashlib.sha256(b"mirror").digest())
 SECOND = Signer.from_seed("second.example/observer", hashlib.sha256(b"second").digest())

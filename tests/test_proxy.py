@@ -9,12 +9,6 @@ import hashlib
 import http.client
 import io
 import json
-import queue
-import re
-import signal
-import subprocess
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -58,7 +52,7 @@ from sigledger.ledger.checkpoint import Checkpoint
 from sigledger.ledger.entry import Entry, SignedObservation, Statement, encode_entry
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.note import Signer
-from tests.helpers import LogProcess, run_cli, sigledger_cmd, tree_env
+from tests.helpers import LogProcess, ProxyProcess, run_cli
 from tests.index import (
     ALICE,
     BOB,
@@ -444,82 +438,6 @@ async def test_cache_single_flight(tmp_path: Path) -> None:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: object, **kw: object) -> None:
         return None
-
-
-class ProxyProcess:
-    """``sigledger proxy`` on a free loopback port; ``lines`` is everything it logged."""
-
-    def __init__(self, upstream: str, policy: Path, work: Path, *extra: str) -> None:
-        self.args = [
-            *sigledger_cmd(),
-            "proxy",
-            "--upstream",
-            upstream,
-            "--listen",
-            "127.0.0.1:0",
-            "--policy",
-            str(policy),
-            "--cache",
-            str(work / "cache"),
-            "--state",
-            str(work / "state"),
-            "--json-log",
-            *extra,
-        ]
-        self.lines: list[str] = []
-        self.url = ""
-
-    def start(self, timeout: float = 30) -> ProxyProcess:
-        self.proc = subprocess.Popen(
-            self.args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=tree_env(),
-        )
-        found: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert self.proc.stdout is not None
-            with self.proc.stdout as stream:
-                for line in stream:
-                    self.lines.append(line)
-                    found.put(line)
-            found.put(None)
-
-        self.pump = threading.Thread(target=pump, daemon=True)
-        self.pump.start()
-        deadline = time.monotonic() + timeout
-        while not self.url:
-            line = found.get(timeout=max(0.01, deadline - time.monotonic()))
-            if line is None:
-                raise RuntimeError("proxy exited: " + "".join(self.lines))
-            if m := re.search(r"listening on (http://\S+)/simple/", line):
-                self.url = m.group(1)
-        return self
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.pump.join(timeout=10)
-
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def logged(self, text: str, timeout: float = 10) -> bool:
-        """Whether ``text`` shows up in the proxy's output within ``timeout`` seconds
-        (its lines arrive through a pipe and a reader thread, a little after the answer)."""
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
 
 
 @dataclass
