@@ -51,7 +51,6 @@ __all__ = [
     "IndexKeys",
     "IndexedLookups",
     "new_salt",
-    "row_of",
     "violations_json",
 ]
 
@@ -117,16 +116,6 @@ class IndexKeys:
         """(hash key, file key) of a new entry."""
         ident = file_identity(row.filename)
         return self.hash_key(row.sha256), self.file_key(ident.project, ident.version)
-
-
-def row_of(index: int, data: bytes) -> EntryRow:
-    """An :class:`EntryRow` rebuilt from stored leaf bytes."""
-    e = decode_entry(data)
-    st = e.statement
-    return EntryRow(
-        index, data, st.project, st.version, st.filename, st.sha256, e.signed.signer_vkey(),
-        e.time_ms, st.identity.key,
-    )  # fmt: skip
 
 
 def violations_json(found: Iterable[tuple[str, str, Iterable[int]]]) -> str | None:

@@ -83,7 +83,6 @@ from sigledger.ledger.log.indexed import (
     IndexedLookups,
     IndexKeys,
     new_salt,
-    row_of,
     violations_json,
 )
 from sigledger.ledger.log.store import Batch, Copied, EntryRow, StoredHead
@@ -139,7 +138,7 @@ async def _compact_entries(conn: Any) -> None:
         )
         if not rows:
             break
-        decoded = [row_of(int(r[0]), bytes(r[2])) for r in rows]
+        decoded = [EntryRow.from_leaf(int(r[0]), bytes(r[2])) for r in rows]
         keyed = [keys.of_row(e) for e in decoded]
         await conn.execute(
             "INSERT INTO entries_v3 (idx, hkey, fkey, signer, data) SELECT * FROM"
@@ -680,7 +679,7 @@ class PostgresStorage(IndexedLookups):
         rows = await self._entries(
             "SELECT idx, data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", start, end
         )
-        return [row_of(i, data) for i, data in rows]
+        return [EntryRow.from_leaf(i, data) for i, data in rows]
 
     async def read_heads(self, start: int, limit: int) -> list[StoredHead]:
         rows = await self._fetch(

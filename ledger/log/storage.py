@@ -64,7 +64,6 @@ from sigledger.ledger.log.indexed import (
     IndexedLookups,
     IndexKeys,
     new_salt,
-    row_of,
     violations_json,
 )
 from sigledger.ledger.log.store import (
@@ -373,7 +372,7 @@ class Storage(IndexedLookups):
         rows = await self._r.execute_fetchall(
             "SELECT idx, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
         )
-        return [row_of(int(r[0]), bytes(r[1])) for r in rows]
+        return [EntryRow.from_leaf(int(r[0]), bytes(r[1])) for r in rows]
 
     async def read_heads(self, start: int, limit: int) -> list[StoredHead]:
         async with self._r.execute(
@@ -488,7 +487,7 @@ async def _to_schema_3(db: aiosqlite.Connection) -> None:
         rows: list[EntryRow] = []
         for i, d in chunk:
             try:
-                rows.append(row_of(i, d))
+                rows.append(EntryRow.from_leaf(i, d))
             except FormatError as exc:
                 raise StorageError(f"entry {i} cannot be decoded: {exc}") from exc
         ids.update(await _insert_rows(db, "entries_v3", rows, keys, ids))

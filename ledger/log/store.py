@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
+
+from sigledger.ledger.entry import decode_entry
 
 __all__ = [
     "Batch",
@@ -39,7 +41,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class EntryRow:
-    """One new entry as it is stored."""
+    """One entry and the fields its lookup keys and bindings are made from."""
 
     index: int
     data: bytes
@@ -52,11 +54,13 @@ class EntryRow:
     identity: str
 
     @classmethod
-    def from_row(cls, r: Sequence[Any]) -> EntryRow:
-        """From a database row of the fields in declaration order."""
+    def from_leaf(cls, index: int, data: bytes) -> EntryRow:
+        """The row of stored leaf bytes (FormatError if they are not an entry)."""
+        e = decode_entry(data)
+        st = e.statement
         return cls(
-            int(r[0]), bytes(r[1]), str(r[2]), str(r[3]), str(r[4]), bytes(r[5]), str(r[6]),
-            int(r[7]), str(r[8]),
+            index, data, st.project, st.version, st.filename, st.sha256, e.signed.signer_vkey(),
+            e.time_ms, st.identity.key,
         )  # fmt: skip
 
 
@@ -133,16 +137,6 @@ class EntryQuery:
     def __post_init__(self) -> None:
         if self.sha256 is None and self.project is None:
             raise ValueError("an entry query needs sha256 or project")
-
-    def filters(self) -> list[tuple[str, bytes | str]]:
-        """(column, value) of each field given, besides the index range."""
-        fields = (
-            ("sha256", self.sha256),
-            ("project", self.project),
-            ("version", self.version),
-            ("identity", self.identity),
-        )
-        return [(column, value) for column, value in fields if value is not None]
 
 
 class LogStorage(Protocol):
