@@ -30,7 +30,7 @@ Sizes and indexes are uint64 on the wire; the checks reject anything outside
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from typing import TypeAlias
 
 from sigledger.ledger.encoding import UINT64_LIMIT
@@ -138,10 +138,11 @@ def subtree_nodes(start: int, end: int) -> list[Node]:
         raise ValueError(f"leaf range [{start}, {end}) has no decreasing subtree decomposition")
     nodes: list[Node] = []
     pos = start
-    for level in range(top, -1, -1):
-        if width >> level & 1:
-            nodes.append((level, pos >> level))
-            pos += 1 << level
+    while width:  # one step per set bit (proofs call this for every sibling)
+        level = width.bit_length() - 1
+        nodes.append((level, pos >> level))
+        pos += 1 << level
+        width -= 1 << level
     return nodes
 
 
@@ -222,7 +223,15 @@ def _consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
 
 def _nodes_of(ranges: list[tuple[int, int]]) -> list[Node]:
     # The ranges of one proof are disjoint, so their nodes are distinct.
-    return [node for lo, hi in ranges for node in subtree_nodes(lo, hi)]
+    nodes: list[Node] = []
+    for lo, hi in ranges:
+        width = hi - lo
+        if width & (width - 1) == 0:  # a perfect subtree (all but the right edge)
+            level = width.bit_length() - 1
+            nodes.append((level, lo >> level))
+        else:
+            nodes += subtree_nodes(lo, hi)
+    return nodes
 
 
 def _hashes_of(
@@ -246,9 +255,15 @@ def _hashes_of(
     return proof
 
 
-def inclusion_nodes(index: int, size: int) -> list[Node]:
-    """Every node :func:`prove_inclusion` will ask ``get_node`` for (distinct)."""
-    return _nodes_of(_inclusion_ranges(index, size))
+def inclusion_nodes(
+    index: int, size: int, memo: Container[tuple[int, int]] | None = None
+) -> list[Node]:
+    """Every node :func:`prove_inclusion` will ask ``get_node`` for (distinct); with the
+    ``memo`` given to :func:`prove_inclusions`, none of the ranges hashed in it."""
+    ranges = _inclusion_ranges(index, size)
+    if memo:
+        ranges = [r for r in ranges if r not in memo]
+    return _nodes_of(ranges)
 
 
 def prove_inclusion(index: int, size: int, get_node: GetNode) -> list[bytes]:
@@ -256,13 +271,21 @@ def prove_inclusion(index: int, size: int, get_node: GetNode) -> list[bytes]:
     return _hashes_of(_inclusion_ranges(index, size), get_node)
 
 
-def prove_inclusions(indexes: Iterable[int], size: int, get_node: GetNode) -> list[list[bytes]]:
+def prove_inclusions(
+    indexes: Iterable[int],
+    size: int,
+    get_node: GetNode,
+    memo: dict[tuple[int, int], bytes] | None = None,
+) -> list[list[bytes]]:
     """:func:`prove_inclusion` for many leaves of one tree.
 
     Proofs in one tree share their right-edge (non-perfect) subtrees, so each
     of those is hashed once for the whole batch rather than once per proof.
+    ``memo`` (range -> MTH) keeps those hashes for later calls: the MTH of leaves
+    ``[lo, hi)`` never changes once the log holds them, so one memo serves every
+    tree of the same log.
     """
-    memo: dict[tuple[int, int], bytes] = {}
+    memo = {} if memo is None else memo
     return [_hashes_of(_inclusion_ranges(i, size), get_node, memo) for i in indexes]
 
 

@@ -346,6 +346,25 @@ def test_exhaustive_inclusion(n: int, decimal_tree: MemoryTree) -> None:
         check_inclusion(m, n, DECIMAL_LEAVES[m], proof, root)
 
 
+@given(data=st.data())
+def test_prove_inclusions_with_a_memo_shared_across_sizes(
+    data: st.DataObject, decimal_tree: MemoryTree
+) -> None:
+    """One memo of right-edge hashes serves proofs in trees of several sizes: every
+    proof is the RFC's, and the nodes asked for are exactly those the memo lacks."""
+    memo: dict[tuple[int, int], bytes] = {}
+    for _ in range(data.draw(st.integers(1, 6))):
+        n = data.draw(st.integers(1, len(DECIMAL_LEAVES)))
+        leaves = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=5))
+        nodes = {node for m in leaves for node in inclusion_nodes(m, n, memo)}
+        calls, get_node = recording(decimal_tree.node)
+        proofs = merkle.prove_inclusions(leaves, n, get_node, memo)
+        assert proofs == [ref_path(m, 0, n) for m in leaves]
+        assert set(calls) <= nodes
+        for (lo, hi), h in memo.items():
+            assert h == ref_mth(lo, hi)
+
+
 @pytest.mark.parametrize("n", range(1, MAX_EXHAUSTIVE + 1))
 def test_exhaustive_consistency(n: int, decimal_tree: MemoryTree) -> None:
     new_root = decimal_tree.root(n)

@@ -58,9 +58,10 @@ def _given(args: argparse.Namespace, **settings: str) -> dict[str, Any]:
 
 def _run_service(cfg: Any, run: Callable[..., Coroutine[Any, Any, None]], ui: Ui) -> int:
     from sigledger.ledger.service.diagnostics import configure_logging
+    from sigledger.ledger.service.runner import run_service
 
     configure_logging(cfg.log_format, cfg.log_level)
-    asyncio.run(run(cfg, announce=ui.error))
+    run_service(run(cfg, announce=ui.error))
     return EXIT_OK
 
 
@@ -277,6 +278,7 @@ def proxy(args: argparse.Namespace, ui: Ui) -> int:
     from sigledger.client.publish.submit import load_key
     from sigledger.ledger.service.config import parse_listen
     from sigledger.ledger.service.diagnostics import configure_logging
+    from sigledger.ledger.service.runner import run_service
 
     policy = require_policy(args.policy)
     trust = policy.log_for(args.log) if args.log else policy.logs[0]
@@ -299,7 +301,7 @@ def proxy(args: argparse.Namespace, ui: Ui) -> int:
         observer=load_key(Path(args.observer_key)) if args.observer_key else None,
     )
     configure_logging("json" if args.json_log else "text")
-    asyncio.run(run_proxy(cfg, announce=ui.error))
+    run_service(run_proxy(cfg, announce=ui.error))
     return EXIT_OK
 
 

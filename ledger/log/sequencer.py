@@ -64,6 +64,8 @@ log = logging.getLogger("sigledger.sequencer")
 
 # Statements handled between two yields to the event loop while integrating a batch.
 YIELD_EVERY = 64
+# Right-edge range hashes kept for proofs (a few per tree size; 32 bytes each).
+EDGE_MEMO = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,9 @@ class Sequencer:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._tree: TiledTree | None = None
+        # MTHs of the right-edge ranges of proofs (merkle.prove_inclusions): replaced,
+        # never cleared, when full, so a proof in flight keeps the one it started with.
+        self._edges: dict[tuple[int, int], bytes] = {}
         self._unsaved_notes: list[tuple[int, bytes, bool]] = []
         self._committed: tuple[int, bytes, bytes] | None = None  # size, root, log-signed note
         self.published: Published | None = None
@@ -612,9 +617,12 @@ class Sequencer:
 
     async def prove_inclusions(self, indexes: Sequence[int], size: int) -> list[list[bytes]]:
         """Inclusion proofs of ``indexes`` in the tree of ``size`` (<= the tree's size)."""
-        nodes = {n for i in indexes for n in merkle.inclusion_nodes(i, size)}
+        if len(self._edges) > EDGE_MEMO:
+            self._edges = {}
+        memo = self._edges
+        nodes = {n for i in indexes for n in merkle.inclusion_nodes(i, size, memo)}
         get = await self._getter(nodes)
-        return merkle.prove_inclusions(indexes, size, get)
+        return merkle.prove_inclusions(indexes, size, get, memo)
 
     async def prove_consistency(self, old_size: int, new_size: int) -> list[bytes]:
         get = await self._getter(merkle.consistency_nodes(old_size, new_size))
