@@ -278,7 +278,6 @@ def proxy(args: argparse.Namespace, ui: Ui) -> int:
     from sigledger.client.publish.submit import load_key
     from sigledger.ledger.service.config import parse_listen
     from sigledger.ledger.service.diagnostics import configure_logging
-    from sigledger.ledger.service.runner import run_service
 
     policy = require_policy(args.policy)
     trust = policy.log_for(args.log) if args.log else policy.logs[0]
@@ -301,7 +300,8 @@ def proxy(args: argparse.Namespace, ui: Ui) -> int:
         observer=load_key(Path(args.observer_key)) if args.observer_key else None,
     )
     configure_logging("json" if args.json_log else "text")
-    run_service(run_proxy(cfg, announce=ui.error))
+    # asyncio's own loop: the proxy sends files with loop.sendfile, which uvloop lacks.
+    asyncio.run(run_proxy(cfg, announce=ui.error))
     return EXIT_OK
 
 
