@@ -65,7 +65,6 @@ from tests.postgres import PostgresServer, find_bindir  # noqa: E402
 TARGET_OVERHEAD = 100  # bytes per entry above the entry itself
 TARGET_START_S = 1.0
 TARGET_RSS_MB = 200.0
-LOG_TABLES = ("meta", "entries", "tiles", "checkpoints")
 
 
 def sqlite_sizes(db: Path) -> dict[str, Any]:
@@ -132,19 +131,21 @@ def migrate(source_db: Path, url: str, timeout: float) -> float | None:
     return time.monotonic() - t0
 
 
-def postgres_sizes(pg: PostgresServer, database: str) -> dict[str, int]:
+def postgres_sizes(pg: PostgresServer, database: str) -> dict[str, Any]:
+    """The database's size and each of the log's tables (with its TOAST and indexes)."""
     pg.sql("VACUUM", database=database)
     total = int(pg.sql("SELECT pg_database_size(current_database())", database=database))
-    names = ", ".join(f"'{t}'" for t in LOG_TABLES)
-    relations = int(
-        pg.sql(
-            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            f"WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname IN ({names})",
-            database=database,
-        )
+    listing = pg.sql(
+        "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 2 DESC",
+        database=database,
     )
-    return {"db_bytes": total, "log_relations_bytes": relations}
+    tables = {}
+    for line in listing.splitlines():
+        name, _, size = line.partition("|")
+        tables[name.strip()] = int(size)
+    return {"db_bytes": total, "log_relations_bytes": sum(tables.values()), "tables": tables}
 
 
 def copy_data(source: Path, target: Path, with_db: bool) -> None:
@@ -279,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 (
                     "  the log's tables and indexes",
                     f"{rel_per_entry:,.1f} B  ({sizes['log_relations_bytes'] / 1e6:,.1f} MB)",
+                ),
+                *(
+                    (f"    {table}", f"{size / pg_entries:,.1f} B")
+                    for table, size in sizes["tables"].items()
                 ),
             ]
             print("PostgreSQL: starting the server ...", flush=True)

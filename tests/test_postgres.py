@@ -22,16 +22,17 @@ from sigledger.ledger import merkle
 from sigledger.ledger.checkpoint import open_checkpoint
 from sigledger.ledger.errors import ConfigError, VerificationError
 from sigledger.ledger.log.database import describe, parse_database_url, sqlite_url
+from sigledger.ledger.log.indexed import IndexKeys
 from sigledger.ledger.log.migrate import prove_copy
-from sigledger.ledger.log.postgres import MIGRATIONS, PostgresStorage
-from sigledger.ledger.log.store import EntryQuery
+from sigledger.ledger.log.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStorage
+from sigledger.ledger.log.store import Batch, EntryQuery, Page
 from sigledger.ledger.note import Signer, Verifier
 from sigledger.ledger.service.sqlite import StorageLockedError
 from tests.helpers import LogProcess, get, make_release, read_log, run_cli
 from tests.memtree import MemoryTree
 from tests.postgres import PostgresServer
 from tests.test_crash import _hammer
-from tests.test_storage_contract import ALICE, BOB, row
+from tests.test_storage_contract import ALICE, BOB, CAROL, MANY, _commit_many, row
 
 pytestmark = pytest.mark.slow
 
@@ -205,9 +206,9 @@ async def test_migrate_sqlite_to_postgresql_and_back(
     out = run_cli("migrate", "--from", sqlite_url, "--to", postgres_url)
     assert out.returncode == 2
     assert "is not empty" in out.stderr
-    assert postgres_server.sql("SELECT count(*) FROM entries", postgres_url.rsplit("/", 1)[1]) == (
-        "597\n"
-    )
+    # Two full bundles sealed by the copy, the rest in the unsealed tail.
+    counts = "SELECT (SELECT count(*) FROM bundles) || ' ' || (SELECT count(*) FROM entries)"
+    assert postgres_server.sql(counts, postgres_url.rsplit("/", 1)[1]) == "2 85\n"
 
 
 async def test_migrate_proves_the_copy(
@@ -239,8 +240,10 @@ async def test_migrate_proves_the_copy(
     flip = "UPDATE {} SET data = set_byte(data, 5, get_byte(data, 5) # 1) WHERE {}"
     tile = flip.format("tiles", "level = 1 AND n = 0")  # level 0 is the entries
     await proof_fails(tile, tile, "hash tile 1/0 differs")
-    entry = flip.format("entries", "idx = 7")
+    entry = flip.format("entries", "idx = 258")  # the unsealed tail
     await proof_fails(entry, entry, "does not have the root")
+    sealed = flip.format("bundles", "n = 0").replace("5", "2000")  # past the offsets
+    await proof_fails(sealed, sealed, "does not have the root")
     # A copy without its metadata (as an interrupted migrate leaves it) is not served.
     postgres_server.sql(
         "DELETE FROM meta WHERE key NOT IN ('schema_version', 'index_salt')", database
@@ -451,7 +454,7 @@ async def test_schema_2_is_compacted_with_its_violations(
         await conn.close()
     store = await PostgresStorage.open(postgres_url)
     try:
-        assert await store.get_meta("schema_version") == "3"
+        assert await store.get_meta("schema_version") == str(SCHEMA_VERSION)
         assert await store.read_entry_rows(0, 3) == rows
         assert await store.identity_violations() == [(ALICE, rows[0].identity, [0, 1])]
         found = await store.lookup(EntryQuery(below=3, sha256=rows[2].sha256))
@@ -460,5 +463,116 @@ async def test_schema_2_is_compacted_with_its_violations(
         # Level 0 comes from the entries now; higher levels stay as stored.
         leaves = b"".join(merkle.leaf_hash(r.data) for r in rows)
         assert await store.read_tiles([(0, 0), (1, 0)]) == {(0, 0): leaves, (1, 0): b"\x01"}
+    finally:
+        await store.close()
+
+
+async def test_sealed_entries_are_read_one_by_one_or_whole(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    """Full tiles are sealed in the commit that fills them: one bundle row each, their
+    rows gone from ``entries``; a lookup reads a sealed entry alone (two slices of its
+    bundle), a range read the whole bundle, which is then kept."""
+    store = await PostgresStorage.open(postgres_url)
+    try:
+        await store.initialize({"origin": "o"}, b"\0" * 32, 1000)
+        await _commit_many(store, [300, 600])
+    finally:
+        await store.close()
+    database = postgres_url.rsplit("/", 1)[1]
+    counts = "SELECT (SELECT count(*) FROM bundles) || ' ' || (SELECT min(idx) FROM entries)"
+    assert postgres_server.sql(counts, database) == "2 512\n"
+    store = await PostgresStorage.open(postgres_url)
+    try:
+        for i in (3, 300, 511, 599):
+            found = await store.lookup(EntryQuery(below=600, sha256=MANY[i].sha256))
+            assert found == [(i, MANY[i].data)]
+        assert not store._bundles
+        assert await store.read_entries(250, 260) == [r.data for r in MANY[250:260]]
+        assert sorted(store._bundles) == [0, 1]
+    finally:
+        await store.close()
+
+
+async def test_schema_3_is_sealed(postgres_url: str, postgres_server: PostgresServer) -> None:
+    """A schema-3 database (every entry a row) migrates to schema 4 with every full tile
+    sealed and the rest left in ``entries``; it reads as before and logs on."""
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        async with conn.transaction():
+            for step in MIGRATIONS[:3]:
+                await (conn.execute(step) if isinstance(step, str) else step(conn))
+            await conn.execute(
+                "INSERT INTO meta VALUES ('schema_version', '3'), ('origin', 'o');"
+                " INSERT INTO checkpoints (size, root, time_ms) VALUES (0, '\\x00', 1)"
+            )
+        keys = IndexKeys.from_meta(
+            await conn.fetchval("SELECT value FROM meta WHERE key = 'index_salt'")
+        )
+        await conn.execute(
+            "INSERT INTO signers (vkey) SELECT unnest($1::text[])", [ALICE, BOB, CAROL]
+        )
+        for r in MANY[:600]:
+            hkey, fkey = keys.of_row(r)
+            await conn.execute(
+                "INSERT INTO entries (idx, hkey, fkey, signer, data)"
+                " SELECT $1, $2, $3, id, $4 FROM signers WHERE vkey = $5",
+                r.index, hkey, fkey, r.data, r.signer,
+            )  # fmt: skip
+    finally:
+        await conn.close()
+    store = await PostgresStorage.open(postgres_url)
+    try:
+        assert await store.get_meta("schema_version") == str(SCHEMA_VERSION)
+        assert await store.count_entries() == 600
+        assert await store.read_entries(0, 600) == [r.data for r in MANY[:600]]
+        for i in (0, 511, 512, 599):
+            found = await store.lookup(EntryQuery(below=600, sha256=MANY[i].sha256))
+            assert [j for j, _ in found] == [i]
+        mine = await store.signer_entries(BOB, Page(600, limit=1000))
+        assert sorted(j for j, _ in mine) == [r.index for r in MANY[:600] if r.signer == BOB]
+        await store.commit_batch(Batch(MANY[600:700], {}, 700, b"\1" * 32, 2000))
+        assert await store.read_entries(0, 700) == [r.data for r in MANY]
+    finally:
+        await store.close()
+    database = postgres_url.rsplit("/", 1)[1]
+    counts = "SELECT (SELECT count(*) FROM bundles) || ' ' || (SELECT count(*) FROM entries)"
+    assert postgres_server.sql(counts, database) == "2 188\n"
+
+
+async def test_key_runs_split_and_stay_whole_over_many_seals(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    """Ten bundles sealed one commit at a time: runs split as they fill, every later
+    seal lands in the runs that cover its keys, and every key is found."""
+    rows = [row(i, f"p{i % 97}", f"{i % 4}.0", f"p{i % 97}-{i % 4}.0-{i}-py3-none-any.whl",
+                signer="abc"[i % 3]) for i in range(2600)]  # fmt: skip
+    store = await PostgresStorage.open(postgres_url)
+    try:
+        await store.initialize({"origin": "o"}, b"\0" * 32, 1000)
+        for end in range(256, 2601, 256):
+            await store.commit_batch(Batch(rows[end - 256 : end], {}, end, b"\1" * 32, 2000))
+        await store.commit_batch(Batch(rows[2560:], {}, 2600, b"\2" * 32, 3000))
+    finally:
+        await store.close()
+    database = postgres_url.rsplit("/", 1)[1]
+    runs = postgres_server.sql(
+        "SELECT kind, count(*), sum(length(items)) / 12 FROM key_runs GROUP BY kind ORDER BY kind",
+        database,
+    )
+    for line in runs.splitlines():
+        kind, count, items = map(int, line.split("|"))
+        assert items == 2560 and count > 2560 // 128, line
+    store = await PostgresStorage.open(postgres_url)
+    try:
+        for i in range(0, 2600, 37):
+            found = await store.lookup(EntryQuery(below=2600, sha256=rows[i].sha256))
+            assert found == [(i, rows[i].data)]
+        release = await store.lookup(EntryQuery(below=2600, project="p5", version="1.0"))
+        assert [i for i, _ in release] == [
+            r.index for r in rows if (r.project, r.version) == ("p5", "1.0")
+        ]
+        mine = await store.signer_entries(CAROL, Page(2600, limit=5000))
+        assert sorted(i for i, _ in mine) == [r.index for r in rows if r.signer == CAROL]
     finally:
         await store.close()

@@ -315,3 +315,89 @@ async def test_load_is_atomic(opener: Opener, tmp_path: Path) -> None:
         assert await s.get_meta("origin") == "o"
     finally:
         await s.close()
+
+
+# -- a log past its first full tiles -------------------------------------------------
+
+# 700 entries: 12 projects, several versions and wheels each, three signers; an sdist
+# every 50 entries, so some files are logged more than once.
+MANY = [
+    row(
+        i,
+        f"proj{i % 12}",
+        f"{i % 5}.0",
+        f"proj{i % 12}-{i % 5}.0-{i}-py3-none-any.whl"
+        if i % 50
+        else f"proj{i % 12}-{i % 5}.0.tar.gz",
+        signer="abc"[i % 3] if i % 7 else "c",
+    )
+    for i in range(700)
+]
+
+
+async def _commit_many(store: LogStorage, sizes: list[int]) -> None:
+    done = 0
+    for size in sizes:
+        await store.commit_batch(
+            Batch(MANY[done:size], {}, size, size.to_bytes(32, "big"), 2000 + size)
+        )
+        done = size
+
+
+async def test_full_tiles_read_like_the_rest(store: LogStorage) -> None:
+    """Entries of full level-0 tiles (which an engine may store apart: the PostgreSQL
+    engine seals them) answer every read exactly as the newest ones do, also when a
+    batch fills several tiles at once and across the boundaries."""
+    await _commit_many(store, [100, 255, 256, 300, 699, 700])
+    datas = [r.data for r in MANY]
+    assert await store.count_entries() == 700
+    assert await store.read_entries(0, 700) == datas
+    assert await store.read_entries(250, 520) == datas[250:520]
+    assert await store.read_entries(690, 800) == datas[690:]
+    assert await store.read_entry_rows(510, 515) == MANY[510:515]
+    assert [i for i, _ in await store.entries_before(515, 4)] == [514, 513, 512, 511]
+    tiles = await store.read_tiles([(0, 1), (0, 2)])
+    assert tiles[(0, 1)] == b"".join(merkle.leaf_hash(d) for d in datas[256:512])
+    assert tiles[(0, 2)] == b"".join(merkle.leaf_hash(d) for d in datas[512:])
+    for i in (0, 255, 256, 511, 512, 699):
+        found = await store.lookup(EntryQuery(below=700, sha256=MANY[i].sha256))
+        assert found == [(i, datas[i])]
+        assert await store.lookup(EntryQuery(below=i, sha256=MANY[i].sha256)) == []
+
+    def expect(pred: Callable[[EntryRow], bool], below: int = 700) -> list[int]:
+        return [r.index for r in MANY[:below] if pred(r)]
+
+    release = await store.lookup(EntryQuery(below=600, project="proj5", version="0.0"))
+    assert [i for i, _ in release] == expect(
+        lambda r: (r.project, r.version) == ("proj5", "0.0"), 600
+    )
+    page = await store.lookup(EntryQuery(below=700, project="proj3", start=200, limit=7))
+    assert [i for i, _ in page] == expect(lambda r: r.project == "proj3" and r.index >= 200)[:7]
+    whole = await store.project_entries("proj7", None, Page(700, limit=1000))
+    assert sorted(i for i, _ in whole) == expect(lambda r: r.project == "proj7")
+    mine = await store.signer_entries(BOB, Page(650, limit=1000))
+    assert sorted(i for i, _ in mine) == expect(lambda r: r.signer == BOB, 650)
+    assert await store.signer_projects(CAROL, 700, 100, 10_000) == sorted(
+        (p, len(ids), ids[0])
+        for p in {r.project for r in MANY}
+        if (ids := expect(lambda r, p=p: r.signer == CAROL and r.project == p))
+    )
+    twice = MANY[100].identity
+    same = [r for r in MANY if r.identity == twice]
+    assert len(same) > 1
+    assert await store.file_hash_counts([twice], 700) == {
+        twice: (len({r.sha256 for r in same}), len(same), len({r.signer for r in same}))
+    }
+    bound = await store.find_bindings([(MANY[100].signer, twice)])
+    assert [b.index for b in bound[(MANY[100].signer, twice)]] == [
+        r.index for r in same if r.signer == MANY[100].signer
+    ]
+    hashes = sorted(r.sha256 for r in MANY)
+    assert await store.hashes_between(bytes(32), b"\xff" * 32, 700, 1000) == hashes
+    low = hashes[300][:1] + bytes(31)
+    high = hashes[300][:1] + b"\xff" * 31
+    assert (
+        await store.hashes_between(low, high, 700, 3) == [h for h in hashes if low <= h <= high][:3]
+    )
+    below = sorted(r.sha256 for r in MANY[:300])
+    assert await store.hashes_between(bytes(32), b"\xff" * 32, 300, 1000) == below

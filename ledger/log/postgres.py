@@ -5,15 +5,22 @@ with the semantics of the SQLite engine (:mod:`sigledger.ledger.log.storage`): t
 same records, constraints, orderings and paging, so the two are interchangeable and
 ``sigledger migrate`` copies a log from one to the other.
 
-Layout (schema version 3)::
+Layout (schema version 4)::
 
     meta(key PRIMARY KEY, value)                 origin, log vkey, schema_version, index salt
     signers(id integer PRIMARY KEY,              every signer verifier key, stored once;
             vkey UNIQUE)                         entries refer to it by id
-    entries(idx bigint PRIMARY KEY,              the leaf index
-            hkey bigint, fkey bigint,            the hash key and file key (indexed.py)
-            signer integer,                      REFERENCES signers
-            data bytea)                          the leaf bytes
+    entries(idx bigint PRIMARY KEY,              the unsealed tail: entries of the level-0
+            hkey bigint, fkey bigint,            tile that is not full yet, with their hash
+            signer integer,                      key, file key (indexed.py) and signer id;
+            data bytea)                          indexes (hkey), (fkey), (signer)
+    bundles(n bigint PRIMARY KEY, data bytea)    sealed entries 256 n .. 256 n + 255, one
+                                                 packed value (packed.py), stored
+                                                 uncompressed out of line (EXTERNAL) so
+                                                 that one entry is two slices of it
+    key_runs(kind smallint, lo bytea,            sorted runs of the sealed entries' keys:
+             items bytea, PRIMARY KEY (kind, lo)) kind 0 hash keys, 1 file keys, 2 signer
+                                                 ids (packed.py)
     tiles(level smallint, n bigint, data bytea,  the newest bytes of hash tile (level, n),
                                                  level >= 1 (level 0: indexed.py)
           PRIMARY KEY (level, n))
@@ -23,11 +30,23 @@ Layout (schema version 3)::
     leader(id = 1, epoch bigint,                 high availability (ha.py): the current
            lease_until, holder)                  leader's epoch, lease and internal URL
 
-Indexes on entries: (hkey), (fkey), (signer). Lookups, the binding check and the
-explorer's aggregates are shared with SQLite (:mod:`~sigledger.ledger.log.indexed`).
-A row costs about 28 bytes of tuple header and line pointer and each index entry
-about 20 bytes before page fill, so an entry takes its leaf bytes plus about 170
-(see ``bench/bench_storage.py``).
+**Sealing.** A row costs about 28 bytes of tuple header and line pointer, an index
+entry about 30 after page splits, so an entry kept as a row with three indexes takes
+its leaf bytes plus about 170. Entries are therefore written to ``entries`` and,
+in the transaction of the commit that fills their level-0 tile, **sealed**: packed
+into one ``bundles`` row, their keys merged into ``key_runs`` (each affected run
+rewritten, split beyond 128 items) and their rows deleted. An entry then takes its
+leaf bytes plus about 50 (``bench/bench_storage.py``). A copy (``sigledger migrate``)
+and the schema 3 -> 4 migration seal everything at the end in one pass over sorted
+keys instead, and rebuild ``entries`` so that no dead rows are left behind.
+
+Readers look in ``entries`` first and in the sealed part second, each statement in
+its own snapshot: an entry moves only from the first to the second, so between the
+two it is found once or twice (answers are merged by index), never missed. Sealed
+bundles never change, so the last ones read are cached (decoded).
+
+Lookups, the binding check and the explorer's aggregates are shared with SQLite
+(:mod:`~sigledger.ledger.log.indexed`) over the primitives implemented here.
 
 Text columns use the "C" collation (bytewise, like SQLite's BINARY collation).
 Fixed-width columns come first in each table, which keeps rows free of padding.
@@ -70,12 +89,15 @@ schema change is one more script appended to the list, never an edit of an old o
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 
+from sigledger.ledger.errors import FormatError
 from sigledger.ledger.log.database import redact
 from sigledger.ledger.log.indexed import (
     SALT_KEY,
@@ -85,12 +107,23 @@ from sigledger.ledger.log.indexed import (
     new_salt,
     violations_json,
 )
+from sigledger.ledger.log.packed import (
+    KEY_LIMIT,
+    item,
+    items_between,
+    merge_run,
+    pack_bundle,
+    pack_runs,
+    select_items,
+    unpack_bundle,
+)
 from sigledger.ledger.log.store import Batch, Copied, EntryRow, StoredHead
 from sigledger.ledger.service.sqlite import (
     StorageConflictError,
     StorageError,
     StorageLockedError,
 )
+from sigledger.ledger.tiles import TILE_WIDTH
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "WRITER_LOCK", "FencedError", "PostgresStorage"]
 
@@ -180,6 +213,182 @@ async def _compact_entries(conn: Any) -> None:
     )
 
 
+# The kinds of key run (packed.py) and the column of ``entries`` each is made from.
+HASH_RUNS, FILE_RUNS, SIGNER_RUNS = 0, 1, 2
+_RUN_COLUMNS = ((HASH_RUNS, "hkey"), (FILE_RUNS, "fkey"), (SIGNER_RUNS, "signer"))
+# Sealed bundles kept decoded in memory (about 60 kB each).
+BUNDLE_CACHE = 64
+# Run rows read per round trip while scanning a key range.
+RUN_PAGE = 64
+# A bundle is read whole, not entry by entry, when a read wants this many of its entries.
+WHOLE_BUNDLE = 32
+
+
+def _tail_table(name: str) -> str:
+    return f"""
+    CREATE TABLE {name} (
+        idx bigint PRIMARY KEY,
+        hkey bigint NOT NULL,
+        fkey bigint NOT NULL,
+        signer integer NOT NULL REFERENCES signers (id),
+        data bytea NOT NULL
+    )
+    """
+
+
+_TAIL_INDEXES = """
+CREATE INDEX entries_hkey ON entries (hkey);
+CREATE INDEX entries_fkey ON entries (fkey);
+CREATE INDEX entries_signer ON entries (signer);
+"""
+
+
+async def _seal_entries(conn: Any) -> None:
+    """Schema 3 -> 4: bundles and key runs (the module docstring), everything sealed."""
+    await conn.execute(
+        """
+        CREATE TABLE bundles (n bigint PRIMARY KEY, data bytea NOT NULL);
+        ALTER TABLE bundles ALTER COLUMN data SET STORAGE EXTERNAL;
+        CREATE TABLE key_runs (
+            kind smallint NOT NULL,
+            lo bytea NOT NULL,
+            items bytea NOT NULL,
+            PRIMARY KEY (kind, lo)
+        ) WITH (fillfactor = 90);
+        INSERT INTO key_runs (kind, lo, items) VALUES (0, '', ''), (1, '', ''), (2, '', '');
+        """
+    )
+    await _bulk_seal(conn)
+
+
+async def _sealed_count(conn: Any) -> int:
+    return int(await conn.fetchval("SELECT COALESCE(MAX(n) + 1, 0) FROM bundles"))
+
+
+async def _insert_bundles(conn: Any, first: int, leaves: Sequence[bytes]) -> None:
+    """Bundles ``first``, ``first + 1``, ... of ``leaves`` (whole bundles, in order)."""
+    count = len(leaves) // TILE_WIDTH
+    await conn.execute(
+        "INSERT INTO bundles (n, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+        list(range(first, first + count)),
+        [pack_bundle(leaves[k * TILE_WIDTH : (k + 1) * TILE_WIDTH]) for k in range(count)],
+    )
+
+
+async def _seal(conn: Any, target: int) -> None:
+    """Seal bundles up to ``target`` (exclusive) in the caller's transaction."""
+    sealed = await _sealed_count(conn)
+    if target <= sealed:
+        return
+    start, end = sealed * TILE_WIDTH, target * TILE_WIDTH
+    rows = await conn.fetch(
+        "SELECT idx, hkey, fkey, signer, data FROM entries WHERE idx >= $1 AND idx < $2"
+        " ORDER BY idx",
+        start,
+        end,
+    )
+    if len(rows) != end - start or int(rows[0][0]) != start:
+        raise StorageError(
+            f"entries {start}..{end - 1} are not all in the unsealed tail ({len(rows)} found)"
+        )
+    await _insert_bundles(conn, sealed, [bytes(r[4]) for r in rows])
+    await conn.execute("DELETE FROM entries WHERE idx < $1", end)
+    for col, (kind, _column) in enumerate(_RUN_COLUMNS, start=1):
+        await _merge_items(conn, kind, sorted(item(int(r[col]), int(r[0])) for r in rows))
+
+
+async def _merge_items(conn: Any, kind: int, items: Sequence[bytes]) -> None:
+    """Add sorted ``items`` to the runs of ``kind``: each run they fall in is rewritten."""
+    found = await conn.fetch(
+        "SELECT DISTINCT r.lo, r.items FROM unnest($2::bytea[]) AS q(a) CROSS JOIN LATERAL"
+        " (SELECT lo, items FROM key_runs WHERE kind = $1 AND lo <= q.a"
+        " ORDER BY lo DESC LIMIT 1) AS r",
+        kind,
+        list(items),
+    )
+    rows = sorted((bytes(r[0]), bytes(r[1])) for r in found)
+    los = [lo for lo, _ in rows]
+    groups: dict[int, list[bytes]] = {}
+    for raw in items:
+        k = bisect.bisect_right(los, raw) - 1
+        if k < 0:  # only without the first row (lo = '', below every item)
+            raise StorageError(f"the key runs of kind {kind} have lost their first row")
+        groups.setdefault(k, []).append(raw)
+    updates: list[tuple[bytes, bytes]] = []
+    inserts: list[tuple[bytes, bytes]] = []
+    for k, new in groups.items():
+        lo, run = rows[k]
+        first, *rest = merge_run(lo, run, new)
+        updates.append(first)
+        inserts += rest
+    await conn.execute(
+        "UPDATE key_runs AS r SET items = v.items FROM unnest($2::bytea[], $3::bytea[])"
+        " AS v(lo, items) WHERE r.kind = $1 AND r.lo = v.lo",
+        kind,
+        [lo for lo, _ in updates],
+        [run for _, run in updates],
+    )
+    if inserts:
+        await _insert_runs(conn, kind, inserts)
+
+
+async def _insert_runs(conn: Any, kind: int, rows: Sequence[tuple[bytes, bytes]]) -> None:
+    await conn.execute(
+        "INSERT INTO key_runs (kind, lo, items) SELECT $1, * FROM unnest($2::bytea[], $3::bytea[])",
+        kind,
+        [lo for lo, _ in rows],
+        [run for _, run in rows],
+    )
+
+
+async def _bulk_seal(conn: Any) -> None:
+    """Seal every full bundle of a log that has none sealed yet (a copy, a schema
+    migration) in one pass: bundles in index order, each kind's runs from keys sorted
+    by the server, ``entries`` rebuilt with the unsealed rest. In the caller's
+    transaction. A log with sealed bundles is sealed the usual way (:func:`_seal`)."""
+    end = int(await conn.fetchval("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries"))
+    target = end // TILE_WIDTH
+    if await _sealed_count(conn) > 0:
+        await _seal(conn, target)
+        return
+    if target == 0:
+        return
+    log.info("sealing entries", extra={"entries": target * TILE_WIDTH})
+    step = 64 * TILE_WIDTH
+    for start in range(0, target * TILE_WIDTH, step):
+        stop = min(start + step, target * TILE_WIDTH)
+        rows = await conn.fetch(
+            "SELECT idx, data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", start, stop
+        )
+        if len(rows) != stop - start or int(rows[0][0]) != start:
+            raise StorageError(f"entries {start}..{stop - 1} are not all stored")
+        await _insert_bundles(conn, start // TILE_WIDTH, [bytes(r[1]) for r in rows])
+    for kind, column in _RUN_COLUMNS:
+        await conn.execute("DELETE FROM key_runs WHERE kind = $1", kind)
+        pending: list[bytes] = []
+        first = True
+        async for r in conn.cursor(
+            f"SELECT {column}, idx FROM entries WHERE idx < $1 ORDER BY {column}, idx",  # noqa: S608 (fixed columns)
+            target * TILE_WIDTH,
+            prefetch=10_000,
+        ):
+            pending.append(item(int(r[0]), int(r[1])))
+            if len(pending) == 96 * 512:
+                await _insert_runs(conn, kind, pack_runs(pending, first=first))
+                pending, first = [], False
+        await _insert_runs(conn, kind, pack_runs(pending, first=first))
+    # A new table for the unsealed rest: deleting the sealed rows would leave the
+    # table its size (the rest sits at its end, so VACUUM could not shorten it).
+    await conn.execute(_tail_table("entries_rest"))
+    await conn.execute(
+        "INSERT INTO entries_rest SELECT * FROM entries WHERE idx >= $1", target * TILE_WIDTH
+    )
+    await conn.execute(
+        "DROP TABLE entries; ALTER TABLE entries_rest RENAME TO entries;"
+        " ALTER INDEX entries_rest_pkey RENAME TO entries_pkey;" + _TAIL_INDEXES
+    )
+
+
 MIGRATIONS: list[str | Callable[[Any], Awaitable[None]]] = [
     # 0 -> 1: the initial schema.
     """
@@ -230,6 +439,8 @@ MIGRATIONS: list[str | Callable[[Any], Awaitable[None]]] = [
     """,
     # 2 -> 3: compact entries (see the module docstring).
     _compact_entries,
+    # 3 -> 4: sealed bundles and key runs (see the module docstring).
+    _seal_entries,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -303,6 +514,38 @@ INSERT INTO checkpoints (size, root, time_ms, note, published)
 SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bigint[], $4::bytea[], $5::boolean[])
 """
 
+# The run rows that may hold items of each inclusive range (a[k], b[k]): the one whose
+# lo is the greatest <= a[k] (the first row, lo = '', is <= everything), up to b[k].
+_RUNS_COVERING = """
+SELECT DISTINCT r.lo, r.items FROM unnest($2::bytea[], $3::bytea[]) AS q(a, b)
+CROSS JOIN LATERAL (
+    SELECT lo, items FROM key_runs WHERE kind = $1 AND lo <= q.b
+    AND lo >= (SELECT lo FROM key_runs WHERE kind = $1 AND lo <= q.a ORDER BY lo DESC LIMIT 1)
+) AS r
+"""
+_RUNS_FROM = """
+SELECT lo, items FROM key_runs WHERE kind = $1 AND lo <= $3
+AND lo >= (SELECT lo FROM key_runs WHERE kind = $1 AND lo <= $2 ORDER BY lo DESC LIMIT 1)
+ORDER BY lo LIMIT $4
+"""
+_RUNS_AFTER = (
+    "SELECT lo, items FROM key_runs WHERE kind = $1 AND lo > $2 AND lo <= $3 ORDER BY lo LIMIT $4"
+)
+# Sealed entries one by one: the entry's two offsets (packed.py), then its bytes; each
+# substring of an uncompressed out-of-line value reads only the chunks it covers.
+_ENTRY_SLICES = """
+SELECT q.idx, substring(b.data FROM (o.a + 1)::integer FOR (o.b - o.a)::integer)
+FROM unnest($1::bigint[]) AS q(idx)
+JOIN bundles AS b ON b.n = q.idx / $2
+CROSS JOIN LATERAL (SELECT substring(b.data FROM (q.idx % $2)::integer * 4 + 1 FOR 8) AS h) AS s
+CROSS JOIN LATERAL (
+    SELECT (get_byte(s.h, 0)::bigint << 24) | (get_byte(s.h, 1) << 16)
+           | (get_byte(s.h, 2) << 8) | get_byte(s.h, 3) AS a,
+           (get_byte(s.h, 4)::bigint << 24) | (get_byte(s.h, 5) << 16)
+           | (get_byte(s.h, 6) << 8) | get_byte(s.h, 7) AS b
+) AS o
+"""
+
 T = TypeVar("T")
 
 
@@ -311,7 +554,8 @@ class FencedError(StorageError):
     or its session, and with it the writer lock, is gone). The process steps down."""
 
 
-Statement = tuple[str, Sequence[Any]]
+# SQL and its arguments, or a step of Python and SQL run on the transaction's connection.
+Statement = tuple[str, Sequence[Any]] | Callable[[Any], Awaitable[None]]
 
 
 class PostgresStorage(IndexedLookups):
@@ -329,6 +573,7 @@ class PostgresStorage(IndexedLookups):
         self.epoch: int | None = None  # while leading (standby mode): this leader's epoch
         self.holder = ""  # the URL written into the leader row while leading
         self._candidate: Any = None  # the session a follower tries to take the lock on
+        self._bundles: OrderedDict[int, list[bytes]] = OrderedDict()  # sealed, decoded
 
     @classmethod
     async def open(cls, url: str, *, readers: int = 4, standby: bool = False) -> PostgresStorage:
@@ -527,6 +772,11 @@ class PostgresStorage(IndexedLookups):
     # -- writes -----------------------------------------------------------------
 
     async def commit_batch(self, batch: Batch) -> None:
+        target = batch.size // TILE_WIDTH
+
+        async def seal(conn: Any) -> None:
+            await _seal(conn, target)
+
         await self._transaction(
             [
                 *_entry_inserts(self.keys, batch.entries),
@@ -536,6 +786,7 @@ class PostgresStorage(IndexedLookups):
                     (batch.size, batch.root, batch.time_ms),
                 ),
                 *_note_updates(batch.notes),
+                seal,
             ],
             fenced=True,
         )
@@ -554,7 +805,11 @@ class PostgresStorage(IndexedLookups):
         return _head(rows[0]) if rows else None
 
     async def count_entries(self) -> int:
-        rows = await self._fetch("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries")
+        rows = await self._fetch(
+            "SELECT GREATEST((SELECT COALESCE(MAX(idx) + 1, 0) FROM entries),"
+            " (SELECT COALESCE(MAX(n) + 1, 0) * $1 FROM bundles))",
+            TILE_WIDTH,
+        )
         return int(rows[0][0])
 
     async def _stored_tiles(self, refs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -570,33 +825,149 @@ class PostgresStorage(IndexedLookups):
         return {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
 
     async def read_entries(self, start: int, end: int) -> list[bytes]:
+        if end <= start:
+            return []
+        first, last = start // TILE_WIDTH, (end - 1) // TILE_WIDTH
+        cached = [self._bundles.get(n) for n in range(first, last + 1)]
+        if all(b is not None for b in cached):
+            have: dict[int, bytes] = {}
+        else:
+            # The tail first, then the sealed part (see the module docstring).
+            have = dict(
+                await self._entries(
+                    "SELECT idx, data FROM entries WHERE idx >= $1 AND idx < $2", start, end
+                )
+            )
+        need = [
+            n
+            for n in range(first, last + 1)
+            if any(
+                i not in have
+                for i in range(max(start, n * TILE_WIDTH), min(end, (n + 1) * TILE_WIDTH))
+            )
+        ]
+        bundles = await self._read_bundles(need)
+        out: list[bytes] = []
+        for i in range(start, end):
+            data = have.get(i)
+            if data is None:
+                bundle = bundles.get(i // TILE_WIDTH)
+                if bundle is None:
+                    break
+                data = bundle[i % TILE_WIDTH]
+            out.append(data)
+        return out
+
+    async def _read_bundles(self, wanted: Iterable[int]) -> dict[int, list[bytes]]:
+        """The sealed bundles among ``wanted`` (decoded; from the cache when there)."""
+        out: dict[int, list[bytes]] = {}
+        missing = []
+        for n in wanted:
+            cached = self._bundles.get(n)
+            if cached is None:
+                missing.append(n)
+            else:
+                self._bundles.move_to_end(n)
+                out[n] = cached
+        if missing:
+            for r in await self._fetch(
+                "SELECT n, data FROM bundles WHERE n = ANY($1::bigint[])", missing
+            ):
+                out[int(r[0])] = self._remember(int(r[0]), bytes(r[1]))
+        return out
+
+    def _remember(self, n: int, data: bytes) -> list[bytes]:
+        try:
+            leaves = unpack_bundle(data)
+        except FormatError as exc:
+            raise StorageError(f"sealed bundle {n} in {self.where} is damaged: {exc}") from exc
+        if len(leaves) != TILE_WIDTH:
+            raise StorageError(f"sealed bundle {n} in {self.where} holds {len(leaves)} entries")
+        self._bundles[n] = leaves
+        while len(self._bundles) > BUNDLE_CACHE:
+            self._bundles.popitem(last=False)
+        return leaves
+
+    async def _sealed_entries(self, indexes: Iterable[int]) -> dict[int, bytes]:
+        """The sealed entries at ``indexes``: from the cache, whole bundles when a read
+        wants many of one, else two slices of its bundle per entry."""
+        by_bundle: dict[int, list[int]] = {}
+        for i in indexes:
+            by_bundle.setdefault(i // TILE_WIDTH, []).append(i)
+        whole = [
+            n for n, ids in by_bundle.items() if n in self._bundles or len(ids) >= WHOLE_BUNDLE
+        ]
+        out: dict[int, bytes] = {}
+        for n, leaves in (await self._read_bundles(whole)).items():
+            for i in by_bundle.pop(n):
+                out[i] = leaves[i % TILE_WIDTH]
+        single = sorted(i for ids in by_bundle.values() for i in ids)
+        if single:
+            out.update(await self._entries(_ENTRY_SLICES, single, TILE_WIDTH))
+        return out
+
+    async def _sealed_items(
+        self, kind: int, ranges: Sequence[tuple[bytes, bytes]]
+    ) -> list[tuple[int, int]]:
+        """(key, index) of every sealed item in one of the inclusive ``ranges``."""
+        if not ranges:
+            return []
         rows = await self._fetch(
-            "SELECT data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", start, end
+            _RUNS_COVERING, kind, [a for a, _ in ranges], [b for _, b in ranges]
         )
-        return [bytes(r[0]) for r in rows]
+        return select_items(sorted((bytes(r[0]), bytes(r[1])) for r in rows), ranges)
+
+    async def _scan_items(
+        self, kind: int, low: bytes, high: bytes, want: int, keep: Callable[[int], bool]
+    ) -> list[tuple[int, int]]:
+        """The first ``want`` sealed items in [low, high] (item order) whose index
+        passes ``keep``, reading RUN_PAGE run rows per round trip."""
+        out: list[tuple[int, int]] = []
+        rows = await self._fetch(_RUNS_FROM, kind, low, high, RUN_PAGE)
+        while True:
+            for r in rows:
+                for key, i in items_between([bytes(r[1])], low, high):
+                    if keep(i):
+                        out.append((key, i))
+                        if len(out) >= want:
+                            return out
+            if len(rows) < RUN_PAGE:
+                return out
+            rows = await self._fetch(_RUNS_AFTER, kind, bytes(rows[-1][0]), high, RUN_PAGE)
+
+    async def _with_sealed(
+        self, tail: list[tuple[int, bytes]], items: Iterable[tuple[int, int]]
+    ) -> list[tuple[int, bytes]]:
+        """``tail`` rows plus the sealed entries of ``items``, by index, each once."""
+        have = dict(tail)
+        have.update(await self._sealed_entries({i for _k, i in items if i not in have}))
+        return sorted(have.items())
 
     # -- key scans (see indexed.py) -----------------------------------------------
 
     async def _rows_by_hash_keys(self, keys: Sequence[int], below: int) -> list[tuple[int, bytes]]:
-        return await self._entries(
-            "SELECT idx, data FROM entries WHERE hkey = ANY($1::bigint[]) AND idx < $2"
-            " ORDER BY idx",
-            sorted(set(keys)),
-            below,
-        )
+        return await self._rows_by_keys(HASH_RUNS, "hkey", keys, below)
 
     async def _rows_by_file_keys(self, keys: Sequence[int], below: int) -> list[tuple[int, bytes]]:
-        return await self._entries(
-            "SELECT idx, data FROM entries WHERE fkey = ANY($1::bigint[]) AND idx < $2"
-            " ORDER BY idx",
-            sorted(set(keys)),
+        return await self._rows_by_keys(FILE_RUNS, "fkey", keys, below)
+
+    async def _rows_by_keys(
+        self, kind: int, column: str, keys: Sequence[int], below: int
+    ) -> list[tuple[int, bytes]]:
+        unique = sorted(set(keys))
+        tail = await self._entries(
+            f"SELECT idx, data FROM entries WHERE {column} = ANY($1::bigint[]) AND idx < $2",  # noqa: S608 (fixed columns)
+            unique,
             below,
         )
+        ranges = [(item(k, 0), item(k, KEY_LIMIT - 1)) for k in unique]
+        items = await self._sealed_items(kind, ranges)
+        return await self._with_sealed(tail, ((k, i) for k, i in items if i < below))
 
     async def _rows_by_file_range(
         self, lo: int, hi: int, start: int, below: int, limit: int
     ) -> list[tuple[int, bytes]]:
-        return await self._entries(
+        tail = await self._entries(
             "SELECT idx, data FROM entries WHERE fkey BETWEEN $1 AND $2 AND idx >= $3"
             " AND idx < $4 ORDER BY idx LIMIT $5",
             lo,
@@ -605,30 +976,59 @@ class PostgresStorage(IndexedLookups):
             below,
             limit,
         )
+        items = await self._sealed_items(FILE_RUNS, [(item(lo, 0), item(hi, KEY_LIMIT - 1))])
+        # Index order, not key order: the first ``limit`` of all of them.
+        chosen = sorted({i for _k, i in items if start <= i < below} | {i for i, _ in tail})
+        chosen = chosen[:limit]
+        keep = set(chosen)
+        return await self._with_sealed([r for r in tail if r[0] in keep], ((0, i) for i in chosen))
 
     async def _rows_by_signer(
         self, signer: str, start: int, below: int, limit: int
     ) -> list[tuple[int, bytes]]:
-        return await self._entries(
-            "SELECT idx, data FROM entries WHERE signer = (SELECT id FROM signers WHERE"
-            " vkey = $1) AND idx >= $2 AND idx < $3 ORDER BY idx LIMIT $4",
-            signer,
+        found = await self._fetch("SELECT id FROM signers WHERE vkey = $1", signer)
+        if not found or start >= below:
+            return []
+        sid = int(found[0][0])
+        tail = await self._entries(
+            "SELECT idx, data FROM entries WHERE signer = $1 AND idx >= $2 AND idx < $3"
+            " ORDER BY idx LIMIT $4",
+            sid,
             start,
             below,
             limit,
         )
+        # Within one signer, items are in index order.
+        items = await self._scan_items(
+            SIGNER_RUNS, item(sid, start), item(sid, below - 1), limit, lambda i: True
+        )
+        rows = await self._with_sealed(tail, items)
+        return rows[:limit]
 
     async def _rows_by_hash_range(
         self, lo: int, hi: int, below: int, limit: int
     ) -> list[tuple[int, bytes]]:
-        return await self._entries(
-            "SELECT idx, data FROM entries WHERE hkey BETWEEN $1 AND $2 AND idx < $3"
-            " ORDER BY hkey LIMIT $4",
+        tail = await self._fetch(
+            "SELECT hkey, idx, data FROM entries WHERE hkey BETWEEN $1 AND $2 AND idx < $3"
+            " ORDER BY hkey, idx LIMIT $4",
             lo,
             hi,
             below,
             limit,
         )
+        items = await self._scan_items(
+            HASH_RUNS, item(lo, 0), item(hi, KEY_LIMIT - 1), limit, lambda i: i < below
+        )
+        # Key order: the first ``limit`` of both, each index once.
+        keyed = sorted({(int(r[0]), int(r[1])) for r in tail} | set(items))[:limit]
+        data = dict(await self._with_sealed([(int(r[1]), bytes(r[2])) for r in tail], keyed))
+        seen: set[int] = set()
+        out: list[tuple[int, bytes]] = []
+        for _k, i in keyed:
+            if i not in seen:
+                seen.add(i)
+                out.append((i, data[i]))
+        return out
 
     async def _stored_violations(self) -> str | None:
         return await self.get_meta(VIOLATIONS_KEY)
@@ -646,11 +1046,11 @@ class PostgresStorage(IndexedLookups):
     # ``limit`` rows, aggregates over at most ``scan`` entries, keyset paging) --
 
     async def entries_before(self, before: int, limit: int) -> list[tuple[int, bytes]]:
-        return await self._entries(
-            "SELECT idx, data FROM entries WHERE idx < $1 ORDER BY idx DESC LIMIT $2",
-            before,
-            limit,
-        )
+        # Indexes are dense from 0: the last ``limit`` below ``before`` are one range.
+        end = min(before, await self.count_entries())
+        start = max(0, end - limit)
+        rows = await self.read_entries(start, end)
+        return [(start + k, data) for k, data in enumerate(rows)][::-1]
 
     async def checkpoint_time(self, size: int) -> int | None:
         rows = await self._fetch("SELECT time_ms FROM checkpoints WHERE size = $1", size)
@@ -676,10 +1076,8 @@ class PostgresStorage(IndexedLookups):
         return {str(r[0]): str(r[1]) for r in rows}
 
     async def read_entry_rows(self, start: int, end: int) -> list[EntryRow]:
-        rows = await self._entries(
-            "SELECT idx, data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", start, end
-        )
-        return [EntryRow.from_leaf(i, data) for i, data in rows]
+        rows = await self.read_entries(start, end)
+        return [EntryRow.from_leaf(start + k, data) for k, data in enumerate(rows)]
 
     async def read_heads(self, start: int, limit: int) -> list[StoredHead]:
         rows = await self._fetch(
@@ -720,7 +1118,9 @@ class PostgresStorage(IndexedLookups):
             )
         meta = {k: v for k, v in rows.meta.items() if k != SALT_KEY}
         if meta:
-            statements.append(_meta_upsert(meta))
+            # The last step of a copy (migrate.py writes the metadata once the copy is
+            # proven): seal all entries copied so far, in one pass.
+            statements += [_meta_upsert(meta), _bulk_seal]
         await self._transaction(statements)
 
 
@@ -768,8 +1168,12 @@ async def _connect(url: str) -> Any:
 
 
 async def _run_all(conn: Any, statements: Sequence[Statement]) -> None:
-    for sql, args in statements:
-        await conn.execute(sql, *args)
+    for statement in statements:
+        if callable(statement):
+            await statement(conn)
+        else:
+            sql, args = statement
+            await conn.execute(sql, *args)
 
 
 async def _take_writer_lock(conn: Any, where: str) -> None:
