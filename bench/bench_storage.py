@@ -28,7 +28,12 @@ measures:
     directory so that the cached log stays as built; the page cache is warm;
 (d) **RSS** of the server process, in MB, right after it listens and again
     ``--settle`` seconds later, idle (the larger is compared with the target of
-    200 MB), and of its verification worker processes together.
+    200 MB), and of its verification worker processes together;
+(e) for PostgreSQL, the layout that logging itself leaves (``--logged`` entries of
+    the same log committed through the storage API in batches of ``--batch``, as
+    the sequencer does, each full tile sealed by the commit that fills it, into a
+    new database): the log's relations per entry after a ``VACUUM``, per table,
+    and the commits' rate.
 
 The output is a table with met/NOT met per target and, as its last line, one
 JSON object with every figure.
@@ -37,6 +42,7 @@ JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -59,6 +65,8 @@ if str(ROOT) not in sys.path:
 from common import children, fmt, print_table, rss_mb  # noqa: E402
 from make_log import ensure_log  # noqa: E402
 
+from sigledger.ledger.log.postgres import PostgresStorage  # noqa: E402
+from sigledger.ledger.log.store import Batch, EntryRow  # noqa: E402
 from tests.helpers import LogProcess, sigledger_cmd, tree_env  # noqa: E402
 from tests.postgres import PostgresServer, find_bindir  # noqa: E402
 
@@ -148,6 +156,28 @@ def postgres_sizes(pg: PostgresServer, database: str) -> dict[str, Any]:
     return {"db_bytes": total, "log_relations_bytes": sum(tables.values()), "tables": tables}
 
 
+async def log_into(db: Path, url: str, count: int, batch: int) -> float:
+    """Commit the first ``count`` entries of ``db`` into a new log at ``url``, ``batch``
+    at a time (no tiles: they are a fraction of a byte per entry); seconds taken."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    store = await PostgresStorage.open(url)
+    try:
+        await store.initialize({"origin": "bench"}, bytes(32), 0)
+        t0 = time.monotonic()
+        for start in range(0, count, batch):
+            end = min(count, start + batch)
+            rows = conn.execute(
+                "SELECT idx, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                (start, end),
+            ).fetchall()
+            entries = [EntryRow.from_leaf(int(i), bytes(d)) for i, d in rows]
+            await store.commit_batch(Batch(entries, {}, end, end.to_bytes(32, "big"), end))
+        return time.monotonic() - t0
+    finally:
+        await store.close()
+        conn.close()
+
+
 def copy_data(source: Path, target: Path, with_db: bool) -> None:
     """The key file (and the SQLite database) of ``source`` in a new directory ``target``."""
     target.mkdir(parents=True)
@@ -174,6 +204,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--migrate-timeout", type=float, default=600.0, help="longest copy, seconds (600)"
     )
+    p.add_argument(
+        "--logged",
+        type=int,
+        default=200_000,
+        help="entries committed batch by batch into PostgreSQL, 0: none (200000)",
+    )
+    p.add_argument("--batch", type=int, default=200, help="entries per commit there (200)")
     p.add_argument(
         "--fallback-entries",
         type=int,
@@ -293,6 +330,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                 served = measure_server(copy, ("--database", database), args.starts, args.settle)
             result["postgresql"].update(served)
             rows += server_rows(f"PostgreSQL ({pg_entries:,})", served)
+            if args.logged:
+                count = min(args.logged, pg_entries)
+                print(f"PostgreSQL: logging {count:,} entries, {args.batch} a commit ...")
+                target = pg.create_database()
+                took = asyncio.run(log_into(source / "log.db", target, count, args.batch))
+                logged = postgres_sizes(pg, target.rsplit("/", 1)[1])
+                per = logged["log_relations_bytes"] / count
+                result["postgresql_logged"] = {
+                    "entries": count,
+                    "batch": args.batch,
+                    "seconds": round(took, 1),
+                    **logged,
+                    "log_relations_bytes_per_entry": round(per, 1),
+                }
+                rows += [
+                    (
+                        f"PostgreSQL, {count:,} entries logged",
+                        f"{count / took:,.0f} entries/s in commits of {args.batch}",
+                    ),
+                    (
+                        "  the log's tables and indexes",
+                        f"{per:,.1f} B per entry  {verdict(per <= pg_budget)}",
+                    ),
+                    *(
+                        (f"    {table}", f"{size / count:,.1f} B")
+                        for table, size in logged["tables"].items()
+                    ),
+                ]
         finally:
             pg.stop()
     print()

@@ -24,6 +24,7 @@ from sigledger.ledger.errors import ConfigError, VerificationError
 from sigledger.ledger.log.database import describe, parse_database_url, sqlite_url
 from sigledger.ledger.log.indexed import IndexKeys
 from sigledger.ledger.log.migrate import prove_copy
+from sigledger.ledger.log.packed import RUN_MAX
 from sigledger.ledger.log.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStorage
 from sigledger.ledger.log.store import Batch, EntryQuery, Page
 from sigledger.ledger.note import Signer, Verifier
@@ -543,16 +544,17 @@ async def test_schema_3_is_sealed(postgres_url: str, postgres_server: PostgresSe
 async def test_key_runs_split_and_stay_whole_over_many_seals(
     postgres_url: str, postgres_server: PostgresServer
 ) -> None:
-    """Ten bundles sealed one commit at a time: runs split as they fill, every later
-    seal lands in the runs that cover its keys, and every key is found."""
+    """Seventeen bundles sealed one commit at a time: runs split as they fill, every
+    later seal lands in the runs that cover its keys, every key is found, and the
+    store has vacuumed what the seals left behind."""
     rows = [row(i, f"p{i % 97}", f"{i % 4}.0", f"p{i % 97}-{i % 4}.0-{i}-py3-none-any.whl",
-                signer="abc"[i % 3]) for i in range(2600)]  # fmt: skip
+                signer="abc"[i % 3]) for i in range(4400)]  # fmt: skip
     store = await PostgresStorage.open(postgres_url)
     try:
         await store.initialize({"origin": "o"}, b"\0" * 32, 1000)
-        for end in range(256, 2601, 256):
+        for end in range(256, 4353, 256):
             await store.commit_batch(Batch(rows[end - 256 : end], {}, end, b"\1" * 32, 2000))
-        await store.commit_batch(Batch(rows[2560:], {}, 2600, b"\2" * 32, 3000))
+        await store.commit_batch(Batch(rows[4352:], {}, 4400, b"\2" * 32, 3000))
     finally:
         await store.close()
     database = postgres_url.rsplit("/", 1)[1]
@@ -562,17 +564,23 @@ async def test_key_runs_split_and_stay_whole_over_many_seals(
     )
     for line in runs.splitlines():
         kind, count, items = map(int, line.split("|"))
-        assert items == 2560 and count > 2560 // 128, line
+        assert items == 4352 and count > 4352 // RUN_MAX, line
+    vacuumed = postgres_server.sql(
+        "SELECT string_agg(relname, ' ' ORDER BY relname) FROM pg_stat_user_tables"
+        " WHERE last_vacuum IS NOT NULL",
+        database,
+    )
+    assert vacuumed.split() == ["entries", "key_runs"]
     store = await PostgresStorage.open(postgres_url)
     try:
-        for i in range(0, 2600, 37):
-            found = await store.lookup(EntryQuery(below=2600, sha256=rows[i].sha256))
+        for i in range(0, 4400, 37):
+            found = await store.lookup(EntryQuery(below=4400, sha256=rows[i].sha256))
             assert found == [(i, rows[i].data)]
-        release = await store.lookup(EntryQuery(below=2600, project="p5", version="1.0"))
+        release = await store.lookup(EntryQuery(below=4400, project="p5", version="1.0"))
         assert [i for i, _ in release] == [
             r.index for r in rows if (r.project, r.version) == ("p5", "1.0")
         ]
-        mine = await store.signer_entries(CAROL, Page(2600, limit=5000))
+        mine = await store.signer_entries(CAROL, Page(4400, limit=5000))
         assert sorted(i for i, _ in mine) == [r.index for r in rows if r.signer == CAROL]
     finally:
         await store.close()

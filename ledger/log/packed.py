@@ -51,9 +51,10 @@ __all__ = [
 ITEM = 12
 KEY_LIMIT = 1 << 48
 # A run is split once it holds more than RUN_MAX items; fresh runs hold RUN_FILL.
-# 128 items (1,536 bytes) keep a row below PostgreSQL's TOAST threshold (2 kB).
-RUN_MAX = 128
-RUN_FILL = 96
+# Small rows (at most 576 bytes of items) keep a seal's rewrite of the runs it lands
+# in cheap, and leave room for PostgreSQL to update them in place (HOT).
+RUN_MAX = 48
+RUN_FILL = 32
 
 
 def pack_bundle(leaves: Sequence[bytes]) -> bytes:

@@ -35,8 +35,12 @@ entry about 30 after page splits, so an entry kept as a row with three indexes t
 its leaf bytes plus about 170. Entries are therefore written to ``entries`` and,
 in the transaction of the commit that fills their level-0 tile, **sealed**: packed
 into one ``bundles`` row, their keys merged into ``key_runs`` (each affected run
-rewritten, split beyond 128 items) and their rows deleted. An entry then takes its
-leaf bytes plus about 50 (``bench/bench_storage.py``). A copy (``sigledger migrate``)
+rewritten, split beyond 48 items) and their rows deleted. Runs are small and their
+pages 30% free, so that PostgreSQL rewrites them in place (HOT updates, no index
+change), and the store vacuums ``entries`` and ``key_runs`` every 16 bundles, so the
+space of deleted and rewritten rows is reused at once rather than after
+autovacuum's next round. An entry then takes its leaf bytes plus about 70-90 bytes,
+however it got there (``bench/bench_storage.py``). A copy (``sigledger migrate``)
 and the schema 3 -> 4 migration seal everything at the end in one pass over sorted
 keys instead, and rebuild ``entries`` so that no dead rows are left behind.
 
@@ -90,6 +94,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -224,6 +229,12 @@ RUN_PAGE = 64
 WHOLE_BUNDLE = 32
 
 
+# Every seal deletes the tail's rows and rewrites runs: the store vacuums both every
+# VACUUM_EVERY bundles (PostgreSQL's autovacuum wakes once a minute, and would leave
+# the space of a minute of such writes unused until then).
+VACUUM_EVERY = 16
+
+
 def _tail_table(name: str) -> str:
     return f"""
     CREATE TABLE {name} (
@@ -254,7 +265,7 @@ async def _seal_entries(conn: Any) -> None:
             lo bytea NOT NULL,
             items bytea NOT NULL,
             PRIMARY KEY (kind, lo)
-        ) WITH (fillfactor = 90);
+        ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.05);
         INSERT INTO key_runs (kind, lo, items) VALUES (0, '', ''), (1, '', ''), (2, '', '');
         """
     )
@@ -574,6 +585,7 @@ class PostgresStorage(IndexedLookups):
         self.holder = ""  # the URL written into the leader row while leading
         self._candidate: Any = None  # the session a follower tries to take the lock on
         self._bundles: OrderedDict[int, list[bytes]] = OrderedDict()  # sealed, decoded
+        self._vacuum: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, url: str, *, readers: int = 4, standby: bool = False) -> PostgresStorage:
@@ -617,6 +629,9 @@ class PostgresStorage(IndexedLookups):
         return cls(url, writer, pool, keys)
 
     async def close(self) -> None:
+        if self._vacuum is not None:
+            with contextlib.suppress(BaseException):
+                await self._vacuum
         try:
             await self._pool.close()
         finally:
@@ -790,6 +805,20 @@ class PostgresStorage(IndexedLookups):
             ],
             fenced=True,
         )
+        first = (batch.size - len(batch.entries)) // TILE_WIDTH
+        if first // VACUUM_EVERY != target // VACUUM_EVERY and (
+            self._vacuum is None or self._vacuum.done()
+        ):
+            self._vacuum = asyncio.create_task(self._vacuum_sealed())
+
+    async def _vacuum_sealed(self) -> None:
+        """Make the space of deleted tail rows and rewritten runs reusable (in the
+        background, on a read connection: VACUUM runs outside transactions)."""
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute("VACUUM (SKIP_LOCKED) entries, key_runs")
+        except _DB_ERRORS as exc:
+            log.warning("vacuum after sealing failed", extra={"error": str(exc)})
 
     async def save_notes(self, notes: Iterable[tuple[int, bytes, bool]]) -> None:
         await self._transaction(_note_updates(notes), fenced=True)
