@@ -207,8 +207,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--logged",
         type=int,
-        default=200_000,
-        help="entries committed batch by batch into PostgreSQL, 0: none (200000)",
+        default=None,
+        help="entries committed batch by batch into PostgreSQL, 0: none (all of the log)",
     )
     p.add_argument("--batch", type=int, default=200, help="entries per commit there (200)")
     p.add_argument(
@@ -330,8 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 served = measure_server(copy, ("--database", database), args.starts, args.settle)
             result["postgresql"].update(served)
             rows += server_rows(f"PostgreSQL ({pg_entries:,})", served)
-            if args.logged:
-                count = min(args.logged, pg_entries)
+            if args.logged != 0:
+                count = min(args.logged or pg_entries, pg_entries)
                 print(f"PostgreSQL: logging {count:,} entries, {args.batch} a commit ...")
                 target = pg.create_database()
                 took = asyncio.run(log_into(source / "log.db", target, count, args.batch))

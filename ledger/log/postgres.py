@@ -114,6 +114,7 @@ from sigledger.ledger.log.indexed import (
 )
 from sigledger.ledger.log.packed import (
     KEY_LIMIT,
+    RUN_FILL,
     item,
     items_between,
     merge_run,
@@ -384,7 +385,7 @@ async def _bulk_seal(conn: Any) -> None:
             prefetch=10_000,
         ):
             pending.append(item(int(r[0]), int(r[1])))
-            if len(pending) == 96 * 512:
+            if len(pending) == RUN_FILL * 1024:
                 await _insert_runs(conn, kind, pack_runs(pending, first=first))
                 pending, first = [], False
         await _insert_runs(conn, kind, pack_runs(pending, first=first))
