@@ -375,7 +375,10 @@ async def _bulk_seal(conn: Any) -> None:
         if len(rows) != stop - start or int(rows[0][0]) != start:
             raise StorageError(f"entries {start}..{stop - 1} are not all stored")
         await _insert_bundles(conn, start // TILE_WIDTH, [bytes(r[1]) for r in rows])
+        if stop // 100_000 != start // 100_000:
+            log.info("sealing: bundles", extra={"done": stop, "entries": target * TILE_WIDTH})
     for kind, column in _RUN_COLUMNS:
+        log.info("sealing: lookup keys", extra={"column": column})
         await conn.execute("DELETE FROM key_runs WHERE kind = $1", kind)
         pending: list[bytes] = []
         first = True
