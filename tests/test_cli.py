@@ -180,6 +180,29 @@ def test_a_verifier_key_passed_as_key_says_so(
     assert "readable by other users" not in err
 
 
+def test_serve_with_a_key_others_can_read_creates_nothing(tmp_path: Path) -> None:
+    """A log key file others can read is refused before any database is made, so
+    fixing its mode and starting again starts the log it was meant for."""
+    data = tmp_path / "log"
+    data.mkdir()
+    assert (
+        main(["keygen", "--name", "localhost/sigledger", "--out", str(data / "log.key"), "-q"]) == 0
+    )
+    (data / "log.key").chmod(0o644)
+    out = run_cli("serve", "--data", str(data), "--listen", "127.0.0.1:0")
+    assert out.returncode == 2, out.stderr
+    assert f"run: chmod 600 {data / 'log.key'}" in out.stderr
+    assert sorted(p.name for p in data.iterdir()) == ["log.key"]
+    # The witness alike.
+    wdata = tmp_path / "witness"
+    wdata.mkdir()
+    assert main(["keygen", "--name", "w", "--out", str(wdata / "witness.key"), "-q"]) == 0
+    (wdata / "witness.key").chmod(0o644)
+    out = run_cli("witness", "serve", "--data", str(wdata), "--listen", "127.0.0.1:0")
+    assert out.returncode == 2 and "chmod 600" in out.stderr, out.stderr
+    assert sorted(p.name for p in wdata.iterdir()) == ["witness.key"]
+
+
 def test_exit_codes_are_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--help"])

@@ -99,7 +99,7 @@ from sigledger.ledger.service.http import (
     metrics_response,
     service_app,
 )
-from sigledger.ledger.service.keys import service_key
+from sigledger.ledger.service.keys import read_key_file, service_key
 from sigledger.ledger.service.metrics import SECONDS_BUCKETS, MetricSet
 from sigledger.ledger.service.runner import read_body, run_app
 from sigledger.ledger.service.workers import VerifyPool, WorkersUnavailableError
@@ -310,6 +310,8 @@ async def open_log(cfg: ServerConfig) -> tuple[LogStorage, Signer, str]:
     """
     # The data directory holds the key (and the SQLite file, unless another database is set).
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if cfg.key_path.exists():
+        read_key_file(cfg.key_path)  # a key that cannot be used fails before a database is made
     sqlite_log_beside = _other_sqlite_log(cfg)
     storage = await open_storage(cfg.database_url, standby=cfg.ha)
     log.info("log storage opened", extra={"database": describe(cfg.database_url)})

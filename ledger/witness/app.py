@@ -190,6 +190,8 @@ async def open_witness(cfg: WitnessConfig) -> tuple[WitnessStore, Signer]:
     by the old key would then vouch for checkpoints the new key never saw.
     """
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if cfg.key_path.exists():
+        _read_witness_key(cfg.key_path)  # a key that cannot be used fails before the state
     store = await WitnessStore.open(cfg.db_path)
     try:
         vkey = await store.get_meta("vkey")
