@@ -555,6 +555,8 @@ async def test_key_runs_split_and_stay_whole_over_many_seals(
         for end in range(256, 4353, 256):
             await store.commit_batch(Batch(rows[end - 256 : end], {}, end, b"\1" * 32, 2000))
         await store.commit_batch(Batch(rows[4352:], {}, 4400, b"\2" * 32, 3000))
+        assert store._vacuum is not None
+        await store._vacuum  # (close would cancel it)
     finally:
         await store.close()
     database = postgres_url.rsplit("/", 1)[1]
@@ -582,5 +584,31 @@ async def test_key_runs_split_and_stay_whole_over_many_seals(
         ]
         mine = await store.signer_entries(CAROL, Page(4400, limit=5000))
         assert sorted(i for i, _ in mine) == [r.index for r in rows if r.signer == CAROL]
+    finally:
+        await store.close()
+
+
+async def test_a_project_read_page_by_page_reads_its_runs_once(postgres_url: str) -> None:
+    """The sealed indexes of a project are kept between the pages of one listing and
+    brought up to date from the bundles sealed meanwhile, not read from the runs again."""
+    store = await PostgresStorage.open(postgres_url)
+    try:
+        await store.initialize({"origin": "o"}, b"\0" * 32, 1000)
+        await _commit_many(store, [300])
+        query = EntryQuery(below=300, project="proj3", limit=1000)
+        assert [i for i, _ in await store.lookup(query)] == [
+            r.index for r in MANY[:300] if r.project == "proj3"
+        ]
+        await _commit_many(store, [520, 700], done=300)
+
+        async def runs_again(*args: object) -> object:
+            raise AssertionError("the runs were read again")
+
+        store._sealed_items = runs_again  # type: ignore[method-assign]
+        page = await store.lookup(EntryQuery(below=700, project="proj3", start=250, limit=1000))
+        assert [i for i, _ in page] == [
+            r.index for r in MANY if r.project == "proj3" and r.index >= 250
+        ]
+        assert [n for n, _ in store._file_ranges.values()] == [2]
     finally:
         await store.close()

@@ -335,8 +335,8 @@ MANY = [
 ]
 
 
-async def _commit_many(store: LogStorage, sizes: list[int]) -> None:
-    done = 0
+async def _commit_many(store: LogStorage, sizes: list[int], done: int = 0) -> None:
+    """Commit MANY[done:] in batches ending at each of ``sizes``."""
     for size in sizes:
         await store.commit_batch(
             Batch(MANY[done:size], {}, size, size.to_bytes(32, "big"), 2000 + size)
@@ -401,3 +401,10 @@ async def test_full_tiles_read_like_the_rest(store: LogStorage) -> None:
     )
     below = sorted(r.sha256 for r in MANY[:300])
     assert await store.hashes_between(bytes(32), b"\xff" * 32, 300, 1000) == below
+    # An index of a full tile is not written again, and the refused batch leaves nothing.
+    with pytest.raises(StorageConflictError):
+        await store.commit_batch(Batch([MANY[5]], {}, 701, b"\3" * 32, 9000))
+    assert await store.count_entries() == 700
+    assert await store.read_entries(5, 6) == [datas[5]]
+    head = await store.latest_head()
+    assert head is not None and head.size == 700

@@ -50,6 +50,7 @@ __all__ = [
     "VIOLATIONS_KEY",
     "IndexKeys",
     "IndexedLookups",
+    "Leaf",
     "new_salt",
     "violations_json",
 ]

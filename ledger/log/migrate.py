@@ -99,6 +99,7 @@ async def migrate(
             entries = await _copy_entries(src, dst, head.size, batch, report)
             tiles = await _copy_tiles(src, dst, head.size, batch, report)
             heads = await _copy_heads(src, dst, head.size, batch, report)
+            await dst.settle()
             try:
                 root = await prove_copy(dst, head, heads=heads, batch=batch, progress=progress)
             except VerificationError as exc:

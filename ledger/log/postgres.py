@@ -94,8 +94,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
+from array import array
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -109,6 +109,7 @@ from sigledger.ledger.log.indexed import (
     VIOLATIONS_KEY,
     IndexedLookups,
     IndexKeys,
+    Leaf,
     new_salt,
     violations_json,
 )
@@ -222,6 +223,12 @@ async def _compact_entries(conn: Any) -> None:
 # The kinds of key run (packed.py) and the column of ``entries`` each is made from.
 HASH_RUNS, FILE_RUNS, SIGNER_RUNS = 0, 1, 2
 _RUN_COLUMNS = ((HASH_RUNS, "hkey"), (FILE_RUNS, "fkey"), (SIGNER_RUNS, "signer"))
+# Statements of a one-pass seal, which grow with the log (the usual limit is 60 s).
+_BULK_TIMEOUT = 24 * 3600.0
+# File key ranges (projects) whose sealed indexes are kept, and how many newly sealed
+# bundles are read to bring one up to date rather than reading its runs again.
+FILE_RANGE_CACHE = 8
+FILE_RANGE_CATCH_UP = 16
 # Sealed bundles kept decoded in memory (about 60 kB each).
 BUNDLE_CACHE = 64
 # Run rows read per round trip while scanning a key range.
@@ -288,8 +295,16 @@ async def _insert_bundles(conn: Any, first: int, leaves: Sequence[bytes]) -> Non
 
 
 async def _seal(conn: Any, target: int) -> None:
-    """Seal bundles up to ``target`` (exclusive) in the caller's transaction."""
+    """Seal bundles up to ``target`` (exclusive) in the caller's transaction; refuse
+    an entry written at an index that is sealed already (the tail's primary key no
+    longer sees those)."""
     sealed = await _sealed_count(conn)
+    if await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM entries WHERE idx < $1)", sealed * TILE_WIDTH
+    ):
+        raise StorageConflictError(
+            f"write refused: an entry at an index below {sealed * TILE_WIDTH}, which is sealed"
+        )
     if target <= sealed:
         return
     start, end = sealed * TILE_WIDTH, target * TILE_WIDTH
@@ -370,7 +385,10 @@ async def _bulk_seal(conn: Any) -> None:
     for start in range(0, target * TILE_WIDTH, step):
         stop = min(start + step, target * TILE_WIDTH)
         rows = await conn.fetch(
-            "SELECT idx, data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", start, stop
+            "SELECT idx, data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            start,
+            stop,
+            timeout=_BULK_TIMEOUT,
         )
         if len(rows) != stop - start or int(rows[0][0]) != start:
             raise StorageError(f"entries {start}..{stop - 1} are not all stored")
@@ -386,6 +404,7 @@ async def _bulk_seal(conn: Any) -> None:
             f"SELECT {column}, idx FROM entries WHERE idx < $1 ORDER BY {column}, idx",  # noqa: S608 (fixed columns)
             target * TILE_WIDTH,
             prefetch=10_000,
+            timeout=_BULK_TIMEOUT,  # the first fetch waits for a sort of every key
         ):
             pending.append(item(int(r[0]), int(r[1])))
             if len(pending) == RUN_FILL * 1024:
@@ -396,7 +415,9 @@ async def _bulk_seal(conn: Any) -> None:
     # table its size (the rest sits at its end, so VACUUM could not shorten it).
     await conn.execute(_tail_table("entries_rest"))
     await conn.execute(
-        "INSERT INTO entries_rest SELECT * FROM entries WHERE idx >= $1", target * TILE_WIDTH
+        "INSERT INTO entries_rest SELECT * FROM entries WHERE idx >= $1",
+        target * TILE_WIDTH,
+        timeout=_BULK_TIMEOUT,
     )
     await conn.execute(
         "DROP TABLE entries; ALTER TABLE entries_rest RENAME TO entries;"
@@ -543,6 +564,13 @@ SELECT lo, items FROM key_runs WHERE kind = $1 AND lo <= $3
 AND lo >= (SELECT lo FROM key_runs WHERE kind = $1 AND lo <= $2 ORDER BY lo DESC LIMIT 1)
 ORDER BY lo LIMIT $4
 """
+_TAIL_IN_FILE_RANGE = """
+WITH s AS (SELECT COALESCE(MAX(n) + 1, 0) AS sealed FROM bundles)
+SELECT s.sealed, e.idx, e.data FROM s LEFT JOIN LATERAL (
+    SELECT idx, data FROM entries WHERE fkey BETWEEN $1 AND $2 AND idx >= $3 AND idx < $4
+    ORDER BY idx LIMIT $5
+) AS e ON true
+"""
 _RUNS_AFTER = (
     "SELECT lo, items FROM key_runs WHERE kind = $1 AND lo > $2 AND lo <= $3 ORDER BY lo LIMIT $4"
 )
@@ -590,6 +618,8 @@ class PostgresStorage(IndexedLookups):
         self._candidate: Any = None  # the session a follower tries to take the lock on
         self._bundles: OrderedDict[int, list[bytes]] = OrderedDict()  # sealed, decoded
         self._vacuum: asyncio.Task[None] | None = None
+        # (lo, hi) -> (bundles sealed, sorted sealed indexes): _sealed_in_file_range
+        self._file_ranges: OrderedDict[tuple[int, int], tuple[int, array[int]]] = OrderedDict()
 
     @classmethod
     async def open(cls, url: str, *, readers: int = 4, standby: bool = False) -> PostgresStorage:
@@ -633,9 +663,9 @@ class PostgresStorage(IndexedLookups):
         return cls(url, writer, pool, keys)
 
     async def close(self) -> None:
-        if self._vacuum is not None:
-            with contextlib.suppress(BaseException):
-                await self._vacuum
+        if self._vacuum is not None and not self._vacuum.done():
+            self._vacuum.cancel()  # it would only make space reusable a little sooner
+            await asyncio.wait([self._vacuum])
         try:
             await self._pool.close()
         finally:
@@ -960,7 +990,8 @@ class PostgresStorage(IndexedLookups):
         while True:
             for r in rows:
                 for key, i in items_between([bytes(r[1])], low, high):
-                    if keep(i):
+                    # A run split by a seal between two pages repeats items already read.
+                    if keep(i) and (not out or (key, i) > out[-1]):
                         out.append((key, i))
                         if len(out) >= want:
                             return out
@@ -1000,21 +1031,43 @@ class PostgresStorage(IndexedLookups):
     async def _rows_by_file_range(
         self, lo: int, hi: int, start: int, below: int, limit: int
     ) -> list[tuple[int, bytes]]:
-        tail = await self._entries(
-            "SELECT idx, data FROM entries WHERE fkey BETWEEN $1 AND $2 AND idx >= $3"
-            " AND idx < $4 ORDER BY idx LIMIT $5",
-            lo,
-            hi,
-            start,
-            below,
-            limit,
-        )
-        items = await self._sealed_items(FILE_RUNS, [(item(lo, 0), item(hi, KEY_LIMIT - 1))])
-        # Index order, not key order: the first ``limit`` of all of them.
-        chosen = sorted({i for _k, i in items if start <= i < below} | {i for i, _ in tail})
+        # The tail, and in the same snapshot how many bundles are sealed.
+        found = await self._fetch(_TAIL_IN_FILE_RANGE, lo, hi, start, below, limit)
+        sealed_count = int(found[0][0])
+        tail = [(int(r[1]), bytes(r[2])) for r in found if r[1] is not None]
+        sealed = await self._sealed_in_file_range(lo, hi, sealed_count)
+        # Index order, not key order: the first ``limit`` of both.
+        first = bisect.bisect_left(sealed, start)
+        chosen = sorted({i for i in sealed[first : first + limit] if i < below} | dict(tail).keys())
         chosen = chosen[:limit]
         keep = set(chosen)
         return await self._with_sealed([r for r in tail if r[0] in keep], ((0, i) for i in chosen))
+
+    async def _sealed_in_file_range(self, lo: int, hi: int, sealed_count: int) -> array[int]:
+        """The sorted indexes of the sealed entries with lo <= file key <= hi, at least
+        those of the first ``sealed_count`` bundles. A project's explorer page reads its
+        entries 512 at a time: the list is kept between calls and brought up to date
+        from the bundles sealed since, so that a page costs one pass over the runs."""
+        known = self._file_ranges.get((lo, hi))
+        if known is not None and known[0] < sealed_count <= known[0] + FILE_RANGE_CATCH_UP:
+            added = await self._read_bundles(range(known[0], sealed_count))
+            new = [
+                n * TILE_WIDTH + k
+                for n, leaves in added.items()
+                for k, data in enumerate(leaves)
+                if (leaf := Leaf.parse(data)) is not None
+                and lo <= self.keys.file_key(leaf.identity.project, leaf.identity.version) <= hi
+            ]
+            known = (sealed_count, array("q", sorted({*known[1], *new})))
+        elif known is None or known[0] != sealed_count:
+            # Everything sealed when the runs are read: at least ``sealed_count`` bundles.
+            items = await self._sealed_items(FILE_RUNS, [(item(lo, 0), item(hi, KEY_LIMIT - 1))])
+            known = (sealed_count, array("q", sorted({i for _k, i in items})))
+        self._file_ranges[(lo, hi)] = known
+        self._file_ranges.move_to_end((lo, hi))
+        while len(self._file_ranges) > FILE_RANGE_CACHE:
+            self._file_ranges.popitem(last=False)
+        return known[1]
 
     async def _rows_by_signer(
         self, signer: str, start: int, below: int, limit: int
@@ -1151,10 +1204,12 @@ class PostgresStorage(IndexedLookups):
             )
         meta = {k: v for k, v in rows.meta.items() if k != SALT_KEY}
         if meta:
-            # The last step of a copy (migrate.py writes the metadata once the copy is
-            # proven): seal all entries copied so far, in one pass.
-            statements += [_meta_upsert(meta), _bulk_seal]
+            statements.append(_meta_upsert(meta))
         await self._transaction(statements)
+
+    async def settle(self) -> None:
+        # A copy is loaded into the tail; seal it in one pass before it is proven.
+        await self._transaction([_bulk_seal])
 
 
 # -- helpers -------------------------------------------------------------------------

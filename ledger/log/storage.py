@@ -415,6 +415,9 @@ class Storage(IndexedLookups):
         ) as cur:
             return [(int(r[0]), int(r[1]), bytes(r[2])) for r in await cur.fetchall()]
 
+    async def settle(self) -> None:
+        return None  # entries are stored as they are loaded
+
     async def load(self, rows: Copied) -> None:
         async with transaction(self._w, _write_failed) as db:
             ids = await self._insert_entries(db, rows.entries)

@@ -297,3 +297,9 @@ class LogStorage(Protocol):
         """Store rows copied from another store as they are, atomically (one transaction):
         entries, tiles (replacing), tree heads with their notes, metadata (replacing)."""
         ...
+
+    async def settle(self) -> None:
+        """After :meth:`load` has copied a log's entries: bring them into the layout the
+        engine keeps them in (one transaction; PostgreSQL seals full tiles, SQLite has
+        nothing to do), before the copy is proven."""
+        ...
