@@ -255,6 +255,14 @@ def test_warnings_name_other_hashes_of_a_verified_file() -> None:
         f"not in the log: the log holds sha256:{digest(FILES[3]).hex()}"
     )
     assert outcome.reason.endswith(f"for this file, you have sha256:{digest('changed').hex()}")
+    # one hash that several signers logged is named once, with each of its entries
+    again = Entry(sign_statement(MALLORY, good[0].entry.statement), 2)
+    twice = VerifiedEntry(9, encode_entry(again), again, _CP)
+    outcome = evaluate(policy, changed, [], {next(iter(same)): [*good, twice]})
+    assert (
+        f"the log holds sha256:{digest(FILES[3]).hex()} (entries #{good[0].index}, #9) "
+        "for this file" in outcome.reason
+    )
 
 
 def test_proxy_verdict_carries_the_warning() -> None:

@@ -183,8 +183,15 @@ def evaluate(
             )
         held = _held_for_file(a, same_file)
         if held:
+            # One hash logged by several signers is named once, with all its entries.
+            by_hash: dict[str, list[int]] = {}
+            for e in held:
+                by_hash.setdefault(e.entry.statement.sha256.hex(), []).append(e.index)
             digests = ", ".join(
-                f"sha256:{e.entry.statement.sha256.hex()} (entry #{e.index})" for e in held
+                f"sha256:{h} (entry #{ids[0]})"
+                if len(ids) == 1
+                else f"sha256:{h} (entries {', '.join(f'#{i}' for i in ids)})"
+                for h, ids in by_hash.items()
             )
             return Outcome(
                 a,
