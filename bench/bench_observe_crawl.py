@@ -33,11 +33,8 @@ with every figure as its last line.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -51,8 +48,8 @@ from common import machine_cpu, print_table  # noqa: E402
 
 from sigledger.client.publish.submit import write_key  # noqa: E402
 from sigledger.ledger.note import Signer  # noqa: E402
-from tests.helpers import LogProcess, sigledger_cmd, tree_env  # noqa: E402
-from tests.index import PyPIServer, wait_http, wheel  # noqa: E402
+from tests.helpers import LogProcess, run_cli  # noqa: E402
+from tests.index import PyPIServer, sdist, wheel  # noqa: E402
 
 # pypiserver's own cached-dir backend (``pypiserver[cache]``) without its file
 # watcher: listings and digests are computed once per process. Its simple-dir
@@ -76,31 +73,8 @@ sys.exit(main(sys.argv[1:]))
 class CachedPyPIServer(PyPIServer):
     """A real pypiserver (cached-dir backend) serving ``packages`` on loopback."""
 
-    def start(self) -> CachedPyPIServer:
-        self.proc = subprocess.Popen(
-            [
-                *(sys.executable, "-c", _CACHED_PYPISERVER, "run", "-p", str(self.port)),
-                *("-i", "127.0.0.1", "-a", ".", "-P", ".", "--disable-fallback"),
-                *("--backend", "cached-dir", "--log-stream", "none", str(self.packages)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_http(self.url, self.proc, timeout=60)
-        return self
-
-
-def sdist(name: str, version: str) -> tuple[str, bytes]:
-    """A minimal sdist: PKG-INFO only (enough for an index and an observer)."""
-    base = f"{name}-{version}"
-    info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        member = tarfile.TarInfo(f"{base}/PKG-INFO")
-        member.size = len(info)
-        member.mtime = 0
-        tar.addfile(member, io.BytesIO(info))
-    return f"{base}.tar.gz", buf.getvalue()
+    launcher = ("-c", _CACHED_PYPISERVER)
+    backend = "cached-dir"
 
 
 def generate(folder: Path, files: int, per_project: int, start: int = 0) -> int:
@@ -121,26 +95,12 @@ def generate(folder: Path, files: int, per_project: int, start: int = 0) -> int:
 
 
 def observe(args: argparse.Namespace, log: LogProcess, index: str, work: Path) -> dict[str, Any]:
-    cmd = [
-        *sigledger_cmd(),
-        "observe",
-        "--json",
-        "--index",
-        index,
-        "--log",
-        log.url,
-        "--log-key",
-        log.vkey,
-        "--key",
-        str(work / "observer.key"),
-        "--state",
-        str(work / "observer-state.json"),
-        "--concurrency",
-        str(args.concurrency),
-    ]
     started = time.monotonic()
-    r = subprocess.run(
-        cmd, capture_output=True, text=True, env=tree_env(), timeout=args.timeout, check=False
+    r = run_cli(
+        *("observe", "--json", "--index", index, "--log", log.url, "--log-key", log.vkey),
+        *("--key", str(work / "observer.key"), "--state", str(work / "observer-state.json")),
+        *("--concurrency", str(args.concurrency)),
+        timeout=args.timeout,
     )
     wall = time.monotonic() - started
     if r.returncode != 0:
@@ -178,19 +138,9 @@ def main() -> None:
             rerun = observe(args, log, server.url, work)
             generate(packages, args.new, args.per_project, start=next_project)
             server.stop()
-            port = server.port
-            server = CachedPyPIServer(packages)  # same folder and URL, a fresh listing
-            server.port, server.url = port, f"http://127.0.0.1:{port}/simple/"
-            server.start()
+            server.start()  # same folder and URL, a fresh listing
             incremental = observe(args, log, server.url, work)
-            tree = subprocess.run(
-                [*sigledger_cmd(), "checkpoint", "--json", "--log", log.url, "--log-key", log.vkey],
-                capture_output=True,
-                text=True,
-                env=tree_env(),
-                timeout=60,
-                check=False,
-            )
+            tree = run_cli("checkpoint", "--json", "--log", log.url, "--log-key", log.vkey)
         finally:
             server.stop()
             log.stop()

@@ -179,7 +179,11 @@ def publish(log_url: str, signer: Signer, filename: str, data: bytes) -> None:
 
 
 class PyPIServer:
-    """A real pypiserver serving ``packages`` on a free loopback port."""
+    """A real pypiserver serving ``packages`` on a free loopback port (the same port
+    again after :meth:`stop` and :meth:`start`)."""
+
+    launcher: tuple[str, ...] = ("-m", "pypiserver")  # after the Python interpreter
+    backend = "simple-dir"
 
     def __init__(self, packages: Path) -> None:
         self.packages = packages
@@ -190,29 +194,14 @@ class PyPIServer:
     def start(self) -> PyPIServer:
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "pypiserver",
-                "run",
-                "-p",
-                str(self.port),
-                "-i",
-                "127.0.0.1",
-                "-a",
-                ".",
-                "-P",
-                ".",
-                "--disable-fallback",
-                "--backend",
-                "simple-dir",
-                "--log-stream",
-                "none",
-                str(self.packages),
+                *(sys.executable, *self.launcher, "run", "-p", str(self.port)),
+                *("-i", "127.0.0.1", "-a", ".", "-P", ".", "--disable-fallback"),
+                *("--backend", self.backend, "--log-stream", "none", str(self.packages)),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_http(self.url, self.proc)
+        wait_http(self.url, self.proc, timeout=60)
         return self
 
     def stop(self) -> None:

@@ -61,7 +61,7 @@ import pytest
 
 from sigledger.client.install.environment import TargetEnvironment
 from tests.helpers import ROOT, tree_env
-from tests.index import PyPIServer, free_port, sdist, uv_exe, wheel
+from tests.index import PyPIServer, free_port, installer_env, sdist, uv_exe, wheel
 
 # Each file is one tour, in its own directory; the least number of commands it runs
 # (a README that lost its tour fails too).
@@ -243,24 +243,17 @@ class Tour:
             shim = bin_dir / name
             shim.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
             shim.chmod(0o755)
+        # pip and uv see nothing of this machine's configuration; nor does sigledger
         env = {
             k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("SIGLEDGER_", "XDG_", "PIP_", "UV_")) and k != "CI"
+            for k, v in installer_env(tmp).items()
+            if not k.startswith(("SIGLEDGER_", "XDG_")) and k != "CI"
         }
         env.update(
             HOME=str(self.home),
             PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             PYTHONUNBUFFERED="1",  # stdout and stderr in the order they were written
             PYTHONPATH=tree_env()["PYTHONPATH"],  # this checkout
-        )
-        # pip and uv see nothing of this machine's configuration
-        env.update(
-            PIP_CONFIG_FILE=os.devnull,
-            PIP_DISABLE_PIP_VERSION_CHECK="1",
-            UV_NO_CONFIG="1",
-            UV_CACHE_DIR=str(tmp / "uv-cache"),
-            UV_PYTHON_DOWNLOADS="never",
         )
         self.env = env
         self.ports = {port: free_port() for port in README_PORTS}

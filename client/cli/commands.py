@@ -372,9 +372,7 @@ def observe(args: argparse.Namespace, ui: Ui) -> int:
         if not args.follow:
             break
         time.sleep(args.interval)
-    if alarms:
-        return EXIT_FAIL
-    return EXIT_FAIL if errors else EXIT_OK
+    return EXIT_FAIL if alarms or errors else EXIT_OK
 
 
 def policy_pin(args: argparse.Namespace, ui: Ui) -> int:

@@ -208,9 +208,7 @@ async def observe_index(
     state: ObserverState,
     log_key: Verifier | None = None,
     concurrency: int = 8,
-    max_file: int = MAX_FILE,
     progress: Callable[[int, int], None] | None = None,
-    client: LogClient | None = None,
 ) -> ObserveReport:
     """Observe the new files of ``projects`` (default: every project of the index).
 
@@ -249,7 +247,7 @@ async def observe_index(
     async def fetch(project: str, f: IndexFile) -> None:
         try:
             async with gate:
-                got = await _download(upstream, f, max_file)
+                got = await _download(upstream, f, MAX_FILE)
             if isinstance(got, str):
                 report.errors.append({"filename": f.filename, "reason": got})
                 advance()
@@ -331,46 +329,35 @@ async def observe_index(
             await submit(log, batch)
             advance(len(report.alarms) - before)
 
-    owned = client is None
-    log = client if client is not None else LogClient(log_url)
-    try:
-        if owned:
-            await log.__aenter__()
-        await upstream.__aenter__()
+    async with LogClient(log_url) as log, upstream:
         try:
-            try:
-                names = list(projects) if projects else await upstream.projects()
-            except RefusedError as exc:
-                raise NetworkError(f"cannot list the index's projects: {exc.reason}") from None
-            report.projects = len(names)
-            listed = [pair for found in await asyncio.gather(*map(page, names)) for pair in found]
-            report.files = len(listed)
-            todo = [(p, f) for p, f in listed if state.wanted(f)]
-            total = len(todo)
-            if progress is not None and total:
-                progress(0, total)
-            sub = asyncio.create_task(submitter(log))
-            fetchers = asyncio.gather(*(fetch(p, f) for p, f in todo))
-            both: set[asyncio.Future[Any]] = {sub, fetchers}
-            try:
-                # The submitter ends early only by failing (the log refused, or cannot
-                # be reached): then the downloads, which may wait on the full queue, stop.
-                await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
-                if sub.done():
-                    sub.result()
-                await fetchers
-                await queue.put(None)
-                await sub
-            finally:
-                for task in both:
-                    if not task.done():
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+            names = list(projects) if projects else await upstream.projects()
+        except RefusedError as exc:
+            raise NetworkError(f"cannot list the index's projects: {exc.reason}") from None
+        report.projects = len(names)
+        listed = [pair for found in await asyncio.gather(*map(page, names)) for pair in found]
+        report.files = len(listed)
+        todo = [(p, f) for p, f in listed if state.wanted(f)]
+        total = len(todo)
+        if progress is not None and total:
+            progress(0, total)
+        sub = asyncio.create_task(submitter(log))
+        fetchers = asyncio.gather(*(fetch(p, f) for p, f in todo))
+        both: set[asyncio.Future[Any]] = {sub, fetchers}
+        try:
+            # The submitter ends early only by failing (the log refused, or cannot
+            # be reached): then the downloads, which may wait on the full queue, stop.
+            await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+            if sub.done():
+                sub.result()
+            await fetchers
+            await queue.put(None)
+            await sub
         finally:
-            await upstream.__aexit__(None, None, None)
-    finally:
-        if owned:
-            await log.__aexit__(None, None, None)
+            for task in both:
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
     report.seconds = time.monotonic() - started
     return report

@@ -84,15 +84,6 @@ async def logged_keys(
     return signers, observers, sorted(missing)
 
 
-async def logged_signers(
-    log: VerifiedLog, pins: Sequence[Pin]
-) -> tuple[dict[str, set[str]], list[str]]:
-    """Per project, the signers of entries that attest exactly the pinned files;
-    and the names of the pins no verified entry attests."""
-    signers, _, missing = await logged_keys(log, pins)
-    return signers, missing
-
-
 async def fetch_observer_key(client: LogClient) -> Verifier | None:
     """The log's own observer key (``GET /observer``), or None for a log that
     does not observe (404). Raises NetworkError when the log answers otherwise."""
