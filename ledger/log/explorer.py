@@ -680,7 +680,7 @@ async def handle_search(request: web.Request, view: _View) -> web.Response:
             raise PageError(
                 400, "Bad request", "publishers sign with Ed25519 (type 0x01) keys only"
             )
-        if await view.storage.signer_entries(verifier.vkey, Page(view.size, limit=1)):
+        if await _has_entries(view, verifier.vkey):
             raise _redirect(view.href("signer", verifier.vkey))
         return _no_results(view, q, f"No entries signed by {verifier.vkey}.")
     # What the pages show: a hash's first digits, a signer's name, a project's name.
@@ -736,8 +736,14 @@ async def _signers_named(view: _View, name: str) -> list[tuple[str, str]]:
     return [
         (view.href("signer", vkey), f"signer {vkey}")
         for vkey in vkeys
-        if await view.storage.signer_entries(vkey, Page(view.size, limit=1))
+        if await _has_entries(view, vkey)
     ]
+
+
+async def _has_entries(view: _View, vkey: str) -> bool:
+    """Whether ``vkey`` signed an entry the view shows (one row read: signer_entries
+    would read and sort them all)."""
+    return bool(await view.storage.signer_projects(vkey, view.size, 1, 1))
 
 
 def _redirect(location: str) -> web.HTTPSeeOther:

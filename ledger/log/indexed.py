@@ -216,8 +216,7 @@ class IndexedLookups:
         """Rows with lo <= hash key <= hi and index < below: the first ``limit`` by key."""
         raise NotImplementedError
 
-    async def _stored_violations(self) -> str | None:
-        """The identity violations recorded when an older schema was migrated (JSON)."""
+    async def get_meta(self, key: str) -> str | None:
         raise NotImplementedError
 
     async def read_entries(self, start: int, end: int) -> list[bytes]:
@@ -352,7 +351,7 @@ class IndexedLookups:
     async def identity_violations(self, limit: int = 1000) -> list[tuple[str, str, list[int]]]:
         # The sequencer refuses a second hash per (signer, identity); only logs written
         # before that rule can hold violations, and migrating them recorded which.
-        stored = await self._stored_violations()
+        stored = await self.get_meta(VIOLATIONS_KEY)
         if not stored:
             return []
         return [(str(s), str(i), [int(x) for x in ids]) for s, i, ids in json.loads(stored)][:limit]

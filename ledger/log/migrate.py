@@ -34,6 +34,7 @@ from pathlib import Path
 from sigledger.ledger import merkle
 from sigledger.ledger.errors import ConfigError, VerificationError
 from sigledger.ledger.log.database import describe, open_storage, parse_database_url
+from sigledger.ledger.log.indexed import SALT_KEY
 from sigledger.ledger.log.store import Copied, LogStorage, StoredHead
 from sigledger.ledger.log.tiletree import TiledTree
 from sigledger.ledger.service.sqlite import StorageError
@@ -46,8 +47,9 @@ Progress = Callable[[str, int, int], None]
 ``tree heads`` (done and total are tree sizes), ``proof`` (entries re-hashed)."""
 
 _FULL_TILE = TILE_WIDTH * 32
-# Metadata that belongs to the database engine, not to the log.
-_ENGINE_META = {"schema_version"}
+# Metadata that belongs to the database engine, not to the log (the index salt belongs
+# to one database's keys: a copy makes its own).
+_ENGINE_META = {"schema_version", SALT_KEY}
 
 
 @dataclass(frozen=True, slots=True)

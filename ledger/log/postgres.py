@@ -1116,9 +1116,6 @@ class PostgresStorage(IndexedLookups):
                 out.append((i, data[i]))
         return out
 
-    async def _stored_violations(self) -> str | None:
-        return await self.get_meta(VIOLATIONS_KEY)
-
     async def signers_between(self, low: str, high: str, limit: int) -> list[str]:
         rows = await self._fetch(
             "SELECT vkey FROM signers WHERE vkey >= $1 AND vkey < $2 ORDER BY vkey LIMIT $3",
@@ -1157,8 +1154,7 @@ class PostgresStorage(IndexedLookups):
     # -- bulk copy (sigledger migrate) ------------------------------------------
 
     async def all_meta(self) -> dict[str, str]:
-        # The index salt belongs to this database's keys: a copy makes its own.
-        rows = await self._fetch("SELECT key, value FROM meta WHERE key != $1", SALT_KEY)
+        rows = await self._fetch("SELECT key, value FROM meta")
         return {str(r[0]): str(r[1]) for r in rows}
 
     async def read_entry_rows(self, start: int, end: int) -> list[EntryRow]:

@@ -337,9 +337,6 @@ class Storage(IndexedLookups):
         )
         return [(int(r[0]), bytes(r[1])) for r in rows]
 
-    async def _stored_violations(self) -> str | None:
-        return await self.get_meta(VIOLATIONS_KEY)
-
     async def signers_between(self, low: str, high: str, limit: int) -> list[str]:
         rows = await self._r.execute_fetchall(
             "SELECT vkey FROM signers WHERE vkey >= ? AND vkey < ? ORDER BY vkey LIMIT ?",
@@ -382,10 +379,7 @@ class Storage(IndexedLookups):
     # -- bulk copy (sigledger migrate) ------------------------------------------
 
     async def all_meta(self) -> dict[str, str]:
-        # The index salt belongs to this file's keys: a copy makes its own.
-        async with self._r.execute(
-            "SELECT key, value FROM meta WHERE key != ?", (SALT_KEY,)
-        ) as cur:
+        async with self._r.execute("SELECT key, value FROM meta") as cur:
             return {str(r[0]): str(r[1]) for r in await cur.fetchall()}
 
     async def read_entry_rows(self, start: int, end: int) -> list[EntryRow]:
