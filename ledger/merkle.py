@@ -225,13 +225,21 @@ def _nodes_of(ranges: list[tuple[int, int]]) -> list[Node]:
     # The ranges of one proof are disjoint, so their nodes are distinct.
     nodes: list[Node] = []
     for lo, hi in ranges:
-        width = hi - lo
-        if width & (width - 1) == 0:  # a perfect subtree (all but the right edge)
-            level = width.bit_length() - 1
-            nodes.append((level, lo >> level))
+        node = _perfect(lo, hi)  # every range but the right edge
+        if node is not None:
+            nodes.append(node)
         else:
             nodes += subtree_nodes(lo, hi)
     return nodes
+
+
+def _perfect(lo: int, hi: int) -> Node | None:
+    """The one node of leaves [lo, hi) when they form a perfect subtree, else None."""
+    width = hi - lo
+    if width & (width - 1):
+        return None
+    level = width.bit_length() - 1
+    return level, lo >> level
 
 
 def _hashes_of(
@@ -241,10 +249,9 @@ def _hashes_of(
 ) -> list[bytes]:
     proof: list[bytes] = []
     for lo, hi in ranges:
-        if (hi - lo) & (hi - lo - 1) == 0:
-            # A perfect subtree: one stored node, no hashing.
-            level = (hi - lo).bit_length() - 1
-            proof.append(get_node(level, lo >> level))
+        node = _perfect(lo, hi)
+        if node is not None:  # one stored node, no hashing
+            proof.append(get_node(*node))
         elif memo is not None and (lo, hi) in memo:
             proof.append(memo[lo, hi])
         else:

@@ -57,6 +57,7 @@ import aiohttp
 from aiohttp import web
 
 from sigledger.ledger.errors import NoLeaderError
+from sigledger.ledger.log.observer import COMPLETE_HEADER
 from sigledger.ledger.log.postgres import PostgresStorage
 from sigledger.ledger.log.sequencer import Sequencer
 from sigledger.ledger.note import Signer
@@ -84,7 +85,7 @@ _RELAYED = (
     "retry-after",
     "cache-control",
     "access-control-allow-origin",
-    "x-sigledger-release-complete",  # observer.COMPLETE_HEADER
+    COMPLETE_HEADER.lower(),
 )
 
 

@@ -61,6 +61,8 @@ VIOLATIONS_KEY = "identity_violations"
 HASH_BITS = 47  # SQLite stores integers below 2**47 in 6 bytes
 VERSION_BITS = 24
 PROJECT_BITS = HASH_BITS - VERSION_BITS
+# Entries between progress lines of the engines' long migrations.
+REPORT_EVERY = 100_000
 # How many candidates one round trip fetches while filling a bounded answer.
 SCAN_CHUNK = 512
 
@@ -412,11 +414,10 @@ class IndexedLookups:
     ) -> list[tuple[str, str, int, int]]:
         files: dict[str, tuple[list[str], list[str], set[bytes], list[int]]] = {}
         for _i, _d, e in await self._project_rows(project, below, scan):
-            st = e
-            f = files.setdefault(st.identity.key, ([], [], set(), [0]))
-            f[0].append(st.version)
-            f[1].append(st.filename)
-            f[2].add(st.sha256)
+            f = files.setdefault(e.identity.key, ([], [], set(), [0]))
+            f[0].append(e.version)
+            f[1].append(e.filename)
+            f[2].add(e.sha256)
             f[3][0] += 1
         out = [
             (min(versions), min(names), len(hashes), count[0])

@@ -105,6 +105,7 @@ import asyncpg
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.log.database import redact
 from sigledger.ledger.log.indexed import (
+    REPORT_EVERY,
     SALT_KEY,
     VIOLATIONS_KEY,
     IndexedLookups,
@@ -197,7 +198,7 @@ async def _compact_entries(conn: Any) -> None:
             [e.sha256 for e in decoded],
             [e.index for e in decoded],
         )
-        if (int(rows[-1][0]) + 1) // 100_000 != start // 100_000:
+        if (int(rows[-1][0]) + 1) // REPORT_EVERY != start // REPORT_EVERY:
             log.info("migrating", extra={"done": int(rows[-1][0]) + 1, "entries": total})
         start = int(rows[-1][0]) + 1
     grouped = await conn.fetch(
@@ -393,7 +394,7 @@ async def _bulk_seal(conn: Any) -> None:
         if len(rows) != stop - start or int(rows[0][0]) != start:
             raise StorageError(f"entries {start}..{stop - 1} are not all stored")
         await _insert_bundles(conn, start // TILE_WIDTH, [bytes(r[1]) for r in rows])
-        if stop // 100_000 != start // 100_000:
+        if stop // REPORT_EVERY != start // REPORT_EVERY:
             log.info("sealing: bundles", extra={"done": stop, "entries": target * TILE_WIDTH})
     for kind, column in _RUN_COLUMNS:
         log.info("sealing: lookup keys", extra={"column": column})

@@ -583,7 +583,7 @@ class Sequencer:
             }
         )
         flat = [p.index for _u, res in accepted for p in res]
-        proofs = iter(merkle.prove_inclusions(flat, pub.size, get))
+        proofs = iter(merkle.prove_inclusions(flat, pub.size, get, self._edge_memo()))
         for unit, res in accepted:
             receipts = [
                 Receipt(
@@ -615,11 +615,15 @@ class Sequencer:
         # No await between here and the caller's use: the tree cannot change meanwhile.
         return tree.getter(tiles)
 
-    async def prove_inclusions(self, indexes: Sequence[int], size: int) -> list[list[bytes]]:
-        """Inclusion proofs of ``indexes`` in the tree of ``size`` (<= the tree's size)."""
+    def _edge_memo(self) -> dict[tuple[int, int], bytes]:
+        """The memo of right-edge hashes (see ``_edges``), a new one when it is full."""
         if len(self._edges) > EDGE_MEMO:
             self._edges = {}
-        memo = self._edges
+        return self._edges
+
+    async def prove_inclusions(self, indexes: Sequence[int], size: int) -> list[list[bytes]]:
+        """Inclusion proofs of ``indexes`` in the tree of ``size`` (<= the tree's size)."""
+        memo = self._edge_memo()
         nodes = {n for i in indexes for n in merkle.inclusion_nodes(i, size, memo)}
         get = await self._getter(nodes)
         return merkle.prove_inclusions(indexes, size, get, memo)

@@ -63,6 +63,7 @@ import aiosqlite
 
 from sigledger.ledger.errors import FormatError
 from sigledger.ledger.log.indexed import (
+    REPORT_EVERY,
     SALT_KEY,
     VIOLATIONS_KEY,
     IndexedLookups,
@@ -89,7 +90,6 @@ from sigledger.ledger.service.sqlite import (
 log = logging.getLogger("sigledger.storage")
 
 SCHEMA_VERSION = "3"
-REPORT_EVERY = 100_000  # entries between progress lines of a migration
 PAGE_SIZE = 8192
 # Lookups of at most this many keys run in the caller's thread (see the contracts).
 QUICK_KEYS = 16
