@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import aiohttp
 import pytest
@@ -52,6 +52,25 @@ def tree_env(env: dict[str, str] | None = None) -> dict[str, str]:
     path = merged.get("PYTHONPATH")
     merged["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
     return merged
+
+
+def pump_lines(
+    stream: IO[str], keep: list[str]
+) -> tuple[queue.Queue[str | None], threading.Thread]:
+    """Read a child's ``stream`` in a thread: each line appended to ``keep`` and
+    queued, then None at its end (so a reader can wait for a line with a timeout)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        with stream:
+            for line in stream:
+                keep.append(line)
+                lines.put(line)
+        lines.put(None)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return lines, thread
 
 
 def run_cli(
@@ -102,17 +121,8 @@ class LogProcess:
             text=True,
             env=self.env,
         )
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stderr is not None
-            with self.proc.stderr as stream:
-                for line in stream:
-                    self.stderr_lines.append(line)
-                    lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
+        assert self.proc.stderr is not None
+        lines, _ = pump_lines(self.proc.stderr, self.stderr_lines)
         deadline = time.monotonic() + timeout
         while not (self.url and self.vkey):
             try:
@@ -303,21 +313,15 @@ class ProxyProcess:
             text=True,
             env=tree_env(),
         )
-        found: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert self.proc.stdout is not None
-            with self.proc.stdout as stream:
-                for line in stream:
-                    self.lines.append(line)
-                    found.put(line)
-            found.put(None)
-
-        self.pump = threading.Thread(target=pump, daemon=True)
-        self.pump.start()
+        assert self.proc.stdout is not None
+        found, self.pump = pump_lines(self.proc.stdout, self.lines)
         deadline = time.monotonic() + timeout
         while not self.url:
-            line = found.get(timeout=max(0.01, deadline - time.monotonic()))
+            try:
+                line = found.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                self.proc.kill()
+                raise TimeoutError("proxy did not start: " + "".join(self.lines)) from None
             if line is None:
                 raise RuntimeError("proxy exited: " + "".join(self.lines))
             if m := re.search(r"listening on (http://\S+)/simple/", line):

@@ -60,7 +60,7 @@ from pathlib import Path
 import pytest
 
 from sigledger.client.install.environment import TargetEnvironment
-from tests.helpers import ROOT, tree_env
+from tests.helpers import ROOT, pump_lines, tree_env
 from tests.index import PyPIServer, free_port, installer_env, sdist, uv_exe, wheel
 
 # Each file is one tour, in its own directory; the least number of commands it runs
@@ -351,17 +351,8 @@ class Tour:
             text=True,
         )
         printed: list[str] = []
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                printed.append(line)
-                lines.put(line)
-            lines.put(None)
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
+        assert proc.stdout is not None
+        lines, reader = pump_lines(proc.stdout, printed)
         self.services[port] = (proc, reader)
         wanted = [*cmd.expected, "..."]
         deadline = time.monotonic() + SERVICE_TIMEOUT
