@@ -538,7 +538,9 @@ class Observer:
         assert q.project is not None
         if q.filename is not None:
             ident = file_identity(q.filename)
-            if ident.key in self._skipped or await self._observed([ident.key]):
+            # A release seen complete asks nothing more: no read on this lookup's path.
+            complete = key in self._seen and key in self._complete
+            if complete or ident.key in self._skipped or await self._observed([ident.key]):
                 return None
             version: str | None = parse_release_filename(q.filename)[1]  # as entries spell it
         else:
